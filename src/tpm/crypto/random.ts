@@ -1,0 +1,32 @@
+import { createHmac, randomBytes } from 'node:crypto';
+
+export type EntropySource = (n: number) => Buffer;
+
+export const systemEntropy: EntropySource = (n) => randomBytes(n);
+
+/**
+ * The TPM's random number generator: entropy from the injected source, with StirRandom input
+ * mixed into an HMAC-SHA256 key whose output stream is XORed over it. Stirring can only add
+ * unpredictability, and a test that pins the source gets reproducible output.
+ */
+export class TpmRandom {
+  private key: Buffer | null = null;
+  private counter = 0;
+
+  constructor(private readonly entropy: EntropySource = systemEntropy) {}
+
+  bytes(n: number): Buffer {
+    const out = this.entropy(n);
+    if (!this.key) return out;
+    for (let off = 0; off < n; off += 32) {
+      const block = createHmac('sha256', this.key).update(Buffer.from([this.counter >>> 24, this.counter >>> 16, this.counter >>> 8, this.counter])).digest();
+      this.counter = (this.counter + 1) >>> 0;
+      for (let i = 0; i < 32 && off + i < n; i++) out[off + i]! ^= block[i]!;
+    }
+    return out;
+  }
+
+  stir(input: Uint8Array): void {
+    this.key = createHmac('sha256', this.key ?? Buffer.alloc(32)).update(input).digest();
+  }
+}

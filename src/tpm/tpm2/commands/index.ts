@@ -1,0 +1,21 @@
+import type { CommandDef } from '../command.ts';
+import { capabilityCommands } from './capability.ts';
+import { clockCommands } from './clock.ts';
+import { hashCommands } from './hash.ts';
+import { pcrCommands } from './pcr.ts';
+import { randomCommands } from './random.ts';
+import { selfTestCommands } from './self-test.ts';
+import { startupCommands } from './startup.ts';
+import { testParmsCommands } from './test-parms.ts';
+
+/** Every implemented TPM 2.0 command; one module per command family. */
+export const COMMANDS: readonly CommandDef[] = [
+  ...startupCommands,
+  ...selfTestCommands,
+  ...randomCommands,
+  ...capabilityCommands,
+  ...testParmsCommands,
+  ...hashCommands,
+  ...pcrCommands,
+  ...clockCommands,
+];

@@ -1,0 +1,223 @@
+import { TpmRandom, type EntropySource } from '../crypto/random.ts';
+import { CC, HT, RH, SU } from './constants.ts';
+import type { CommandDef } from './command.ts';
+import { COMMANDS } from './commands/index.ts';
+import { dispatch } from './dispatcher.ts';
+import { RC, TpmError } from './rc.ts';
+import { CLOCK_UPDATE_INTERVAL, MAX_COMMAND_SIZE } from './limits.ts';
+import { TpmClock } from './state/clock.ts';
+import { PcrBanks } from './state/pcr-banks.ts';
+import { ObjectSlots } from './state/objects.ts';
+import { MemoryStateStore, type StateStore } from './state/store.ts';
+import { DEFAULT_IDENTITY, type TpmIdentity } from './capability/properties.ts';
+import { deserializeNv, manufacture, serializeNv, type NvState } from './state/nv-state.ts';
+
+export interface Tpm2Options {
+  /** Where NV lives; default in memory. */
+  store?: StateStore;
+  /** Milliseconds, monotonic; default performance.now. */
+  now?: () => number;
+  /** Entropy for the RNG and for manufacturing; default the system's. */
+  entropy?: EntropySource;
+  /** PCRs per bank (PC-Client: 24). */
+  pcrCount?: number;
+  /** Transient object slots. */
+  objectSlots?: number;
+  /** Manufacturer and vendor strings GetCapability reports. */
+  identity?: TpmIdentity;
+  /** Told of internal faults (a bug or an I/O failure); the command gets TPM_RC_FAILURE. */
+  onInternalError?: (e: unknown) => void;
+}
+
+
+const TABLE: ReadonlyMap<number, CommandDef> = new Map(COMMANDS.map((c) => [c.cc, c]));
+
+/** Strips trailing zeros, as the TPM does before comparing an authValue. */
+function trimAuth(a: Buffer): Buffer {
+  let n = a.length;
+  while (n > 0 && a[n - 1] === 0) n--;
+  return n === a.length ? a : a.subarray(0, n);
+}
+
+/**
+ * One TPM 2.0: NV state, volatile state and the command table. Deterministic given its store,
+ * clock and entropy source; no module-level state, so a process can hold thousands.
+ */
+export class Tpm2Engine {
+  readonly pcrCount: number;
+  readonly maxCommandSize = MAX_COMMAND_SIZE;
+  readonly commands = TABLE;
+  readonly random: TpmRandom;
+  readonly clock: TpmClock;
+  readonly objects: ObjectSlots;
+  nv: NvState;
+  pcrs: PcrBanks;
+  started = false;
+  /** Whether the last Startup followed an orderly Shutdown (TPMA_STARTUP_CLEAR.orderly). */
+  orderlyStart = false;
+  readonly identity: TpmIdentity;
+  /** Platform hierarchy authValue: volatile, cleared at every Startup(CLEAR). */
+  platformAuth: Buffer = Buffer.alloc(0);
+  /** Set by handlers that changed NV; the dispatcher persists once per command. */
+  private nvDirty = false;
+  private readonly store: StateStore;
+  private readonly onInternalError: (e: unknown) => void;
+
+  constructor(opts: Tpm2Options = {}) {
+    this.store = opts.store ?? new MemoryStateStore();
+    this.pcrCount = opts.pcrCount ?? 24;
+    if (!Number.isInteger(this.pcrCount) || this.pcrCount < 24 || this.pcrCount > 256) {
+      throw new RangeError('pcrCount must be an integer from 24 to 256');
+    }
+    this.random = new TpmRandom(opts.entropy);
+    this.identity = opts.identity ?? DEFAULT_IDENTITY;
+    this.onInternalError = opts.onInternalError ?? (() => {});
+    const now = opts.now ?? (() => performance.now());
+    const stored = this.store.load();
+    if (stored) {
+      this.nv = deserializeNv(stored);
+    } else {
+      this.nv = manufacture(this.pcrCount, (n) => this.random.bytes(n));
+      this.nv.shutdown = 'clear';
+      this.store.save(serializeNv(this.nv));
+    }
+    this.clock = new TpmClock(now, this.nv.clock);
+    this.objects = new ObjectSlots(opts.objectSlots ?? 3);
+    this.pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
+    this.pcrs.initialize();
+  }
+
+  /** Executes one command; always returns a response. */
+  execute(command: Uint8Array, locality = 0): Buffer {
+    const buf = Buffer.isBuffer(command) ? command : Buffer.from(command.buffer, command.byteOffset, command.byteLength);
+    return dispatch(this, this.commands, buf, locality);
+  }
+
+  /** _TPM_Init: volatile state is lost; the next command must be TPM2_Startup. */
+  powerOn(): void {
+    this.started = false;
+    this.objects.clear();
+    this.clock.powerOn(this.nv.clock);
+    this.pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
+    this.pcrs.initialize();
+  }
+
+  /** Power removed: nothing is written, exactly as a chip losing power writes nothing. */
+  powerOff(): void {
+    this.started = false;
+  }
+
+  markNvDirty(): void {
+    this.nvDirty = true;
+  }
+
+  /** Called by the dispatcher after each successful command. */
+  afterCommand(def: CommandDef): void {
+    if (this.nv.shutdown !== 'none' && def.cc !== CC.Shutdown && def.cc !== CC.GetCapability) {
+      // Anything done after Shutdown makes the saved state stale: the next start is not orderly.
+      this.nv.shutdown = 'none';
+      this.nv.saved = null;
+      this.nvDirty = true;
+    }
+    const clock = this.clock.clock;
+    if (clock - this.nv.clock >= BigInt(CLOCK_UPDATE_INTERVAL)) this.persistClock();
+    if (this.nvDirty) this.commitNv();
+  }
+
+  persistClock(): void {
+    this.nv.clock = this.clock.clock;
+    this.nv.clockSafe = true;
+    this.nvDirty = true;
+  }
+
+  commitNv(): void {
+    this.store.save(serializeNv(this.nv));
+    this.nvDirty = false;
+  }
+
+  reportInternalError(e: unknown): void {
+    this.onInternalError(e);
+  }
+
+  /** TPM2_Startup: TPM Reset, TPM Restart or TPM Resume, by what the last Shutdown saved. */
+  startup(type: number): void {
+    const nv = this.nv;
+    this.orderlyStart = nv.shutdown !== 'none';
+    if (type === SU.STATE) {
+      if (nv.shutdown !== 'state' || !nv.saved || nv.pendingAllocation) throw TpmError.parameter(RC.VALUE, 1);
+      this.pcrs.restoreState(nv.saved.pcrs);
+      this.pcrs.updateCounter = nv.saved.pcrUpdateCounter;
+      nv.restartCount++;
+    } else {
+      if (nv.pendingAllocation) {
+        nv.allocation = nv.pendingAllocation;
+        nv.pendingAllocation = null;
+      }
+      this.pcrs = new PcrBanks(this.pcrCount, nv.allocation);
+      this.pcrs.initialize();
+      if (nv.shutdown === 'state') {
+        nv.restartCount++;
+      } else {
+        if (nv.shutdown === 'none') nv.clockSafe = false;
+        nv.resetCount++;
+        nv.restartCount = 0;
+      }
+      this.platformAuth = Buffer.alloc(0);
+    }
+    nv.shutdown = 'none';
+    nv.saved = null;
+    this.started = true;
+    this.markNvDirty();
+  }
+
+  /** TPM2_Shutdown: records an orderly shutdown and, for STATE, what Startup(STATE) restores. */
+  shutdown(type: number): void {
+    const nv = this.nv;
+    if (type === SU.STATE) {
+      nv.saved = { pcrs: this.pcrs.saveState(), pcrUpdateCounter: this.pcrs.updateCounter };
+      nv.shutdown = 'state';
+    } else {
+      nv.saved = null;
+      nv.shutdown = 'clear';
+    }
+    this.persistClock();
+  }
+
+  /** TPM_RC_SUCCESS if the handle names something present, else the code the dispatcher numbers. */
+  checkHandle(h: number): number {
+    switch (h >>> 24) {
+      case HT.PCR:
+        return h < this.pcrCount ? RC.SUCCESS : RC.VALUE;
+      case HT.PERMANENT:
+        return RC.SUCCESS;
+      case HT.TRANSIENT:
+        return this.objects.get(h) ? RC.SUCCESS : RC.HANDLE;
+      case HT.HMAC_SESSION:
+      case HT.POLICY_SESSION:
+        return RC.REFERENCE_H0;
+      default:
+        return RC.HANDLE;
+    }
+  }
+
+  /** The authValue of an entity, trailing zeros removed. */
+  authValue(h: number): Buffer {
+    switch (h) {
+      case RH.OWNER:
+        return trimAuth(this.nv.auth.owner);
+      case RH.ENDORSEMENT:
+        return trimAuth(this.nv.auth.endorsement);
+      case RH.LOCKOUT:
+        return trimAuth(this.nv.auth.lockout);
+      case RH.PLATFORM:
+        return trimAuth(this.platformAuth);
+    }
+    const obj = h >>> 24 === HT.TRANSIENT ? this.objects.get(h) : undefined;
+    return obj ? trimAuth(obj.auth) : Buffer.alloc(0);
+  }
+
+  /** TPM_RC_BAD_AUTH for entities outside dictionary-attack protection, TPM_RC_AUTH_FAIL otherwise. */
+  authFailureCode(h: number): number {
+    return h === RH.PLATFORM || h >>> 24 === HT.PCR ? RC.BAD_AUTH : RC.AUTH_FAIL;
+  }
+}

@@ -1,0 +1,121 @@
+import { HASH_ALGS, digest, digestSize, hashAlg } from '../../crypto/hash.ts';
+import { isSelected, type PcrSelection } from '../types/pcr.ts';
+import { pcrAttributes } from './pcr-attributes.ts';
+
+/** One bank: the PCR values of one hash algorithm, allocated PCRs only. */
+interface Bank {
+  readonly alg: number;
+  readonly size: number;
+  readonly allocated: Buffer;
+  readonly values: Buffer[];
+}
+
+/** The allocation of each implemented bank: a bitmap of allocated PCRs per algorithm. */
+export type PcrAllocation = Map<number, Buffer>;
+
+export function fullAllocation(pcrCount: number): PcrAllocation {
+  const bytes = Math.ceil(pcrCount / 8);
+  const m: PcrAllocation = new Map();
+  for (const h of HASH_ALGS) {
+    const sel = Buffer.alloc(bytes);
+    for (let p = 0; p < pcrCount; p++) sel[p >> 3]! |= 1 << (p & 7);
+    m.set(h.alg, sel);
+  }
+  return m;
+}
+
+/**
+ * The PCR banks of one engine. Values live in per-PCR buffers so an extend hashes and swaps one
+ * buffer without touching the rest.
+ */
+export class PcrBanks {
+  private readonly banks: Bank[] = [];
+  /** TPM2_PCR_Read's pcrUpdateCounter. */
+  updateCounter = 0;
+
+  constructor(readonly pcrCount: number, allocation: PcrAllocation) {
+    for (const h of HASH_ALGS) {
+      const allocated = allocation.get(h.alg) ?? Buffer.alloc(Math.ceil(pcrCount / 8));
+      this.banks.push({ alg: h.alg, size: h.size, allocated, values: Array.from({ length: pcrCount }, () => Buffer.alloc(h.size)) });
+    }
+  }
+
+  /** Sets every PCR to its power-on value (zeros; ones for the D-RTM PCRs). */
+  initialize(keep?: (pcr: number) => boolean): void {
+    for (const b of this.banks) {
+      for (let p = 0; p < this.pcrCount; p++) {
+        if (keep?.(p)) continue;
+        b.values[p]!.fill(pcrAttributes(p).initOnes ? 0xff : 0x00);
+      }
+    }
+  }
+
+  isAllocated(alg: number, pcr: number): boolean {
+    const b = this.bank(alg);
+    return b !== undefined && pcr < this.pcrCount && isSelected(b.allocated, pcr);
+  }
+
+  /** Banks with at least one allocated PCR, in algorithm order. */
+  activeBanks(): number[] {
+    return this.banks.filter((b) => b.allocated.some((x) => x !== 0)).map((b) => b.alg);
+  }
+
+  /** The current allocation as TPML_PCR_SELECTION reports it (every implemented bank). */
+  allocation(): PcrSelection[] {
+    return this.banks.map((b) => ({ hash: b.alg, select: Buffer.from(b.allocated) }));
+  }
+
+  private bank(alg: number): Bank | undefined {
+    return this.banks.find((b) => b.alg === alg);
+  }
+
+  /** The value of an allocated PCR, or undefined. */
+  value(alg: number, pcr: number): Buffer | undefined {
+    return this.isAllocated(alg, pcr) ? this.bank(alg)!.values[pcr] : undefined;
+  }
+
+  /** Extends one bank of one PCR with a digest of that bank's size; unallocated banks ignore it. */
+  extend(alg: number, pcr: number, d: Uint8Array): void {
+    const b = this.bank(alg);
+    if (!b || !isSelected(b.allocated, pcr)) return;
+    b.values[pcr] = digest(alg, b.values[pcr]!, d);
+  }
+
+  /** Extends every allocated bank of a PCR with the digest of `data` in that bank's algorithm. */
+  extendData(pcr: number, data: Uint8Array): void {
+    for (const b of this.banks) if (isSelected(b.allocated, pcr)) b.values[pcr] = digest(b.alg, b.values[pcr]!, digest(b.alg, data));
+  }
+
+  reset(pcr: number): void {
+    for (const b of this.banks) if (isSelected(b.allocated, pcr)) b.values[pcr]!.fill(0);
+  }
+
+  noteChanged(pcr: number): void {
+    if (!pcrAttributes(pcr).noIncrement) this.updateCounter = (this.updateCounter + 1) >>> 0;
+  }
+
+  /** Snapshot of the state-saved PCRs, for Shutdown(STATE). */
+  saveState(): Record<number, string[]> {
+    const out: Record<number, string[]> = {};
+    for (const b of this.banks) {
+      out[b.alg] = b.values.map((v, p) => (pcrAttributes(p).stateSave ? v.toString('hex') : ''));
+    }
+    return out;
+  }
+
+  /** Restores what saveState() recorded; PCRs it did not record get their power-on value. */
+  restoreState(saved: Record<number, string[]>): void {
+    this.initialize();
+    for (const b of this.banks) {
+      const vals = saved[b.alg];
+      if (!vals) continue;
+      vals.forEach((hex, p) => {
+        if (hex && p < this.pcrCount && hex.length === b.size * 2) b.values[p] = Buffer.from(hex, 'hex');
+      });
+    }
+  }
+}
+
+export function isImplementedBank(alg: number): boolean {
+  return hashAlg(alg) !== undefined && digestSize(alg) > 0;
+}
