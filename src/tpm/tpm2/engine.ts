@@ -2,12 +2,13 @@ import { TpmRandom, type EntropySource } from '../crypto/random.ts';
 import { CC, HT, RH, SU } from './constants.ts';
 import type { CommandDef } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
-import { dispatch } from './dispatcher.ts';
+import { compileTable, dispatch, type CompiledCommand } from './dispatcher.ts';
 import { RC, TpmError } from './rc.ts';
 import { CLOCK_UPDATE_INTERVAL, MAX_COMMAND_SIZE } from './limits.ts';
 import { TpmClock } from './state/clock.ts';
 import { PcrBanks } from './state/pcr-banks.ts';
 import { ObjectSlots } from './state/objects.ts';
+import { SessionSlots } from './auth/sessions.ts';
 import { MemoryStateStore, type StateStore } from './state/store.ts';
 import { DEFAULT_IDENTITY, type TpmIdentity } from './capability/properties.ts';
 import { deserializeNv, manufacture, serializeNv, type NvState } from './state/nv-state.ts';
@@ -23,6 +24,8 @@ export interface Tpm2Options {
   pcrCount?: number;
   /** Transient object slots. */
   objectSlots?: number;
+  /** Loaded session slots. */
+  sessionSlots?: number;
   /** Manufacturer and vendor strings GetCapability reports. */
   identity?: TpmIdentity;
   /** Told of internal faults (a bug or an I/O failure); the command gets TPM_RC_FAILURE. */
@@ -30,7 +33,7 @@ export interface Tpm2Options {
 }
 
 
-const TABLE: ReadonlyMap<number, CommandDef> = new Map(COMMANDS.map((c) => [c.cc, c]));
+const TABLE: ReadonlyMap<number, CompiledCommand> = compileTable(COMMANDS);
 
 /** Strips trailing zeros, as the TPM does before comparing an authValue. */
 function trimAuth(a: Buffer): Buffer {
@@ -47,9 +50,12 @@ export class Tpm2Engine {
   readonly pcrCount: number;
   readonly maxCommandSize = MAX_COMMAND_SIZE;
   readonly commands = TABLE;
+  private clockCheckAt = 0;
+  private readonly now: () => number;
   readonly random: TpmRandom;
   readonly clock: TpmClock;
   readonly objects: ObjectSlots;
+  readonly sessions: SessionSlots;
   nv: NvState;
   pcrs: PcrBanks;
   started = false;
@@ -73,6 +79,7 @@ export class Tpm2Engine {
     this.identity = opts.identity ?? DEFAULT_IDENTITY;
     this.onInternalError = opts.onInternalError ?? (() => {});
     const now = opts.now ?? (() => performance.now());
+    this.now = now;
     const stored = this.store.load();
     if (stored) {
       this.nv = deserializeNv(stored);
@@ -83,6 +90,7 @@ export class Tpm2Engine {
     }
     this.clock = new TpmClock(now, this.nv.clock);
     this.objects = new ObjectSlots(opts.objectSlots ?? 3);
+    this.sessions = new SessionSlots(opts.sessionSlots ?? 3);
     this.pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
     this.pcrs.initialize();
   }
@@ -97,6 +105,7 @@ export class Tpm2Engine {
   powerOn(): void {
     this.started = false;
     this.objects.clear();
+    this.sessions.clear();
     this.clock.powerOn(this.nv.clock);
     this.pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
     this.pcrs.initialize();
@@ -119,8 +128,12 @@ export class Tpm2Engine {
       this.nv.saved = null;
       this.nvDirty = true;
     }
-    const clock = this.clock.clock;
-    if (clock - this.nv.clock >= BigInt(CLOCK_UPDATE_INTERVAL)) this.persistClock();
+    // Checking the clock costs a BigInt; once a second is plenty for a 70-minute update interval.
+    const t = this.now();
+    if (t >= this.clockCheckAt) {
+      this.clockCheckAt = t + 1000;
+      if (this.clock.clock - this.nv.clock >= BigInt(CLOCK_UPDATE_INTERVAL)) this.persistClock();
+    }
     if (this.nvDirty) this.commitNv();
   }
 
@@ -194,7 +207,7 @@ export class Tpm2Engine {
         return this.objects.get(h) ? RC.SUCCESS : RC.HANDLE;
       case HT.HMAC_SESSION:
       case HT.POLICY_SESSION:
-        return RC.REFERENCE_H0;
+        return this.sessions.get(h) ? RC.SUCCESS : RC.REFERENCE_H0;
       default:
         return RC.HANDLE;
     }
@@ -214,6 +227,20 @@ export class Tpm2Engine {
     }
     const obj = h >>> 24 === HT.TRANSIENT ? this.objects.get(h) : undefined;
     return obj ? trimAuth(obj.auth) : Buffer.alloc(0);
+  }
+
+  /** The Name of an entity: the handle itself for all but objects and NV indices. */
+  nameOf(h: number): Buffer {
+    const obj = h >>> 24 === HT.TRANSIENT ? this.objects.get(h) : undefined;
+    if (obj?.name) return obj.name;
+    const b = Buffer.allocUnsafe(4);
+    b.writeUInt32BE(h >>> 0);
+    return b;
+  }
+
+  /** The authPolicy of an entity (empty: no policy can satisfy it). */
+  authPolicy(_h: number): Buffer {
+    return Buffer.alloc(0);
   }
 
   /** TPM_RC_BAD_AUTH for entities outside dictionary-attack protection, TPM_RC_AUTH_FAIL otherwise. */

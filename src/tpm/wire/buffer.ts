@@ -155,6 +155,11 @@ export class Writer {
     this.buf.writeUInt16BE(v & 0xffff, at);
   }
 
+  /** A live view of the bytes written from `start` on (valid until the next write). */
+  view(start: number): Buffer {
+    return this.buf.subarray(start, this.pos);
+  }
+
   /** The written bytes (a view; the writer must not be used afterwards). */
   finish(): Buffer {
     return this.buf.subarray(0, this.pos);

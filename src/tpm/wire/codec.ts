@@ -9,6 +9,8 @@ import { Reader, Writer } from './buffer.ts';
 export interface Codec<T> {
   encode(w: Writer, v: T): void;
   decode(r: Reader): T;
+  /** Set on TPM2B codecs: a first parameter of this kind may be session-encrypted. */
+  readonly sized?: true;
 }
 
 export type Decoded<C> = C extends Codec<infer T> ? T : never;
@@ -22,6 +24,10 @@ export const i8 = codec<number>((w, v) => w.i8(v), (r) => r.i8());
 export const u16 = codec<number>((w, v) => w.u16(v), (r) => r.u16());
 export const u32 = codec<number>((w, v) => w.u32(v), (r) => r.u32());
 export const u64 = codec<bigint>((w, v) => w.u64(v), (r) => r.u64());
+
+function sizedCodec<T>(encode: (w: Writer, v: T) => void, decode: (r: Reader) => T): Codec<T> {
+  return { encode, decode, sized: true };
+}
 
 /** A value restricted to a set (a TPMI_ interface type); anything else fails with `rc`. */
 export function oneOf(base: Codec<number>, allowed: Iterable<number>, rc: number = RC.VALUE): Codec<number> {
@@ -54,7 +60,7 @@ export const yesNo = codec<boolean>(
 
 /** A TPM2B of bytes: a u16 size then that many bytes, at most `max`. Decoding copies. */
 export function sized(max: number): Codec<Buffer> {
-  return codec(
+  return sizedCodec(
     (w, v) => {
       w.u16(v.length);
       w.bytes(v);
@@ -72,7 +78,7 @@ export function sized(max: number): Codec<Buffer> {
  * the structure consumes. A zero size decodes to null where the specification allows it.
  */
 export function sizedStruct<T>(inner: Codec<T>, allowEmpty = false): Codec<T | null> {
-  return codec(
+  return sizedCodec(
     (w, v) => {
       if (v === null) {
         w.u16(0);

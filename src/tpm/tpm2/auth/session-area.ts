@@ -29,10 +29,13 @@ function isSessionHandle(h: number): boolean {
   return ht === HT.HMAC_SESSION || ht === HT.POLICY_SESSION;
 }
 
+const EMPTY = Buffer.alloc(0);
+
+/** A TPM2B as a view into the command: session values are consumed before the command returns. */
 function sized(r: Reader, max: number): Buffer {
   const n = r.u16();
   if (n > max) throw new TpmError(RC.SIZE);
-  return Buffer.from(r.bytes(n));
+  return n === 0 ? EMPTY : r.bytes(n);
 }
 
 /**

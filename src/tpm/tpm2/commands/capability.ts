@@ -47,7 +47,7 @@ function answer(tpm: Tpm2Engine, capability: number, property: number, count: nu
       return [{ capability, items }, more];
     }
     case CAP.COMMANDS: {
-      const all = [...tpm.commands.values()].sort((a, b) => a.cc - b.cc);
+      const all = [...tpm.commands.values()].map((c) => c.def).sort((a, b) => a.cc - b.cc);
       const [defs, more] = page(all, (d) => d.cc, property, count, MAX_CAP.commands);
       return [{ capability, items: defs.map(commandAttributes) }, more];
     }

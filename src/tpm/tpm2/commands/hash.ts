@@ -82,6 +82,8 @@ export const hashCommands = [
       const seq: SequenceObject = {
         kind: event ? 'eventSequence' : 'hashSequence',
         auth,
+        // A sequence's nameAlg is TPM_ALG_NULL, so its Name (in cpHash) is empty.
+        name: Buffer.alloc(0),
         hashAlg,
         states: algs.map((alg) => ({ alg, state: startHash(alg) })),
         prefix: Buffer.alloc(0),

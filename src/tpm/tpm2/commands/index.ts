@@ -5,6 +5,7 @@ import { hashCommands } from './hash.ts';
 import { pcrCommands } from './pcr.ts';
 import { randomCommands } from './random.ts';
 import { selfTestCommands } from './self-test.ts';
+import { contextCommands, sessionCommands } from './session.ts';
 import { startupCommands } from './startup.ts';
 import { testParmsCommands } from './test-parms.ts';
 
@@ -18,4 +19,6 @@ export const COMMANDS: readonly CommandDef[] = [
   ...hashCommands,
   ...pcrCommands,
   ...clockCommands,
+  ...sessionCommands,
+  ...contextCommands,
 ];

@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import { HASH_ALGS, digest, digestSize, hashAlg } from '../../crypto/hash.ts';
 import { isSelected, type PcrSelection } from '../types/pcr.ts';
 import { pcrAttributes } from './pcr-attributes.ts';
@@ -5,9 +6,12 @@ import { pcrAttributes } from './pcr-attributes.ts';
 /** One bank: the PCR values of one hash algorithm, allocated PCRs only. */
 interface Bank {
   readonly alg: number;
+  readonly name: string;
   readonly size: number;
   readonly allocated: Buffer;
   readonly values: Buffer[];
+  /** old value || new digest, hashed in one native call per extend. */
+  readonly scratch: Buffer;
 }
 
 /** The allocation of each implemented bank: a bitmap of allocated PCRs per algorithm. */
@@ -30,13 +34,23 @@ export function fullAllocation(pcrCount: number): PcrAllocation {
  */
 export class PcrBanks {
   private readonly banks: Bank[] = [];
+  private readonly byAlg = new Map<number, Bank>();
   /** TPM2_PCR_Read's pcrUpdateCounter. */
   updateCounter = 0;
 
   constructor(readonly pcrCount: number, allocation: PcrAllocation) {
     for (const h of HASH_ALGS) {
       const allocated = allocation.get(h.alg) ?? Buffer.alloc(Math.ceil(pcrCount / 8));
-      this.banks.push({ alg: h.alg, size: h.size, allocated, values: Array.from({ length: pcrCount }, () => Buffer.alloc(h.size)) });
+      const bank: Bank = {
+        alg: h.alg,
+        name: h.name,
+        size: h.size,
+        allocated,
+        values: Array.from({ length: pcrCount }, () => Buffer.alloc(h.size)),
+        scratch: Buffer.alloc(2 * h.size),
+      };
+      this.banks.push(bank);
+      this.byAlg.set(h.alg, bank);
     }
   }
 
@@ -66,7 +80,7 @@ export class PcrBanks {
   }
 
   private bank(alg: number): Bank | undefined {
-    return this.banks.find((b) => b.alg === alg);
+    return this.byAlg.get(alg);
   }
 
   /** The value of an allocated PCR, or undefined. */
@@ -76,9 +90,11 @@ export class PcrBanks {
 
   /** Extends one bank of one PCR with a digest of that bank's size; unallocated banks ignore it. */
   extend(alg: number, pcr: number, d: Uint8Array): void {
-    const b = this.bank(alg);
+    const b = this.byAlg.get(alg);
     if (!b || !isSelected(b.allocated, pcr)) return;
-    b.values[pcr] = digest(alg, b.values[pcr]!, d);
+    b.values[pcr]!.copy(b.scratch, 0);
+    b.scratch.set(d, b.size);
+    b.values[pcr] = hash(b.name, b.scratch, 'buffer');
   }
 
   /** Extends every allocated bank of a PCR with the digest of `data` in that bank's algorithm. */

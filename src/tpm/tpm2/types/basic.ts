@@ -23,7 +23,10 @@ export const maxBuffer = sized(MAX_BUFFER); // TPM2B_MAX_BUFFER
 export const eventBuf = sized(MAX_BUFFER); // TPM2B_EVENT
 export const sensitiveData = sized(MAX_SYM_DATA); // TPM2B_SENSITIVE_DATA
 
-/** TPMT_HA: a digest tagged with its algorithm; the size follows from the algorithm. */
+/**
+ * TPMT_HA: a digest tagged with its algorithm; the size follows from the algorithm. Decoding
+ * returns a view into the command (PCR extends consume digests at once); keepers must copy.
+ */
 export interface TaggedHash {
   hashAlg: number;
   digest: Buffer;
@@ -37,7 +40,7 @@ export const taggedHash: Codec<TaggedHash> = codec(
   (r) => {
     const hashAlg = r.u16();
     if (!isHashAlg(hashAlg)) throw new TpmError(RC.HASH);
-    return { hashAlg, digest: Buffer.from(r.bytes(digestSize(hashAlg))) };
+    return { hashAlg, digest: r.bytes(digestSize(hashAlg)) };
   },
 );
 

@@ -179,3 +179,27 @@ export const publicParms: Codec<PublicParms> = codec(
   },
   (r) => decodeParmsBody(r, r.u16()),
 );
+
+/**
+ * TPMT_SYM_DEF+ (session parameter encryption): NULL, AES with key size and mode, or XOR with
+ * a hash (carried in keyBits, as TPMU_SYM_KEY_BITS does).
+ */
+export const symDefOrNull: Codec<SymDef> = codec(
+  (w, v) => {
+    w.u16(v.algorithm);
+    if (v.algorithm === ALG.NULL) return;
+    w.u16(v.keyBits);
+    if (v.algorithm !== ALG.XOR) w.u16(v.mode);
+  },
+  (r) => {
+    const algorithm = r.u16();
+    if (algorithm === ALG.NULL) return NULL_SYM;
+    if (algorithm === ALG.XOR) return { algorithm, keyBits: algHash.decode(r), mode: ALG.NULL };
+    if (algorithm !== ALG.AES) throw new TpmError(RC.SYMMETRIC);
+    const keyBits = r.u16();
+    if (!(AES_KEY_BITS as readonly number[]).includes(keyBits)) throw new TpmError(RC.VALUE);
+    const mode = r.u16();
+    if (mode !== ALG.NULL && !(SYM_MODES as readonly number[]).includes(mode)) throw new TpmError(RC.MODE);
+    return { algorithm, keyBits, mode };
+  },
+);

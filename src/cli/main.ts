@@ -1,0 +1,37 @@
+import { Command, Option } from 'commander';
+import type { TpmDevice } from '../tpm/device.ts';
+import { openTpm2Device } from '../tpm/tpm2/device.ts';
+import { createLogger } from './logger.ts';
+import { registerMssimCommand } from './mssim-command.ts';
+import { registerSocketCommand } from './socket-command.ts';
+
+const logger = createLogger();
+
+/** Opens the TPM whose state lives in `stateDir`; internal faults are logged, never shown to clients. */
+async function openDevice({ stateDir, tpm2 }: { stateDir: string; tpm2: boolean }): Promise<TpmDevice> {
+  if (!tpm2) {
+    throw new Error('this vtpmd serves TPM 2.0 only so far; pass --tpm2');
+  }
+  const log = logger.child({ tpmstate: stateDir });
+  return openTpm2Device(stateDir, { onInternalError: (e) => log.error({ err: e }, 'internal TPM fault; the command got TPM_RC_FAILURE') });
+}
+
+const program = new Command()
+  .name('vtpmd')
+  .description('Per-VM TPMs anchored in the host TPM: TPM 2.0 engine, vTPM manager, protected storage and attestation')
+  .addOption(
+    new Option('--state <dir>', 'state directory shared by every subcommand').env('VTPMD_STATE').default('./vtpmd-state'),
+  )
+  .showHelpAfterError();
+
+// Both read the global --state at run time unless --tpmstate names a directory.
+registerSocketCommand(program, openDevice, logger);
+registerMssimCommand(program, openDevice, logger);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  const message = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`vtpmd: ${message}\n`);
+  process.exitCode = 1;
+}

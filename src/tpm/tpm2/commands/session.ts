@@ -1,0 +1,94 @@
+import { checked, oneOf, sized, u32, u8 } from '../../wire/codec.ts';
+import { digestSize } from '../../crypto/hash.ts';
+import { kdfa } from '../../crypto/kdf.ts';
+import { ALG, CC, HT, RH } from '../constants.ts';
+import { command } from '../command.ts';
+import { RC, TpmError } from '../rc.ts';
+import { SESSION_TYPE, type Session } from '../auth/sessions.ts';
+import { algHash, nonceBuf } from '../types/basic.ts';
+import { symDefOrNull } from '../types/public-parms.ts';
+
+/** TPMI_DH_OBJECT+ and TPMI_DH_ENTITY+: any handle type except sessions; NULL allowed. */
+const objectOrNull = checked(u32, (h) => h === RH.NULL || h >>> 24 === HT.TRANSIENT || h >>> 24 === HT.PERSISTENT, RC.VALUE);
+const entityOrNull = checked(u32, (h) => {
+  const ht = h >>> 24;
+  return ht === HT.PCR || ht === HT.NV_INDEX || ht === HT.PERMANENT || ht === HT.TRANSIENT || ht === HT.PERSISTENT;
+}, RC.VALUE);
+
+/** TPM2B_ENCRYPTED_SECRET (sizeof TPMU_ENCRYPTED_SECRET: an RSA-3072 block). */
+const encryptedSecret = sized(384);
+/** The smallest nonceCaller the TPM accepts (Part 3, StartAuthSession). */
+const MIN_NONCE = 16;
+
+export const sessionCommands = [
+  command({
+    cc: CC.StartAuthSession,
+    name: 'StartAuthSession',
+    handles: [
+      { name: 'tpmKey', type: objectOrNull, auth: 'none' },
+      { name: 'bind', type: entityOrNull, auth: 'none' },
+    ],
+    params: {
+      nonceCaller: nonceBuf,
+      encryptedSalt: encryptedSecret,
+      sessionType: oneOf(u8, [SESSION_TYPE.HMAC, SESSION_TYPE.POLICY, SESSION_TYPE.TRIAL]),
+      symmetric: symDefOrNull,
+      authHash: algHash,
+    },
+    responseHandle: true,
+    response: { nonceTPM: nonceBuf },
+    handler: ({ tpm, handles }, { nonceCaller, encryptedSalt, sessionType, symmetric, authHash }) => {
+      const [tpmKey, bind] = handles as [number, number];
+      if (tpmKey !== RH.NULL) {
+        // Salting needs an asymmetric decryption key; no object of that kind exists yet.
+        throw TpmError.handle(RC.KEY, 1);
+      }
+      if (encryptedSalt.length !== 0) throw TpmError.parameter(RC.VALUE, 2);
+      if (nonceCaller.length < MIN_NONCE) throw TpmError.parameter(RC.SIZE, 1);
+      if (symmetric.algorithm === ALG.AES && symmetric.mode !== ALG.CFB) throw TpmError.parameter(RC.MODE, 4);
+      const handle = tpm.sessions.nextHandle(sessionType);
+      const nonceTPM = tpm.random.bytes(digestSize(authHash));
+      const bindAuth = bind === RH.NULL ? undefined : tpm.authValue(bind);
+      // Unbound and unsalted sessions have an empty key: their HMACs rest on authValues alone.
+      const sessionKey = bindAuth?.length ? kdfa(authHash, bindAuth, 'ATH', nonceTPM, nonceCaller, digestSize(authHash) * 8) : Buffer.alloc(0);
+      const session: Session = {
+        handle,
+        type: sessionType,
+        authHash,
+        sessionKey,
+        symmetric,
+        bind: bind === RH.NULL ? undefined : { handle: bind, name: tpm.nameOf(bind), auth: Buffer.from(bindAuth ?? []) },
+        nonceTPM,
+        nonceCaller: Buffer.from(nonceCaller),
+        policyDigest: Buffer.alloc(digestSize(authHash)),
+      };
+      tpm.sessions.add(session);
+      return { handle, nonceTPM };
+    },
+  }),
+];
+
+/** TPMI_DH_CONTEXT: a transient object or a loaded session. */
+const contextHandle = checked(u32, (h) => {
+  const ht = h >>> 24;
+  return ht === HT.TRANSIENT || ht === HT.HMAC_SESSION || ht === HT.POLICY_SESSION;
+}, RC.VALUE);
+
+export const contextCommands = [
+  command({
+    cc: CC.FlushContext,
+    name: 'FlushContext',
+    handles: [],
+    params: { flushHandle: contextHandle },
+    response: {},
+    handler: ({ tpm }, { flushHandle }) => {
+      if (flushHandle >>> 24 === HT.TRANSIENT) {
+        if (!tpm.objects.get(flushHandle)) throw TpmError.parameter(RC.HANDLE, 1);
+        tpm.objects.remove(flushHandle);
+      } else if (!tpm.sessions.remove(flushHandle)) {
+        throw TpmError.parameter(RC.HANDLE, 1);
+      }
+      return {};
+    },
+  }),
+];
