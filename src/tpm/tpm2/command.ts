@@ -34,6 +34,8 @@ export interface CommandDef<P extends Fields = Fields, R extends Fields = Fields
   /** A handle returned ahead of the response parameters (CreatePrimary, Load, HashSequenceStart…). */
   readonly responseHandle?: boolean;
   readonly response: R;
+  /** The command takes no sessions at all (Startup, FlushContext, ContextSave/Load). */
+  readonly noSessions?: boolean;
   /** TPMA_CC: may write NV. */
   readonly nv?: boolean;
   /** TPMA_CC: may flush many objects (Clear, ChangePPS…). */

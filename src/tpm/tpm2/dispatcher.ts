@@ -12,7 +12,8 @@ export const HEADER_SIZE = 10;
 /** A 10-byte error response: tag TPM_ST_NO_SESSIONS, size 10, the code. */
 export function errorResponse(rc: number): Buffer {
   const b = Buffer.allocUnsafe(HEADER_SIZE);
-  b.writeUInt16BE(ST.NO_SESSIONS, 0);
+  // A command whose tag is not a TPM 2.0 tag may be a TPM 1.2 command: answer in 1.2's framing.
+  b.writeUInt16BE(rc === RC.BAD_TAG ? ST.RSP_COMMAND : ST.NO_SESSIONS, 0);
   b.writeUInt32BE(HEADER_SIZE, 2);
   b.writeUInt32BE(rc >>> 0, 6);
   return b;
@@ -65,13 +66,17 @@ function numbered(e: unknown, number: (rc: number) => number): unknown {
 }
 
 function execute(tpm: Tpm2Engine, table: ReadonlyMap<number, CompiledCommand>, command: Buffer, locality: number): Buffer {
+  if (command.length >= 6) {
+    const tag = command.readUInt16BE(0);
+    if (tag !== ST.NO_SESSIONS && tag !== ST.SESSIONS) throw new TpmError(RC.BAD_TAG);
+    const size = command.readUInt32BE(2);
+    if (size !== command.length || size > tpm.maxCommandSize) throw new TpmError(RC.COMMAND_SIZE);
+  }
   if (command.length < HEADER_SIZE) throw new TpmError(RC.INSUFFICIENT);
   const r = new Reader(command);
   const tag = r.u16();
-  const size = r.u32();
+  r.u32();
   const cc = r.u32();
-  if (tag !== ST.NO_SESSIONS && tag !== ST.SESSIONS) throw new TpmError(RC.BAD_TAG);
-  if (size !== command.length || size > tpm.maxCommandSize) throw new TpmError(RC.COMMAND_SIZE);
   const compiled = table.get(cc);
   if (!compiled) throw new TpmError(RC.COMMAND_CODE);
   if (!tpm.started !== (cc === CC.Startup)) throw new TpmError(RC.INITIALIZE);
@@ -91,7 +96,10 @@ function execute(tpm: Tpm2Engine, table: ReadonlyMap<number, CompiledCommand>, c
   }
 
   let sessions: AuthCommand[] = NO_SESSIONS;
-  if (tag === ST.SESSIONS) sessions = parseAuthArea(r);
+  if (tag === ST.SESSIONS) {
+    if (def.noSessions) throw new TpmError(RC.AUTH_CONTEXT);
+    sessions = parseAuthArea(r);
+  }
   if (sessions.length < compiled.authHandles.length) throw new TpmError(RC.AUTH_MISSING);
   const plan = sessions.length
     ? planSessions(tpm, sessions, compiled.authHandles, handles, compiled.firstParamSized, compiled.firstResponseSized)

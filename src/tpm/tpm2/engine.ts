@@ -9,6 +9,7 @@ import { TpmClock } from './state/clock.ts';
 import { PcrBanks } from './state/pcr-banks.ts';
 import { ObjectSlots } from './state/objects.ts';
 import { SessionSlots } from './auth/sessions.ts';
+import { trimAuth } from './auth/auth-value.ts';
 import { MemoryStateStore, type StateStore } from './state/store.ts';
 import { DEFAULT_IDENTITY, type TpmIdentity } from './capability/properties.ts';
 import { deserializeNv, manufacture, serializeNv, type NvState } from './state/nv-state.ts';
@@ -35,12 +36,6 @@ export interface Tpm2Options {
 
 const TABLE: ReadonlyMap<number, CompiledCommand> = compileTable(COMMANDS);
 
-/** Strips trailing zeros, as the TPM does before comparing an authValue. */
-function trimAuth(a: Buffer): Buffer {
-  let n = a.length;
-  while (n > 0 && a[n - 1] === 0) n--;
-  return n === a.length ? a : a.subarray(0, n);
-}
 
 /**
  * One TPM 2.0: NV state, volatile state and the command table. Deterministic given its store,
@@ -153,7 +148,7 @@ export class Tpm2Engine {
   }
 
   /** TPM2_Startup: TPM Reset, TPM Restart or TPM Resume, by what the last Shutdown saved. */
-  startup(type: number): void {
+  startup(type: number, locality = 0): void {
     const nv = this.nv;
     this.orderlyStart = nv.shutdown !== 'none';
     if (type === SU.STATE) {
@@ -168,6 +163,8 @@ export class Tpm2Engine {
       }
       this.pcrs = new PcrBanks(this.pcrCount, nv.allocation);
       this.pcrs.initialize();
+      // PC-Client: PCR 0 records the locality the TPM was started from in its last byte.
+      this.pcrs.markStartupLocality(locality);
       if (nv.shutdown === 'state') {
         nv.restartCount++;
       } else {
@@ -187,6 +184,8 @@ export class Tpm2Engine {
   shutdown(type: number): void {
     const nv = this.nv;
     if (type === SU.STATE) {
+      // Saved PCRs would not fit a different allocation: only a CLEAR shutdown may follow PCR_Allocate.
+      if (nv.pendingAllocation) throw TpmError.parameter(RC.TYPE, 1);
       nv.saved = { pcrs: this.pcrs.saveState(), pcrUpdateCounter: this.pcrs.updateCounter };
       nv.shutdown = 'state';
     } else {
@@ -204,7 +203,7 @@ export class Tpm2Engine {
       case HT.PERMANENT:
         return RC.SUCCESS;
       case HT.TRANSIENT:
-        return this.objects.get(h) ? RC.SUCCESS : RC.HANDLE;
+        return this.objects.get(h) ? RC.SUCCESS : RC.REFERENCE_H0;
       case HT.HMAC_SESSION:
       case HT.POLICY_SESSION:
         return this.sessions.get(h) ? RC.SUCCESS : RC.REFERENCE_H0;
@@ -243,8 +242,13 @@ export class Tpm2Engine {
     return Buffer.alloc(0);
   }
 
-  /** TPM_RC_BAD_AUTH for entities outside dictionary-attack protection, TPM_RC_AUTH_FAIL otherwise. */
+  /**
+   * TPM_RC_AUTH_FAIL for entities under dictionary-attack protection (lockoutAuth and objects
+   * without noDA), TPM_RC_BAD_AUTH for the rest: every other permanent handle, PCRs, sequences.
+   */
   authFailureCode(h: number): number {
-    return h === RH.PLATFORM || h >>> 24 === HT.PCR ? RC.BAD_AUTH : RC.AUTH_FAIL;
+    if (h === RH.LOCKOUT) return RC.AUTH_FAIL;
+    if (h >>> 24 === HT.TRANSIENT || h >>> 24 === HT.PERSISTENT) return this.objects.get(h)?.noDA ? RC.BAD_AUTH : RC.AUTH_FAIL;
+    return RC.BAD_AUTH;
   }
 }

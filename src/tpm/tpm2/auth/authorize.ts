@@ -1,4 +1,5 @@
 import { constantTimeEqual, digest, digestSize, hmac } from '../../crypto/hash.ts';
+import { trimAuth } from './auth-value.ts';
 import { ALG, RH, SESSION_ATTR } from '../constants.ts';
 import { RC, TpmError, atSession } from '../rc.ts';
 import type { Tpm2Engine } from '../engine.ts';
@@ -48,7 +49,7 @@ export function planSessions(
     const authIndex = authHandles[i];
     const authHandle = authIndex === undefined ? undefined : handles[authIndex];
     if (cmd.handle === RH.RS_PW) {
-      if (authHandle === undefined) throw new TpmError(atSession(RC.AUTH_CONTEXT, n));
+      if (authHandle === undefined) throw new TpmError(atSession(RC.HANDLE, n));
       if (cmd.nonce.length !== 0) throw new TpmError(atSession(RC.NONCE, n));
       if (cmd.attributes & ~SESSION_ATTR.continueSession) throw new TpmError(atSession(RC.ATTRIBUTES, n));
       slots.push({ cmd, authHandle });
@@ -123,7 +124,8 @@ export function checkAuthorizations(tpm: Tpm2Engine, plan: SessionPlan, cc: numb
     const n = i + 1;
     const s = slot.session;
     if (!s) {
-      if (!constantTimeEqual(tpm.authValue(slot.authHandle!), slot.cmd.hmac)) {
+      // Both sides lose trailing zeros: a password padded with NULs is the same password.
+      if (!constantTimeEqual(tpm.authValue(slot.authHandle!), trimAuth(slot.cmd.hmac))) {
         throw new TpmError(atSession(tpm.authFailureCode(slot.authHandle!), n));
       }
       continue;

@@ -19,7 +19,7 @@ export function cryptParameter(
 ): Buffer {
   if (data.length === 0) return data;
   if (sym.algorithm === ALG.XOR) {
-    const mask = kdfa(sym.keyBits, sessionValue, 'XOR', nonceNewer, nonceOlder, data.length * 8);
+    const mask = kdfa(hashAlg, sessionValue, 'XOR', nonceNewer, nonceOlder, data.length * 8);
     const out = Buffer.allocUnsafe(data.length);
     for (let i = 0; i < data.length; i++) out[i] = data[i]! ^ mask[i]!;
     return out;

@@ -33,7 +33,6 @@ const PLATFORM_SPEC = { family: 1, level: 0, revision: 105, year: 2020, day: 136
 
 const MAX_PERSISTENT = 7;
 const MAX_ACTIVE_SESSIONS = 64;
-const MAX_LOADED_SESSIONS = 3;
 
 /** TPMA_STARTUP_CLEAR with every hierarchy enabled; bit 31 records an orderly start. */
 const ALL_ENABLED = 0x0000000f;
@@ -61,7 +60,7 @@ export function tpmProperties(tpm: Tpm2Engine): [number, number][] {
     [PT.INPUT_BUFFER, MAX_BUFFER],
     [PT.HR_TRANSIENT_MIN, tpm.objects.capacity],
     [PT.HR_PERSISTENT_MIN, MAX_PERSISTENT],
-    [PT.HR_LOADED_MIN, MAX_LOADED_SESSIONS],
+    [PT.HR_LOADED_MIN, tpm.sessions.capacity],
     [PT.ACTIVE_SESSIONS_MAX, MAX_ACTIVE_SESSIONS],
     [PT.PCR_COUNT, tpm.pcrCount],
     [PT.PCR_SELECT_MIN, PCR_SELECT_MIN],
@@ -94,10 +93,10 @@ export function tpmProperties(tpm: Tpm2Engine): [number, number][] {
     [PT.PERMANENT, permanent],
     [PT.STARTUP_CLEAR, (ALL_ENABLED | (tpm.orderlyStart ? 0x80000000 : 0)) >>> 0],
     [PT.HR_NV_INDEX, 0],
-    [PT.HR_LOADED, 0],
-    [PT.HR_LOADED_AVAIL, MAX_LOADED_SESSIONS],
-    [PT.HR_ACTIVE, 0],
-    [PT.HR_ACTIVE_AVAIL, MAX_ACTIVE_SESSIONS],
+    [PT.HR_LOADED, tpm.sessions.used],
+    [PT.HR_LOADED_AVAIL, tpm.sessions.capacity - tpm.sessions.used],
+    [PT.HR_ACTIVE, tpm.sessions.used],
+    [PT.HR_ACTIVE_AVAIL, MAX_ACTIVE_SESSIONS - tpm.sessions.used],
     [PT.HR_TRANSIENT_AVAIL, tpm.objects.capacity - tpm.objects.used],
     [PT.HR_PERSISTENT, 0],
     [PT.HR_PERSISTENT_AVAIL, MAX_PERSISTENT],

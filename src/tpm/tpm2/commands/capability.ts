@@ -24,8 +24,10 @@ function handlesOfType(tpm: Tpm2Engine, from: number): number[] {
       return PERMANENT_HANDLES;
     case HT.TRANSIENT:
       return tpm.objects.handles();
-    case HT.NV_INDEX:
     case HT.HMAC_SESSION:
+      // TPM_HT_LOADED_SESSION: every loaded session, HMAC and policy alike.
+      return tpm.sessions.handles();
+    case HT.NV_INDEX:
     case HT.POLICY_SESSION:
     case HT.PERSISTENT:
       return [];
@@ -42,7 +44,7 @@ function answer(tpm: Tpm2Engine, capability: number, property: number, count: nu
       return [{ capability, algs: algs.map((a) => ({ ...a })) }, more];
     }
     case CAP.HANDLES: {
-      const all = handlesOfType(tpm, property).filter((h) => h >>> 24 === property >>> 24);
+      const all = handlesOfType(tpm, property).sort((a, b) => a - b);
       const [items, more] = page(all, id, property, count, MAX_CAP.handles);
       return [{ capability, items }, more];
     }
@@ -55,6 +57,7 @@ function answer(tpm: Tpm2Engine, capability: number, property: number, count: nu
     case CAP.AUDIT_COMMANDS:
       return [{ capability, items: [] }, false];
     case CAP.PCRS:
+      if (property !== 0) throw TpmError.parameter(RC.VALUE, 2);
       return [{ capability, pcrs: tpm.pcrs.allocation() }, false];
     case CAP.TPM_PROPERTIES: {
       const [props, more] = page(tpmProperties(tpm), (p) => p[0], property, count, MAX_CAP.tpmProperties);
@@ -69,6 +72,8 @@ function answer(tpm: Tpm2Engine, capability: number, property: number, count: nu
       return [{ capability, curves }, more];
     }
     case CAP.AUTH_POLICIES:
+      if (property >>> 24 !== HT.PERMANENT) throw TpmError.parameter(RC.VALUE, 2);
+      return [{ capability, empty: true }, false];
     case CAP.ACT:
       return [{ capability, empty: true }, false];
     default:

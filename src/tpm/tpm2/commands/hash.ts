@@ -84,6 +84,7 @@ export const hashCommands = [
         auth,
         // A sequence's nameAlg is TPM_ALG_NULL, so its Name (in cpHash) is empty.
         name: Buffer.alloc(0),
+        noDA: true,
         hashAlg,
         states: algs.map((alg) => ({ alg, state: startHash(alg) })),
         prefix: Buffer.alloc(0),
@@ -122,6 +123,7 @@ export const hashCommands = [
   command({
     cc: CC.EventSequenceComplete,
     name: 'EventSequenceComplete',
+    nv: true,
     handles: [
       { name: 'pcrHandle', type: dhPcrOrNull, auth: 'user' },
       { name: 'sequenceHandle', type: dhObject, auth: 'user' },

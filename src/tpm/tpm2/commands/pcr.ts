@@ -30,10 +30,17 @@ export function extendPcr(tpm: Tpm2Engine, pcr: number, locality: number, digest
   tpm.pcrs.noteChanged(pcr);
 }
 
+/** PCR_SELECT_MAX: a selection may not be wider than the PCRs this TPM has. */
+function checkSelectSize(tpm: Tpm2Engine, selections: readonly PcrSelection[]): void {
+  const max = Math.ceil(tpm.pcrCount / 8);
+  if (selections.some((s) => s.select.length > max)) throw TpmError.parameter(RC.VALUE, 1);
+}
+
 export const pcrCommands = [
   command({
     cc: CC.PCR_Extend,
     name: 'PCR_Extend',
+    nv: true,
     handles: [{ name: 'pcrHandle', type: dhPcrOrNull, auth: 'user' }],
     params: { digests: digestValues },
     response: {},
@@ -45,6 +52,7 @@ export const pcrCommands = [
   command({
     cc: CC.PCR_Event,
     name: 'PCR_Event',
+    nv: true,
     handles: [{ name: 'pcrHandle', type: dhPcrOrNull, auth: 'user' }],
     params: { eventData: eventBuf },
     response: { digests: digestValues },
@@ -61,6 +69,7 @@ export const pcrCommands = [
     params: { pcrSelectionIn: pcrSelectionList },
     response: { pcrUpdateCounter: u32, pcrSelectionOut: pcrSelectionList, pcrValues: digestList },
     handler: ({ tpm }, { pcrSelectionIn }) => {
+      checkSelectSize(tpm, pcrSelectionIn);
       const values: Buffer[] = [];
       const out: PcrSelection[] = pcrSelectionIn.map((sel) => {
         const select = Buffer.alloc(sel.select.length);
@@ -79,6 +88,7 @@ export const pcrCommands = [
   command({
     cc: CC.PCR_Reset,
     name: 'PCR_Reset',
+    nv: true,
     handles: [{ name: 'pcrHandle', type: dhPcr, auth: 'user' }],
     params: {},
     response: {},
@@ -98,6 +108,7 @@ export const pcrCommands = [
     response: { allocationSuccess: yesNo, maxPCR: u32, sizeNeeded: u32, sizeAvailable: u32 },
     nv: true,
     handler: ({ tpm }, { pcrAllocation }) => {
+      checkSelectSize(tpm, pcrAllocation);
       const bytes = Math.ceil(tpm.pcrCount / 8);
       const next = new Map(tpm.nv.pendingAllocation ?? tpm.nv.allocation);
       for (const sel of pcrAllocation) {

@@ -17,6 +17,7 @@ export const randomCommands = [
   command({
     cc: CC.StirRandom,
     name: 'StirRandom',
+    nv: true,
     handles: [],
     params: { inData: sensitiveData },
     response: {},

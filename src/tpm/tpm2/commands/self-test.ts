@@ -12,6 +12,7 @@ export const selfTestCommands = [
   command({
     cc: CC.SelfTest,
     name: 'SelfTest',
+    nv: true,
     handles: [],
     params: { fullTest: yesNo },
     response: {},
@@ -20,6 +21,7 @@ export const selfTestCommands = [
   command({
     cc: CC.IncrementalSelfTest,
     name: 'IncrementalSelfTest',
+    nv: true,
     handles: [],
     params: { toTest: algList },
     response: { toDoList: algList },

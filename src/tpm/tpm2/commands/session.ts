@@ -44,7 +44,7 @@ export const sessionCommands = [
         throw TpmError.handle(RC.KEY, 1);
       }
       if (encryptedSalt.length !== 0) throw TpmError.parameter(RC.VALUE, 2);
-      if (nonceCaller.length < MIN_NONCE) throw TpmError.parameter(RC.SIZE, 1);
+      if (nonceCaller.length < MIN_NONCE || nonceCaller.length > digestSize(authHash)) throw TpmError.parameter(RC.SIZE, 1);
       if (symmetric.algorithm === ALG.AES && symmetric.mode !== ALG.CFB) throw TpmError.parameter(RC.MODE, 4);
       const handle = tpm.sessions.nextHandle(sessionType);
       const nonceTPM = tpm.random.bytes(digestSize(authHash));
@@ -78,6 +78,7 @@ export const contextCommands = [
   command({
     cc: CC.FlushContext,
     name: 'FlushContext',
+    noSessions: true,
     handles: [],
     params: { flushHandle: contextHandle },
     response: {},

@@ -8,12 +8,13 @@ export const startupCommands = [
   command({
     cc: CC.Startup,
     name: 'Startup',
+    noSessions: true,
     handles: [],
     params: { startupType },
     response: {},
     nv: true,
-    handler: ({ tpm }, { startupType }) => {
-      tpm.startup(startupType);
+    handler: ({ tpm, locality }, { startupType }) => {
+      tpm.startup(startupType, locality);
       return {};
     },
   }),

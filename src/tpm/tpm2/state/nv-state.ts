@@ -59,7 +59,6 @@ function allocationFromJson(j: Record<string, string>): PcrAllocation {
 }
 
 const hex = (b: Buffer) => b.toString('hex');
-const unhex = (s: unknown) => Buffer.from(typeof s === 'string' ? s : '', 'hex');
 
 export function serializeNv(s: NvState): Buffer {
   const json = {
@@ -96,16 +95,34 @@ export function deserializeNv(data: Buffer): NvState {
   }
   if (j?.format !== NV_FORMAT) throw new NvStateError(`the TPM state file is not a ${NV_FORMAT} file`);
   if (j.version !== NV_VERSION) throw new NvStateError(`the TPM state file has version ${j.version}; this vtpmd reads version ${NV_VERSION}`);
+  const damaged = (what: string) => new NvStateError(`the TPM state file is damaged (${what}); restore it from a backup or move it away to start a fresh TPM`);
+  const count = (v: unknown, what: string) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) throw damaged(what);
+    return v;
+  };
+  const bytes = (v: unknown, what: string) => {
+    if (typeof v !== 'string' || !/^([0-9a-f]{2})*$/.test(v)) throw damaged(what);
+    return Buffer.from(v, 'hex');
+  };
+  const allocation = (v: unknown, what: string) => {
+    if (typeof v !== 'object' || v === null) throw damaged(what);
+    for (const x of Object.values(v)) bytes(x, what);
+    return allocationFromJson(v as Record<string, string>);
+  };
+  if (typeof j.clock !== 'string' || !/^\d+$/.test(j.clock)) throw damaged('clock');
+  if (!['none', 'clear', 'state'].includes(j.shutdown)) throw damaged('shutdown');
+  if (typeof j.proofs !== 'object' || j.proofs === null || typeof j.auth !== 'object' || j.auth === null) throw damaged('hierarchies');
+  if (j.saved !== null && (typeof j.saved !== 'object' || typeof j.saved.pcrs !== 'object')) throw damaged('saved state');
   return {
     clock: BigInt(j.clock),
     clockSafe: Boolean(j.clockSafe),
-    resetCount: j.resetCount >>> 0,
-    restartCount: j.restartCount >>> 0,
-    shutdown: j.shutdown === 'clear' || j.shutdown === 'state' ? j.shutdown : 'none',
-    allocation: allocationFromJson(j.allocation ?? {}),
-    pendingAllocation: j.pendingAllocation ? allocationFromJson(j.pendingAllocation) : null,
-    proofs: { owner: unhex(j.proofs?.owner), endorsement: unhex(j.proofs?.endorsement), platform: unhex(j.proofs?.platform) },
-    auth: { owner: unhex(j.auth?.owner), endorsement: unhex(j.auth?.endorsement), lockout: unhex(j.auth?.lockout) },
-    saved: j.saved ?? null,
+    resetCount: count(j.resetCount, 'resetCount'),
+    restartCount: count(j.restartCount, 'restartCount'),
+    shutdown: j.shutdown,
+    allocation: allocation(j.allocation, 'allocation'),
+    pendingAllocation: j.pendingAllocation === null ? null : allocation(j.pendingAllocation, 'pendingAllocation'),
+    proofs: { owner: bytes(j.proofs.owner, 'proofs'), endorsement: bytes(j.proofs.endorsement, 'proofs'), platform: bytes(j.proofs.platform, 'proofs') },
+    auth: { owner: bytes(j.auth.owner, 'auth'), endorsement: bytes(j.auth.endorsement, 'auth'), lockout: bytes(j.auth.lockout, 'auth') },
+    saved: j.saved,
   };
 }

@@ -64,6 +64,11 @@ export class PcrBanks {
     }
   }
 
+  /** Writes the startup locality into the last byte of PCR 0 in every bank. */
+  markStartupLocality(locality: number): void {
+    for (const b of this.banks) b.values[0]![b.size - 1] = locality;
+  }
+
   isAllocated(alg: number, pcr: number): boolean {
     const b = this.bank(alg);
     return b !== undefined && pcr < this.pcrCount && isSelected(b.allocated, pcr);
