@@ -19,6 +19,7 @@ import * as pcr from '../../src/tpm/tpm2/types/pcr.ts';
 import * as pp from '../../src/tpm/tpm2/types/public-parms.ts';
 import * as pub from '../../src/tpm/tpm2/types/public.ts';
 import * as time from '../../src/tpm/tpm2/types/time.ts';
+import * as nv from '../../src/tpm/tpm2/types/nv.ts';
 import { parseAuthArea } from '../../src/tpm/tpm2/auth/session-area.ts';
 
 const TYPES_DIR = fileURLToPath(new URL('../../src/tpm/tpm2/types/', import.meta.url));
@@ -130,6 +131,13 @@ const sensitiveArea = fc.constantFrom(ALG.RSA, ALG.ECC, ALG.SYMCIPHER, ALG.KEYED
   rec({ sensitiveType: fc.constant(t), authValue: bytes(0, 64), seedValue: bytes(0, 64), sensitive: bytes(0, SENSITIVE_MAX[t]!) }),
 );
 
+const nvPublic = rec({
+  nvIndex: fc.integer({ min: 0x01000000, max: 0x01ffffff }),
+  nameAlg: hashAlg,
+  attributes: u32,
+  authPolicy: bytes(0, 64),
+  dataSize: u16,
+});
 const clockInfo = rec({ clock: u64, resetCount: u32, restartCount: u32, safe: fc.boolean() });
 
 /** A generator of valid values for every codec the types modules export, keyed by export name. */
@@ -189,6 +197,9 @@ const GENERATORS: Record<string, { codec: Codec<any>; arb: fc.Arbitrary<unknown>
   'public.sensitiveCreate': { codec: pub.sensitiveCreate, arb: rec({ userAuth: bytes(0, 64), data: bytes(0, basic.MAX_SYM_DATA) }) },
   'public.sensitiveArea': { codec: pub.sensitiveArea, arb: sensitiveArea },
   'public.sensitive2b': { codec: pub.sensitive2b, arb: fc.oneof(sensitiveArea, fc.constant(null)) },
+  'nv.nvIndexHandle': { codec: nv.nvIndexHandle, arb: fc.integer({ min: 0x01000000, max: 0x01ffffff }) },
+  'nv.nvPublic': { codec: nv.nvPublic, arb: nvPublic },
+  'nv.nvPublic2b': { codec: nv.nvPublic2b, arb: nvPublic },
   // Codec factories, instantiated.
   'basic.u32List(254)': { codec: basic.u32List(254), arb: fc.array(u32, { maxLength: 254 }) },
   'codec.sizedStruct(clockInfo)': { codec: sizedStruct(time.clockInfo), arb: clockInfo },

@@ -40,7 +40,7 @@ const HASHCHECK_TAG = Buffer.from([0x80, 0x24]);
 
 /** The ticket TPM2_Hash/SequenceComplete must give: HMAC(proof, TPM_ST_HASHCHECK || digest). */
 function expectedTicket(tpm: Tpm2Engine, hierarchy: number, alg: number, digest: Buffer): Buffer {
-  const proofs = tpm.nv.proofs;
+  const proofs = tpm.nv.hierarchy.proofs;
   const proof = hierarchy === RH.OWNER ? proofs.owner : hierarchy === RH.ENDORSEMENT ? proofs.endorsement : proofs.platform;
   return HMAC(alg, proof, HASHCHECK_TAG, digest);
 }

@@ -157,7 +157,7 @@ describe('NV persistence', () => {
     const b = newEngine({ store: new MemoryStateStore(blob) });
     ok(b, startup(SU.CLEAR));
     assert.equal(clockInfo(b).resetCount, resetCount + 1);
-    assert.deepEqual(b.nv.proofs, a.nv.proofs);
+    assert.deepEqual(b.nv.hierarchy.proofs, a.nv.hierarchy.proofs);
   });
 
   test('a store that cannot be written turns the command into TPM_RC_FAILURE (0x101) and reports it', () => {

@@ -55,7 +55,11 @@ export function dispatch(tpm: Tpm2Engine, table: ReadonlyMap<number, CompiledCom
   try {
     return execute(tpm, table, command, locality);
   } catch (e) {
-    if (e instanceof TpmError) return errorResponse(e.rc);
+    if (e instanceof TpmError) {
+      // A failed command changes nothing, except what must outlive it: a counted auth failure.
+      tpm.commitNvIfDirty();
+      return errorResponse(e.rc);
+    }
     tpm.reportInternalError(e);
     return errorResponse(RC.FAILURE);
   }

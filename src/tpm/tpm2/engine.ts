@@ -7,12 +7,14 @@ import { RC, TpmError } from './rc.ts';
 import { CLOCK_UPDATE_INTERVAL, MAX_COMMAND_SIZE } from './limits.ts';
 import { TpmClock } from './state/clock.ts';
 import { PcrBanks } from './state/pcr-banks.ts';
-import { ObjectSlots } from './state/objects.ts';
+import { ObjectSlots, type TransientObject } from './state/objects.ts';
 import { SessionSlots } from './auth/sessions.ts';
+import { Lockout } from './state/lockout.ts';
+import { nvName } from './types/nv.ts';
 import { trimAuth } from './auth/auth-value.ts';
 import { MemoryStateStore, type StateStore } from './state/store.ts';
 import { DEFAULT_IDENTITY, type TpmIdentity } from './capability/properties.ts';
-import { deserializeNv, manufacture, serializeNv, type NvState } from './state/nv-state.ts';
+import { NO_POLICY, deserializeNv, manufacture, serializeNv, type AuthPolicy, type HierarchyEnables, type NvState } from './state/nv-state.ts';
 
 export interface Tpm2Options {
   /** Where NV lives; default in memory. */
@@ -57,8 +59,12 @@ export class Tpm2Engine {
   /** Whether the last Startup followed an orderly Shutdown (TPMA_STARTUP_CLEAR.orderly). */
   orderlyStart = false;
   readonly identity: TpmIdentity;
-  /** Platform hierarchy authValue: volatile, cleared at every Startup(CLEAR). */
+  /** Platform hierarchy authValue and policy: volatile, cleared at every Startup(CLEAR). */
   platformAuth: Buffer = Buffer.alloc(0);
+  platformPolicy: AuthPolicy = NO_POLICY;
+  /** TPMA_STARTUP_CLEAR hierarchy enables. */
+  enables: HierarchyEnables = { ph: true, sh: true, eh: true, phNV: true };
+  readonly lockout: Lockout;
   /** Set by handlers that changed NV; the dispatcher persists once per command. */
   private nvDirty = false;
   private readonly store: StateStore;
@@ -88,6 +94,7 @@ export class Tpm2Engine {
     this.sessions = new SessionSlots(opts.sessionSlots ?? 3);
     this.pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
     this.pcrs.initialize();
+    this.lockout = new Lockout(() => this.nv.da, () => this.clock.clock, () => this.markNvDirty());
   }
 
   /** Executes one command; always returns a response. */
@@ -143,6 +150,10 @@ export class Tpm2Engine {
     this.nvDirty = false;
   }
 
+  commitNvIfDirty(): void {
+    if (this.nvDirty) this.commitNv();
+  }
+
   reportInternalError(e: unknown): void {
     this.onInternalError(e);
   }
@@ -155,6 +166,7 @@ export class Tpm2Engine {
       if (nv.shutdown !== 'state' || !nv.saved || nv.pendingAllocation) throw TpmError.parameter(RC.VALUE, 1);
       this.pcrs.restoreState(nv.saved.pcrs);
       this.pcrs.updateCounter = nv.saved.pcrUpdateCounter;
+      if (nv.saved.enables) this.enables = { ...nv.saved.enables };
       nv.restartCount++;
     } else {
       if (nv.pendingAllocation) {
@@ -171,8 +183,11 @@ export class Tpm2Engine {
         if (nv.shutdown === 'none') nv.clockSafe = false;
         nv.resetCount++;
         nv.restartCount = 0;
+        this.lockout.onReset();
       }
       this.platformAuth = Buffer.alloc(0);
+      this.platformPolicy = NO_POLICY;
+      this.enables = { ph: true, sh: true, eh: true, phNV: true };
     }
     nv.shutdown = 'none';
     nv.saved = null;
@@ -186,7 +201,7 @@ export class Tpm2Engine {
     if (type === SU.STATE) {
       // Saved PCRs would not fit a different allocation: only a CLEAR shutdown may follow PCR_Allocate.
       if (nv.pendingAllocation) throw TpmError.parameter(RC.TYPE, 1);
-      nv.saved = { pcrs: this.pcrs.saveState(), pcrUpdateCounter: this.pcrs.updateCounter };
+      nv.saved = { pcrs: this.pcrs.saveState(), pcrUpdateCounter: this.pcrs.updateCounter, enables: { ...this.enables } };
       nv.shutdown = 'state';
     } else {
       nv.saved = null;
@@ -195,15 +210,35 @@ export class Tpm2Engine {
     this.persistClock();
   }
 
+  /** The hierarchy a permanent handle belongs to is enabled (TPMA_STARTUP_CLEAR). */
+  hierarchyEnabled(h: number): boolean {
+    switch (h) {
+      case RH.OWNER:
+        return this.enables.sh;
+      case RH.ENDORSEMENT:
+        return this.enables.eh;
+      case RH.PLATFORM:
+        return this.enables.ph;
+      case RH.PLATFORM_NV:
+        return this.enables.ph && this.enables.phNV;
+      default:
+        return true;
+    }
+  }
+
   /** TPM_RC_SUCCESS if the handle names something present, else the code the dispatcher numbers. */
   checkHandle(h: number): number {
     switch (h >>> 24) {
       case HT.PCR:
         return h < this.pcrCount ? RC.SUCCESS : RC.VALUE;
       case HT.PERMANENT:
-        return RC.SUCCESS;
+        return this.hierarchyEnabled(h) ? RC.SUCCESS : RC.HIERARCHY;
       case HT.TRANSIENT:
         return this.objects.get(h) ? RC.SUCCESS : RC.REFERENCE_H0;
+      case HT.PERSISTENT:
+        return this.nv.persistent.has(h) ? RC.SUCCESS : RC.HANDLE;
+      case HT.NV_INDEX:
+        return this.nv.nvIndices.get(h) ? RC.SUCCESS : RC.HANDLE;
       case HT.HMAC_SESSION:
       case HT.POLICY_SESSION:
         return this.sessions.get(h) ? RC.SUCCESS : RC.REFERENCE_H0;
@@ -214,41 +249,91 @@ export class Tpm2Engine {
 
   /** The authValue of an entity, trailing zeros removed. */
   authValue(h: number): Buffer {
-    switch (h) {
-      case RH.OWNER:
-        return trimAuth(this.nv.auth.owner);
-      case RH.ENDORSEMENT:
-        return trimAuth(this.nv.auth.endorsement);
-      case RH.LOCKOUT:
-        return trimAuth(this.nv.auth.lockout);
-      case RH.PLATFORM:
-        return trimAuth(this.platformAuth);
+    const hier = this.nv.hierarchy;
+    switch (h >>> 24) {
+      case HT.PERMANENT:
+        if (h === RH.OWNER) return trimAuth(hier.auth.owner);
+        if (h === RH.ENDORSEMENT) return trimAuth(hier.auth.endorsement);
+        if (h === RH.LOCKOUT) return trimAuth(hier.auth.lockout);
+        if (h === RH.PLATFORM || h === RH.PLATFORM_NV) return trimAuth(this.platformAuth);
+        return EMPTY;
+      case HT.NV_INDEX:
+        return trimAuth(this.nv.nvIndices.get(h)?.auth ?? EMPTY);
+      case HT.TRANSIENT:
+      case HT.PERSISTENT:
+        return trimAuth(this.objectAt(h)?.auth ?? EMPTY);
+      default:
+        return EMPTY;
     }
-    const obj = h >>> 24 === HT.TRANSIENT ? this.objects.get(h) : undefined;
-    return obj ? trimAuth(obj.auth) : Buffer.alloc(0);
   }
 
-  /** The Name of an entity: the handle itself for all but objects and NV indices. */
+  /** The authPolicy of an entity; empty when it has none (no policy session can satisfy it). */
+  authPolicy(h: number): Buffer {
+    const p = this.nv.hierarchy.policies;
+    switch (h >>> 24) {
+      case HT.PERMANENT:
+        if (h === RH.OWNER) return p.owner.digest;
+        if (h === RH.ENDORSEMENT) return p.endorsement.digest;
+        if (h === RH.LOCKOUT) return p.lockout.digest;
+        if (h === RH.PLATFORM || h === RH.PLATFORM_NV) return this.platformPolicy.digest;
+        return EMPTY;
+      case HT.NV_INDEX:
+        return this.nv.nvIndices.get(h)?.authPolicy ?? EMPTY;
+      case HT.TRANSIENT:
+      case HT.PERSISTENT:
+        return this.objectAt(h)?.authPolicy ?? EMPTY;
+      default:
+        return EMPTY;
+    }
+  }
+
+  /** The Name of an entity: the handle for PCRs, permanent handles and sessions. */
   nameOf(h: number): Buffer {
-    const obj = h >>> 24 === HT.TRANSIENT ? this.objects.get(h) : undefined;
-    if (obj?.name) return obj.name;
+    const ht = h >>> 24;
+    if (ht === HT.TRANSIENT || ht === HT.PERSISTENT) {
+      const obj = this.objectAt(h);
+      if (obj?.name) return obj.name;
+    } else if (ht === HT.NV_INDEX) {
+      const ix = this.nv.nvIndices.get(h);
+      if (ix) return nvName({ nvIndex: ix.handle, nameAlg: ix.nameAlg, attributes: ix.attributes, authPolicy: ix.authPolicy, dataSize: ix.dataSize });
+    }
     const b = Buffer.allocUnsafe(4);
     b.writeUInt32BE(h >>> 0);
     return b;
   }
 
-  /** The authPolicy of an entity (empty: no policy can satisfy it). */
-  authPolicy(_h: number): Buffer {
-    return Buffer.alloc(0);
+  /** A loaded transient object or a persistent one. */
+  objectAt(h: number): TransientObject | undefined {
+    return h >>> 24 === HT.TRANSIENT ? this.objects.get(h) : this.persistentObject?.(h);
   }
 
+  /** Resolves persistent handles to objects; installed by the object store. */
+  persistentObject?: (h: number) => TransientObject | undefined;
+
   /**
-   * TPM_RC_AUTH_FAIL for entities under dictionary-attack protection (lockoutAuth and objects
-   * without noDA), TPM_RC_BAD_AUTH for the rest: every other permanent handle, PCRs, sequences.
+   * Whether dictionary-attack protection covers the entity: lockoutAuth, objects without noDA
+   * and NV indices without TPMA_NV_NO_DA. Every other permanent handle, PCRs and sequences are exempt.
    */
+  isDaProtected(h: number): boolean {
+    switch (h >>> 24) {
+      case HT.PERMANENT:
+        return h === RH.LOCKOUT;
+      case HT.NV_INDEX:
+        return ((this.nv.nvIndices.get(h)?.attributes ?? 0) & NV_NO_DA) === 0;
+      case HT.TRANSIENT:
+      case HT.PERSISTENT:
+        return !(this.objectAt(h)?.noDA ?? true);
+      default:
+        return false;
+    }
+  }
+
+  /** TPM_RC_AUTH_FAIL for entities under dictionary-attack protection, TPM_RC_BAD_AUTH for the rest. */
   authFailureCode(h: number): number {
-    if (h === RH.LOCKOUT) return RC.AUTH_FAIL;
-    if (h >>> 24 === HT.TRANSIENT || h >>> 24 === HT.PERSISTENT) return this.objects.get(h)?.noDA ? RC.BAD_AUTH : RC.AUTH_FAIL;
-    return RC.BAD_AUTH;
+    return this.isDaProtected(h) ? RC.AUTH_FAIL : RC.BAD_AUTH;
   }
 }
+
+const EMPTY = Buffer.alloc(0);
+/** TPMA_NV_NO_DA. */
+const NV_NO_DA = 1 << 25;

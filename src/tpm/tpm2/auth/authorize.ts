@@ -123,11 +123,16 @@ export function checkAuthorizations(tpm: Tpm2Engine, plan: SessionPlan, cc: numb
     const slot = plan.slots[i]!;
     const n = i + 1;
     const s = slot.session;
+    const h = slot.authHandle;
+    const daProtected = h !== undefined && tpm.isDaProtected(h);
+    if (h !== undefined && (!s || s.type === SESSION_TYPE.HMAC)) tpm.lockout.checkAvailable(h, daProtected);
+    const fail = (): never => {
+      if (h !== undefined) tpm.lockout.recordFailure(h, daProtected);
+      throw new TpmError(atSession(daProtected || h === undefined ? RC.AUTH_FAIL : RC.BAD_AUTH, n));
+    };
     if (!s) {
       // Both sides lose trailing zeros: a password padded with NULs is the same password.
-      if (!constantTimeEqual(tpm.authValue(slot.authHandle!), trimAuth(slot.cmd.hmac))) {
-        throw new TpmError(atSession(tpm.authFailureCode(slot.authHandle!), n));
-      }
+      if (!constantTimeEqual(tpm.authValue(h!), trimAuth(slot.cmd.hmac))) fail();
       continue;
     }
     if (s.type !== SESSION_TYPE.HMAC && slot.authHandle !== undefined) {
@@ -145,9 +150,7 @@ export function checkAuthorizations(tpm: Tpm2Engine, plan: SessionPlan, cc: numb
       if (plan.encrypt !== undefined && plan.encrypt !== 0 && plan.encrypt !== plan.decrypt) extra.push(plan.slots[plan.encrypt]!.session!.nonceTPM);
     }
     const expected = hmac(s.authHash, hmacKey(tpm, s, slot.authHandle), cpHash(s.authHash), slot.cmd.nonce, s.nonceTPM, ...extra, Buffer.from([slot.cmd.attributes]));
-    if (!constantTimeEqual(expected, slot.cmd.hmac)) {
-      throw new TpmError(atSession(slot.authHandle === undefined ? RC.AUTH_FAIL : tpm.authFailureCode(slot.authHandle), n));
-    }
+    if (!constantTimeEqual(expected, slot.cmd.hmac)) fail();
   }
 }
 

@@ -34,15 +34,21 @@ const PLATFORM_SPEC = { family: 1, level: 0, revision: 105, year: 2020, day: 136
 const MAX_PERSISTENT = 7;
 const MAX_ACTIVE_SESSIONS = 64;
 
-/** TPMA_STARTUP_CLEAR with every hierarchy enabled; bit 31 records an orderly start. */
-const ALL_ENABLED = 0x0000000f;
 
 /** Every TPM property (fixed and variable) with its current value, in tag order. */
 export function tpmProperties(tpm: Tpm2Engine): [number, number][] {
   const id = tpm.identity;
   const nv = tpm.nv;
+  const auth = nv.hierarchy.auth;
   const permanent =
-    (nv.auth.owner.length ? 1 : 0) | (nv.auth.endorsement.length ? 2 : 0) | (nv.auth.lockout.length ? 4 : 0);
+    (auth.owner.length ? 1 : 0) |
+    (auth.endorsement.length ? 2 : 0) |
+    (auth.lockout.length ? 4 : 0) |
+    (nv.hierarchy.disableClear ? 1 << 8 : 0) |
+    (tpm.lockout.inLockout ? 1 << 9 : 0) |
+    (1 << 10); // tpmGeneratedEPS: the endorsement seed was made by this TPM
+  const en = tpm.enables;
+  const startupClear = (en.ph ? 1 : 0) | (en.sh ? 2 : 0) | (en.eh ? 4 : 0) | (en.phNV ? 8 : 0) | (tpm.orderlyStart ? 0x80000000 : 0);
   const props: [number, number][] = [
     [PT.FAMILY_INDICATOR, chars('2.0')],
     [PT.LEVEL, 0],
@@ -91,8 +97,8 @@ export function tpmProperties(tpm: Tpm2Engine): [number, number][] {
     [PT.MODES, 0],
     [PT.MAX_CAP_BUFFER, 1024],
     [PT.PERMANENT, permanent],
-    [PT.STARTUP_CLEAR, (ALL_ENABLED | (tpm.orderlyStart ? 0x80000000 : 0)) >>> 0],
-    [PT.HR_NV_INDEX, 0],
+    [PT.STARTUP_CLEAR, startupClear >>> 0],
+    [PT.HR_NV_INDEX, nv.nvIndices.size],
     [PT.HR_LOADED, tpm.sessions.used],
     [PT.HR_LOADED_AVAIL, tpm.sessions.capacity - tpm.sessions.used],
     [PT.HR_ACTIVE, tpm.sessions.used],
@@ -104,10 +110,10 @@ export function tpmProperties(tpm: Tpm2Engine): [number, number][] {
     [PT.NV_COUNTERS_AVAIL, 2048],
     [PT.ALGORITHM_SET, 0],
     [PT.LOADED_CURVES, CURVES.length],
-    [PT.LOCKOUT_COUNTER, 0],
-    [PT.MAX_AUTH_FAIL, 3],
-    [PT.LOCKOUT_INTERVAL, 1000],
-    [PT.LOCKOUT_RECOVERY, 1000],
+    [PT.LOCKOUT_COUNTER, tpm.lockout.failedTries],
+    [PT.MAX_AUTH_FAIL, nv.da.maxTries],
+    [PT.LOCKOUT_INTERVAL, nv.da.recoveryTime],
+    [PT.LOCKOUT_RECOVERY, nv.da.lockoutRecovery],
     [PT.NV_WRITE_RECOVERY, 0],
     [PT.AUDIT_COUNTER_0, 0],
     [PT.AUDIT_COUNTER_1, 0],

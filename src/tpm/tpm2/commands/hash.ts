@@ -33,7 +33,7 @@ function startsGenerated(data: Uint8Array): boolean {
 }
 
 function proofOf(tpm: Tpm2Engine, hierarchy: number): Buffer {
-  const p = tpm.nv.proofs;
+  const p = tpm.nv.hierarchy.proofs;
   return hierarchy === RH.OWNER ? p.owner : hierarchy === RH.ENDORSEMENT ? p.endorsement : p.platform;
 }
 

@@ -1,5 +1,10 @@
 import { HASH_ALGS } from '../../crypto/hash.ts';
+import { ALG } from '../constants.ts';
 import { fullAllocation, type PcrAllocation } from './pcr-banks.ts';
+import { NvStateError, boolField, bytesField, countField, damaged, hex, objectField } from './json.ts';
+import { NvIndexTable } from './nv-indices.ts';
+
+export { NvStateError };
 
 export const NV_FORMAT = 'vtpmd-tpm2-nv';
 export const NV_VERSION = 1;
@@ -8,11 +13,50 @@ export const NV_VERSION = 1;
 export interface SavedState {
   pcrs: Record<number, string[]>;
   pcrUpdateCounter: number;
+  /** TPMA_STARTUP_CLEAR enables, restored by TPM Resume and set again by every Startup(CLEAR). */
+  enables?: HierarchyEnables;
+}
+
+export interface HierarchyEnables {
+  ph: boolean;
+  sh: boolean;
+  eh: boolean;
+  phNV: boolean;
+}
+
+/** An authorization policy: a digest and the hash that made it (TPM_ALG_NULL: none). */
+export interface AuthPolicy {
+  alg: number;
+  digest: Buffer;
+}
+
+export const NO_POLICY: AuthPolicy = { alg: ALG.NULL, digest: Buffer.alloc(0) };
+
+/** The persistent part of the owner, endorsement and lockout hierarchies (platform's is volatile). */
+export interface Hierarchies {
+  /** Primary seeds: every primary key derives from its hierarchy's seed and the template. */
+  seeds: { owner: Buffer; endorsement: Buffer; platform: Buffer };
+  /** Proofs: secret HMAC keys for tickets and context integrity, changed with the seed. */
+  proofs: { owner: Buffer; endorsement: Buffer; platform: Buffer };
+  auth: { owner: Buffer; endorsement: Buffer; lockout: Buffer };
+  policies: { owner: AuthPolicy; endorsement: AuthPolicy; lockout: AuthPolicy };
+  /** TPM2_ClearControl: TPM2_Clear refused until lockoutAuth or the platform clears this. */
+  disableClear: boolean;
+}
+
+/** Dictionary-attack parameters and counter (TPM2_DictionaryAttackParameters). */
+export interface DaState {
+  failedTries: number;
+  maxTries: number;
+  /** Seconds for one failure to be forgiven; 0 disables DA protection. */
+  recoveryTime: number;
+  /** Seconds lockoutAuth stays blocked after a failure; 0 means until the next TPM Reset. */
+  lockoutRecovery: number;
 }
 
 /**
  * Everything the engine keeps across power cycles, as a chip keeps it in NV. Serialized as
- * versioned JSON: readable in a support case, and new fields default when an older file loads.
+ * versioned JSON: readable in a support case, and validated field by field when loaded.
  */
 export interface NvState {
   clock: bigint;
@@ -24,12 +68,15 @@ export interface NvState {
   allocation: PcrAllocation;
   /** A PCR_Allocate result waiting for the next TPM Reset. */
   pendingAllocation: PcrAllocation | null;
-  /** Hierarchy proofs: secret HMAC keys for tickets, fixed at manufacture. */
-  proofs: { owner: Buffer; endorsement: Buffer; platform: Buffer };
-  /** Persistent hierarchy authorization values. */
-  auth: { owner: Buffer; endorsement: Buffer; lockout: Buffer };
+  hierarchy: Hierarchies;
+  da: DaState;
+  /** Persistent objects (EvictControl): handle → the object's serialized form. */
+  persistent: Map<number, Buffer>;
+  nvIndices: NvIndexTable;
   saved: SavedState | null;
 }
+
+const SEED_BYTES = 64;
 
 /** A freshly manufactured TPM. */
 export function manufacture(pcrCount: number, random: (n: number) => Buffer): NvState {
@@ -41,8 +88,16 @@ export function manufacture(pcrCount: number, random: (n: number) => Buffer): Nv
     shutdown: 'none',
     allocation: fullAllocation(pcrCount),
     pendingAllocation: null,
-    proofs: { owner: random(64), endorsement: random(64), platform: random(64) },
-    auth: { owner: Buffer.alloc(0), endorsement: Buffer.alloc(0), lockout: Buffer.alloc(0) },
+    hierarchy: {
+      seeds: { owner: random(SEED_BYTES), endorsement: random(SEED_BYTES), platform: random(SEED_BYTES) },
+      proofs: { owner: random(SEED_BYTES), endorsement: random(SEED_BYTES), platform: random(SEED_BYTES) },
+      auth: { owner: Buffer.alloc(0), endorsement: Buffer.alloc(0), lockout: Buffer.alloc(0) },
+      policies: { owner: NO_POLICY, endorsement: NO_POLICY, lockout: NO_POLICY },
+      disableClear: false,
+    },
+    da: { failedTries: 0, maxTries: 3, recoveryTime: 1000, lockoutRecovery: 1000 },
+    persistent: new Map(),
+    nvIndices: new NvIndexTable(),
     saved: null,
   };
 }
@@ -51,16 +106,30 @@ function allocationToJson(a: PcrAllocation): Record<string, string> {
   return Object.fromEntries([...a].map(([alg, sel]) => [String(alg), sel.toString('hex')]));
 }
 
-function allocationFromJson(j: Record<string, string>): PcrAllocation {
+function allocationFromJson(v: unknown, what: string): PcrAllocation {
+  const j = objectField(v, what);
   const known = new Set(HASH_ALGS.map((h) => h.alg));
   const m: PcrAllocation = new Map();
-  for (const [k, v] of Object.entries(j)) if (known.has(Number(k))) m.set(Number(k), Buffer.from(v, 'hex'));
+  for (const [k, sel] of Object.entries(j)) {
+    const b = bytesField(sel, what);
+    if (known.has(Number(k))) m.set(Number(k), b);
+  }
   return m;
 }
 
-const hex = (b: Buffer) => b.toString('hex');
+const triple = <T>(o: { owner: T; endorsement: T; platform: T }, f: (x: T) => unknown) => ({
+  owner: f(o.owner),
+  endorsement: f(o.endorsement),
+  platform: f(o.platform),
+});
+const policyToJson = (p: AuthPolicy) => ({ alg: p.alg, digest: hex(p.digest) });
+function policyFromJson(v: unknown, what: string): AuthPolicy {
+  const j = objectField(v, what);
+  return { alg: countField(j.alg, what), digest: bytesField(j.digest, what) };
+}
 
 export function serializeNv(s: NvState): Buffer {
+  const h = s.hierarchy;
   const json = {
     format: NV_FORMAT,
     version: NV_VERSION,
@@ -71,19 +140,19 @@ export function serializeNv(s: NvState): Buffer {
     shutdown: s.shutdown,
     allocation: allocationToJson(s.allocation),
     pendingAllocation: s.pendingAllocation ? allocationToJson(s.pendingAllocation) : null,
-    proofs: { owner: hex(s.proofs.owner), endorsement: hex(s.proofs.endorsement), platform: hex(s.proofs.platform) },
-    auth: { owner: hex(s.auth.owner), endorsement: hex(s.auth.endorsement), lockout: hex(s.auth.lockout) },
+    hierarchy: {
+      seeds: triple(h.seeds, hex),
+      proofs: triple(h.proofs, hex),
+      auth: { owner: hex(h.auth.owner), endorsement: hex(h.auth.endorsement), lockout: hex(h.auth.lockout) },
+      policies: { owner: policyToJson(h.policies.owner), endorsement: policyToJson(h.policies.endorsement), lockout: policyToJson(h.policies.lockout) },
+      disableClear: h.disableClear,
+    },
+    da: s.da,
+    persistent: Object.fromEntries([...s.persistent].map(([handle, blob]) => [handle.toString(16), hex(blob)])),
+    nvIndices: s.nvIndices.toJSON(),
     saved: s.saved,
   };
   return Buffer.from(JSON.stringify(json));
-}
-
-/** A state file that cannot be read as ours: reported, never replaced by a fresh TPM. */
-export class NvStateError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'NvStateError';
-  }
 }
 
 export function deserializeNv(data: Buffer): NvState {
@@ -95,34 +164,47 @@ export function deserializeNv(data: Buffer): NvState {
   }
   if (j?.format !== NV_FORMAT) throw new NvStateError(`the TPM state file is not a ${NV_FORMAT} file`);
   if (j.version !== NV_VERSION) throw new NvStateError(`the TPM state file has version ${j.version}; this vtpmd reads version ${NV_VERSION}`);
-  const damaged = (what: string) => new NvStateError(`the TPM state file is damaged (${what}); restore it from a backup or move it away to start a fresh TPM`);
-  const count = (v: unknown, what: string) => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) throw damaged(what);
-    return v;
-  };
-  const bytes = (v: unknown, what: string) => {
-    if (typeof v !== 'string' || !/^([0-9a-f]{2})*$/.test(v)) throw damaged(what);
-    return Buffer.from(v, 'hex');
-  };
-  const allocation = (v: unknown, what: string) => {
-    if (typeof v !== 'object' || v === null) throw damaged(what);
-    for (const x of Object.values(v)) bytes(x, what);
-    return allocationFromJson(v as Record<string, string>);
-  };
   if (typeof j.clock !== 'string' || !/^\d+$/.test(j.clock)) throw damaged('clock');
   if (!['none', 'clear', 'state'].includes(j.shutdown)) throw damaged('shutdown');
-  if (typeof j.proofs !== 'object' || j.proofs === null || typeof j.auth !== 'object' || j.auth === null) throw damaged('hierarchies');
   if (j.saved !== null && (typeof j.saved !== 'object' || typeof j.saved.pcrs !== 'object')) throw damaged('saved state');
+  const h = objectField(j.hierarchy, 'hierarchy');
+  const seeds = objectField(h.seeds, 'seeds');
+  const proofs = objectField(h.proofs, 'proofs');
+  const auth = objectField(h.auth, 'auth');
+  const policies = objectField(h.policies, 'policies');
+  const da = objectField(j.da, 'da');
+  const persistent = new Map<number, Buffer>();
+  for (const [k, v] of Object.entries(objectField(j.persistent, 'persistent'))) {
+    if (!/^81[0-9a-f]{6}$/.test(k)) throw damaged('persistent handle');
+    persistent.set(parseInt(k, 16), bytesField(v, 'persistent object'));
+  }
   return {
     clock: BigInt(j.clock),
-    clockSafe: Boolean(j.clockSafe),
-    resetCount: count(j.resetCount, 'resetCount'),
-    restartCount: count(j.restartCount, 'restartCount'),
+    clockSafe: boolField(j.clockSafe, 'clockSafe'),
+    resetCount: countField(j.resetCount, 'resetCount'),
+    restartCount: countField(j.restartCount, 'restartCount'),
     shutdown: j.shutdown,
-    allocation: allocation(j.allocation, 'allocation'),
-    pendingAllocation: j.pendingAllocation === null ? null : allocation(j.pendingAllocation, 'pendingAllocation'),
-    proofs: { owner: bytes(j.proofs.owner, 'proofs'), endorsement: bytes(j.proofs.endorsement, 'proofs'), platform: bytes(j.proofs.platform, 'proofs') },
-    auth: { owner: bytes(j.auth.owner, 'auth'), endorsement: bytes(j.auth.endorsement, 'auth'), lockout: bytes(j.auth.lockout, 'auth') },
+    allocation: allocationFromJson(j.allocation, 'allocation'),
+    pendingAllocation: j.pendingAllocation === null ? null : allocationFromJson(j.pendingAllocation, 'pendingAllocation'),
+    hierarchy: {
+      seeds: { owner: bytesField(seeds.owner, 'seeds'), endorsement: bytesField(seeds.endorsement, 'seeds'), platform: bytesField(seeds.platform, 'seeds') },
+      proofs: { owner: bytesField(proofs.owner, 'proofs'), endorsement: bytesField(proofs.endorsement, 'proofs'), platform: bytesField(proofs.platform, 'proofs') },
+      auth: { owner: bytesField(auth.owner, 'auth'), endorsement: bytesField(auth.endorsement, 'auth'), lockout: bytesField(auth.lockout, 'auth') },
+      policies: {
+        owner: policyFromJson(policies.owner, 'policies'),
+        endorsement: policyFromJson(policies.endorsement, 'policies'),
+        lockout: policyFromJson(policies.lockout, 'policies'),
+      },
+      disableClear: boolField(h.disableClear, 'disableClear'),
+    },
+    da: {
+      failedTries: countField(da.failedTries, 'da'),
+      maxTries: countField(da.maxTries, 'da'),
+      recoveryTime: countField(da.recoveryTime, 'da'),
+      lockoutRecovery: countField(da.lockoutRecovery, 'da'),
+    },
+    persistent,
+    nvIndices: NvIndexTable.fromJSON(j.nvIndices),
     saved: j.saved,
   };
 }

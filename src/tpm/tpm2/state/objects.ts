@@ -6,6 +6,8 @@ export interface TransientObject {
   readonly kind: string;
   /** The authValue that authorizes USER role use of the object. */
   readonly auth: Buffer;
+  /** The policy that authorizes the object in a policy session (empty: none). */
+  readonly authPolicy?: Buffer;
   /** Outside dictionary-attack protection: a wrong authValue is TPM_RC_BAD_AUTH and is not counted. */
   readonly noDA?: boolean;
   /** The object's Name (nameAlg || H(public)); objects without one are named by their handle. */
