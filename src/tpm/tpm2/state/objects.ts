@@ -1,4 +1,5 @@
 import { HR } from '../constants.ts';
+import type { Public } from '../types/public.ts';
 import { RC, TpmError } from '../rc.ts';
 
 /** Anything that occupies a transient object slot (keys, hash and HMAC sequences). */
@@ -6,6 +7,8 @@ export interface TransientObject {
   readonly kind: string;
   /** The authValue that authorizes USER role use of the object. */
   readonly auth: Buffer;
+  /** The public area, for keys and sealed data objects (sequences have none). */
+  readonly public?: Public;
   /** The policy that authorizes the object in a policy session (empty: none). */
   readonly authPolicy?: Buffer;
   /** Outside dictionary-attack protection: a wrong authValue is TPM_RC_BAD_AUTH and is not counted. */
