@@ -8,9 +8,10 @@ import { CLOCK_UPDATE_INTERVAL, MAX_COMMAND_SIZE } from './limits.ts';
 import { TpmClock } from './state/clock.ts';
 import { PcrBanks } from './state/pcr-banks.ts';
 import { ObjectSlots, type TransientObject } from './state/objects.ts';
-import { SessionSlots } from './auth/sessions.ts';
+import { SessionSlots, type Session } from './auth/sessions.ts';
 import { Lockout } from './state/lockout.ts';
 import { nvName } from './types/nv.ts';
+import { deserializeObject } from './objects/persistent.ts';
 import { trimAuth } from './auth/auth-value.ts';
 import { MemoryStateStore, type StateStore } from './state/store.ts';
 import { DEFAULT_IDENTITY, type TpmIdentity } from './capability/properties.ts';
@@ -65,6 +66,9 @@ export class Tpm2Engine {
   /** TPMA_STARTUP_CLEAR hierarchy enables. */
   enables: HierarchyEnables = { ph: true, sh: true, eh: true, phNV: true };
   readonly lockout: Lockout;
+  /** The null hierarchy's seed and proof: new at every TPM Reset, so its objects never outlive one. */
+  nullSeed: Buffer;
+  nullProof: Buffer;
   /** Set by handlers that changed NV; the dispatcher persists once per command. */
   private nvDirty = false;
   private readonly store: StateStore;
@@ -95,6 +99,8 @@ export class Tpm2Engine {
     this.pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
     this.pcrs.initialize();
     this.lockout = new Lockout(() => this.nv.da, () => this.clock.clock, () => this.markNvDirty());
+    this.nullSeed = this.random.bytes(64);
+    this.nullProof = this.random.bytes(64);
   }
 
   /** Executes one command; always returns a response. */
@@ -108,6 +114,8 @@ export class Tpm2Engine {
     this.started = false;
     this.objects.clear();
     this.sessions.clear();
+    this.parkedSequences.clear();
+    this.savedSessions.clear();
     this.clock.powerOn(this.nv.clock);
     this.pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
     this.pcrs.initialize();
@@ -184,6 +192,8 @@ export class Tpm2Engine {
         nv.resetCount++;
         nv.restartCount = 0;
         this.lockout.onReset();
+        this.nullSeed = this.random.bytes(64);
+        this.nullProof = this.random.bytes(64);
       }
       this.platformAuth = Buffer.alloc(0);
       this.platformPolicy = NO_POLICY;
@@ -208,6 +218,18 @@ export class Tpm2Engine {
       nv.shutdown = 'clear';
     }
     this.persistClock();
+  }
+
+  /** The primary seed of a hierarchy (TPM_RH_OWNER, _ENDORSEMENT, _PLATFORM or _NULL). */
+  seedOf(hierarchy: number): Buffer {
+    const s = this.nv.hierarchy.seeds;
+    return hierarchy === RH.OWNER ? s.owner : hierarchy === RH.ENDORSEMENT ? s.endorsement : hierarchy === RH.PLATFORM ? s.platform : this.nullSeed;
+  }
+
+  /** The proof of a hierarchy: the secret behind its tickets and saved contexts. */
+  proofOf(hierarchy: number): Buffer {
+    const p = this.nv.hierarchy.proofs;
+    return hierarchy === RH.OWNER ? p.owner : hierarchy === RH.ENDORSEMENT ? p.endorsement : hierarchy === RH.PLATFORM ? p.platform : this.nullProof;
   }
 
   /** The hierarchy a permanent handle belongs to is enabled (TPMA_STARTUP_CLEAR). */
@@ -304,11 +326,35 @@ export class Tpm2Engine {
 
   /** A loaded transient object or a persistent one. */
   objectAt(h: number): TransientObject | undefined {
-    return h >>> 24 === HT.TRANSIENT ? this.objects.get(h) : this.persistentObject?.(h);
+    if (h >>> 24 === HT.TRANSIENT) return this.objects.get(h);
+    if (h >>> 24 !== HT.PERSISTENT) return undefined;
+    let o = this.persistentCache.get(h);
+    if (!o) {
+      const blob = this.nv.persistent.get(h);
+      if (!blob) return undefined;
+      o = deserializeObject(blob);
+      this.persistentCache.set(h, o);
+    }
+    return o;
   }
 
-  /** Resolves persistent handles to objects; installed by the object store. */
-  persistentObject?: (h: number) => TransientObject | undefined;
+  /** Sequence objects whose contexts were saved (their hash state cannot be serialized). */
+  readonly parkedSequences = new Map<string, TransientObject>();
+  /** Sessions whose contexts were saved: handle → the sequence of the one valid blob, and the state. */
+  readonly savedSessions = new Map<number, { sequence: bigint; session: Session }>();
+  private contextSequence = 0n;
+
+  nextContextSequence(): bigint {
+    return ++this.contextSequence;
+  }
+
+  /** Persistent objects already parsed out of NV (their keys made once, not per command). */
+  private readonly persistentCache = new Map<number, TransientObject>();
+
+  evictPersistentCache(h?: number): void {
+    if (h === undefined) this.persistentCache.clear();
+    else this.persistentCache.delete(h);
+  }
 
   /**
    * Whether dictionary-attack protection covers the entity: lockoutAuth, objects without noDA

@@ -26,33 +26,42 @@ export interface Session {
  */
 export class SessionSlots {
   private readonly slots: (Session | undefined)[];
+  /** Handle numbers are never reused while the TPM runs, so a saved session keeps its handle. */
+  private counter = 0;
 
   constructor(readonly capacity: number) {
     this.slots = new Array(capacity).fill(undefined);
   }
 
-  /** Reserves a slot and returns the handle a session of this type would get there. */
+  /** Checks that a slot is free and returns a fresh handle for a session of this type. */
   nextHandle(type: number): number {
-    const i = this.slots.indexOf(undefined);
-    if (i < 0) throw new TpmError(RC.SESSION_MEMORY);
-    return ((type === SESSION_TYPE.HMAC ? HR.HMAC_SESSION : HR.POLICY_SESSION) | i) >>> 0;
+    if (this.slots.indexOf(undefined) < 0) throw new TpmError(RC.SESSION_MEMORY);
+    this.counter = (this.counter + 1) & 0xffffff;
+    return ((type === SESSION_TYPE.HMAC ? HR.HMAC_SESSION : HR.POLICY_SESSION) | this.counter) >>> 0;
   }
 
   add(session: Session): void {
-    this.slots[session.handle & 0xffffff] = session;
+    const i = this.slots.indexOf(undefined);
+    if (i < 0) throw new TpmError(RC.SESSION_MEMORY);
+    this.slots[i] = session;
+  }
+
+  /** Brings a saved session back into a slot (ContextLoad). */
+  restore(session: Session): void {
+    this.add(session);
   }
 
   get(handle: number): Session | undefined {
     const ht = handle >>> 24;
     if (ht !== HT.HMAC_SESSION && ht !== HT.POLICY_SESSION) return undefined;
-    const s = this.slots[handle & 0xffffff];
-    return s && s.handle === handle ? s : undefined;
+    for (const s of this.slots) if (s && s.handle === handle) return s;
+    return undefined;
   }
 
   remove(handle: number): boolean {
-    const s = this.get(handle);
-    if (!s) return false;
-    this.slots[handle & 0xffffff] = undefined;
+    const i = this.slots.findIndex((s) => s?.handle === handle);
+    if (i < 0) return false;
+    this.slots[i] = undefined;
     return true;
   }
 

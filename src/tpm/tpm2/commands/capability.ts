@@ -28,9 +28,12 @@ function handlesOfType(tpm: Tpm2Engine, from: number): number[] {
       // TPM_HT_LOADED_SESSION: every loaded session, HMAC and policy alike.
       return tpm.sessions.handles();
     case HT.NV_INDEX:
+      return tpm.nv.nvIndices.handles();
     case HT.POLICY_SESSION:
+      // TPM_HT_SAVED_SESSION: sessions whose contexts are saved.
+      return [...tpm.savedSessions.keys()];
     case HT.PERSISTENT:
-      return [];
+      return [...tpm.nv.persistent.keys()];
     default:
       throw TpmError.parameter(RC.HANDLE, 2);
   }

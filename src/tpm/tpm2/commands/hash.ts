@@ -32,16 +32,11 @@ function startsGenerated(data: Uint8Array): boolean {
   return data.length >= 4 && Buffer.from(data.buffer, data.byteOffset, 4).readUInt32BE(0) === TPM_GENERATED_VALUE;
 }
 
-function proofOf(tpm: Tpm2Engine, hierarchy: number): Buffer {
-  const p = tpm.nv.hierarchy.proofs;
-  return hierarchy === RH.OWNER ? p.owner : hierarchy === RH.ENDORSEMENT ? p.endorsement : p.platform;
-}
-
 /** TPMT_TK_HASHCHECK: proves the TPM computed `digest` over data that was not TPM-generated-like. */
 function ticketFor(tpm: Tpm2Engine, hierarchy: number, hashAlg: number, d: Buffer, data: Uint8Array): HashCheckTicket {
   if (hierarchy === RH.NULL || startsGenerated(data)) return { tag: ST.HASHCHECK, hierarchy: RH.NULL, digest: Buffer.alloc(0) };
   const tag = Buffer.from([ST.HASHCHECK >> 8, ST.HASHCHECK & 0xff]);
-  return { tag: ST.HASHCHECK, hierarchy, digest: hmac(hashAlg, proofOf(tpm, hierarchy), tag, d) };
+  return { tag: ST.HASHCHECK, hierarchy, digest: hmac(hashAlg, tpm.proofOf(hierarchy), tag, d) };
 }
 
 function sequenceAt(tpm: Tpm2Engine, handle: number, handleNumber: number, kind: SequenceObject['kind']): SequenceObject {

@@ -2,10 +2,12 @@ import type { CommandDef } from '../command.ts';
 import { capabilityCommands } from './capability.ts';
 import { clockCommands } from './clock.ts';
 import { hashCommands } from './hash.ts';
+import { objectCommands } from './object.ts';
 import { pcrCommands } from './pcr.ts';
 import { randomCommands } from './random.ts';
 import { selfTestCommands } from './self-test.ts';
-import { contextCommands, sessionCommands } from './session.ts';
+import { sessionCommands } from './session.ts';
+import { contextCommands } from './context.ts';
 import { startupCommands } from './startup.ts';
 import { testParmsCommands } from './test-parms.ts';
 
@@ -19,6 +21,7 @@ export const COMMANDS: readonly CommandDef[] = [
   ...hashCommands,
   ...pcrCommands,
   ...clockCommands,
+  ...objectCommands,
   ...sessionCommands,
   ...contextCommands,
 ];

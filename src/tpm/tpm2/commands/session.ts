@@ -67,29 +67,3 @@ export const sessionCommands = [
     },
   }),
 ];
-
-/** TPMI_DH_CONTEXT: a transient object or a loaded session. */
-const contextHandle = checked(u32, (h) => {
-  const ht = h >>> 24;
-  return ht === HT.TRANSIENT || ht === HT.HMAC_SESSION || ht === HT.POLICY_SESSION;
-}, RC.VALUE);
-
-export const contextCommands = [
-  command({
-    cc: CC.FlushContext,
-    name: 'FlushContext',
-    noSessions: true,
-    handles: [],
-    params: { flushHandle: contextHandle },
-    response: {},
-    handler: ({ tpm }, { flushHandle }) => {
-      if (flushHandle >>> 24 === HT.TRANSIENT) {
-        if (!tpm.objects.get(flushHandle)) throw TpmError.parameter(RC.HANDLE, 1);
-        tpm.objects.remove(flushHandle);
-      } else if (!tpm.sessions.remove(flushHandle)) {
-        throw TpmError.parameter(RC.HANDLE, 1);
-      }
-      return {};
-    },
-  }),
-];

@@ -1,0 +1,124 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { base64url, modInverse, modPow, toBigInt, toBytes } from './bigint.ts';
+import type { SeededStream } from './drbg.ts';
+
+export const DEFAULT_EXPONENT = 65537;
+
+const SMALL_PRIMES: number[] = (() => {
+  const out: number[] = [];
+  const sieve = new Uint8Array(4000);
+  for (let i = 2; i < sieve.length; i++) {
+    if (sieve[i]) continue;
+    out.push(i);
+    for (let j = i * i; j < sieve.length; j += i) sieve[j] = 1;
+  }
+  return out;
+})();
+
+function millerRabin(n: bigint, rounds: number, witness: (i: number) => bigint): boolean {
+  let d = n - 1n;
+  let s = 0;
+  while ((d & 1n) === 0n) {
+    d >>= 1n;
+    s++;
+  }
+  outer: for (let i = 0; i < rounds; i++) {
+    const a = 2n + (witness(i) % (n - 3n));
+    let x = modPow(a, d, n);
+    if (x === 1n || x === n - 1n) continue;
+    for (let r = 1; r < s; r++) {
+      x = (x * x) % n;
+      if (x === n - 1n) continue outer;
+    }
+    return false;
+  }
+  return true;
+}
+
+/**
+ * A prime of `bits` bits with the top two bits set (so p·q has exactly 2·bits bits) and
+ * gcd(p-1, e) = 1, searched upward from a candidate drawn from the stream, through a sieve of
+ * small primes before any Miller–Rabin test.
+ */
+export function derivePrime(stream: SeededStream, bits: number, e: bigint): bigint {
+  const witness = (i: number) => toBigInt(stream.next(8)) + BigInt(i);
+  for (;;) {
+    const start = toBigInt(stream.next(bits / 8)) | (3n << BigInt(bits - 2)) | 1n;
+    const window = 4096;
+    const composite = new Uint8Array(window);
+    for (const p of SMALL_PRIMES) {
+      const bp = BigInt(p);
+      // Offset k (candidate start + 2k) divisible by p: solve start + 2k ≡ 0 (mod p).
+      const r = Number(start % bp);
+      let k = r === 0 ? 0 : ((p - r) * ((p + 1) / 2)) % p;
+      for (; k < window; k += p) composite[k] = 1;
+    }
+    for (let k = 0; k < window; k++) {
+      if (composite[k]) continue;
+      const c = start + 2n * BigInt(k);
+      if (c >> BigInt(bits) !== 0n) break;
+      if ((c - 1n) % e === 0n) continue;
+      if (millerRabin(c, 1, witness) && millerRabin(c, 5, witness)) return c;
+    }
+  }
+}
+
+/** An RSA private key from its two primes: what node:crypto needs, and the TPM's modulus. */
+export interface RsaKey {
+  n: Buffer;
+  p: Buffer;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+
+export function rsaFromPrimes(p: bigint, q: bigint, exponent: number, modulusBytes: number): RsaKey {
+  if (p < q) [p, q] = [q, p];
+  const e = BigInt(exponent);
+  const n = p * q;
+  const d = modInverse(e, (p - 1n) * (q - 1n));
+  const jwk = {
+    kty: 'RSA',
+    n: base64url(n, modulusBytes),
+    e: base64url(e),
+    d: base64url(d, modulusBytes),
+    p: base64url(p, modulusBytes / 2),
+    q: base64url(q, modulusBytes / 2),
+    dp: base64url(d % (p - 1n), modulusBytes / 2),
+    dq: base64url(d % (q - 1n), modulusBytes / 2),
+    qi: base64url(modInverse(q, p), modulusBytes / 2),
+  };
+  const privateKey = createPrivateKey({ key: jwk, format: 'jwk' });
+  return { n: toBytes(n, modulusBytes), p: toBytes(p, modulusBytes / 2), privateKey, publicKey: createPublicKey(privateKey) };
+}
+
+/** Rebuilds a key from the modulus and the one prime a TPMT_SENSITIVE keeps. */
+export function rsaFromModulusAndPrime(nBytes: Buffer, pBytes: Buffer, exponent: number): RsaKey {
+  const n = toBigInt(nBytes);
+  const p = toBigInt(pBytes);
+  if (p <= 1n || n % p !== 0n) throw new RangeError('the prime does not divide the modulus');
+  return rsaFromPrimes(p, n / p, exponent, nBytes.length);
+}
+
+export function deriveRsa(stream: SeededStream, bits: number, exponent: number): RsaKey {
+  const e = BigInt(exponent);
+  for (;;) {
+    const p = derivePrime(stream, bits / 2, e);
+    const q = derivePrime(stream, bits / 2, e);
+    if (p === q) continue;
+    const n = p * q;
+    if (n >> BigInt(bits - 1) !== 1n) continue;
+    return rsaFromPrimes(p, q, exponent, bits / 8);
+  }
+}
+
+export function generateRsa(bits: number, exponent: number): RsaKey {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: exponent });
+  const jwk = privateKey.export({ format: 'jwk' });
+  const p = toBigInt(Buffer.from(jwk.p!, 'base64url'));
+  const q = toBigInt(Buffer.from(jwk.q!, 'base64url'));
+  return rsaFromPrimes(p, q, exponent, bits / 8);
+}
+
+export function rsaPublicKey(n: Buffer, exponent: number): KeyObject {
+  return createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: base64url(BigInt(exponent)) }, format: 'jwk' });
+}
