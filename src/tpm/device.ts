@@ -14,6 +14,12 @@ export interface TpmDevice {
    */
   execute(command: Uint8Array, locality: number): Promise<Uint8Array>;
 
+  /**
+   * The same without a promise, offered by devices that answer without waiting on I/O (an
+   * in-memory engine). A transport may use it only when no other call to the device is in flight.
+   */
+  executeSync?(command: Uint8Array, locality: number): Uint8Array;
+
   /** _TPM_Init: power is (re)applied; volatile state is lost and TPM2_Startup is required. */
   powerOn(): Promise<void>;
 

@@ -5,9 +5,16 @@
  */
 export class SerialQueue {
   #tail: Promise<unknown> = Promise.resolve();
+  #pending = 0;
+
+  /** No job is queued or running: a caller may touch the device directly, synchronously. */
+  get isIdle(): boolean {
+    return this.#pending === 0;
+  }
 
   run<T>(job: () => Promise<T>): Promise<T> {
-    const result = this.#tail.then(job);
+    this.#pending++;
+    const result = this.#tail.then(job).finally(() => this.#pending--);
     // A failed job must not poison the jobs queued behind it; its caller sees the rejection.
     this.#tail = result.catch(() => undefined);
     return result;

@@ -70,6 +70,23 @@ export class SwtpmTpm {
     });
   }
 
+  /**
+   * The fast path of a data command: when nothing else is queued and the device can answer
+   * synchronously, answer now, skipping the promise chain. Returns undefined when the caller
+   * must take the queued path instead.
+   */
+  executeNow(command: Uint8Array): Uint8Array | undefined {
+    const device = this.device;
+    if (!device.executeSync || !this.queue.isIdle) return undefined;
+    if (!this.#running) return failureResponse(device.family);
+    try {
+      return device.executeSync(command, this.#locality);
+    } catch (err) {
+      this.logger.error({ err }, 'the device failed at host level while executing a command; answered with a failure response');
+      return failureResponse(device.family);
+    }
+  }
+
   /** CMD_INIT: _TPM_Init, i.e. a power cycle. Resolves false when the device failed. */
   init(): Promise<boolean> {
     return this.queue.run(async () => {

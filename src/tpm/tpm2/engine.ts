@@ -12,6 +12,7 @@ import { SessionSlots, type Session } from './auth/sessions.ts';
 import { Lockout } from './state/lockout.ts';
 import { nvName } from './types/nv.ts';
 import { deserializeObject } from './objects/persistent.ts';
+import { nvIndexAccessible, nvOnStartupClear } from './commands/nv.ts';
 import { trimAuth } from './auth/auth-value.ts';
 import { MemoryStateStore, type StateStore } from './state/store.ts';
 import { DEFAULT_IDENTITY, type TpmIdentity } from './capability/properties.ts';
@@ -98,7 +99,8 @@ export class Tpm2Engine {
     this.sessions = new SessionSlots(opts.sessionSlots ?? 3);
     this.pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
     this.pcrs.initialize();
-    this.lockout = new Lockout(() => this.nv.da, () => this.clock.clock, () => this.markNvDirty());
+    // Time, not Clock: ClockSet can move Clock forward, which must not end a lockout early.
+    this.lockout = new Lockout(() => this.nv.da, () => this.clock.time, () => this.markNvDirty());
     this.nullSeed = this.random.bytes(64);
     this.nullProof = this.random.bytes(64);
   }
@@ -198,6 +200,7 @@ export class Tpm2Engine {
       this.platformAuth = Buffer.alloc(0);
       this.platformPolicy = NO_POLICY;
       this.enables = { ph: true, sh: true, eh: true, phNV: true };
+      nvOnStartupClear(this);
     }
     nv.shutdown = 'none';
     nv.saved = null;
@@ -242,7 +245,7 @@ export class Tpm2Engine {
       case RH.PLATFORM:
         return this.enables.ph;
       case RH.PLATFORM_NV:
-        return this.enables.ph && this.enables.phNV;
+        return this.enables.phNV;
       default:
         return true;
     }
@@ -258,9 +261,11 @@ export class Tpm2Engine {
       case HT.TRANSIENT:
         return this.objects.get(h) ? RC.SUCCESS : RC.REFERENCE_H0;
       case HT.PERSISTENT:
+        // A disabled hierarchy's persistent objects are as good as absent.
+        if (!(h >= PLATFORM_PERSISTENT ? this.enables.ph : this.enables.sh)) return RC.HANDLE;
         return this.nv.persistent.has(h) ? RC.SUCCESS : RC.HANDLE;
       case HT.NV_INDEX:
-        return this.nv.nvIndices.get(h) ? RC.SUCCESS : RC.HANDLE;
+        return nvIndexAccessible(this, h);
       case HT.HMAC_SESSION:
       case HT.POLICY_SESSION:
         return this.sessions.get(h) ? RC.SUCCESS : RC.REFERENCE_H0;
@@ -381,5 +386,7 @@ export class Tpm2Engine {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Persistent handles from here up belong to the platform hierarchy. */
+const PLATFORM_PERSISTENT = 0x81800000;
 /** TPMA_NV_NO_DA. */
 const NV_NO_DA = 1 << 25;

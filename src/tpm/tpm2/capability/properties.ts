@@ -4,6 +4,8 @@ import { CLOCK_UPDATE_INTERVAL, MAX_COMMAND_SIZE, MAX_RESPONSE_SIZE } from '../l
 import { MAX_BUFFER } from '../types/basic.ts';
 import { PCR_SELECT_MIN, selectBitmap } from '../types/pcr.ts';
 import { pcrAttributes } from '../state/pcr-attributes.ts';
+import { MAX_NV_INDICES } from '../state/nv-indices.ts';
+import { MAX_PERSISTENT } from '../limits.ts';
 import { CURVES } from './algorithms.ts';
 
 /** Four ASCII characters as a big-endian u32, the way vendor strings are reported. */
@@ -31,7 +33,6 @@ const SPEC = { revision: 159, year: 2019, day: 312 };
 /** PC-Client Platform TPM Profile 1.05. */
 const PLATFORM_SPEC = { family: 1, level: 0, revision: 105, year: 2020, day: 136 };
 
-const MAX_PERSISTENT = 7;
 const MAX_ACTIVE_SESSIONS = 64;
 
 
@@ -104,10 +105,10 @@ export function tpmProperties(tpm: Tpm2Engine): [number, number][] {
     [PT.HR_ACTIVE, tpm.sessions.used],
     [PT.HR_ACTIVE_AVAIL, MAX_ACTIVE_SESSIONS - tpm.sessions.used],
     [PT.HR_TRANSIENT_AVAIL, tpm.objects.capacity - tpm.objects.used],
-    [PT.HR_PERSISTENT, 0],
-    [PT.HR_PERSISTENT_AVAIL, MAX_PERSISTENT],
-    [PT.NV_COUNTERS, 0],
-    [PT.NV_COUNTERS_AVAIL, 2048],
+    [PT.HR_PERSISTENT, nv.persistent.size],
+    [PT.HR_PERSISTENT_AVAIL, MAX_PERSISTENT - nv.persistent.size],
+    [PT.NV_COUNTERS, nv.nvIndices.counters],
+    [PT.NV_COUNTERS_AVAIL, MAX_NV_INDICES - nv.nvIndices.size],
     [PT.ALGORITHM_SET, 0],
     [PT.LOADED_CURVES, CURVES.length],
     [PT.LOCKOUT_COUNTER, tpm.lockout.failedTries],

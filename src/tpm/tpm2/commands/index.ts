@@ -2,6 +2,9 @@ import type { CommandDef } from '../command.ts';
 import { capabilityCommands } from './capability.ts';
 import { clockCommands } from './clock.ts';
 import { hashCommands } from './hash.ts';
+import { nvCommands } from './nv.ts';
+import { hierarchyCommands } from './hierarchy.ts';
+import { dictionaryAttackCommands } from './dictionary-attack.ts';
 import { objectCommands } from './object.ts';
 import { pcrCommands } from './pcr.ts';
 import { randomCommands } from './random.ts';
@@ -21,6 +24,9 @@ export const COMMANDS: readonly CommandDef[] = [
   ...hashCommands,
   ...pcrCommands,
   ...clockCommands,
+  ...nvCommands,
+  ...hierarchyCommands,
+  ...dictionaryAttackCommands,
   ...objectCommands,
   ...sessionCommands,
   ...contextCommands,

@@ -16,6 +16,7 @@ import { hierarchyQn, isStorageParent, keysOf, makeObject, type TpmObject } from
 import { unwrapSensitive, wrapSensitive } from '../objects/protection.ts';
 import { serializeObject } from '../objects/persistent.ts';
 import { validateTemplate } from '../objects/template.ts';
+import { MAX_PERSISTENT } from '../limits.ts';
 
 /** TPMI_RH_HIERARCHY+ as a handle (CreatePrimary's primaryHandle). */
 const primaryHierarchy = checked(u32, (h) => h === RH.OWNER || h === RH.ENDORSEMENT || h === RH.PLATFORM || h === RH.NULL, RC.VALUE);
@@ -280,8 +281,6 @@ export const objectCommands = [
   }),
 ];
 
-/** Persistent object slots, as TPM_PT_HR_PERSISTENT_MIN reports. */
-export const MAX_PERSISTENT = 7;
 
 function digestSizeOf(o: TpmObject): number {
   return digest(o.public.nameAlg, Buffer.alloc(0)).length;

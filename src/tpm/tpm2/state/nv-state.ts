@@ -3,6 +3,7 @@ import { ALG } from '../constants.ts';
 import { fullAllocation, type PcrAllocation } from './pcr-banks.ts';
 import { NvStateError, boolField, bytesField, countField, damaged, hex, objectField } from './json.ts';
 import { NvIndexTable } from './nv-indices.ts';
+import { DA_DEFAULTS } from './lockout.ts';
 
 export { NvStateError };
 
@@ -95,7 +96,7 @@ export function manufacture(pcrCount: number, random: (n: number) => Buffer): Nv
       policies: { owner: NO_POLICY, endorsement: NO_POLICY, lockout: NO_POLICY },
       disableClear: false,
     },
-    da: { failedTries: 0, maxTries: 3, recoveryTime: 1000, lockoutRecovery: 1000 },
+    da: { ...DA_DEFAULTS },
     persistent: new Map(),
     nvIndices: new NvIndexTable(),
     saved: null,
