@@ -1,4 +1,4 @@
-import { Reader, Writer } from '../wire/buffer.ts';
+import { Reader } from '../wire/buffer.ts';
 import { CC, ST } from './constants.ts';
 import type { CallContext, CommandDef } from './command.ts';
 import type { Codec } from '../wire/codec.ts';
@@ -111,7 +111,7 @@ function execute(tpm: Tpm2Engine, table: ReadonlyMap<number, CompiledCommand>, c
 
   const cpBuffer = command.subarray(r.offset);
   const paramBytes = plan?.decrypt !== undefined ? decryptParameters(tpm, plan, cpBuffer) : cpBuffer;
-  const pr = new Reader(paramBytes);
+  const pr = paramBytes === cpBuffer ? r : new Reader(paramBytes);
   const params: Record<string, unknown> = {};
   for (let i = 0; i < compiled.params.length; i++) {
     const [key, c] = compiled.params[i]!;
@@ -135,7 +135,9 @@ const NO_SESSIONS: AuthCommand[] = [];
 const NO_RESPONSES: AuthResponse[] = [];
 
 function buildResponse(tpm: Tpm2Engine, compiled: CompiledCommand, tag: number, result: Record<string, unknown>, plan: SessionPlan | undefined): Buffer {
-  const w = new Writer(128);
+  // One scratch writer per engine: the response is assembled there and copied out once.
+  const w = tpm.responseWriter;
+  w.reset();
   w.u16(tag).u32(0).u32(RC.SUCCESS);
   if (compiled.def.responseHandle) w.u32(result.handle as number);
   const paramSizeAt = tag === ST.SESSIONS ? w.reserveU32() : -1;
@@ -150,5 +152,5 @@ function buildResponse(tpm: Tpm2Engine, compiled: CompiledCommand, tag: number, 
     for (const a of auths) writeAuthResponse(w, a);
   }
   w.patchU32(2, w.length);
-  return w.finish();
+  return Buffer.from(w.view(0));
 }

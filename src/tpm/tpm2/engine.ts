@@ -4,7 +4,8 @@ import type { CommandDef } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
 import { compileTable, dispatch, type CompiledCommand } from './dispatcher.ts';
 import { RC, TpmError } from './rc.ts';
-import { CLOCK_UPDATE_INTERVAL, MAX_COMMAND_SIZE } from './limits.ts';
+import { CLOCK_UPDATE_INTERVAL, MAX_COMMAND_SIZE, MAX_RESPONSE_SIZE } from './limits.ts';
+import { Writer } from '../wire/buffer.ts';
 import { TpmClock } from './state/clock.ts';
 import { PcrBanks } from './state/pcr-banks.ts';
 import { ObjectSlots, type TransientObject } from './state/objects.ts';
@@ -49,6 +50,8 @@ export class Tpm2Engine {
   readonly pcrCount: number;
   readonly maxCommandSize = MAX_COMMAND_SIZE;
   readonly commands = TABLE;
+  /** Scratch space for assembling responses (the dispatcher copies each one out). */
+  readonly responseWriter = new Writer(MAX_RESPONSE_SIZE);
   private clockCheckAt = 0;
   private readonly now: () => number;
   readonly random: TpmRandom;

@@ -155,6 +155,11 @@ export class Writer {
     this.buf.writeUInt16BE(v & 0xffff, at);
   }
 
+  /** Starts over, keeping the buffer (a scratch writer reused across responses). */
+  reset(): void {
+    this.pos = 0;
+  }
+
   /** A live view of the bytes written from `start` on (valid until the next write). */
   view(start: number): Buffer {
     return this.buf.subarray(start, this.pos);
