@@ -4,6 +4,7 @@ import type { CallContext, CommandDef } from './command.ts';
 import type { Codec } from '../wire/codec.ts';
 import { RC, TpmError, atHandle, atParameter } from './rc.ts';
 import { parseAuthArea, writeAuthResponse, type AuthCommand, type AuthResponse } from './auth/session-area.ts';
+import { beginCommandAudit, endCommandAudit, type PendingAudit } from './audit.ts';
 import { checkAuthorizations, decryptParameters, finishSessions, planSessions, type SessionPlan } from './auth/authorize.ts';
 import type { Tpm2Engine } from './engine.ts';
 
@@ -123,18 +124,28 @@ function execute(tpm: Tpm2Engine, table: ReadonlyMap<number, CompiledCommand>, c
   }
   if (pr.remaining !== 0) throw new TpmError(RC.SIZE);
 
-  if (plan) checkAuthorizations(tpm, plan, cc, handles, cpBuffer);
+  if (plan) checkAuthorizations(tpm, plan, cc, handles, cpBuffer, locality);
 
+  const audit = beginCommandAudit(tpm, cc, handles, cpBuffer);
   const ctx: CallContext = { tpm, locality, handles };
   const result = def.handler(ctx, params as never);
+  const response = buildResponse(tpm, compiled, tag, result, plan, audit);
+  // After the response is final, so the audit counter's NV change commits with this command.
   tpm.afterCommand(def);
-  return buildResponse(tpm, compiled, tag, result, plan);
+  return response;
 }
 
 const NO_SESSIONS: AuthCommand[] = [];
 const NO_RESPONSES: AuthResponse[] = [];
 
-function buildResponse(tpm: Tpm2Engine, compiled: CompiledCommand, tag: number, result: Record<string, unknown>, plan: SessionPlan | undefined): Buffer {
+function buildResponse(
+  tpm: Tpm2Engine,
+  compiled: CompiledCommand,
+  tag: number,
+  result: Record<string, unknown>,
+  plan: SessionPlan | undefined,
+  audit: PendingAudit | undefined,
+): Buffer {
   // One scratch writer per engine: the response is assembled there and copied out once.
   const w = tpm.responseWriter;
   w.reset();
@@ -149,7 +160,10 @@ function buildResponse(tpm: Tpm2Engine, compiled: CompiledCommand, tag: number, 
   if (paramSizeAt >= 0) {
     w.patchU32(paramSizeAt, w.length - start);
     const auths = plan ? finishSessions(tpm, plan, compiled.def.cc, w.view(start)) : NO_RESPONSES;
+    endCommandAudit(tpm, audit, w.view(start));
     for (const a of auths) writeAuthResponse(w, a);
+  } else {
+    endCommandAudit(tpm, audit, w.view(start));
   }
   w.patchU32(2, w.length);
   return Buffer.from(w.view(0));

@@ -131,6 +131,11 @@ export class Tpm2Engine {
     this.started = false;
   }
 
+  /** Command audit state; audit.ts finds it here. */
+  get audit() {
+    return this.nv.audit;
+  }
+
   markNvDirty(): void {
     this.nvDirty = true;
   }
@@ -180,6 +185,7 @@ export class Tpm2Engine {
       this.pcrs.restoreState(nv.saved.pcrs);
       this.pcrs.updateCounter = nv.saved.pcrUpdateCounter;
       if (nv.saved.enables) this.enables = { ...nv.saved.enables };
+      if (nv.saved.auditDigest) nv.audit.restoreDigest(nv.saved.auditDigest);
       nv.restartCount++;
     } else {
       if (nv.pendingAllocation) {
@@ -191,6 +197,7 @@ export class Tpm2Engine {
       // PC-Client: PCR 0 records the locality the TPM was started from in its last byte.
       this.pcrs.markStartupLocality(locality);
       if (nv.shutdown === 'state') {
+        if (nv.saved?.auditDigest) nv.audit.restoreDigest(nv.saved.auditDigest);
         nv.restartCount++;
       } else {
         if (nv.shutdown === 'none') nv.clockSafe = false;
@@ -217,7 +224,12 @@ export class Tpm2Engine {
     if (type === SU.STATE) {
       // Saved PCRs would not fit a different allocation: only a CLEAR shutdown may follow PCR_Allocate.
       if (nv.pendingAllocation) throw TpmError.parameter(RC.TYPE, 1);
-      nv.saved = { pcrs: this.pcrs.saveState(), pcrUpdateCounter: this.pcrs.updateCounter, enables: { ...this.enables } };
+      nv.saved = {
+        pcrs: this.pcrs.saveState(),
+        pcrUpdateCounter: this.pcrs.updateCounter,
+        enables: { ...this.enables },
+        auditDigest: nv.audit.savedDigest(),
+      };
       nv.shutdown = 'state';
     } else {
       nv.saved = null;

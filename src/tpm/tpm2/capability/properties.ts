@@ -5,6 +5,7 @@ import { MAX_BUFFER } from '../types/basic.ts';
 import { PCR_SELECT_MIN, selectBitmap } from '../types/pcr.ts';
 import { pcrAttributes } from '../state/pcr-attributes.ts';
 import { MAX_NV_INDICES } from '../state/nv-indices.ts';
+import { auditCounterProperties } from '../audit.ts';
 import { MAX_PERSISTENT } from '../limits.ts';
 import { CURVES } from './algorithms.ts';
 
@@ -49,6 +50,7 @@ export function tpmProperties(tpm: Tpm2Engine): [number, number][] {
     (tpm.lockout.inLockout ? 1 << 9 : 0) |
     (1 << 10); // tpmGeneratedEPS: the endorsement seed was made by this TPM
   const en = tpm.enables;
+  const audit = auditCounterProperties(tpm);
   const startupClear = (en.ph ? 1 : 0) | (en.sh ? 2 : 0) | (en.eh ? 4 : 0) | (en.phNV ? 8 : 0) | (tpm.orderlyStart ? 0x80000000 : 0);
   const props: [number, number][] = [
     [PT.FAMILY_INDICATOR, chars('2.0')],
@@ -116,8 +118,8 @@ export function tpmProperties(tpm: Tpm2Engine): [number, number][] {
     [PT.LOCKOUT_INTERVAL, nv.da.recoveryTime],
     [PT.LOCKOUT_RECOVERY, nv.da.lockoutRecovery],
     [PT.NV_WRITE_RECOVERY, 0],
-    [PT.AUDIT_COUNTER_0, 0],
-    [PT.AUDIT_COUNTER_1, 0],
+    [PT.AUDIT_COUNTER_0, audit[0]],
+    [PT.AUDIT_COUNTER_1, audit[1]],
   ];
   return props;
 }

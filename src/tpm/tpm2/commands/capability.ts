@@ -4,6 +4,7 @@ import { command, commandAttributes } from '../command.ts';
 import { RC, TpmError } from '../rc.ts';
 import type { Tpm2Engine } from '../engine.ts';
 import { ALGORITHMS, CURVES } from '../capability/algorithms.ts';
+import { auditedCommands } from '../audit.ts';
 import { pcrProperties, tpmProperties } from '../capability/properties.ts';
 import { MAX_CAP, capabilityData, type CapabilityData } from '../types/capability.ts';
 
@@ -57,8 +58,11 @@ function answer(tpm: Tpm2Engine, capability: number, property: number, count: nu
       return [{ capability, items: defs.map(commandAttributes) }, more];
     }
     case CAP.PP_COMMANDS:
-    case CAP.AUDIT_COMMANDS:
       return [{ capability, items: [] }, false];
+    case CAP.AUDIT_COMMANDS: {
+      const [items, more] = page(auditedCommands(tpm), id, property, count, MAX_CAP.commands);
+      return [{ capability, items }, more];
+    }
     case CAP.PCRS:
       if (property !== 0) throw TpmError.parameter(RC.VALUE, 2);
       return [{ capability, pcrs: tpm.pcrs.allocation() }, false];

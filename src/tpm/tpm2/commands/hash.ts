@@ -19,9 +19,9 @@ import {
 import { dhObject, dhPcrOrNull } from '../types/handles.ts';
 import { checkExtendLocality, extendPcr } from './pcr.ts';
 
-/** A hash or event sequence in an object slot. */
+/** A hash, event or HMAC sequence (HMAC_Start, in signing.ts) in an object slot. */
 export interface SequenceObject extends TransientObject {
-  readonly kind: 'hashSequence' | 'eventSequence';
+  readonly kind: 'hashSequence' | 'eventSequence' | 'hmacSequence';
   readonly hashAlg: number;
   readonly states: { alg: number; state: HashState }[];
   /** The first bytes hashed, kept until four are known: TPM-generated-looking data gets no ticket. */
@@ -95,7 +95,7 @@ export const hashCommands = [
     response: {},
     handler: ({ tpm, handles }, { buffer }) => {
       const obj = tpm.objects.get(handles[0]!) as SequenceObject | undefined;
-      if (!obj || (obj.kind !== 'hashSequence' && obj.kind !== 'eventSequence')) throw TpmError.handle(RC.MODE, 1);
+      if (!obj || (obj.kind !== 'hashSequence' && obj.kind !== 'eventSequence' && obj.kind !== 'hmacSequence')) throw TpmError.handle(RC.MODE, 1);
       updateSequence(obj, buffer);
       return {};
     },
@@ -108,11 +108,13 @@ export const hashCommands = [
     response: { result: digestBuf, validation: hashCheckTicket },
     flushed: true,
     handler: ({ tpm, handles }, { buffer, hierarchy }) => {
-      const seq = sequenceAt(tpm, handles[0]!, 1, 'hashSequence');
+      const obj = tpm.objects.get(handles[0]!) as SequenceObject | undefined;
+      const seq = obj?.kind === 'hmacSequence' ? obj : sequenceAt(tpm, handles[0]!, 1, 'hashSequence');
       updateSequence(seq, buffer);
       tpm.objects.remove(handles[0]!);
       const result = seq.states[0]!.state.digest();
-      return { result, validation: ticketFor(tpm, hierarchy, seq.hashAlg, result, seq.prefix) };
+      // An HMAC sequence gets the NULL ticket.
+      return { result, validation: ticketFor(tpm, seq.kind === 'hmacSequence' ? RH.NULL : hierarchy, seq.hashAlg, result, seq.prefix) };
     },
   }),
   command({

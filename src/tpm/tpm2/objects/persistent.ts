@@ -11,7 +11,8 @@ export function serializeObject(o: TpmObject): Buffer {
   w.u8(FORMAT).u32(o.hierarchy);
   w.u16(o.parentQn.length).bytes(o.parentQn);
   w.u16(o.publicBytes.length).bytes(o.publicBytes);
-  const s = encode(sensitiveArea, o.sensitive!);
+  // A public-only object (LoadExternal of a public key) has no sensitive area: size 0.
+  const s = o.sensitive ? encode(sensitiveArea, o.sensitive) : Buffer.alloc(0);
   w.u16(s.length).bytes(s);
   return Buffer.from(w.finish());
 }
@@ -22,7 +23,8 @@ export function deserializeObject(blob: Buffer): TpmObject {
   const hierarchy = r.u32();
   const parentQn = Buffer.from(r.bytes(r.u16()));
   const pub = publicArea.decode(r.sub(r.u16()));
-  const sensitive = sensitiveArea.decode(r.sub(r.u16()));
+  const size = r.u16();
+  const sensitive = size === 0 ? undefined : sensitiveArea.decode(r.sub(size));
   return makeObject(pub, sensitive, hierarchy, parentQn);
 }
 

@@ -6,7 +6,7 @@ import type { DaState } from './nv-state.ts';
  * The manufacturer's dictionary-attack parameters (the reference implementation's
  * DAPreInstall_Init), which TPM2_Clear restores.
  */
-export const DA_DEFAULTS: Readonly<DaState> = { failedTries: 0, maxTries: 3, recoveryTime: 1000, lockoutRecovery: 1000 };
+export const DA_DEFAULTS: Readonly<DaState> = { failedTries: 0, maxTries: 3, recoveryTime: 1000, lockoutRecovery: 1000, lockoutAuthEnabled: true };
 
 /**
  * Dictionary-attack protection (Part 1, 19.8). Failed authorizations of protected entities
@@ -25,8 +25,16 @@ export class Lockout {
   private healingFrom: bigint;
   /** Reading at which lockoutAuth last failed. */
   private lockoutFailedAt: bigint;
-  /** TPM_PERMANENT lockOutAuthEnabled; kept in memory only (see the report: NV should hold it). */
-  private lockoutAuthEnabled = true;
+  /** TPM_PERMANENT lockOutAuthEnabled, kept in NV so a restart does not lift a block. */
+  private get lockoutAuthEnabled(): boolean {
+    return this.da().lockoutAuthEnabled !== false;
+  }
+
+  private set lockoutAuthEnabled(v: boolean) {
+    if (this.lockoutAuthEnabled === v) return;
+    this.da().lockoutAuthEnabled = v;
+    this.persist();
+  }
   /** The last clock reading seen, to notice the clock going back. */
   private last: bigint;
 

@@ -4,6 +4,7 @@ import { fullAllocation, type PcrAllocation } from './pcr-banks.ts';
 import { NvStateError, boolField, bytesField, countField, damaged, hex, objectField } from './json.ts';
 import { NvIndexTable } from './nv-indices.ts';
 import { DA_DEFAULTS } from './lockout.ts';
+import { CommandAuditLog } from '../audit.ts';
 
 export { NvStateError };
 
@@ -16,6 +17,8 @@ export interface SavedState {
   pcrUpdateCounter: number;
   /** TPMA_STARTUP_CLEAR enables, restored by TPM Resume and set again by every Startup(CLEAR). */
   enables?: HierarchyEnables;
+  /** The command audit digest, which survives TPM Restart and Resume. */
+  auditDigest?: { digest: string; resetCount: number };
 }
 
 export interface HierarchyEnables {
@@ -53,6 +56,8 @@ export interface DaState {
   recoveryTime: number;
   /** Seconds lockoutAuth stays blocked after a failure; 0 means until the next TPM Reset. */
   lockoutRecovery: number;
+  /** Cleared while a failed lockoutAuth is blocked (absent: enabled). */
+  lockoutAuthEnabled?: boolean;
 }
 
 /**
@@ -74,6 +79,8 @@ export interface NvState {
   /** Persistent objects (EvictControl): handle → the object's serialized form. */
   persistent: Map<number, Buffer>;
   nvIndices: NvIndexTable;
+  /** Command audit: algorithm, counter and audited commands (the running digest is volatile). */
+  audit: CommandAuditLog;
   saved: SavedState | null;
 }
 
@@ -99,6 +106,7 @@ export function manufacture(pcrCount: number, random: (n: number) => Buffer): Nv
     da: { ...DA_DEFAULTS },
     persistent: new Map(),
     nvIndices: new NvIndexTable(),
+    audit: new CommandAuditLog(),
     saved: null,
   };
 }
@@ -151,9 +159,19 @@ export function serializeNv(s: NvState): Buffer {
     da: s.da,
     persistent: Object.fromEntries([...s.persistent].map(([handle, blob]) => [handle.toString(16), hex(blob)])),
     nvIndices: s.nvIndices.toJSON(),
+    audit: s.audit.toJSON(),
     saved: s.saved,
   };
   return Buffer.from(JSON.stringify(json));
+}
+
+function auditFromJson(v: unknown): CommandAuditLog {
+  if (v === undefined) return new CommandAuditLog();
+  try {
+    return CommandAuditLog.fromJSON(v);
+  } catch {
+    throw damaged('command audit');
+  }
 }
 
 export function deserializeNv(data: Buffer): NvState {
@@ -203,9 +221,11 @@ export function deserializeNv(data: Buffer): NvState {
       maxTries: countField(da.maxTries, 'da'),
       recoveryTime: countField(da.recoveryTime, 'da'),
       lockoutRecovery: countField(da.lockoutRecovery, 'da'),
+      lockoutAuthEnabled: da.lockoutAuthEnabled === undefined ? true : boolField(da.lockoutAuthEnabled, 'da'),
     },
     persistent,
     nvIndices: NvIndexTable.fromJSON(j.nvIndices),
+    audit: auditFromJson(j.audit),
     saved: j.saved,
   };
 }
