@@ -18,7 +18,71 @@ export interface Session {
   nonceCaller: Buffer;
   /** Policy sessions: the running policyDigest. */
   policyDigest: Buffer;
+  /** Policy sessions: what the policy commands so far have asserted (made on first use). */
+  policy?: PolicyState;
 }
+
+/**
+ * The conditions a policy session has accumulated besides its digest (Part 1, 19.7; the
+ * reference implementation's SESSION fields). They are checked when the session authorizes.
+ */
+export interface PolicyState {
+  /** TPM_CC the session may authorize (PolicyCommandCode, PolicyDuplicationSelect); 0: any. */
+  commandCode: number;
+  /** TPMA_LOCALITY the command must come from (PolicyLocality); 0: any. */
+  commandLocality: number;
+  /** cpHash, nameHash or templateHash (they share one slot, as in the specification); empty: none. */
+  cpHash: Buffer;
+  cpHashKind: 'none' | 'cpHash' | 'nameHash' | 'template';
+  /** pcrUpdateCounter when PolicyPCR was satisfied; undefined: no PolicyPCR. */
+  pcrCounter: number | undefined;
+  /** TPM Time (ms) when the session started or last rolled its nonce in an authorization. */
+  startTime: bigint;
+  /** TPM Time (ms) after which the policy no longer authorizes (PolicySigned/Secret/Ticket); 0n: none. */
+  timeout: bigint;
+  /** PolicyAuthValue: the HMAC key includes the entity's authValue. */
+  isAuthValueNeeded: boolean;
+  /** PolicyPassword: the HMAC field carries the authValue in the clear. */
+  isPasswordNeeded: boolean;
+  /** PolicyPhysicalPresence. */
+  isPPRequired: boolean;
+  /** PolicyNvWritten: the authorized NV index must have TPMA_NV_WRITTEN equal to nvWrittenState. */
+  checkNvWritten: boolean;
+  nvWrittenState: boolean;
+}
+
+export function newPolicyState(startTime: bigint): PolicyState {
+  return {
+    commandCode: 0,
+    commandLocality: 0,
+    cpHash: EMPTY,
+    cpHashKind: 'none',
+    pcrCounter: undefined,
+    startTime,
+    timeout: 0n,
+    isAuthValueNeeded: false,
+    isPasswordNeeded: false,
+    isPPRequired: false,
+    checkNvWritten: false,
+    nvWrittenState: false,
+  };
+}
+
+/** The policy state of a policy session, made on first use with the given start time. */
+export function policyState(s: Session, now: bigint): PolicyState {
+  return (s.policy ??= newPolicyState(now));
+}
+
+/**
+ * PolicyRestart, and what every authorization with continueSession does to a policy session:
+ * the digest returns to zeros and every condition is dropped; the nonces and start time stay.
+ */
+export function resetPolicy(s: Session): void {
+  s.policyDigest.fill(0);
+  if (s.policy) s.policy = newPolicyState(s.policy.startTime);
+}
+
+const EMPTY = Buffer.alloc(0);
 
 /**
  * The session slots. Like object slots, they are few on a chip (TPM_PT_HR_LOADED_MIN);
