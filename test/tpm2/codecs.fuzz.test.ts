@@ -20,6 +20,12 @@ import * as pp from '../../src/tpm/tpm2/types/public-parms.ts';
 import * as pub from '../../src/tpm/tpm2/types/public.ts';
 import * as time from '../../src/tpm/tpm2/types/time.ts';
 import * as nv from '../../src/tpm/tpm2/types/nv.ts';
+import * as policy from '../../src/tpm/tpm2/types/policy.ts';
+import * as creation from '../../src/tpm/tpm2/types/creation.ts';
+import * as ctx from '../../src/tpm/tpm2/types/context.ts';
+import * as secret from '../../src/tpm/tpm2/types/secret.ts';
+import * as attestTypes from '../../src/tpm/tpm2/types/attest.ts';
+import * as sig from '../../src/tpm/tpm2/types/signature.ts';
 import { parseAuthArea } from '../../src/tpm/tpm2/auth/session-area.ts';
 
 const TYPES_DIR = fileURLToPath(new URL('../../src/tpm/tpm2/types/', import.meta.url));
@@ -131,14 +137,52 @@ const sensitiveArea = fc.constantFrom(ALG.RSA, ALG.ECC, ALG.SYMCIPHER, ALG.KEYED
   rec({ sensitiveType: fc.constant(t), authValue: bytes(0, 64), seedValue: bytes(0, 64), sensitive: bytes(0, SENSITIVE_MAX[t]!) }),
 );
 
+const nvAttributes = u32.map((a) => (a & ~nv.NV_ATTR_RESERVED) >>> 0);
 const nvPublic = rec({
   nvIndex: fc.integer({ min: 0x01000000, max: 0x01ffffff }),
   nameAlg: hashAlg,
-  attributes: u32,
+  attributes: nvAttributes,
   authPolicy: bytes(0, 64),
-  dataSize: u16,
+  dataSize: fc.integer({ min: 0, max: nv.MAX_NV_INDEX_SIZE }),
+});
+const creationDataArb = rec({
+  pcrSelect: fc.array(pcrSelection, { maxLength: basic.HASH_COUNT }),
+  pcrDigest: bytes(0, 64),
+  locality: fc.integer({ min: 0, max: 255 }),
+  parentNameAlg: u16,
+  parentName: bytes(0, 66),
+  parentQualifiedName: bytes(0, 66),
+  outsideInfo: bytes(0, 66),
 });
 const clockInfo = rec({ clock: u64, resetCount: u32, restartCount: u32, safe: fc.boolean() });
+
+/** TPMT_SIG_SCHEME+ and TPMT_SIGNATURE of the implemented schemes (RSASSA, RSAPSS, ECDSA, HMAC, NULL). */
+const sigSchemeArb = fc.oneof(
+  fc.constant({ scheme: ALG.NULL, hashAlg: ALG.NULL }),
+  fc.tuple(fc.constantFrom(ALG.RSASSA, ALG.RSAPSS, ALG.ECDSA, ALG.HMAC), hashAlg).map(([scheme, h]) => ({ scheme, hashAlg: h })),
+);
+const signatureArb = fc.oneof(
+  fc.constant({ sigAlg: ALG.NULL }),
+  rec({ sigAlg: fc.constantFrom(ALG.RSASSA, ALG.RSAPSS), hash: hashAlg, sig: bytes(0, pub.MAX_RSA_KEY_BYTES) }),
+  rec({ sigAlg: fc.constant(ALG.ECDSA), hash: hashAlg, r: bytes(0, pub.MAX_ECC_KEY_BYTES), s: bytes(0, pub.MAX_ECC_KEY_BYTES) }),
+  taggedHash.map((t) => ({ sigAlg: ALG.HMAC, hash: t.hashAlg, digest: Buffer.from(t.digest) })),
+);
+/** TPMS_ATTEST: the common fields and one TPMU_ATTEST arm matching the type. */
+const attestArb = fc
+  .tuple(
+    rec({ qualifiedSigner: bytes(0, 66), extraData: bytes(0, 66), clockInfo, firmwareVersion: u64 }),
+    fc.oneof(
+      rec({ type: fc.constant(0x8017), attested: rec({ name: bytes(0, 66), qualifiedName: bytes(0, 66) }) }),
+      rec({ type: fc.constant(0x801a), attested: rec({ objectName: bytes(0, 66), creationHash: bytes(0, 64) }) }),
+      rec({ type: fc.constant(0x8018), attested: rec({ pcrSelect: fc.array(pcrSelection, { maxLength: basic.HASH_COUNT }), pcrDigest: bytes(0, 64) }) }),
+      rec({ type: fc.constant(0x8015), attested: rec({ auditCounter: u64, digestAlg: u16, auditDigest: bytes(0, 64), commandDigest: bytes(0, 64) }) }),
+      rec({ type: fc.constant(0x8016), attested: rec({ exclusiveSession: fc.boolean(), sessionDigest: bytes(0, 64) }) }),
+      rec({ type: fc.constant(0x8019), attested: rec({ time: rec({ time: u64, clockInfo }), firmwareVersion: u64 }) }),
+      rec({ type: fc.constant(0x8014), attested: rec({ indexName: bytes(0, 66), offset: u16, nvContents: bytes(0, nv.MAX_NV_BUFFER_SIZE) }) }),
+      rec({ type: fc.constant(0x801c), attested: rec({ indexName: bytes(0, 66), nvDigest: bytes(0, 64) }) }),
+    ),
+  )
+  .map(([header, body]) => ({ ...header, ...body }));
 
 /** A generator of valid values for every codec the types modules export, keyed by export name. */
 const GENERATORS: Record<string, { codec: Codec<any>; arb: fc.Arbitrary<unknown> }> = {
@@ -169,6 +213,12 @@ const GENERATORS: Record<string, { codec: Codec<any>; arb: fc.Arbitrary<unknown>
   },
   'handles.rhPlatform': { codec: handles.rhPlatform, arb: fc.constant(RH.PLATFORM) },
   'handles.rhProvision': { codec: handles.rhProvision, arb: fc.constantFrom(RH.OWNER, RH.PLATFORM) },
+  'handles.rhHierarchy': { codec: handles.rhHierarchy, arb: fc.constantFrom(RH.OWNER, RH.ENDORSEMENT, RH.PLATFORM) },
+  'handles.rhHierarchyAuth': { codec: handles.rhHierarchyAuth, arb: fc.constantFrom(RH.OWNER, RH.ENDORSEMENT, RH.PLATFORM, RH.LOCKOUT) },
+  'handles.rhHierarchyPolicy': { codec: handles.rhHierarchyPolicy, arb: fc.constantFrom(RH.OWNER, RH.ENDORSEMENT, RH.PLATFORM, RH.LOCKOUT) },
+  'handles.rhEnables': { codec: handles.rhEnables, arb: fc.constantFrom(RH.OWNER, RH.ENDORSEMENT, RH.PLATFORM, RH.PLATFORM_NV) },
+  'handles.rhClear': { codec: handles.rhClear, arb: fc.constantFrom(RH.LOCKOUT, RH.PLATFORM) },
+  'handles.rhLockout': { codec: handles.rhLockout, arb: fc.constant(RH.LOCKOUT) },
   'pcr.pcrSelection': { codec: pcr.pcrSelection, arb: pcrSelection },
   'pcr.pcrSelectionList': { codec: pcr.pcrSelectionList, arb: fc.array(pcrSelection, { maxLength: basic.HASH_COUNT }) },
   'public-parms.symDefObjectStrict': { codec: pp.symDefObjectStrict, arb: aesDef },
@@ -200,6 +250,79 @@ const GENERATORS: Record<string, { codec: Codec<any>; arb: fc.Arbitrary<unknown>
   'nv.nvIndexHandle': { codec: nv.nvIndexHandle, arb: fc.integer({ min: 0x01000000, max: 0x01ffffff }) },
   'nv.nvPublic': { codec: nv.nvPublic, arb: nvPublic },
   'nv.nvPublic2b': { codec: nv.nvPublic2b, arb: nvPublic },
+  'nv.nvAttributes': { codec: nv.nvAttributes, arb: nvAttributes },
+  'nv.rhNvAuth': {
+    codec: nv.rhNvAuth,
+    arb: fc.oneof(fc.constantFrom(RH.OWNER, RH.PLATFORM), fc.integer({ min: 0x01000000, max: 0x01ffffff })),
+  },
+  'nv.maxNvBuffer': { codec: nv.maxNvBuffer, arb: bytes(0, nv.MAX_NV_BUFFER_SIZE) },
+  'creation.nameBuf': { codec: creation.nameBuf, arb: bytes(0, 66) },
+  'creation.privateBuf': { codec: creation.privateBuf, arb: bytes(0, 1024) },
+  'creation.creationData': { codec: creation.creationData, arb: creationDataArb },
+  'creation.creationData2b': { codec: creation.creationData2b, arb: creationDataArb },
+  'creation.creationTicket': {
+    codec: creation.creationTicket,
+    arb: rec({ tag: fc.constant(0x8021), hierarchy: fc.constantFrom(RH.OWNER, RH.ENDORSEMENT, RH.PLATFORM, RH.NULL), digest: bytes(0, 64) }),
+  },
+  'context.contextData': { codec: ctx.contextData, arb: bytes(0, 5120) },
+  'context.context': {
+    codec: ctx.context,
+    arb: rec({ sequence: u64, savedHandle: u32, hierarchy: fc.constantFrom(RH.OWNER, RH.ENDORSEMENT, RH.PLATFORM, RH.NULL), contextBlob: bytes(0, 512) }),
+  },
+  'policy.shPolicy': { codec: policy.shPolicy, arb: fc.integer({ min: 0x03000000, max: 0x03ffffff }) },
+  'policy.dhEntity': {
+    codec: policy.dhEntity,
+    arb: fc.oneof(
+      fc.constantFrom(RH.OWNER, RH.ENDORSEMENT, RH.PLATFORM, RH.LOCKOUT),
+      fc.tuple(fc.constantFrom(0x00, 0x01, 0x80, 0x81), fc.integer({ min: 0, max: 0xffffff })).map(([t, x]) => ((t << 24) | x) >>> 0),
+    ),
+  },
+  'policy.i32': { codec: policy.i32, arb: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }) },
+  'policy.timeoutBuf': { codec: policy.timeoutBuf, arb: bytes(0, 8) },
+  'policy.localityAttr': { codec: policy.localityAttr, arb: fc.integer({ min: 0, max: 255 }) },
+  'policy.eo': { codec: policy.eo, arb: fc.integer({ min: 0, max: 11 }) },
+  'policy.orDigestList': { codec: policy.orDigestList, arb: fc.array(bytes(0, 64), { minLength: 2, maxLength: 8 }) },
+  'policy.tkAuth': {
+    codec: policy.tkAuth,
+    arb: rec({ tag: fc.constantFrom(0x8023, 0x8025), hierarchy: fc.constantFrom(RH.OWNER, RH.ENDORSEMENT, RH.PLATFORM, RH.NULL), digest: bytes(0, 64) }),
+  },
+  'policy.tkVerified': {
+    codec: policy.tkVerified,
+    arb: rec({ tag: fc.constant(0x8022), hierarchy: fc.constantFrom(RH.OWNER, RH.ENDORSEMENT, RH.PLATFORM, RH.NULL), digest: bytes(0, 64) }),
+  },
+  'secret.ivBuf': { codec: secret.ivBuf, arb: bytes(0, secret.MAX_SYM_BLOCK_SIZE) },
+  'secret.idObject': { codec: secret.idObject, arb: bytes(0, secret.ID_OBJECT_SIZE) },
+  'secret.encryptedSecret': { codec: secret.encryptedSecret, arb: bytes(0, secret.ENCRYPTED_SECRET_SIZE) },
+  'secret.eccPoint2b': { codec: secret.eccPoint2b, arb: rec({ x: bytes(0, pub.MAX_ECC_KEY_BYTES), y: bytes(0, pub.MAX_ECC_KEY_BYTES) }) },
+  'secret.cipherModeOrNull': { codec: secret.cipherModeOrNull, arb: fc.constantFrom(...pp.SYM_MODES, ALG.NULL) },
+  'secret.rsaDecryptScheme': {
+    codec: secret.rsaDecryptScheme,
+    arb: scheme([
+      [ALG.RSAES, 'none'],
+      [ALG.OAEP, 'hash'],
+      [ALG.NULL, 'none'],
+    ]),
+  },
+  'secret.eccCurveDetail': {
+    codec: secret.eccCurveDetail,
+    arb: rec({
+      curveID: u16,
+      keySize: u16,
+      kdf: kdfScheme,
+      sign: eccScheme,
+      p: bytes(0, pub.MAX_ECC_KEY_BYTES),
+      a: bytes(0, pub.MAX_ECC_KEY_BYTES),
+      b: bytes(0, pub.MAX_ECC_KEY_BYTES),
+      gX: bytes(0, pub.MAX_ECC_KEY_BYTES),
+      gY: bytes(0, pub.MAX_ECC_KEY_BYTES),
+      n: bytes(0, pub.MAX_ECC_KEY_BYTES),
+      h: bytes(0, pub.MAX_ECC_KEY_BYTES),
+    }),
+  },
+  'signature.sigScheme': { codec: sig.sigScheme, arb: sigSchemeArb },
+  'signature.signature': { codec: sig.signature, arb: signatureArb },
+  'attest.attest': { codec: attestTypes.attest, arb: attestArb },
+  'attest.attest2b': { codec: attestTypes.attest2b, arb: bytes(0, attestTypes.MAX_ATTEST_SIZE) },
   // Codec factories, instantiated.
   'basic.u32List(254)': { codec: basic.u32List(254), arb: fc.array(u32, { maxLength: 254 }) },
   'codec.sizedStruct(clockInfo)': { codec: sizedStruct(time.clockInfo), arb: clockInfo },

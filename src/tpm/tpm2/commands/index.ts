@@ -2,6 +2,9 @@ import type { CommandDef } from '../command.ts';
 import { capabilityCommands } from './capability.ts';
 import { clockCommands } from './clock.ts';
 import { hashCommands } from './hash.ts';
+import { signingCommands } from './signing.ts';
+import { attestationCommands } from './attestation.ts';
+import { auditCommands } from './audit.ts';
 import { nvCommands } from './nv.ts';
 import { hierarchyCommands } from './hierarchy.ts';
 import { dictionaryAttackCommands } from './dictionary-attack.ts';
@@ -10,7 +13,12 @@ import { pcrCommands } from './pcr.ts';
 import { randomCommands } from './random.ts';
 import { selfTestCommands } from './self-test.ts';
 import { sessionCommands } from './session.ts';
+import { policyCommands } from './policy.ts';
 import { contextCommands } from './context.ts';
+import { credentialCommands } from './credential.ts';
+import { asymmetricCommands } from './asymmetric.ts';
+import { symmetricCommands } from './symmetric.ts';
+import { duplicationCommands } from './duplication.ts';
 import { startupCommands } from './startup.ts';
 import { testParmsCommands } from './test-parms.ts';
 
@@ -22,6 +30,9 @@ export const COMMANDS: readonly CommandDef[] = [
   ...capabilityCommands,
   ...testParmsCommands,
   ...hashCommands,
+  ...signingCommands,
+  ...attestationCommands,
+  ...auditCommands,
   ...pcrCommands,
   ...clockCommands,
   ...nvCommands,
@@ -29,5 +40,10 @@ export const COMMANDS: readonly CommandDef[] = [
   ...dictionaryAttackCommands,
   ...objectCommands,
   ...sessionCommands,
+  ...policyCommands,
   ...contextCommands,
+  ...credentialCommands,
+  ...asymmetricCommands,
+  ...symmetricCommands,
+  ...duplicationCommands,
 ];

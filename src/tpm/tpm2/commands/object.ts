@@ -172,7 +172,7 @@ export const objectCommands = [
     response: { name: nameBuf },
     handler: ({ tpm, handles }, { inPrivate, inPublic }) => {
       const parent = storageParent(tpm, handles[0]!);
-      withParam(2, () => validateTemplate(inPublic, { parent, dataSize: 0 }));
+      withParam(2, () => validateTemplate(inPublic, { parent }));
       const probe = makeObject(inPublic, undefined, parent.hierarchy, parent.qualifiedName);
       const sensitive = withParam(1, () => unwrapSensitive(parent, probe.name, inPrivate));
       if (sensitive.sensitiveType !== inPublic.type) throw TpmError.parameter(RC.TYPE, 1);

@@ -4,9 +4,10 @@ import { kdfa } from '../../crypto/kdf.ts';
 import { ALG, CC, HT, RH } from '../constants.ts';
 import { command } from '../command.ts';
 import { RC, TpmError } from '../rc.ts';
-import { SESSION_TYPE, type Session } from '../auth/sessions.ts';
+import { SESSION_TYPE, newPolicyState, type Session } from '../auth/sessions.ts';
 import { algHash, nonceBuf } from '../types/basic.ts';
 import { symDefOrNull } from '../types/public-parms.ts';
+import { decryptSalt } from '../objects/secret.ts';
 
 /** TPMI_DH_OBJECT+ and TPMI_DH_ENTITY+: any handle type except sessions; NULL allowed. */
 const objectOrNull = checked(u32, (h) => h === RH.NULL || h >>> 24 === HT.TRANSIENT || h >>> 24 === HT.PERSISTENT, RC.VALUE);
@@ -39,18 +40,18 @@ export const sessionCommands = [
     response: { nonceTPM: nonceBuf },
     handler: ({ tpm, handles }, { nonceCaller, encryptedSalt, sessionType, symmetric, authHash }) => {
       const [tpmKey, bind] = handles as [number, number];
-      if (tpmKey !== RH.NULL) {
-        // Salting needs an asymmetric decryption key; no object of that kind exists yet.
-        throw TpmError.handle(RC.KEY, 1);
-      }
-      if (encryptedSalt.length !== 0) throw TpmError.parameter(RC.VALUE, 2);
       if (nonceCaller.length < MIN_NONCE || nonceCaller.length > digestSize(authHash)) throw TpmError.parameter(RC.SIZE, 1);
+      // A salted session: the salt is a secret shared with tpmKey ("SECRET"); unsalted, none may come.
+      const salt = tpmKey === RH.NULL ? Buffer.alloc(0) : decryptSalt(tpm.objectAt(tpmKey), encryptedSalt);
+      if (tpmKey === RH.NULL && encryptedSalt.length !== 0) throw TpmError.parameter(RC.VALUE, 2);
       if (symmetric.algorithm === ALG.AES && symmetric.mode !== ALG.CFB) throw TpmError.parameter(RC.MODE, 4);
       const handle = tpm.sessions.nextHandle(sessionType);
       const nonceTPM = tpm.random.bytes(digestSize(authHash));
       const bindAuth = bind === RH.NULL ? undefined : tpm.authValue(bind);
-      // Unbound and unsalted sessions have an empty key: their HMACs rest on authValues alone.
-      const sessionKey = bindAuth?.length ? kdfa(authHash, bindAuth, 'ATH', nonceTPM, nonceCaller, digestSize(authHash) * 8) : Buffer.alloc(0);
+      // sessionKey = KDFa(authHash, bindAuth || salt, "ATH", nonceTPM, nonceCaller). Unbound and
+      // unsalted sessions have an empty key: their HMACs rest on authValues alone.
+      const keyInput = Buffer.concat([bindAuth ?? Buffer.alloc(0), salt]);
+      const sessionKey = keyInput.length ? kdfa(authHash, keyInput, 'ATH', nonceTPM, nonceCaller, digestSize(authHash) * 8) : Buffer.alloc(0);
       const session: Session = {
         handle,
         type: sessionType,
@@ -61,6 +62,8 @@ export const sessionCommands = [
         nonceTPM,
         nonceCaller: Buffer.from(nonceCaller),
         policyDigest: Buffer.alloc(digestSize(authHash)),
+        // Expirations relative to nonceTPM count from here.
+        policy: sessionType === SESSION_TYPE.HMAC ? undefined : newPolicyState(tpm.clock.time),
       };
       tpm.sessions.add(session);
       return { handle, nonceTPM };

@@ -8,7 +8,10 @@ import type { TpmObject } from './model.ts';
  * attribute combinations, the schemes and symmetric definitions restricted keys need, and what
  * sensitive data may come from the caller. Throws unnumbered codes; the caller numbers them.
  */
-export function validateTemplate(pub: Public, opts: { parent?: TpmObject; dataSize: number }): void {
+export function validateTemplate(pub: Public, opts: { parent?: TpmObject; dataSize?: number }): void {
+  // dataSize is given at creation only: where secrets come from is a creation rule, not a load rule.
+  const creating = opts.dataSize !== undefined;
+  const dataSize = opts.dataSize ?? 0;
   const a = pub.objectAttributes;
   const has = (bit: number) => (a & bit) !== 0;
   if (pub.nameAlg === ALG.NULL) throw new TpmError(RC.HASH);
@@ -20,8 +23,8 @@ export function validateTemplate(pub: Public, opts: { parent?: TpmObject; dataSi
   switch (p.type) {
     case ALG.RSA:
     case ALG.ECC: {
-      if (opts.dataSize > 0) throw new TpmError(RC.SIZE);
-      if (!has(A.sensitiveDataOrigin)) throw new TpmError(RC.ATTRIBUTES);
+      if (dataSize > 0) throw new TpmError(RC.SIZE);
+      if (creating && !has(A.sensitiveDataOrigin)) throw new TpmError(RC.ATTRIBUTES);
       const storage = has(A.restricted) && has(A.decrypt);
       if (storage) {
         if (p.symmetric.algorithm === ALG.NULL || p.symmetric.mode !== ALG.CFB) throw new TpmError(RC.SYMMETRIC);
@@ -46,20 +49,21 @@ export function validateTemplate(pub: Public, opts: { parent?: TpmObject; dataSi
       const sealed = !has(A.sign) && !has(A.decrypt);
       if (has(A.restricted) && !has(A.sign)) throw new TpmError(RC.ATTRIBUTES);
       if (sealed) {
-        if (has(A.sensitiveDataOrigin) || p.scheme.scheme !== ALG.NULL) throw new TpmError(RC.ATTRIBUTES);
+        if ((creating && has(A.sensitiveDataOrigin)) || p.scheme.scheme !== ALG.NULL) throw new TpmError(RC.ATTRIBUTES);
       } else {
-        if (has(A.sensitiveDataOrigin) && opts.dataSize > 0) throw new TpmError(RC.ATTRIBUTES);
-        if (!has(A.sensitiveDataOrigin) && opts.dataSize === 0) throw new TpmError(RC.SIZE);
+        if (creating && has(A.sensitiveDataOrigin) && dataSize > 0) throw new TpmError(RC.ATTRIBUTES);
+        if (creating && !has(A.sensitiveDataOrigin) && dataSize === 0) throw new TpmError(RC.SIZE);
         if (has(A.sign) && p.scheme.scheme === ALG.XOR) throw new TpmError(RC.SCHEME);
         if (has(A.decrypt) && p.scheme.scheme === ALG.HMAC) throw new TpmError(RC.SCHEME);
       }
       return;
     }
     case ALG.SYMCIPHER: {
-      if (has(A.sign)) throw new TpmError(RC.ATTRIBUTES);
+      // sign SET lets an unrestricted symmetric key encrypt (EncryptDecrypt); a restricted one only decrypts.
+      if (has(A.sign) && has(A.restricted)) throw new TpmError(RC.ATTRIBUTES);
       if (has(A.restricted) && p.sym.mode !== ALG.CFB) throw new TpmError(RC.MODE);
-      if (has(A.sensitiveDataOrigin) && opts.dataSize > 0) throw new TpmError(RC.ATTRIBUTES);
-      if (!has(A.sensitiveDataOrigin) && opts.dataSize !== p.sym.keyBits / 8) throw new TpmError(RC.SIZE);
+      if (creating && has(A.sensitiveDataOrigin) && dataSize > 0) throw new TpmError(RC.ATTRIBUTES);
+      if (creating && !has(A.sensitiveDataOrigin) && dataSize !== p.sym.keyBits / 8) throw new TpmError(RC.SIZE);
       return;
     }
   }
