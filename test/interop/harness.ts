@@ -11,7 +11,8 @@ const BIN = join(ROOT, 'bin', 'vtpmd.js');
 
 export type Tcti = 'swtpm' | 'mssim';
 
-function hasCommand(cmd: string): boolean {
+/** Whether `cmd` is on the PATH. */
+export function hasCommand(cmd: string): boolean {
   try {
     execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
     return true;
@@ -20,12 +21,31 @@ function hasCommand(cmd: string): boolean {
   }
 }
 
-function hasTctiLibrary(name: Tcti): boolean {
-  try {
-    return execFileSync('ldconfig', ['-p'], { encoding: 'utf8' }).includes(`libtss2-tcti-${name}.so.0`);
-  } catch {
-    return false;
+/** Whether the dynamic linker knows a shared library (a soname such as `libtss2-tcti-tabrmd.so.0`). */
+export function hasSharedLibrary(soname: string): boolean {
+  // ldconfig lives in /sbin, which a non-root PATH may lack.
+  for (const ldconfig of ['ldconfig', '/sbin/ldconfig', '/usr/sbin/ldconfig']) {
+    try {
+      return execFileSync(ldconfig, ['-p'], { encoding: 'utf8' }).includes(soname);
+    } catch {
+      // try the next location
+    }
   }
+  return false;
+}
+
+function hasTctiLibrary(name: Tcti): boolean {
+  return hasSharedLibrary(`libtss2-tcti-${name}.so.0`);
+}
+
+/**
+ * Returns `why` after announcing loudly that tests are skipped for it; with
+ * VTPMD_REQUIRE_INTEROP=1 throws instead: CI must never pass by skipping.
+ */
+export function skipUnlessRequired(why: string): string {
+  if (process.env.VTPMD_REQUIRE_INTEROP === '1') throw new Error(`${why}; VTPMD_REQUIRE_INTEROP=1 forbids skipping`);
+  process.stderr.write(`\n*** SKIPPING: ${why} ***\n\n`);
+  return why;
 }
 
 /**
@@ -37,10 +57,7 @@ export function interopUnavailable(tcti: Tcti): string | undefined {
   if (!hasCommand('tpm2_startup')) missing.push('tpm2-tools');
   if (!hasTctiLibrary(tcti)) missing.push(`libtss2-tcti-${tcti}0`);
   if (missing.length === 0) return undefined;
-  const why = `interop tests over the ${tcti} TCTI need ${missing.join(' and ')} (apt-get install ${missing.join(' ')})`;
-  if (process.env.VTPMD_REQUIRE_INTEROP === '1') throw new Error(`${why}; VTPMD_REQUIRE_INTEROP=1 forbids skipping`);
-  process.stderr.write(`\n*** SKIPPING: ${why} ***\n\n`);
-  return why;
+  return skipUnlessRequired(`interop tests over the ${tcti} TCTI need ${missing.join(' and ')} (apt-get install ${missing.join(' ')})`);
 }
 
 /** A vtpmd server process serving one TPM over the swtpm or mssim protocol. */
