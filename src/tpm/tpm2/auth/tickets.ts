@@ -35,15 +35,7 @@ function u64(v: bigint): Buffer {
 
 /** The proof of a hierarchy: the HMAC key of its tickets. TPM_RH_NULL's is renewed at every TPM Reset. */
 export function hierarchyProof(tpm: Tpm2Engine, hierarchy: number): Buffer {
-  const p = tpm.nv.hierarchy.proofs;
-  if (hierarchy === RH.OWNER) return p.owner;
-  if (hierarchy === RH.ENDORSEMENT) return p.endorsement;
-  if (hierarchy === RH.PLATFORM) return p.platform;
-  const nullProof = (tpm as unknown as { nullProof?: Buffer }).nullProof;
-  if (nullProof) return nullProof;
-  // An engine without a null proof of its own: one that still changes with every TPM Reset
-  // (resetCount) and with TPM2_Clear (the owner proof), and is as secret as the owner proof.
-  return hmac(ALG.SHA256, p.owner, Buffer.from('null hierarchy proof'), u32(tpm.nv.resetCount));
+  return tpm.proofOf(hierarchy);
 }
 
 /**

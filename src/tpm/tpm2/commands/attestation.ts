@@ -10,6 +10,7 @@ import { Writer } from '../../wire/buffer.ts';
 import { constantTimeEqual, digest, hmac } from '../../crypto/hash.ts';
 import { kdfa } from '../../crypto/kdf.ts';
 import { ALG, CC, HT, RH, ST } from '../constants.ts';
+import { checkNvRead } from './nv.ts';
 import { command } from '../command.ts';
 import { RC, TpmError } from '../rc.ts';
 import type { Tpm2Engine } from '../engine.ts';
@@ -17,13 +18,12 @@ import { dataBuf, digestBuf } from '../types/basic.ts';
 import { creationTicket } from '../types/creation.ts';
 import { dhObject } from '../types/handles.ts';
 import { isSelected, pcrSelectionList, type PcrSelection } from '../types/pcr.ts';
-import { MAX_NV_BUFFER_SIZE, NV_ATTR, nvIndexHandle, rhNvAuth } from '../types/nv.ts';
+import { MAX_NV_BUFFER_SIZE, nvIndexHandle, rhNvAuth } from '../types/nv.ts';
 import { attest, attest2b, type Attest, type Attested, type ClockInfo } from '../types/attest.ts';
 import { sigScheme, signature, type SigScheme, type Signature } from '../types/signature.ts';
 import { TICKET_HASH } from '../auth/tickets.ts';
 import type { TpmObject } from '../objects/model.ts';
 import { isSigningKey, selectSignScheme, signMessage } from '../objects/sign.ts';
-import type { NvIndex } from '../state/nv-indices.ts';
 import { nvIndexAccessible } from './nv.ts';
 
 /** TPMI_DH_OBJECT+: a transient or persistent object, or TPM_RH_NULL. */
@@ -171,24 +171,6 @@ function creationTicketValid(tpm: Tpm2Engine, o: TpmObject, ticket: { hierarchy:
 }
 
 const CREATION_TAG = Buffer.from([ST.CREATION >> 8, ST.CREATION & 0xff]);
-
-/**
- * NvReadAccessChecks (Part 3 clause 31): TPM_RC_NV_LOCKED, then TPM_RC_NV_AUTHORIZATION (the
- * owner needs OWNERREAD, the platform PPREAD, otherwise the index must authorize itself), then
- * TPM_RC_NV_UNINITIALIZED for an index never written.
- */
-function checkNvRead(authHandle: number, ix: NvIndex): void {
-  const a = ix.attributes;
-  if (a & NV_ATTR.READLOCKED) throw new TpmError(RC.NV_LOCKED);
-  if (authHandle === RH.OWNER) {
-    if (!(a & NV_ATTR.OWNERREAD)) throw new TpmError(RC.NV_AUTHORIZATION);
-  } else if (authHandle === RH.PLATFORM) {
-    if (!(a & NV_ATTR.PPREAD)) throw new TpmError(RC.NV_AUTHORIZATION);
-  } else if (authHandle !== ix.handle || !(a & (NV_ATTR.AUTHREAD | NV_ATTR.POLICYREAD))) {
-    throw new TpmError(RC.NV_AUTHORIZATION);
-  }
-  if (!(a & NV_ATTR.WRITTEN)) throw new TpmError(RC.NV_UNINITIALIZED);
-}
 
 const signingParams = { qualifyingData: dataBuf, inScheme: sigScheme };
 

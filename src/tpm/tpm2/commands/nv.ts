@@ -89,7 +89,7 @@ function writeAccess(authHandle: number, ix: NvIndex): number {
  * Part 3 NvReadAccessChecks: TPM_RC_NV_LOCKED, TPM_RC_NV_AUTHORIZATION, then
  * TPM_RC_NV_UNINITIALIZED for an index never written.
  */
-function readAccess(authHandle: number, ix: NvIndex): number {
+export function readAccess(authHandle: number, ix: NvIndex): number {
   const a = ix.attributes;
   if (has(a, A.READLOCKED)) return RC.NV_LOCKED;
   if (authHandle === RH.OWNER) {
@@ -105,6 +105,11 @@ function readAccess(authHandle: number, ix: NvIndex): number {
 
 function check(rc: number): void {
   if (rc !== RC.SUCCESS) throw new TpmError(rc);
+}
+
+/** NvReadAccessChecks for commands that read an index on the side (NV_Certify, PolicyNV). */
+export function checkNvRead(authHandle: number, ix: NvIndex): void {
+  check(readAccess(authHandle, ix));
 }
 
 /** Writes bytes into an index and sets TPMA_NV_WRITTEN; the dispatcher persists the change. */

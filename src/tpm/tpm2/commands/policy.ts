@@ -8,11 +8,11 @@
 import { encode, u16, u32, yesNo } from '../../wire/codec.ts';
 import { constantTimeEqual, digest, digestSize, isHashAlg } from '../../crypto/hash.ts';
 import { ALG, CC, HT, RH, ST } from '../constants.ts';
+import { checkNvRead } from './nv.ts';
 import { command } from '../command.ts';
 import { RC, TpmError } from '../rc.ts';
 import type { Tpm2Engine } from '../engine.ts';
 import type { TransientObject } from '../state/objects.ts';
-import type { NvIndex } from '../state/nv-indices.ts';
 import { SESSION_TYPE, policyState, resetPolicy, type PolicyState, type Session } from '../auth/sessions.ts';
 import { EXPIRES_ON_RESET, authTicket, authTicketDigest, checkVerifiedTicket, nullAuthTicket } from '../auth/tickets.ts';
 import { verifyDigest } from '../objects/sign.ts';
@@ -29,11 +29,7 @@ import { currentTimeInfo } from './clock.ts';
 
 const EMPTY: Buffer = Buffer.alloc(0);
 
-/** TPMA_NV bits PolicyNV and PolicySecret read. */
-const NV_PPREAD = 1 << 16;
-const NV_OWNERREAD = 1 << 17;
-const NV_READLOCKED = 1 << 28;
-const NV_WRITTEN = 1 << 29;
+/** TPMA_NV bits PolicySecret reads. */
 const NV_PLATFORMCREATE = 1 << 30;
 const NT_PIN_PASS = 0x9;
 
@@ -180,24 +176,6 @@ function conditionHolds(operation: number, a: Buffer, b: Buffer): boolean {
     default:
       return false;
   }
-}
-
-/**
- * Part 3 NvReadAccessChecks for PolicyNV: TPM_RC_NV_LOCKED, TPM_RC_NV_AUTHORIZATION (owner
- * needs OWNERREAD, platform PPREAD, otherwise the index must authorize itself), then
- * TPM_RC_NV_UNINITIALIZED.
- */
-function checkNvRead(authHandle: number, ix: NvIndex): void {
-  const a = ix.attributes;
-  if (a & NV_READLOCKED) throw new TpmError(RC.NV_LOCKED);
-  if (authHandle === RH.OWNER) {
-    if (!(a & NV_OWNERREAD)) throw new TpmError(RC.NV_AUTHORIZATION);
-  } else if (authHandle === RH.PLATFORM) {
-    if (!(a & NV_PPREAD)) throw new TpmError(RC.NV_AUTHORIZATION);
-  } else if (authHandle !== ix.handle) {
-    throw new TpmError(RC.NV_AUTHORIZATION);
-  }
-  if (!(a & NV_WRITTEN)) throw new TpmError(RC.NV_UNINITIALIZED);
 }
 
 /** PCRComputeCurrentDigest: the selection without unimplemented or unallocated PCRs, and H(values). */

@@ -18,6 +18,7 @@ import { constants, createECDH, privateEncrypt, publicDecrypt, sign as nodeSign,
 import { constantTimeEqual, digest as hashOf, digestSize, hashAlg as hashInfo, hmac } from '../../crypto/hash.ts';
 import { curve as curveOf, type Curve } from '../../crypto/ecc.ts';
 import { modInverse, toBigInt } from '../../crypto/bigint.ts';
+import { mgf1 } from '../../crypto/rsa-encrypt.ts';
 import { ALG } from '../constants.ts';
 import { RC, TpmError } from '../rc.ts';
 import { OBJECT_ATTR } from '../types/public.ts';
@@ -212,18 +213,6 @@ function bitLength(n: Buffer): number {
   while (i < n.length && n[i] === 0) i++;
   if (i === n.length) return 0;
   return (n.length - i) * 8 - (Math.clz32(n[i]!) - 24);
-}
-
-function mgf1(hash: number, seed: Buffer, length: number): Buffer {
-  const out: Buffer[] = [];
-  const c = Buffer.alloc(4);
-  for (let i = 0, have = 0; have < length; i++) {
-    c.writeUInt32BE(i);
-    const block = hashOf(hash, seed, c);
-    out.push(block);
-    have += block.length;
-  }
-  return Buffer.concat(out).subarray(0, length);
 }
 
 /** EMSA-PSS-ENCODE (RFC 8017, 9.1.1), as a modulus-sized block for a raw private-key operation. */
