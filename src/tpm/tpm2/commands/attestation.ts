@@ -17,7 +17,7 @@ import type { Tpm2Engine } from '../engine.ts';
 import { dataBuf, digestBuf } from '../types/basic.ts';
 import { creationTicket } from '../types/creation.ts';
 import { dhObject } from '../types/handles.ts';
-import { isSelected, pcrSelectionList, type PcrSelection } from '../types/pcr.ts';
+import { pcrSelectionList, type PcrSelection } from '../types/pcr.ts';
 import { MAX_NV_BUFFER_SIZE, nvIndexHandle, rhNvAuth } from '../types/nv.ts';
 import { attest, attest2b, type Attest, type Attested, type ClockInfo } from '../types/attest.ts';
 import { sigScheme, signature, type SigScheme, type Signature } from '../types/signature.ts';
@@ -149,20 +149,6 @@ function filterSelection(tpm: Tpm2Engine, selections: PcrSelection[]): PcrSelect
   return selections;
 }
 
-/** PCRComputeCurrentDigest: H_alg of the selected PCR values, bank by bank, in PCR order. */
-function pcrDigest(tpm: Tpm2Engine, alg: number, selections: PcrSelection[]): Buffer {
-  const values: Buffer[] = [];
-  for (const sel of selections) {
-    const n = sel.select.length * 8;
-    for (let pcr = 0; pcr < n; pcr++) {
-      if (!isSelected(sel.select, pcr)) continue;
-      const v = tpm.pcrs.value(sel.hash, pcr);
-      if (v) values.push(v);
-    }
-  }
-  return digest(alg, values.length === 1 ? values[0]! : Buffer.concat(values));
-}
-
 /** The ticket CreatePrimary/Create return: HMAC_nameAlg(proof, TPM_ST_CREATION || name || creationHash). */
 function creationTicketValid(tpm: Tpm2Engine, o: TpmObject, ticket: { hierarchy: number; digest: Buffer }, creationHash: Buffer): boolean {
   if (ticket.hierarchy === RH.NULL) return false;
@@ -238,7 +224,7 @@ export const attestationCommands = [
       const out = signAttest(signer, scheme, {
         ...header,
         type: ST.ATTEST_QUOTE,
-        attested: { pcrSelect, pcrDigest: pcrDigest(tpm, scheme.hashAlg, pcrSelect) },
+        attested: { pcrSelect, pcrDigest: tpm.pcrs.digestOf(scheme.hashAlg, pcrSelect).digest },
       });
       return { quoted: out.bytes, signature: out.signature };
     },

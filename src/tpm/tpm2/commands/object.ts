@@ -8,7 +8,7 @@ import type { Tpm2Engine } from '../engine.ts';
 import { authBuf, dataBuf, digestBuf, hierarchyOrNull, sensitiveData } from '../types/basic.ts';
 import { creationData2b, creationTicket, nameBuf, privateBuf, type CreationData, type Ticket } from '../types/creation.ts';
 import { dhObject, rhProvision } from '../types/handles.ts';
-import { pcrSelectionList, isSelected, type PcrSelection } from '../types/pcr.ts';
+import { pcrSelectionList, type PcrSelection } from '../types/pcr.ts';
 import { OBJECT_ATTR as A, public2b, publicArea, sensitive2b, sensitiveCreate, template2b, type Public } from '../types/public.ts';
 import { encode, decode } from '../../wire/codec.ts';
 import { makeKeyMaterial } from '../objects/key-material.ts';
@@ -51,23 +51,11 @@ function storageParent(tpm: Tpm2Engine, h: number): TpmObject {
   return parent;
 }
 
-function pcrDigest(tpm: Tpm2Engine, alg: number, selections: PcrSelection[]): Buffer {
-  const values: Buffer[] = [];
-  for (const sel of selections) {
-    for (let pcr = 0; pcr < sel.select.length * 8; pcr++) {
-      if (!isSelected(sel.select, pcr)) continue;
-      const v = tpm.pcrs.value(sel.hash, pcr);
-      if (v) values.push(v);
-    }
-  }
-  return digest(alg, ...values);
-}
-
 /** TPMS_CREATION_DATA, its digest and the ticket that lets CertifyCreation vouch for it later. */
 function creation(tpm: Tpm2Engine, o: TpmObject, parentName: Buffer, parentQn: Buffer, parentNameAlg: number, outsideInfo: Buffer, pcrSel: PcrSelection[], locality: number) {
   const data: CreationData = {
     pcrSelect: pcrSel,
-    pcrDigest: pcrDigest(tpm, o.public.nameAlg, pcrSel),
+    pcrDigest: tpm.pcrs.digestOf(o.public.nameAlg, pcrSel).digest,
     locality: 1 << locality,
     parentNameAlg,
     parentName,

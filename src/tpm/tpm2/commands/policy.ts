@@ -21,7 +21,7 @@ import { digestBuf, nonceBuf } from '../types/basic.ts';
 import { dhObject } from '../types/handles.ts';
 import { nameBuf } from '../types/creation.ts';
 import { nvIndexHandle, rhNvAuth } from '../types/nv.ts';
-import { pcrSelectionList, isSelected, type PcrSelection } from '../types/pcr.ts';
+import { pcrSelectionList } from '../types/pcr.ts';
 import { timeInfo } from '../types/time.ts';
 import { EO, dhEntity, eo, i32, localityAttr, orDigestList, shPolicy, timeoutBuf, tkAuth, tkVerified } from '../types/policy.ts';
 import { signature } from '../types/signature.ts';
@@ -178,21 +178,6 @@ function conditionHolds(operation: number, a: Buffer, b: Buffer): boolean {
   }
 }
 
-/** PCRComputeCurrentDigest: the selection without unimplemented or unallocated PCRs, and H(values). */
-function pcrDigestOf(tpm: Tpm2Engine, alg: number, pcrs: readonly PcrSelection[]): { selection: PcrSelection[]; digest: Buffer } {
-  const values: Buffer[] = [];
-  const selection = pcrs.map((sel) => {
-    const select = Buffer.alloc(sel.select.length);
-    for (let pcr = 0; pcr < sel.select.length * 8; pcr++) {
-      if (!isSelected(sel.select, pcr) || !tpm.pcrs.isAllocated(sel.hash, pcr)) continue;
-      select[pcr >> 3]! |= 1 << (pcr & 7);
-      values.push(tpm.pcrs.value(sel.hash, pcr)!);
-    }
-    return { hash: sel.hash, select };
-  });
-  return { selection, digest: digest(alg, ...values) };
-}
-
 const policySessionHandle = { name: 'policySession', type: shPolicy, auth: 'none' } as const;
 
 export const policyCommands = [
@@ -227,7 +212,7 @@ export const policyCommands = [
       // PCR_SELECT_MAX: no selection wider than the PCRs this TPM has.
       const max = Math.ceil(tpm.pcrCount / 8);
       if (pcrs.some((sel) => sel.select.length > max)) throw TpmError.parameter(RC.VALUE, 2);
-      const current = pcrDigestOf(tpm, s.authHash, pcrs);
+      const current = tpm.pcrs.digestOf(s.authHash, pcrs);
       let value = current.digest;
       if (!isTrial(s)) {
         if (st.pcrCounter !== undefined && st.pcrCounter !== tpm.pcrs.updateCounter) throw new TpmError(RC.PCR_CHANGED);

@@ -93,6 +93,25 @@ export class PcrBanks {
     return this.isAllocated(alg, pcr) ? this.bank(alg)!.values[pcr] : undefined;
   }
 
+  /**
+   * PCRComputeCurrentDigest: the selection without unallocated PCRs, and H_alg of the selected
+   * values bank by bank in PCR order (what Quote attests, PolicyPCR binds and creation data records).
+   */
+  digestOf(alg: number, selections: readonly PcrSelection[]): { selection: PcrSelection[]; digest: Buffer } {
+    const values: Buffer[] = [];
+    const selection = selections.map((sel) => {
+      const select = Buffer.alloc(sel.select.length);
+      for (let pcr = 0; pcr < sel.select.length * 8; pcr++) {
+        const v = isSelected(sel.select, pcr) ? this.value(sel.hash, pcr) : undefined;
+        if (!v) continue;
+        select[pcr >> 3]! |= 1 << (pcr & 7);
+        values.push(v);
+      }
+      return { hash: sel.hash, select };
+    });
+    return { selection, digest: digest(alg, ...values) };
+  }
+
   /** Extends one bank of one PCR with a digest of that bank's size; unallocated banks ignore it. */
   extend(alg: number, pcr: number, d: Uint8Array): void {
     const b = this.byAlg.get(alg);
