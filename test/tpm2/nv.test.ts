@@ -195,8 +195,6 @@ function policySession(tpm: Tpm2Engine): SessionSpec {
   return { handle: s.handle, nonce: Buffer.alloc(16, 0x33), attributes: SESSION_ATTR.continueSession, password: '' };
 }
 const ZERO_POLICY = Buffer.alloc(32);
-/** ADMIN-role tests run TPM2_PolicyCommandCode; they wait for it to be in the command table. */
-const needsPolicyCommandCode = { skip: newEngine().commands.has(CC.PolicyCommandCode) ? false : 'TPM2_PolicyCommandCode is not implemented yet' };
 
 /** An unbound, unsalted HMAC session's authorization for one command (Part 1 §19.6). */
 function hmacAuth(
@@ -414,7 +412,7 @@ describe('TPM2_NV_UndefineSpace and TPM2_NV_UndefineSpaceSpecial', () => {
     fails(tpm, undefineSpace(IX, RH.PLATFORM), RC.ATTRIBUTES_H2);
   });
 
-  test('NV_UndefineSpaceSpecial deletes a POLICY_DELETE index with its policy and platform authorization', needsPolicyCommandCode, () => {
+  test('NV_UndefineSpaceSpecial deletes a POLICY_DELETE index with its policy and platform authorization', () => {
     const tpm = startedEngine();
     const authPolicy = commandCodePolicy(CC.NV_UndefineSpaceSpecial);
     define(tpm, pub(IX, PP_RW | A.PLATFORMCREATE | A.POLICY_DELETE, 8, { authPolicy }), '', RH.PLATFORM);
@@ -422,7 +420,7 @@ describe('TPM2_NV_UndefineSpace and TPM2_NV_UndefineSpaceSpecial', () => {
     fails(tpm, readPublic(IX), RC.HANDLE_H1);
   });
 
-  test('NV_UndefineSpaceSpecial of an index without POLICY_DELETE is TPM_RC_ATTRIBUTES on nvIndex', needsPolicyCommandCode, () => {
+  test('NV_UndefineSpaceSpecial of an index without POLICY_DELETE is TPM_RC_ATTRIBUTES on nvIndex', () => {
     const tpm = startedEngine();
     const authPolicy = commandCodePolicy(CC.NV_UndefineSpaceSpecial);
     define(tpm, pub(IX, PP_RW | A.PLATFORMCREATE, 8, { authPolicy }), '', RH.PLATFORM);
@@ -814,7 +812,7 @@ describe('TPM2_NV_ReadLock', () => {
 });
 
 describe('TPM2_NV_ChangeAuth', () => {
-  test('a policy session changes the authValue: the old password fails, the new one works', needsPolicyCommandCode, () => {
+  test('a policy session changes the authValue: the old password fails, the new one works', () => {
     const tpm = startedEngine();
     define(tpm, pub(IX, AUTH_RW, 8, { authPolicy: commandCodePolicy(CC.NV_ChangeAuth) }), 'old');
     ok(tpm, nvChangeAuth(IX, 'new', commandCodeSession(tpm, CC.NV_ChangeAuth)));
@@ -822,7 +820,7 @@ describe('TPM2_NV_ChangeAuth', () => {
     ok(tpm, nvWrite(IX, IX, 'x', 0, 'new'));
   });
 
-  test('a newAuth longer than the nameAlg digest is TPM_RC_SIZE; trailing zeros are removed first', needsPolicyCommandCode, () => {
+  test('a newAuth longer than the nameAlg digest is TPM_RC_SIZE; trailing zeros are removed first', () => {
     const tpm = startedEngine();
     define(tpm, pub(IX, AUTH_RW, 8, { nameAlg: ALG.SHA1, authPolicy: commandCodePolicy(CC.NV_ChangeAuth, ALG.SHA1) }));
     fails(tpm, nvChangeAuth(IX, Buffer.alloc(21, 1), commandCodeSession(tpm, CC.NV_ChangeAuth, ALG.SHA1)), RC.SIZE_P1);

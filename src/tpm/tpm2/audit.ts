@@ -92,19 +92,9 @@ export class CommandAuditLog {
 
 const EMPTY = Buffer.alloc(0);
 
-/**
- * Until the engine holds its log (`tpm.audit`), logs live here, one per engine. The engine
- * should instead own `readonly audit = new CommandAuditLog()` (persisting its NV part), and
- * this lookup then finds it.
- */
-const logs = new WeakMap<Tpm2Engine, CommandAuditLog>();
-
+/** The engine's command-audit log (kept with its NV state). */
 export function auditLog(tpm: Tpm2Engine): CommandAuditLog {
-  const own = (tpm as unknown as { audit?: CommandAuditLog }).audit;
-  if (own) return own;
-  let log = logs.get(tpm);
-  if (!log) logs.set(tpm, (log = new CommandAuditLog()));
-  return log;
+  return tpm.audit;
 }
 
 /** The audited command codes in ascending order (GetCapability(TPM_CAP_AUDIT_COMMANDS)). */
