@@ -1,5 +1,5 @@
 import { Reader } from '../wire/buffer.ts';
-import { CC, ST } from './constants.ts';
+import { CC, RH, ST } from './constants.ts';
 import type { CallContext, CommandDef } from './command.ts';
 import type { Codec } from '../wire/codec.ts';
 import { RC, TpmError, atHandle, atParameter } from './rc.ts';
@@ -110,7 +110,8 @@ function execute(tpm: Tpm2Engine, table: ReadonlyMap<number, CompiledCommand>, c
     ? planSessions(tpm, sessions, compiled.authHandles, handles, compiled.firstParamSized, compiled.firstResponseSized)
     : undefined;
 
-  const cpBuffer = command.subarray(r.offset);
+  // The parameter area as sent; a view is made only for those who read it (HMACs, decryption, audit).
+  const cpBuffer = needsParameterArea(tpm, cc, sessions) ? command.subarray(r.offset) : EMPTY;
   const paramBytes = plan?.decrypt !== undefined ? decryptParameters(tpm, plan, cpBuffer) : cpBuffer;
   const pr = paramBytes === cpBuffer ? r : new Reader(paramBytes);
   const params: Record<string, unknown> = {};
@@ -136,6 +137,12 @@ function execute(tpm: Tpm2Engine, table: ReadonlyMap<number, CompiledCommand>, c
 }
 
 const NO_SESSIONS: AuthCommand[] = [];
+const EMPTY = Buffer.alloc(0);
+
+function needsParameterArea(tpm: Tpm2Engine, cc: number, sessions: AuthCommand[]): boolean {
+  for (let i = 0; i < sessions.length; i++) if (sessions[i]!.handle !== RH.RS_PW) return true;
+  return tpm.audit.commands.has(cc);
+}
 const NO_RESPONSES: AuthResponse[] = [];
 
 function buildResponse(
@@ -157,14 +164,16 @@ function buildResponse(
     const [key, c] = compiled.response[i]!;
     c.encode(w, result[key]);
   }
+  const auditing = audit !== undefined || tpm.audit.algorithmChanged;
   if (paramSizeAt >= 0) {
     w.patchU32(paramSizeAt, w.length - start);
-    const auths = plan ? finishSessions(tpm, plan, compiled.def.cc, w.view(start)) : NO_RESPONSES;
-    endCommandAudit(tpm, audit, w.view(start));
+    const rpBuffer = w.view(start);
+    const auths = plan ? finishSessions(tpm, plan, compiled.def.cc, rpBuffer) : NO_RESPONSES;
+    if (auditing) endCommandAudit(tpm, audit, rpBuffer);
     for (const a of auths) writeAuthResponse(w, a);
-  } else {
+  } else if (auditing) {
     endCommandAudit(tpm, audit, w.view(start));
   }
   w.patchU32(2, w.length);
-  return Buffer.from(w.view(0));
+  return w.copyOut();
 }

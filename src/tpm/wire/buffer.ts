@@ -165,6 +165,13 @@ export class Writer {
     return this.buf.subarray(start, this.pos);
   }
 
+  /** A copy of the written bytes in a buffer of their own (the writer stays reusable). */
+  copyOut(): Buffer {
+    const out = Buffer.allocUnsafe(this.pos);
+    this.buf.copy(out, 0, 0, this.pos);
+    return out;
+  }
+
   /** The written bytes (a view; the writer must not be used afterwards). */
   finish(): Buffer {
     return this.buf.subarray(0, this.pos);
