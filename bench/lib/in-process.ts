@@ -4,18 +4,28 @@
  * deadline), so the timing itself barely touches throughput.
  */
 import { Tpm2Engine } from '../../src/tpm/tpm2/engine.ts';
-import { hex, responseCodeOf, startupClear, type Scenario } from './scenarios.ts';
+import { hex, makeExchange, responseCodeOf, startupClear, type Exchange, type SteadyScenario } from './scenarios.ts';
 import { SampleBuffer, cpuMicros, summarize } from './stats.ts';
 import { mb, type Measurement, type Timing } from './measurement.ts';
 import { loadBetween, machineCpu } from './proc.ts';
 
 const hrtime = process.hrtime.bigint;
 
-export const IN_PROCESS_SAMPLE_EVERY = 64;
-
 function check(response: Buffer, what: string): void {
   const rc = responseCodeOf(response);
   if (rc !== 0) throw new Error(`in-process engine answered ${what} with rc ${hex(rc)} (response ${response.toString('hex')})`);
+}
+
+/** A fresh engine after Startup(CLEAR), as the servers are started (`--flags startup-clear`). */
+export function startedEngine(): Tpm2Engine {
+  const engine = new Tpm2Engine();
+  check(engine.execute(startupClear(), 0), 'Startup(CLEAR)');
+  return engine;
+}
+
+/** The engine behind the same interface as a socket peer: rc-checked, one command at a time. */
+export function engineExchange(engine: Tpm2Engine, resent: string[] = []): Exchange {
+  return makeExchange(async (command) => engine.execute(command, 0), 'in-process engine', resent);
 }
 
 interface LoopResult {
@@ -47,23 +57,24 @@ function loop(engine: Tpm2Engine, command: Buffer, seconds: number, sampleEvery:
   return { ops, elapsedNs: now - start, samples: buf };
 }
 
-export function measureInProcess(scenario: Scenario, timing: Timing): Measurement {
-  const engine = new Tpm2Engine();
-  const startup = engine.execute(startupClear(), 0);
-  check(startup, 'Startup(CLEAR)');
-  for (const cmd of scenario.setup) check(engine.execute(cmd, 0), 'a setup command');
-  const first = engine.execute(scenario.command, 0);
-  check(first, 'the measured command');
+export async function measureInProcess(scenario: SteadyScenario, timing: Timing): Promise<Measurement> {
+  const engine = startedEngine();
+  const resent: string[] = [];
+  const exchange = engineExchange(engine, resent);
+  const prepared = await scenario.prepare(exchange);
+  const command = prepared.command;
+  const first = await exchange(command, 'the measured command (first, before warm-up)');
 
-  const sampleEvery = IN_PROCESS_SAMPLE_EVERY;
-  if (timing.warmup > 0) loop(engine, scenario.command, timing.warmup, sampleEvery, null);
+  const sampleEvery = scenario.inProcessSampleEvery;
+  if (timing.warmup > 0) loop(engine, command, timing.warmup, sampleEvery, null);
 
   const samples = new SampleBuffer();
   const machine0 = machineCpu();
   const cpu0 = process.cpuUsage();
-  const result = loop(engine, scenario.command, timing.duration, sampleEvery, samples);
+  const result = loop(engine, command, timing.duration, sampleEvery, samples);
   const cpu = cpuMicros(cpu0, process.cpuUsage());
   const load = loadBetween(machine0, machineCpu(), cpu);
+  for (const cmd of prepared.teardown) await exchange(cmd, 'a teardown command');
   const seconds = Number(result.elapsedNs) / 1e9;
   return {
     scenario: scenario.id,
@@ -78,6 +89,9 @@ export function measureInProcess(scenario: Scenario, timing: Timing): Measuremen
     latencyUs: summarize(samples.values(), sampleEvery),
     cpuUsPerOp: cpu / result.ops,
     processRssMB: mb(process.memoryUsage().rss),
+    commandHex: command.toString('hex'),
+    ...(prepared.detail ? { setupDetail: prepared.detail } : {}),
+    ...(resent.length > 0 ? { resent } : {}),
     firstResponse: first.toString('hex'),
     ...(load ? { load } : {}),
   };

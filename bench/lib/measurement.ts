@@ -23,7 +23,9 @@ export interface Measurement {
   label: string;
   /** Commands in flight at once. */
   concurrency: number;
+  /** Operations measured (one-shot: measured iterations). */
   ops: number;
+  /** Measured wall time, s (one-shot: the sum of the timed round trips, cleanup excluded). */
   seconds: number;
   opsPerSec: number;
   latencyUs: LatencySummary;
@@ -34,12 +36,45 @@ export interface Measurement {
   server?: ServerFigures;
   /** opsPerSec / swtpm's opsPerSec for the same scenario and concurrency (socket paths). */
   ratioVsSwtpm?: number;
+  /** The measured command as sent on this path, hex (steady scenarios; it may carry a handle this peer returned). */
+  commandHex?: string;
+  /** What the scenario's setup produced that the command depends on, e.g. "key 0x80000000". */
+  setupDetail?: string;
+  /**
+   * Commands sent again because the TPM answered TPM_RC_RETRY / TESTING / YIELDED outside the
+   * measured loop (setup, the first measured command, one-shot iterations). Inside a timed
+   * steady loop any rc but 0 fails the run.
+   */
+  resent?: string[];
+  /** One-shot scenarios: how the iterations went (`ops` counts the measured ones). */
+  oneShot?: OneShotFigures;
   /** The first response, hex, so peers can be compared byte for byte. */
   firstResponse: string;
   /** Machine CPU during the measurement: how much other work competed with it (Linux only). */
   load?: LoadFigures;
   /** ops/s of every round, when the run had several; the figures above are the median round's. */
   roundsOpsPerSec?: number[];
+}
+
+export interface OneShotFigures {
+  /** Unmeasured iterations before the measured ones. */
+  warmupIterations: number;
+  /** The caps: stop after this many measured iterations, or once this many seconds have passed on the path. */
+  maxIterations: number;
+  maxSeconds: number;
+  /** Every measured iteration's latency, µs, in order. */
+  latenciesUs: number[];
+  /** What ran outside the timing after each iteration (e.g. "FlushContext"). */
+  cleanup: string;
+  /** Wall time of the whole path including warm-up and cleanup, s. */
+  wallSeconds: number;
+}
+
+export interface OneShotLimits {
+  /** Measured iterations per path at most. */
+  iterations: number;
+  /** Seconds per path at most (warm-up and cleanup included); at least one iteration is measured. */
+  seconds: number;
 }
 
 export interface Timing {

@@ -7,34 +7,38 @@ import { DataChannelClient } from './data-client.ts';
 import { mb, type Measurement, type Timing } from './measurement.ts';
 import type { Peer } from './peers.ts';
 import { cpuMicrosOf, loadBetween, machineCpu, memoryOf } from './proc.ts';
-import { hex, responseCodeOf, type Scenario } from './scenarios.ts';
+import { makeExchange, type Exchange, type SteadyScenario } from './scenarios.ts';
 import { SampleBuffer, cpuMicros, summarize } from './stats.ts';
 
 /** Timing a ~30 µs round trip costs ~0.1 µs, so every operation is timed. */
 export const SOCKET_SAMPLE_EVERY = 1;
 
-export async function measureSocket(scenario: Scenario, peer: Peer, timing: Timing): Promise<Measurement> {
+/** The client behind the Exchange interface (resends on TPM_RC_RETRY and the like, logged in `resent`). */
+export function clientExchange(client: DataChannelClient, peer: Peer, resent: string[]): Exchange {
+  return makeExchange((command) => client.exchange(command), peer.name, resent);
+}
+
+export async function measureSocket(scenario: SteadyScenario, peer: Peer, timing: Timing): Promise<Measurement> {
   const client = await DataChannelClient.connect(peer.host, peer.dataPort, peer.name);
   try {
-    const expectOk = (response: Buffer, what: string): void => {
-      const rc = responseCodeOf(response);
-      if (rc !== 0) throw new Error(`${peer.name} answered ${what} with rc ${hex(rc)} (response ${response.toString('hex')})`);
-    };
-    for (const cmd of scenario.setup) expectOk(await client.exchange(cmd), 'a setup command');
-    const first = await client.exchange(scenario.command);
-    expectOk(first, 'the measured command');
+    const resent: string[] = [];
+    const exchange = clientExchange(client, peer, resent);
+    const prepared = await scenario.prepare(exchange);
+    const command = prepared.command;
+    const first = await exchange(command, 'the measured command (first, before warm-up)');
 
-    if (timing.warmup > 0) await client.run(scenario.command, timing.warmup, SOCKET_SAMPLE_EVERY, null);
+    if (timing.warmup > 0) await client.run(command, timing.warmup, SOCKET_SAMPLE_EVERY, null);
 
     const samples = new SampleBuffer(1 << 18);
     const machine0 = machineCpu();
     const serverCpu0 = cpuMicrosOf(peer.pid);
     const cpu0 = process.cpuUsage();
-    const result = await client.run(scenario.command, timing.duration, SOCKET_SAMPLE_EVERY, samples);
+    const result = await client.run(command, timing.duration, SOCKET_SAMPLE_EVERY, samples);
     const cpu = cpuMicros(cpu0, process.cpuUsage());
     const serverCpu1 = cpuMicrosOf(peer.pid);
     const machine1 = machineCpu();
     const memory = memoryOf(peer.pid);
+    for (const cmd of prepared.teardown) await exchange(cmd, 'a teardown command');
     if (serverCpu0 === undefined || serverCpu1 === undefined || memory === undefined) {
       throw new Error(`${peer.name} (pid ${peer.pid}) is gone from /proc after the measurement`);
     }
@@ -59,6 +63,9 @@ export async function measureSocket(scenario: Scenario, peer: Peer, timing: Timi
         peakRssMB: mb(memory.hwm),
         cpuUsPerOp: (serverCpu1 - serverCpu0) / result.ops,
       },
+      commandHex: command.toString('hex'),
+      ...(prepared.detail ? { setupDetail: prepared.detail } : {}),
+      ...(resent.length > 0 ? { resent } : {}),
       firstResponse: first.toString('hex'),
       ...(load ? { load } : {}),
     };
