@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { CC, HT } from '../../src/tpm/tpm2/constants.ts';
+import { RC } from '../../src/tpm/tpm2/rc.ts';
+import { context, type Context } from '../../src/tpm/tpm2/types/context.ts';
+import { buildCommand, enc, u32b } from '../helpers/tpm2-commands.ts';
+import { exec, fails, ok, powerCycle, startedEngine } from '../helpers/tpm2-engine.ts';
+import { createPrimary, eccStorage, readPublic, startPolicySession } from '../helpers/tpm2-objects.ts';
+import type { Tpm2Engine } from '../../src/tpm/tpm2/engine.ts';
+
+const INTEGRITY_P1 = RC.INTEGRITY | 0x040 | 0x100;
+const HANDLE_P1 = RC.HANDLE | 0x040 | 0x100;
+
+function save(tpm: Tpm2Engine, handle: number): Context {
+  const r = ok(tpm, buildCommand({ cc: CC.ContextSave, handles: [handle] }));
+  return context.decode(r.reader());
+}
+
+function loadCmd(c: Context): Buffer {
+  return buildCommand({ cc: CC.ContextLoad, params: enc(context, c) });
+}
+
+function flush(tpm: Tpm2Engine, handle: number): void {
+  ok(tpm, buildCommand({ cc: CC.FlushContext, params: u32b(handle) }));
+}
+
+describe('ContextSave and ContextLoad', () => {
+  test('an object context comes back as the same object (same Name) after the object was flushed', () => {
+    const tpm = startedEngine();
+    const key = createPrimary(tpm, eccStorage());
+    const c = save(tpm, key.handle);
+    flush(tpm, key.handle);
+    const r = ok(tpm, loadCmd(c));
+    assert.equal(r.handle! >>> 24, HT.TRANSIENT);
+    assert.deepEqual(readPublic(tpm, r.handle!).name, key.name);
+  });
+
+  test('an object context with one bit flipped, or with another sequence number, is TPM_RC_INTEGRITY + P1', () => {
+    const tpm = startedEngine();
+    const key = createPrimary(tpm, eccStorage());
+    const c = save(tpm, key.handle);
+    flush(tpm, key.handle);
+    for (let i = 0; i < c.contextBlob.length; i += 7) {
+      const blob = Buffer.from(c.contextBlob);
+      blob[i]! ^= 0x10;
+      const r = exec(tpm, loadCmd({ ...c, contextBlob: blob }));
+      assert.equal(r.rc, INTEGRITY_P1, `byte ${i}: 0x${r.rc.toString(16)}`);
+    }
+    fails(tpm, loadCmd({ ...c, sequence: c.sequence + 1n }), INTEGRITY_P1);
+  });
+
+  test('a context saved by another TPM is refused', () => {
+    const a = startedEngine();
+    const b = startedEngine({ entropy: (n) => Buffer.alloc(n, 0x5a) });
+    const c = save(a, createPrimary(a, eccStorage()).handle);
+    fails(b, loadCmd(c), INTEGRITY_P1);
+  });
+
+  test('a session context loads once: replaying it, or an older one, is refused', () => {
+    const tpm = startedEngine();
+    const s = startPolicySession(tpm);
+    const first = save(tpm, s.handle);
+    assert.equal(ok(tpm, loadCmd(first)).handle, s.handle);
+    fails(tpm, loadCmd(first), HANDLE_P1);
+    const second = save(tpm, s.handle);
+    assert.ok(second.sequence > first.sequence);
+    // The handle is saved again, but only the newest blob may bring it back.
+    fails(tpm, loadCmd(first), INTEGRITY_P1);
+    assert.equal(ok(tpm, loadCmd(second)).handle, s.handle);
+  });
+
+  test('a session context does not survive a TPM Reset', () => {
+    const tpm = startedEngine();
+    const s = startPolicySession(tpm);
+    const c = save(tpm, s.handle);
+    powerCycle(tpm);
+    fails(tpm, loadCmd(c), HANDLE_P1);
+  });
+
+  test('saving a session frees its slot while its handle stays reserved for the saved context', () => {
+    const tpm = startedEngine();
+    const sessions = [startPolicySession(tpm), startPolicySession(tpm), startPolicySession(tpm)];
+    fails(tpm, buildCommand({ cc: CC.StartAuthSession, handles: [0x40000007, 0x40000007], params: Buffer.from('0010' + '07'.repeat(16) + '0000' + '01' + '0010' + '000b', 'hex') }), RC.SESSION_MEMORY);
+    const c = save(tpm, sessions[0]!.handle);
+    const extra = startPolicySession(tpm);
+    assert.notEqual(extra.handle, sessions[0]!.handle);
+    flush(tpm, extra.handle);
+    assert.equal(ok(tpm, loadCmd(c)).handle, sessions[0]!.handle);
+  });
+});
