@@ -51,6 +51,7 @@ import {
 } from '../helpers/tpm2-keys.ts';
 
 const RC = {
+  EXCLUSIVE: 0x121,
   KEY_H1: 0x19c,
   KEY_H2: 0x29c,
   VALUE_H1: 0x184,
@@ -720,6 +721,8 @@ describe('session audit', () => {
     const tpm = startedEngine();
     const handle = startHmacSession(tpm);
     const session = tpm.sessions.get(handle)!;
+    // Made first: a command that the audit session does not audit ends its exclusivity.
+    const signer = createPrimary(tpm, ECDSA_KEY());
     const cp1 = H(ALG.SHA256, 'cp1');
     const cp2 = H(ALG.SHA256, 'cp2');
     const rp = Buffer.from('response parameters');
@@ -730,7 +733,6 @@ describe('session audit', () => {
     assert.equal(bit2, SESSION_ATTR.auditExclusive);
     const rpHash = H(ALG.SHA256, u32b(0), u32b(CC.GetRandom), rp);
     const expected = H(ALG.SHA256, H(ALG.SHA256, Buffer.alloc(32), cp1, rpHash), cp2, rpHash);
-    const signer = createPrimary(tpm, ECDSA_KEY());
     const a = attestation(ok(tpm, getSessionAuditCmd(signer.handle, handle)), 'auditInfo');
     assert.ok(a.attest.type === ST.ATTEST_SESSION_AUDIT);
     assert.deepEqual(a.attest.attested, { exclusiveSession: true, sessionDigest: expected });
@@ -764,5 +766,62 @@ describe('TPMS_ATTEST', () => {
     const badType = Buffer.from(good);
     badType.writeUInt16BE(ST.CREATION, 4);
     assert.throws(() => decode(attest, badType), (e: { rc?: number }) => e.rc === 0x084);
+  });
+});
+
+describe('session audit through the dispatcher', () => {
+  function startAuditSession(tpm: Tpm2Engine): number {
+    const r = ok(
+      tpm,
+      buildCommand({
+        cc: CC.StartAuthSession,
+        handles: [RH.NULL, RH.NULL],
+        params: params(tpm2b(Buffer.alloc(16, 0x22)), tpm2b(''), Buffer.from([0]), u16b(ALG.NULL), u16b(ALG.SHA256)),
+      }),
+    );
+    return r.handle!;
+  }
+  const AUDIT = SESSION_ATTR.audit | SESSION_ATTR.continueSession;
+  const getRandomAudited = (handle: number, attributes = AUDIT) =>
+    buildCommand({ cc: CC.GetRandom, sessions: [{ handle, nonce: Buffer.alloc(16, 0x33), attributes, password: '' }], params: u16b(8) });
+  const auditInfo = (tpm: Tpm2Engine, handle: number) =>
+    attestation(
+      ok(tpm, buildCommand({ cc: CC.GetSessionAuditDigest, handles: [RH.ENDORSEMENT, RH.NULL, handle], sessions: [pw(''), pw('')], params: params(tpm2b(NONCE), enc(sigScheme, NULL_SCHEME)) })),
+      'auditInfo',
+    ).attest.attested as { exclusiveSession: boolean; sessionDigest: Buffer };
+
+  test('a session with the audit attribute extends its digest with each command it audits, and the response says it is exclusive', () => {
+    const tpm = startedEngine();
+    const handle = startAuditSession(tpm);
+    const r1 = ok(tpm, getRandomAudited(handle));
+    const r2 = ok(tpm, getRandomAudited(handle));
+    // The response's session attributes carry audit and auditExclusive.
+    const attrsOf = (r: { raw: Buffer; parameterSize?: number }) => r.raw[10 + 4 + r.parameterSize! + 2 + 32]!;
+    assert.equal(attrsOf(r1) & (SESSION_ATTR.audit | SESSION_ATTR.auditExclusive), SESSION_ATTR.audit | SESSION_ATTR.auditExclusive);
+    assert.equal(attrsOf(r2) & SESSION_ATTR.auditExclusive, SESSION_ATTR.auditExclusive);
+    const cp = H(ALG.SHA256, u32b(CC.GetRandom), u16b(8));
+    const rp = (r: { params: Buffer }) => H(ALG.SHA256, u32b(0), u32b(CC.GetRandom), r.params);
+    const expected = H(ALG.SHA256, H(ALG.SHA256, Buffer.alloc(32), cp, rp(r1)), cp, rp(r2));
+    const info = auditInfo(tpm, handle);
+    assert.deepEqual(info.sessionDigest, expected);
+  });
+
+  test('a command without the audit session ends its exclusivity; auditReset starts the digest over', () => {
+    const tpm = startedEngine();
+    const handle = startAuditSession(tpm);
+    ok(tpm, getRandomAudited(handle));
+    ok(tpm, buildCommand({ cc: CC.GetRandom, params: u16b(4) }));
+    assert.equal(auditInfo(tpm, handle).exclusiveSession, false);
+    const r = ok(tpm, getRandomAudited(handle, AUDIT | SESSION_ATTR.auditReset));
+    const cp = H(ALG.SHA256, u32b(CC.GetRandom), u16b(8));
+    const info = auditInfo(tpm, handle);
+    assert.equal(info.exclusiveSession, true);
+    assert.deepEqual(info.sessionDigest, H(ALG.SHA256, Buffer.alloc(32), cp, H(ALG.SHA256, u32b(0), u32b(CC.GetRandom), r.params)));
+  });
+
+  test('auditExclusive on a session that is not the exclusive audit session is TPM_RC_EXCLUSIVE', () => {
+    const tpm = startedEngine();
+    const handle = startAuditSession(tpm);
+    fails(tpm, getRandomAudited(handle, AUDIT | SESSION_ATTR.auditExclusive), RC.EXCLUSIVE);
   });
 });

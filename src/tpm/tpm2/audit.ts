@@ -231,6 +231,11 @@ export function sessionAuditOf(session: Session): SessionAudit | undefined {
   return sessionAudits.get(session);
 }
 
+/** A command ran without the exclusive audit session auditing it: the session is exclusive no more. */
+export function endExclusiveAudit(tpm: Tpm2Engine): void {
+  exclusive.delete(tpm);
+}
+
 /** Whether `handle` is the exclusive audit session. */
 export function isExclusiveAuditSession(tpm: Tpm2Engine, handle: number): boolean {
   return exclusive.get(tpm) === handle;

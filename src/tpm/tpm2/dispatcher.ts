@@ -4,7 +4,7 @@ import type { CallContext, CommandDef } from './command.ts';
 import type { Codec } from '../wire/codec.ts';
 import { RC, TpmError, atHandle, atParameter } from './rc.ts';
 import { parseAuthArea, writeAuthResponse, type AuthCommand, type AuthResponse } from './auth/session-area.ts';
-import { beginCommandAudit, endCommandAudit, type PendingAudit } from './audit.ts';
+import { beginCommandAudit, cpHashOf, endCommandAudit, endExclusiveAudit, type PendingAudit } from './audit.ts';
 import { checkAuthorizations, decryptParameters, finishSessions, planSessions, type SessionPlan } from './auth/authorize.ts';
 import type { Tpm2Engine } from './engine.ts';
 
@@ -125,12 +125,18 @@ function execute(tpm: Tpm2Engine, table: ReadonlyMap<number, CompiledCommand>, c
   }
   if (pr.remaining !== 0) throw new TpmError(RC.SIZE);
 
-  if (plan) checkAuthorizations(tpm, plan, cc, handles, cpBuffer, locality);
+  if (plan) {
+    checkAuthorizations(tpm, plan, cc, handles, cpBuffer, locality);
+    if (plan.audit !== undefined) plan.auditCpHash = cpHashOf(tpm, plan.slots[plan.audit]!.session!.authHash, cc, handles, cpBuffer);
+  }
 
   const audit = beginCommandAudit(tpm, cc, handles, cpBuffer);
   const ctx: CallContext = { tpm, locality, handles };
   const result = def.handler(ctx, params as never);
   const response = buildResponse(tpm, compiled, tag, result, plan, audit);
+  // A command the exclusive audit session did not audit ends its exclusivity (finishSessions
+  // sees to it for commands with sessions).
+  if (!plan) endExclusiveAudit(tpm);
   // After the response is final, so the audit counter's NV change commits with this command.
   tpm.afterCommand(def);
   return response;

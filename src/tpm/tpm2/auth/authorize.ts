@@ -7,6 +7,7 @@ import type { Tpm2Engine } from '../engine.ts';
 import type { TransientObject } from '../state/objects.ts';
 import { OBJECT_ATTR } from '../types/public.ts';
 import { cryptParameter } from './param-crypt.ts';
+import { checkSessionAudit, endExclusiveAudit, updateSessionAudit } from '../audit.ts';
 import { PASSWORD_RESPONSE, type AuthCommand, type AuthResponse } from './session-area.ts';
 import { SESSION_TYPE, newPolicyState, resetPolicy, type PolicyState, type Session } from './sessions.ts';
 
@@ -30,6 +31,10 @@ export interface SessionPlan {
   readonly slots: Slot[];
   readonly decrypt?: number;
   readonly encrypt?: number;
+  /** The session with the audit attribute, if any. */
+  readonly audit?: number;
+  /** Its cpHash in its own hash, taken before the handler runs (Names may change). */
+  auditCpHash?: Buffer;
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -76,6 +81,7 @@ export function planSessions(
   const slots: Slot[] = [];
   let decrypt: number | undefined;
   let encrypt: number | undefined;
+  let audit: number | undefined;
   for (let i = 0; i < sessions.length; i++) {
     const cmd = sessions[i]!;
     const n = i + 1;
@@ -93,8 +99,12 @@ export function planSessions(
     // The same session twice in one command.
     for (let j = 0; j < i; j++) if (sessions[j]!.handle === cmd.handle) throw new TpmError(atSession(RC.HANDLE, n));
     const a = cmd.attributes;
-    // Audit sessions need the audit digest machinery, which this engine does not have yet.
-    if (a & (SESSION_ATTR.audit | SESSION_ATTR.auditExclusive | SESSION_ATTR.auditReset)) throw new TpmError(atSession(RC.ATTRIBUTES, n));
+    if (a & (SESSION_ATTR.audit | SESSION_ATTR.auditExclusive | SESSION_ATTR.auditReset)) {
+      // At most one session audits a command.
+      if (a & SESSION_ATTR.audit && audit !== undefined) throw new TpmError(atSession(RC.ATTRIBUTES, n));
+      checkSessionAudit(tpm, session, a, n);
+      if (a & SESSION_ATTR.audit) audit = i;
+    }
     if (a & SESSION_ATTR.decrypt) {
       if (decrypt !== undefined || !firstParamSized) throw new TpmError(atSession(RC.ATTRIBUTES, n));
       if (session.symmetric.algorithm === ALG.NULL) throw new TpmError(atSession(RC.SYMMETRIC, n));
@@ -105,14 +115,14 @@ export function planSessions(
       if (session.symmetric.algorithm === ALG.NULL) throw new TpmError(atSession(RC.SYMMETRIC, n));
       encrypt = i;
     }
-    if (authHandle === undefined && !(a & (SESSION_ATTR.decrypt | SESSION_ATTR.encrypt))) {
+    if (authHandle === undefined && !(a & (SESSION_ATTR.decrypt | SESSION_ATTR.encrypt | SESSION_ATTR.audit))) {
       throw new TpmError(atSession(RC.ATTRIBUTES, n));
     }
     // A trial session only computes digests: it authorizes nothing and protects nothing.
     if (session.type === SESSION_TYPE.TRIAL) throw new TpmError(atSession(RC.ATTRIBUTES, n));
     slots.push({ cmd, session, authHandle, authIndex });
   }
-  return { slots, decrypt, encrypt };
+  return { slots, decrypt, encrypt, audit };
 }
 
 /** sessionKey || authValue when the slot includes the entity's authValue, else sessionKey alone. */
@@ -470,6 +480,14 @@ export function finishSessions(tpm: Tpm2Engine, plan: SessionPlan, cc: number, r
     const size = rpBuffer.readUInt16BE(0);
     cryptParameter(s.symmetric, s.authHash, cryptKey(tpm, slot), s.nonceTPM, s.nonceCaller, rpBuffer.subarray(2, 2 + size), 'encrypt').copy(rpBuffer, 2);
   }
+  // The audit digest takes the response as sent, and its exclusivity shows in the response attributes.
+  let auditBits = 0;
+  if (plan.audit !== undefined) {
+    const slot = plan.slots[plan.audit]!;
+    auditBits = SESSION_ATTR.audit | updateSessionAudit(tpm, { session: slot.session!, attributes: slot.cmd.attributes }, cc, plan.auditCpHash!, rpBuffer);
+  } else {
+    endExclusiveAudit(tpm);
+  }
   let rpHashes: Map<number, Buffer> | undefined;
   const out: AuthResponse[] = [];
   for (const slot of plan.slots) {
@@ -478,7 +496,8 @@ export function finishSessions(tpm: Tpm2Engine, plan: SessionPlan, cc: number, r
       out.push(PASSWORD_RESPONSE);
       continue;
     }
-    const attributes = slot.cmd.attributes & (SESSION_ATTR.continueSession | SESSION_ATTR.decrypt | SESSION_ATTR.encrypt);
+    let attributes = slot.cmd.attributes & (SESSION_ATTR.continueSession | SESSION_ATTR.decrypt | SESSION_ATTR.encrypt);
+    if (slot === plan.slots[plan.audit ?? -1]) attributes |= auditBits;
     const isPolicy = s.type !== SESSION_TYPE.HMAC;
     let mac: Buffer = EMPTY;
     if (!(isPolicy && slot.authHandle !== undefined && s.policy?.isPasswordNeeded)) {
