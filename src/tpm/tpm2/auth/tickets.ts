@@ -33,11 +33,6 @@ function u64(v: bigint): Buffer {
   return b;
 }
 
-/** The proof of a hierarchy: the HMAC key of its tickets. TPM_RH_NULL's is renewed at every TPM Reset. */
-export function hierarchyProof(tpm: Tpm2Engine, hierarchy: number): Buffer {
-  return tpm.proofOf(hierarchy);
-}
-
 /**
  * The TPM's time epoch: Time restarts at every _TPM_Init, after which a Startup always changes
  * resetCount or restartCount, so the pair names one run of Time.
@@ -66,7 +61,7 @@ export function authTicketDigest(
     parts.push(timeEpoch(tpm));
     if (expiresOnReset) parts.push(u32(tpm.nv.resetCount));
   }
-  return hmac(TICKET_HASH, hierarchyProof(tpm, hierarchy), ...parts);
+  return hmac(TICKET_HASH, tpm.proofOf(hierarchy), ...parts);
 }
 
 export function authTicket(
@@ -89,7 +84,7 @@ export function nullAuthTicket(type: number): TkAuth {
 
 /** TPMT_TK_VERIFIED's HMAC: HMAC(proof(hierarchy), TPM_ST_VERIFIED || digest || keyName). */
 export function verifiedTicketDigest(tpm: Tpm2Engine, hierarchy: number, digest: Uint8Array, keyName: Uint8Array): Buffer {
-  return hmac(TICKET_HASH, hierarchyProof(tpm, hierarchy), u16(ST.VERIFIED), digest, keyName);
+  return hmac(TICKET_HASH, tpm.proofOf(hierarchy), u16(ST.VERIFIED), digest, keyName);
 }
 
 /**

@@ -11,6 +11,7 @@ import { constantTimeEqual, digest, hmac } from '../../crypto/hash.ts';
 import { kdfa } from '../../crypto/kdf.ts';
 import { ALG, CC, HT, RH, ST } from '../constants.ts';
 import { checkNvRead } from './nv.ts';
+import { objectAt } from './object.ts';
 import { command } from '../command.ts';
 import { RC, TpmError } from '../rc.ts';
 import type { Tpm2Engine } from '../engine.ts';
@@ -173,9 +174,7 @@ export const attestationCommands = [
     handler: ({ tpm, handles }, { qualifyingData, inScheme }) => {
       const signer = signerAt(tpm, handles[1]!, 2);
       const scheme = schemeFor(signer, inScheme, 2);
-      const o = tpm.objectAt(handles[0]!);
-      if (!o || o.kind !== 'object') throw TpmError.handle(RC.HANDLE, 1);
-      const certified = o as TpmObject;
+      const certified = objectAt(tpm, handles[0]!, 1);
       const header = attestHeader(tpm, signer, qualifyingData);
       const out = signAttest(signer, scheme, {
         ...header,
@@ -197,9 +196,7 @@ export const attestationCommands = [
     handler: ({ tpm, handles }, { qualifyingData, creationHash, inScheme, creationTicket: ticket }) => {
       const signer = signerAt(tpm, handles[0]!, 1);
       const scheme = schemeFor(signer, inScheme, 3);
-      const o = tpm.objectAt(handles[1]!);
-      if (!o || o.kind !== 'object') throw TpmError.handle(RC.HANDLE, 2);
-      const certified = o as TpmObject;
+      const certified = objectAt(tpm, handles[1]!, 2);
       if (!creationTicketValid(tpm, certified, ticket, creationHash)) throw TpmError.parameter(RC.TICKET, 4);
       const header = attestHeader(tpm, signer, qualifyingData);
       const out = signAttest(signer, scheme, {

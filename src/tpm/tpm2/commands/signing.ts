@@ -4,6 +4,7 @@
  */
 import { constantTimeEqual, digestSize, hmac, startHmac } from '../../crypto/hash.ts';
 import { ALG, CC, RH, ST } from '../constants.ts';
+import { objectAt } from './object.ts';
 import { command } from '../command.ts';
 import { RC, TpmError } from '../rc.ts';
 import type { Tpm2Engine } from '../engine.ts';
@@ -13,17 +14,9 @@ import { OBJECT_ATTR as A } from '../types/public.ts';
 import { tkVerified } from '../types/policy.ts';
 import { sigScheme, signature } from '../types/signature.ts';
 import { verifiedTicket } from '../auth/tickets.ts';
-import type { TpmObject } from '../objects/model.ts';
 import { selectSignScheme, signDigest, verifyDigest } from '../objects/sign.ts';
 import { signerAt } from './attestation.ts';
 import type { SequenceObject } from './hash.ts';
-
-/** The object at handle number `n` (a sequence is TPM_RC_HANDLE). */
-function objectAt(tpm: Tpm2Engine, h: number, n: number): TpmObject {
-  const o = tpm.objectAt(h);
-  if (!o || o.kind !== 'object') throw TpmError.handle(RC.HANDLE, n);
-  return o as TpmObject;
-}
 
 /**
  * The HMAC key and hash of HMAC and HMAC_Start: an unrestricted keyed-hash signing key
