@@ -3,7 +3,7 @@ export { startSwtpmServer, type SwtpmFlags, type SwtpmServer, type SwtpmServerOp
 export { startMssimServer, type MssimServer, type MssimServerOptions } from './mssim-server.ts';
 export type { SwtpmInfo } from './swtpm-ctrl.ts';
 export type { Endpoint, TcpEndpoint, UnixEndpoint } from './endpoint.ts';
-export { SerialQueue } from './serial-queue.ts';
+export { SerialQueue } from '../tpm/serial-queue.ts';
 export { DeviceStartError, EndpointError, OptionError, TransportError } from './errors.ts';
 export {
   DEFAULT_DATA_PORT,

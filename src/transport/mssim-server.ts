@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { TpmDevice } from '../tpm/device.ts';
 import { DEFAULT_BIND_ADDRESS, listen, listenTcpPair, type Listener } from './endpoint.ts';
 import { TruncatedFrameError } from './errors.ts';
-import { SerialQueue } from './serial-queue.ts';
+import { SerialQueue } from '../tpm/serial-queue.ts';
 import { SocketReader, writeFully } from './socket-io.ts';
 import { commandSizeResponse, failureResponse, HEADER_SIZE_OFFSET, localityResponse, TPM_HEADER_SIZE } from './tpm-frames.ts';
 

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { TpmDevice } from '../tpm/device.ts';
 import { DEFAULT_BIND_ADDRESS, listen, listenTcpPair, type Endpoint, type Listener } from './endpoint.ts';
 import { DeviceStartError, OptionError } from './errors.ts';
-import { SerialQueue } from './serial-queue.ts';
+import { SerialQueue } from '../tpm/serial-queue.ts';
 import { serveControlConnection, type SwtpmInfo } from './swtpm-ctrl.ts';
 import { serveDataConnection } from './swtpm-data.ts';
 import { SwtpmTpm } from './swtpm-tpm.ts';

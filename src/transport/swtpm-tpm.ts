@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { TpmDevice } from '../tpm/device.ts';
-import type { SerialQueue } from './serial-queue.ts';
+import type { SerialQueue } from '../tpm/serial-queue.ts';
 import { failureResponse, responseCode, startupCommand, type StartupType } from './tpm-frames.ts';
 
 export const MAX_LOCALITY = 4;

@@ -12,7 +12,7 @@ import { startSwtpmServer } from '../../src/transport/swtpm-server.ts';
 import { startMssimServer } from '../../src/transport/mssim-server.ts';
 import { serveControlConnection } from '../../src/transport/swtpm-ctrl.ts';
 import { SwtpmTpm } from '../../src/transport/swtpm-tpm.ts';
-import { SerialQueue } from '../../src/transport/serial-queue.ts';
+import { SerialQueue } from '../../src/tpm/serial-queue.ts';
 import { Client, command, expectedEcho, FakeDevice, header, silentLogger, u32 } from './helpers.ts';
 
 const MAX = 256;

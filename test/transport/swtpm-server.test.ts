@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { startSwtpmServer, type SwtpmFlags, type SwtpmServerOptions } from '../../src/transport/swtpm-server.ts';
 import { CtrlCmd, PtmResult, SUPPORTED_CAPS } from '../../src/transport/swtpm-ctrl.ts';
 import { DeviceStartError, EndpointError } from '../../src/transport/errors.ts';
-import { SerialQueue } from '../../src/transport/serial-queue.ts';
+import { SerialQueue } from '../../src/tpm/serial-queue.ts';
 import { Client, command, expectedEcho, FakeDevice, gate, header, portOf, silentLogger, u32 } from './helpers.ts';
 
 const GET_RANDOM = 0x17b;

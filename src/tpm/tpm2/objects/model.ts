@@ -77,7 +77,7 @@ export function keysOf(o: TpmObject): { privateKey?: KeyObject; publicKey: KeyOb
       const k = rsaFromModulusAndPrime(p.unique.rsa, o.sensitive.sensitive, e);
       o.keys = { privateKey: k.privateKey, publicKey: k.publicKey };
     } else {
-      o.keys = { publicKey: rsaPublicKey(p.unique.rsa, e) };
+      o.keys = { publicKey: publicKeyOf(p) };
     }
   } else if (p.type === ALG.ECC && 'ecc' in p.unique && p.parameters.type === ALG.ECC) {
     const c = curve(p.parameters.curveID);
@@ -85,7 +85,7 @@ export function keysOf(o: TpmObject): { privateKey?: KeyObject; publicKey: KeyOb
       const k = eccFromScalar(c, o.sensitive.sensitive);
       o.keys = { privateKey: k.privateKey, publicKey: k.publicKey };
     } else {
-      o.keys = { publicKey: eccPublicKey(c, p.unique.ecc.x, p.unique.ecc.y) };
+      o.keys = { publicKey: publicKeyOf(p) };
     }
   } else {
     throw new RangeError('not an asymmetric key');
@@ -96,4 +96,15 @@ export function keysOf(o: TpmObject): { privateKey?: KeyObject; publicKey: KeyOb
 /** Bytes of symmetric key or seed an object's nameAlg calls for. */
 export function seedSize(nameAlg: number): number {
   return digestSize(nameAlg);
+}
+
+/** The node:crypto public key of an RSA or ECC public area. */
+export function publicKeyOf(p: Public): KeyObject {
+  if (p.type === ALG.RSA && 'rsa' in p.unique && p.parameters.type === ALG.RSA) {
+    return rsaPublicKey(p.unique.rsa, p.parameters.exponent || DEFAULT_EXPONENT);
+  }
+  if (p.type === ALG.ECC && 'ecc' in p.unique && p.parameters.type === ALG.ECC) {
+    return eccPublicKey(curve(p.parameters.curveID), p.unique.ecc.x, p.unique.ecc.y);
+  }
+  throw new RangeError('not an asymmetric key');
 }

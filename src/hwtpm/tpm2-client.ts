@@ -1,0 +1,253 @@
+/**
+ * The host's side of a TPM 2.0: builds commands and parses responses with the engine's own
+ * command table, so every wire type is still declared exactly once. The layers above the chip
+ * (manufacturing, the host's boot, the PSS, the vMA) drive the chip through this client, never by
+ * reaching into the engine.
+ */
+import { randomBytes } from 'node:crypto';
+import { Reader, Writer } from '../tpm/wire/buffer.ts';
+import { ALG, CC, RH, SESSION_ATTR, ST, SU } from '../tpm/tpm2/constants.ts';
+import { SESSION_TYPE } from '../tpm/tpm2/auth/sessions.ts';
+import type { CommandDef } from '../tpm/tpm2/command.ts';
+import { COMMANDS } from '../tpm/tpm2/commands/index.ts';
+import type { Public } from '../tpm/tpm2/types/public.ts';
+import type { PcrSelection } from '../tpm/tpm2/types/pcr.ts';
+import type { Signature, SigScheme } from '../tpm/tpm2/types/signature.ts';
+import type { NvPublic } from '../tpm/tpm2/types/nv.ts';
+import type { CapabilityData } from '../tpm/tpm2/types/capability.ts';
+
+export type Exec = (command: Uint8Array) => Promise<Uint8Array>;
+
+/** How one handle is authorized: a password (TPM_RS_PW) or an already satisfied policy session. */
+export type Authorization = { password?: Uint8Array | string } | { policySession: number };
+
+const BY_CODE: ReadonlyMap<number, CommandDef> = new Map(COMMANDS.map((d) => [d.cc, d]));
+const EMPTY = Buffer.alloc(0);
+
+/** A command the chip refused, with the response code it gave. */
+export class Tpm2CommandError extends Error {
+  constructor(
+    readonly command: string,
+    readonly rc: number,
+  ) {
+    super(`TPM2_${command} failed with response code 0x${rc.toString(16).padStart(3, '0')}`);
+    this.name = 'Tpm2CommandError';
+  }
+}
+
+export interface CallResult {
+  handle?: number;
+  params: Record<string, any>;
+}
+
+const bytes = (v: Uint8Array | string): Buffer => (typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.from(v));
+
+export class Tpm2Client {
+  constructor(private readonly exec: Exec) {}
+
+  /**
+   * Sends one command described by the engine's table: `handles` in order, one authorization
+   * per handle that needs one (in order), parameters by field name. Rejects with
+   * Tpm2CommandError on a non-success response code.
+   */
+  async call(cc: number, handles: readonly number[], auths: readonly Authorization[], params: Record<string, unknown> = {}): Promise<CallResult> {
+    const def = BY_CODE.get(cc);
+    if (!def) throw new Error(`command 0x${cc.toString(16)} is not in the TPM 2.0 command table`);
+    const w = new Writer(256);
+    w.u16(auths.length > 0 ? ST.SESSIONS : ST.NO_SESSIONS);
+    const sizeAt = w.reserveU32();
+    w.u32(cc);
+    for (const h of handles) w.u32(h);
+    if (auths.length > 0) {
+      const at = w.reserveU32();
+      const start = w.length;
+      for (const a of auths) {
+        if ('policySession' in a) {
+          const nonce = randomBytes(16);
+          w.u32(a.policySession).u16(nonce.length).bytes(nonce).u8(0).u16(0);
+        } else {
+          const password = bytes(a.password ?? EMPTY);
+          w.u32(RH.RS_PW).u16(0).u8(SESSION_ATTR.continueSession).u16(password.length).bytes(password);
+        }
+      }
+      w.patchU32(at, w.length - start);
+    }
+    for (const [field, c] of Object.entries(def.params)) c.encode(w, params[field]);
+    w.patchU32(sizeAt, w.length);
+    const response = Buffer.from(await this.exec(Buffer.from(w.finish())));
+    return parseResponse(def, response);
+  }
+
+  startup(type: number = SU.CLEAR): Promise<CallResult> {
+    return this.call(CC.Startup, [], [], { startupType: type });
+  }
+
+  shutdown(type: number = SU.STATE): Promise<CallResult> {
+    return this.call(CC.Shutdown, [], [], { shutdownType: type });
+  }
+
+  async pcrExtend(pcr: number, digests: { hashAlg: number; digest: Buffer }[]): Promise<void> {
+    await this.call(CC.PCR_Extend, [pcr], [{}], { digests });
+  }
+
+  /** The values of `pcrs` in one bank, in index order (PCR_Read returns at most 8 per call). */
+  async pcrRead(hashAlg: number, pcrs: readonly number[]): Promise<Buffer[]> {
+    const out: Buffer[] = [];
+    for (let i = 0; i < pcrs.length; i += 8) {
+      const chunk = pcrs.slice(i, i + 8);
+      const r = await this.call(CC.PCR_Read, [], [], { pcrSelectionIn: [pcrSelection(hashAlg, chunk)] });
+      const values = r.params.pcrValues as Buffer[];
+      if (values.length !== chunk.length) throw new Error(`PCR_Read returned ${values.length} values for ${chunk.length} PCRs`);
+      out.push(...values);
+    }
+    return out;
+  }
+
+  async createPrimary(hierarchy: number, template: Public, opts: { auth?: Authorization; userAuth?: Buffer } = {}): Promise<{ handle: number; outPublic: Public; name: Buffer }> {
+    const r = await this.call(CC.CreatePrimary, [hierarchy], [opts.auth ?? {}], {
+      inSensitive: { userAuth: opts.userAuth ?? EMPTY, data: EMPTY },
+      inPublic: template,
+      outsideInfo: EMPTY,
+      creationPCR: [],
+    });
+    return { handle: r.handle!, outPublic: r.params.outPublic, name: r.params.name };
+  }
+
+  async create(
+    parent: number,
+    template: Public,
+    opts: { parentAuth?: Authorization; userAuth?: Buffer; data?: Buffer } = {},
+  ): Promise<{ outPrivate: Buffer; outPublic: Public }> {
+    const r = await this.call(CC.Create, [parent], [opts.parentAuth ?? {}], {
+      inSensitive: { userAuth: opts.userAuth ?? EMPTY, data: opts.data ?? EMPTY },
+      inPublic: template,
+      outsideInfo: EMPTY,
+      creationPCR: [],
+    });
+    return { outPrivate: r.params.outPrivate, outPublic: r.params.outPublic };
+  }
+
+  async load(parent: number, inPrivate: Buffer, inPublic: Public, parentAuth: Authorization = {}): Promise<{ handle: number; name: Buffer }> {
+    const r = await this.call(CC.Load, [parent], [parentAuth], { inPrivate, inPublic });
+    return { handle: r.handle!, name: r.params.name };
+  }
+
+  async readPublic(handle: number): Promise<{ outPublic: Public; name: Buffer }> {
+    const r = await this.call(CC.ReadPublic, [handle], []);
+    return { outPublic: r.params.outPublic, name: r.params.name };
+  }
+
+  async unseal(handle: number, auth: Authorization = {}): Promise<Buffer> {
+    return (await this.call(CC.Unseal, [handle], [auth])).params.outData;
+  }
+
+  async evictControl(hierarchy: number, object: number, persistentHandle: number, auth: Authorization = {}): Promise<void> {
+    await this.call(CC.EvictControl, [hierarchy, object], [auth], { persistentHandle });
+  }
+
+  async flushContext(handle: number): Promise<void> {
+    await this.call(CC.FlushContext, [], [], { flushHandle: handle });
+  }
+
+  async nvDefineSpace(authHandle: number, publicInfo: NvPublic, opts: { auth?: Authorization; indexAuth?: Buffer } = {}): Promise<void> {
+    await this.call(CC.NV_DefineSpace, [authHandle], [opts.auth ?? {}], { auth: opts.indexAuth ?? EMPTY, publicInfo });
+  }
+
+  async nvReadPublic(index: number): Promise<NvPublic> {
+    return (await this.call(CC.NV_ReadPublic, [index], [])).params.nvPublic;
+  }
+
+  /** Writes `data` at offset 0 in chunks the chip accepts. */
+  async nvWrite(authHandle: number, index: number, data: Buffer, auth: Authorization = {}, chunk = 1024): Promise<void> {
+    for (let offset = 0; offset < data.length || offset === 0; offset += chunk) {
+      await this.call(CC.NV_Write, [authHandle, index], [auth], { data: data.subarray(offset, offset + chunk), offset });
+      if (data.length === 0) break;
+    }
+  }
+
+  async nvRead(authHandle: number, index: number, size: number, auth: Authorization = {}, chunk = 1024): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for (let offset = 0; offset < size; offset += chunk) {
+      const r = await this.call(CC.NV_Read, [authHandle, index], [auth], { size: Math.min(chunk, size - offset), offset });
+      parts.push(r.params.data);
+    }
+    return Buffer.concat(parts);
+  }
+
+  async nvIncrement(authHandle: number, index: number, auth: Authorization = {}): Promise<void> {
+    await this.call(CC.NV_Increment, [authHandle, index], [auth]);
+  }
+
+  async quote(key: number, qualifyingData: Buffer, selections: PcrSelection[], opts: { auth?: Authorization; scheme?: SigScheme } = {}): Promise<{ quoted: Buffer; signature: Signature }> {
+    const r = await this.call(CC.Quote, [key], [opts.auth ?? {}], {
+      qualifyingData,
+      inScheme: opts.scheme ?? { scheme: ALG.NULL, hashAlg: ALG.NULL },
+      PCRselect: selections,
+    });
+    return { quoted: r.params.quoted, signature: r.params.signature };
+  }
+
+  async certify(
+    object: number,
+    signer: number,
+    qualifyingData: Buffer,
+    opts: { objectAuth?: Authorization; signerAuth?: Authorization; scheme?: SigScheme } = {},
+  ): Promise<{ certifyInfo: Buffer; signature: Signature }> {
+    const r = await this.call(CC.Certify, [object, signer], [opts.objectAuth ?? {}, opts.signerAuth ?? {}], {
+      qualifyingData,
+      inScheme: opts.scheme ?? { scheme: ALG.NULL, hashAlg: ALG.NULL },
+    });
+    return { certifyInfo: r.params.certifyInfo, signature: r.params.signature };
+  }
+
+  /** An unbound, unsalted policy session (trial sessions compute a policy without enforcing it). */
+  async startPolicySession(trial = false, authHash: number = ALG.SHA256): Promise<number> {
+    const r = await this.call(CC.StartAuthSession, [RH.NULL, RH.NULL], [], {
+      nonceCaller: randomBytes(32),
+      encryptedSalt: EMPTY,
+      sessionType: trial ? SESSION_TYPE.TRIAL : SESSION_TYPE.POLICY,
+      symmetric: { algorithm: ALG.NULL, keyBits: 0, mode: 0 },
+      authHash,
+    });
+    return r.handle!;
+  }
+
+  async policyPcr(session: number, selections: PcrSelection[], pcrDigest: Buffer = EMPTY): Promise<void> {
+    await this.call(CC.PolicyPCR, [session], [], { pcrDigest, pcrs: selections });
+  }
+
+  async policyGetDigest(session: number): Promise<Buffer> {
+    return (await this.call(CC.PolicyGetDigest, [session], [])).params.policyDigest;
+  }
+
+  async getCapability(capability: number, property: number, propertyCount: number): Promise<{ moreData: boolean; capabilityData: CapabilityData }> {
+    const r = await this.call(CC.GetCapability, [], [], { capability, property, propertyCount });
+    return { moreData: r.params.moreData, capabilityData: r.params.capabilityData };
+  }
+}
+
+/** A TPMS_PCR_SELECTION of `pcrs` in one bank (three select bytes, as PC-Client TPMs use). */
+export function pcrSelection(hash: number, pcrs: Iterable<number>, bytes = 3): PcrSelection {
+  const select = Buffer.alloc(bytes);
+  for (const p of pcrs) select[p >> 3]! |= 1 << (p & 7);
+  return { hash, select };
+}
+
+function parseResponse(def: CommandDef, raw: Buffer): CallResult {
+  if (raw.length < 10 || raw.readUInt32BE(2) !== raw.length) throw new Error(`TPM2_${def.name}: malformed response (${raw.length} bytes)`);
+  const tag = raw.readUInt16BE(0);
+  const rc = raw.readUInt32BE(6);
+  if (rc !== 0) throw new Tpm2CommandError(def.name, rc);
+  const r = new Reader(raw, 10);
+  const result: CallResult = { params: {} };
+  if (def.responseHandle) result.handle = r.u32();
+  let end = raw.length;
+  if (tag === ST.SESSIONS) {
+    const size = r.u32();
+    end = r.offset + size;
+  }
+  const pr = new Reader(raw.subarray(0, end), r.offset);
+  for (const [field, c] of Object.entries(def.response)) result.params[field] = c.decode(pr);
+  if (pr.remaining !== 0) throw new Error(`TPM2_${def.name}: ${pr.remaining} unexpected bytes after the response parameters`);
+  return result;
+}
