@@ -3,17 +3,24 @@ import type { TpmDevice } from '../tpm/device.ts';
 import { openTpm2Device } from '../tpm/tpm2/device.ts';
 import { createLogger } from './logger.ts';
 import { registerMssimCommand } from './mssim-command.ts';
-import { registerSocketCommand } from './socket-command.ts';
+import { registerSocketCommand, type OpenDeviceOptions } from './socket-command.ts';
+import { bootLabHost } from '../hwtpm/lab-host.ts';
 
 const logger = createLogger();
 
 /** Opens the TPM whose state lives in `stateDir`; internal faults are logged, never shown to clients. */
-async function openDevice({ stateDir, tpm2 }: { stateDir: string; tpm2: boolean }): Promise<TpmDevice> {
+async function openDevice({ stateDir, tpm2, chip }: OpenDeviceOptions): Promise<TpmDevice> {
+  const log = logger.child({ tpmstate: stateDir });
+  const onInternalError = (e: unknown) => log.error({ err: e }, 'internal TPM fault; the command got a failure response');
+  if (chip) {
+    const host = await bootLabHost({ stateDir, onInternalError });
+    log.info({ eventLog: host.eventLogPath, manufacturerCa: host.caPath, fresh: host.chip.fresh }, 'lab host booted: chip manufactured and host boot measured');
+    return host.chip;
+  }
   if (!tpm2) {
     throw new Error('this vtpmd serves TPM 2.0 only so far; pass --tpm2');
   }
-  const log = logger.child({ tpmstate: stateDir });
-  return openTpm2Device(stateDir, { onInternalError: (e) => log.error({ err: e }, 'internal TPM fault; the command got TPM_RC_FAILURE') });
+  return openTpm2Device(stateDir, { onInternalError });
 }
 
 const program = new Command()

@@ -32,12 +32,20 @@ import {
   type SwtpmFlags,
 } from '../transport/index.ts';
 
-export type OpenDevice = (opts: { stateDir: string; tpm2: boolean }) => Promise<TpmDevice>;
+export interface OpenDeviceOptions {
+  stateDir: string;
+  tpm2: boolean;
+  /** Serve the simulated chip as a booted lab host's TPM (manufactured, host boot measured). */
+  chip?: boolean;
+}
+
+export type OpenDevice = (opts: OpenDeviceOptions) => Promise<TpmDevice>;
 
 export const FALLBACK_STATE_DIR = './vtpmd-state';
 
 interface SocketOptions {
   tpm2?: boolean;
+  chip?: boolean;
   server?: string;
   ctrl?: string;
   tpmstate?: string;
@@ -47,6 +55,7 @@ interface SocketOptions {
 
 interface SocketPlan {
   tpm2: boolean;
+  chip: boolean;
   data: Endpoint;
   ctrl: Endpoint;
   disconnect: boolean;
@@ -66,6 +75,7 @@ export function registerSocketCommand(program: Command, openDevice: OpenDevice, 
     .option('--tpm2', 'serve a TPM 2.0 (without it a TPM 1.2 is asked for)')
     .option('--server <options>', `data channel: [type=tcp][,port=P][,bindaddr=A][,disconnect] or type=unixio,path=F[,mode=0770] (default port ${DEFAULT_DATA_PORT})`)
     .option('--ctrl <options>', 'control channel: type=tcp,port=Q[,bindaddr=A] or type=unixio,path=F[,mode=0770] (default: TCP, data port + 1)')
+    .option('--chip', "serve the simulated hardware TPM as a freshly booted lab host's: manufactured (EKs, EK certificates), host boot measured, event log at <tpmstate>/eventlog.bin, manufacturer root at <tpmstate>/manufacturer-ca.pem")
     .option('--tpmstate <options>', 'dir=D: where the TPM keeps its state')
     .option('--flags <flags>', 'not-need-init, startup-clear|startup-state|startup-none (comma-separated)')
     .option('-d, --daemon', 'not supported: vtpmd socket stays in the foreground; use a service manager')
@@ -79,7 +89,7 @@ export function registerSocketCommand(program: Command, openDevice: OpenDevice, 
         } catch (err) {
           failUsage(command, err);
         }
-        const device = await openOrFail(command, openDevice, { stateDir: plan.stateDir, tpm2: plan.tpm2 });
+        const device = await openOrFail(command, openDevice, { stateDir: plan.stateDir, tpm2: plan.tpm2, chip: plan.chip });
         let server;
         try {
           server = await startSwtpmServer(device, {
@@ -104,12 +114,20 @@ export function registerSocketCommand(program: Command, openDevice: OpenDevice, 
 function planSocket(opts: SocketOptions, fallbackStateDir: string): SocketPlan {
   if (opts.daemon) throw new OptionError('--daemon: vtpmd socket always runs in the foreground; start it from a service manager instead');
   const server = opts.server === undefined ? { endpoint: { type: 'tcp', port: DEFAULT_DATA_PORT } as const, disconnect: false } : parseServerOption(opts.server);
+  const flags = opts.flags === undefined ? {} : parseFlagsOption(opts.flags);
+  if (opts.chip) {
+    if (opts.tpm2 !== true) throw new OptionError('--chip serves a booted TPM 2.0 host chip; add --tpm2');
+    if (flags.startup !== undefined) throw new OptionError(`--chip: the host firmware already started the chip; drop startup-${flags.startup} from --flags`);
+    // A booted host's TPM is already running: waiting for CMD_INIT would reset away the boot measurements.
+    flags.notNeedInit = true;
+  }
   return {
     tpm2: opts.tpm2 === true,
+    chip: opts.chip === true,
     data: server.endpoint,
     disconnect: server.disconnect,
     ctrl: opts.ctrl === undefined ? defaultCtrl(server.endpoint) : parseCtrlOption(opts.ctrl),
-    flags: opts.flags === undefined ? {} : parseFlagsOption(opts.flags),
+    flags,
     stateDir: opts.tpmstate === undefined ? fallbackStateDir : parseTpmstateOption(opts.tpmstate),
   };
 }
@@ -130,7 +148,7 @@ export function stateDirFallback(command: Command, defaultStateDir: string | und
 }
 
 /** Opens the device or ends the command with the device's own explanation and exit code 1. */
-export async function openOrFail(command: Command, openDevice: OpenDevice, opts: { stateDir: string; tpm2: boolean }): Promise<TpmDevice> {
+export async function openOrFail(command: Command, openDevice: OpenDevice, opts: OpenDeviceOptions): Promise<TpmDevice> {
   try {
     return await openDevice(opts);
   } catch (err) {

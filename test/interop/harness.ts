@@ -68,11 +68,12 @@ export class VtpmdServer {
     readonly ctrl: string | undefined,
   ) {}
 
-  static async start(kind: Tcti, stateDir: string): Promise<VtpmdServer> {
+  static async start(kind: Tcti, stateDir: string, extraArgs: readonly string[] = []): Promise<VtpmdServer> {
     const args =
       kind === 'swtpm'
         ? ['socket', '--tpm2', '--server', 'type=tcp,port=0', '--ctrl', 'type=tcp,port=0', '--tpmstate', `dir=${stateDir}`, '--flags', 'not-need-init']
         : ['mssim', '--port', '0', '--tpmstate', `dir=${stateDir}`];
+    args.push(...extraArgs);
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VTPMD_LOG_LEVEL: 'warn' } });
     let stderr = '';
     child.stderr!.on('data', (d) => (stderr += d));
