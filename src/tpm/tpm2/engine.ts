@@ -17,6 +17,7 @@ import { nvIndexAccessible, nvOnStartupClear } from './commands/nv.ts';
 import { trimAuth } from './auth/auth-value.ts';
 import { MemoryStateStore, type StateStore } from './state/store.ts';
 import { DEFAULT_IDENTITY, type TpmIdentity } from './capability/properties.ts';
+import { decodeRunningState, encodeRunningState } from './state/running-state.ts';
 import { NO_POLICY, deserializeNv, manufacture, serializeNv, type AuthPolicy, type HierarchyEnables, type NvState } from './state/nv-state.ts';
 
 export interface Tpm2Options {
@@ -236,6 +237,54 @@ export class Tpm2Engine {
       nv.shutdown = 'clear';
     }
     this.persistClock();
+  }
+
+  /**
+   * The whole running TPM — NV plus what it holds only while powered — for a vTPM that must outlive
+   * its host process unseen by its guest (see state/running-state.ts for what is left out).
+   */
+  snapshot(): Buffer {
+    return encodeRunningState(
+      {
+        started: this.started,
+        orderlyStart: this.orderlyStart,
+        pcrs: this.pcrs.allValues(),
+        pcrUpdateCounter: this.pcrs.updateCounter,
+        enables: { ...this.enables },
+        platformAuth: this.platformAuth,
+        platformPolicy: this.platformPolicy,
+        nullSeed: this.nullSeed,
+        nullProof: this.nullProof,
+        auditDigest: this.nv.audit.savedDigest(),
+        contextSequence: this.contextSequence,
+      },
+      serializeNv(this.nv),
+    );
+  }
+
+  /** Continues from a snapshot as though power had never been lost; NV goes to this engine's store. */
+  resume(snapshot: Buffer): void {
+    const { state, nv } = decodeRunningState(snapshot);
+    this.nv = deserializeNv(nv);
+    this.objects.clear();
+    this.sessions.clear();
+    this.parkedSequences.clear();
+    this.savedSessions.clear();
+    this.persistentCache.clear();
+    this.clock.powerOn(this.nv.clock);
+    this.pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
+    this.pcrs.restoreState(state.pcrs);
+    this.pcrs.updateCounter = state.pcrUpdateCounter;
+    this.started = state.started;
+    this.orderlyStart = state.orderlyStart;
+    this.enables = { ...state.enables };
+    this.platformAuth = state.platformAuth;
+    this.platformPolicy = state.platformPolicy;
+    this.nullSeed = state.nullSeed;
+    this.nullProof = state.nullProof;
+    this.nv.audit.restoreDigest(state.auditDigest);
+    this.contextSequence = state.contextSequence;
+    this.commitNv();
   }
 
   /** The primary seed of a hierarchy (TPM_RH_OWNER, _ENDORSEMENT, _PLATFORM or _NULL). */

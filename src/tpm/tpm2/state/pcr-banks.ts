@@ -143,6 +143,13 @@ export class PcrBanks {
     return out;
   }
 
+  /** Every PCR of every bank, for a running-state snapshot (saveState keeps only what Shutdown(STATE) may). */
+  allValues(): Record<number, string[]> {
+    const out: Record<number, string[]> = {};
+    for (const b of this.banks) out[b.alg] = b.values.map((v) => v.toString('hex'));
+    return out;
+  }
+
   /** Restores what saveState() recorded; PCRs it did not record get their power-on value. */
   restoreState(saved: Record<number, string[]>): void {
     this.initialize();

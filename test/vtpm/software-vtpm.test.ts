@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { SoftwareVtpm } from '../../src/vtpm/software-vtpm.ts';
+import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
+import { eccSigningTemplate } from '../../src/hwtpm/tpm2-templates.ts';
+import { ALG, CC, RH } from '../../src/tpm/tpm2/constants.ts';
+import { NV_ATTR } from '../../src/tpm/tpm2/types/nv.ts';
+
+/** A persist function that keeps every snapshot it was given. */
+function recorder(): { persist: (s: Buffer) => Promise<void>; saved: Buffer[]; last(): Buffer } {
+  const saved: Buffer[] = [];
+  return { persist: async (s) => void saved.push(Buffer.from(s)), saved, last: () => saved[saved.length - 1]! };
+}
+
+const sha256 = (fill: number) => [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, fill) }];
+
+async function started(v: SoftwareVtpm): Promise<Tpm2Client> {
+  const tpm = new Tpm2Client((c) => v.execute(c, 0));
+  await tpm.startup();
+  return tpm;
+}
+
+describe('software vTPM', () => {
+  test('a new vTPM is persisted before it is handed out', async () => {
+    const r = recorder();
+    await SoftwareVtpm.create(r.persist);
+    assert.equal(r.saved.length, 1);
+  });
+
+  test('state-changing commands are persisted before their response; reads are not', async () => {
+    const r = recorder();
+    const v = await SoftwareVtpm.create(r.persist);
+    const tpm = await started(v);
+    const afterStartup = r.saved.length;
+    await tpm.pcrRead(ALG.SHA256, [0, 1, 2]);
+    await tpm.getCapability(6, 0x100, 10);
+    assert.equal(r.saved.length, afterStartup, 'reads save nothing');
+    await tpm.pcrExtend(16, sha256(1));
+    assert.equal(r.saved.length, afterStartup + 1, 'PCR_Extend saved');
+    await tpm.nvDefineSpace(RH.OWNER, { nvIndex: 0x01000001, nameAlg: ALG.SHA256, attributes: NV_ATTR.AUTHWRITE | NV_ATTR.AUTHREAD, authPolicy: Buffer.alloc(0), dataSize: 8 });
+    assert.equal(r.saved.length, afterStartup + 2, 'NV_DefineSpace saved');
+    await assert.rejects(tpm.pcrExtend(30, sha256(1)));
+    assert.equal(r.saved.length, afterStartup + 2, 'a failed command saves nothing');
+  });
+
+  test('a restored vTPM is the same running TPM: PCRs, NV, persistent keys, counters, no Startup needed', async () => {
+    const r = recorder();
+    const v = await SoftwareVtpm.create(r.persist);
+    const tpm = await started(v);
+    await tpm.pcrExtend(16, sha256(7));
+    await tpm.pcrExtend(3, sha256(9));
+    await tpm.nvDefineSpace(RH.OWNER, { nvIndex: 0x01000002, nameAlg: ALG.SHA256, attributes: NV_ATTR.AUTHWRITE | NV_ATTR.AUTHREAD, authPolicy: Buffer.alloc(0), dataSize: 5 });
+    await tpm.nvWrite(0x01000002, 0x01000002, Buffer.from('hello'));
+    const key = await tpm.createPrimary(RH.OWNER, eccSigningTemplate(true));
+    await tpm.evictControl(RH.OWNER, key.handle, 0x81000005);
+    const before = await tpm.pcrRead(ALG.SHA256, [0, 3, 16]);
+    const clockBefore = (await tpm.call(CC.ReadClock, [], [])).params.currentTime;
+
+    const restored = SoftwareVtpm.restore(recorder().persist, r.last());
+    const again = new Tpm2Client((c) => restored.execute(c, 0));
+    assert.deepEqual(await again.pcrRead(ALG.SHA256, [0, 3, 16]), before);
+    assert.equal((await again.nvRead(0x01000002, 0x01000002, 5)).toString(), 'hello');
+    assert.deepEqual((await again.readPublic(0x81000005)).name, key.name);
+    const clockAfter = (await again.call(CC.ReadClock, [], [])).params.currentTime;
+    assert.equal(clockAfter.clockInfo.resetCount, clockBefore.clockInfo.resetCount, 'no TPM Reset is visible');
+    assert.equal(clockAfter.clockInfo.restartCount, clockBefore.clockInfo.restartCount);
+  });
+
+  test('a guest reboot (power cycle) resets the PCRs and is persisted', async () => {
+    const r = recorder();
+    const v = await SoftwareVtpm.create(r.persist);
+    const tpm = await started(v);
+    await tpm.pcrExtend(16, sha256(2));
+    await v.powerOff();
+    await v.powerOn();
+    const restored = SoftwareVtpm.restore(recorder().persist, r.last());
+    const again = new Tpm2Client((c) => restored.execute(c, 0));
+    await again.startup();
+    assert.deepEqual((await again.pcrRead(ALG.SHA256, [16]))[0], Buffer.alloc(32));
+  });
+
+  test('when persisting fails the response is withheld and the failure reported', async () => {
+    let fail = false;
+    const v = await SoftwareVtpm.create(async () => {
+      if (fail) throw new Error('disk full');
+    });
+    const tpm = await started(v);
+    fail = true;
+    await assert.rejects(tpm.pcrExtend(16, sha256(3)), /disk full/);
+  });
+
+  test('a damaged snapshot is refused with a clear error', () => {
+    assert.throws(() => SoftwareVtpm.restore(recorder().persist, Buffer.from('{"format":"x"}\n{}')), /running state/);
+  });
+});
