@@ -1,0 +1,240 @@
+/**
+ * The GVTPM manager: creates, loads, unloads and destroys one vTPM device model per VM. Each model
+ * is measured (code and configuration) before it first runs; its state lives in the protected
+ * storage service, bound to that measurement. A model idle for a while is dropped from memory —
+ * its state is already in the PSS — and reloaded by the next command addressed to it.
+ */
+import type { Logger } from 'pino';
+import type { TpmDevice } from '../tpm/device.ts';
+import { SerialQueue } from '../tpm/serial-queue.ts';
+import { DEFAULT_MODEL_CONFIG, ModelMeasurer, type ModelConfig } from './model-measurement.ts';
+import { VmRegistry, type VmRecord } from './registry.ts';
+import { SoftwareVtpm } from './software-vtpm.ts';
+
+/** What the manager needs of the PSS. */
+export interface ModelStorage {
+  save(vmId: string, measurement: Buffer, nvm: Buffer, opts?: { durable?: boolean }): Promise<void>;
+  load(vmId: string, measurement: Buffer): Promise<Buffer | undefined>;
+  remove(vmId: string): Promise<void>;
+}
+
+/** A request the manager cannot honour: unknown VM, duplicate name, bad configuration. */
+export class VtpmError extends Error {
+  constructor(
+    readonly code: 'unknown-vm' | 'duplicate-vm' | 'bad-config' | 'unsupported',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'VtpmError';
+  }
+}
+
+export interface ManagerOptions {
+  /** Where the VM registry (level) lives. */
+  registryDir: string;
+  storage: ModelStorage;
+  /** Unload a model after this long without a command; 0 keeps models loaded. Default 60 s. */
+  idleUnloadMs?: number;
+  measurer?: ModelMeasurer;
+  logger?: Logger;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export class GvtpmManager {
+  private readonly handles = new Map<string, VtpmHandle>();
+  private readonly measurer: ModelMeasurer;
+  private readonly idleUnloadMs: number;
+
+  private constructor(
+    private readonly registry: VmRegistry,
+    private readonly storage: ModelStorage,
+    opts: ManagerOptions,
+  ) {
+    this.measurer = opts.measurer ?? new ModelMeasurer();
+    this.idleUnloadMs = opts.idleUnloadMs ?? 60_000;
+  }
+
+  static async open(opts: ManagerOptions): Promise<GvtpmManager> {
+    return new GvtpmManager(await VmRegistry.open(opts.registryDir), opts.storage, opts);
+  }
+
+  /** Creates, measures and persists a new VM's vTPM; it exists (and survives a crash) once this resolves. */
+  async create(name: string, config: Partial<ModelConfig> = {}): Promise<VmRecord> {
+    if (!NAME.test(name)) throw new VtpmError('bad-config', `VM name '${name}' is invalid: use 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+    const full = checkConfig({ ...DEFAULT_MODEL_CONFIG, ...config });
+    if (this.handles.has(name) || (await this.registry.get(name))) throw new VtpmError('duplicate-vm', `a VM named '${name}' already exists`);
+    const measurement = await this.measurer.measure(full);
+    const record: VmRecord = { name, config: full, measurement: measurement.toString('hex'), createdAt: new Date().toISOString() };
+    const handle = new VtpmHandle(record, this.storage, this.idleUnloadMs);
+    await handle.manufacture();
+    // Registered last: a crash before this leaves an orphan blob, never a VM without state.
+    await this.registry.put(record);
+    this.handles.set(name, handle);
+    return record;
+  }
+
+  async get(name: string): Promise<VmRecord> {
+    const r = await this.registry.get(name);
+    if (!r) throw new VtpmError('unknown-vm', `no VM named '${name}'`);
+    return r;
+  }
+
+  list(): Promise<VmRecord[]> {
+    return this.registry.list();
+  }
+
+  /** The VM's vTPM as a device; it loads from the PSS on its first command. */
+  async device(name: string): Promise<VtpmHandle> {
+    let h = this.handles.get(name);
+    if (!h) {
+      h = new VtpmHandle(await this.get(name), this.storage, this.idleUnloadMs);
+      this.handles.set(name, h);
+    }
+    return h;
+  }
+
+  /** Drops the model from memory (its state is in the PSS already). */
+  async unload(name: string): Promise<void> {
+    await this.handles.get(name)?.unload();
+  }
+
+  async destroy(name: string): Promise<void> {
+    await this.get(name);
+    const h = this.handles.get(name);
+    await h?.unload();
+    this.handles.delete(name);
+    await this.registry.delete(name);
+    await this.storage.remove(name);
+  }
+
+  /** Loaded models, for metrics and tests. */
+  loadedCount(): number {
+    let n = 0;
+    for (const h of this.handles.values()) if (h.loaded) n++;
+    return n;
+  }
+
+  async close(): Promise<void> {
+    for (const h of this.handles.values()) await h.unload();
+    this.handles.clear();
+    await this.registry.close();
+  }
+}
+
+function checkConfig(c: ModelConfig): ModelConfig {
+  if (c.design !== 'software' && c.design !== 'hardware') throw new VtpmError('bad-config', `design must be 'software' or 'hardware', not '${c.design}'`);
+  if (c.tpm !== '2.0' && c.tpm !== '1.2') throw new VtpmError('bad-config', `tpm must be '2.0' or '1.2', not '${c.tpm}'`);
+  if (!Number.isInteger(c.pcrCount) || c.pcrCount < 24 || c.pcrCount > 256) throw new VtpmError('bad-config', `pcrCount must be an integer from 24 to 256, not ${c.pcrCount}`);
+  if (c.durability !== 'per-command' && c.durability !== 'batched') throw new VtpmError('bad-config', `durability must be 'per-command' or 'batched'`);
+  if (c.design === 'hardware') throw new VtpmError('unsupported', 'hardware-backed vTPMs are not available in this build; use design software');
+  if (c.tpm === '1.2') throw new VtpmError('unsupported', 'TPM 1.2 vTPMs are not available in this build; use tpm 2.0');
+  return c;
+}
+
+/**
+ * One VM's vTPM as the hypervisor and the transports see it. The model behind it comes and goes
+ * (idle unload, reload on demand); commands, power signals and loads are serialized, so a command
+ * never races its model's reload.
+ */
+export class VtpmHandle implements TpmDevice {
+  readonly family = 'tpm2' as const;
+  private model: SoftwareVtpm | undefined;
+  private readonly queue = new SerialQueue();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly measurement: Buffer;
+
+  constructor(
+    readonly record: VmRecord,
+    private readonly storage: ModelStorage,
+    private readonly idleUnloadMs: number,
+  ) {
+    this.measurement = Buffer.from(record.measurement, 'hex');
+  }
+
+  get name(): string {
+    return this.record.name;
+  }
+
+  get loaded(): boolean {
+    return this.model !== undefined;
+  }
+
+  get powered(): boolean {
+    return this.model?.powered ?? true;
+  }
+
+  get established(): boolean {
+    return false;
+  }
+
+  get maxCommandSize(): number {
+    return 4096;
+  }
+
+  resetEstablished(locality: number): boolean {
+    return locality >= 3;
+  }
+
+  private persist = (snapshot: Buffer): Promise<void> =>
+    this.storage.save(this.record.name, this.measurement, snapshot, { durable: this.record.config.durability === 'per-command' });
+
+  private engineOptions() {
+    return { pcrCount: this.record.config.pcrCount };
+  }
+
+  /** Makes the brand-new vTPM and hands its first state to the PSS. */
+  async manufacture(): Promise<void> {
+    await this.queue.run(async () => {
+      this.model = await SoftwareVtpm.create(this.persist, this.engineOptions());
+      this.touch();
+    });
+  }
+
+  private async ensureLoaded(): Promise<SoftwareVtpm> {
+    if (this.model) return this.model;
+    const snapshot = await this.storage.load(this.record.name, this.measurement);
+    if (!snapshot) throw new VtpmError('unknown-vm', `the PSS holds no state for VM '${this.record.name}'`);
+    this.model = SoftwareVtpm.restore(this.persist, snapshot, this.engineOptions());
+    return this.model;
+  }
+
+  private touch(): void {
+    if (this.idleUnloadMs <= 0) return;
+    if (this.idleTimer) this.idleTimer.refresh();
+    else {
+      this.idleTimer = setTimeout(() => void this.unload(), this.idleUnloadMs);
+      this.idleTimer.unref();
+    }
+  }
+
+  execute(command: Uint8Array, locality: number): Promise<Uint8Array> {
+    return this.queue.run(async () => {
+      const model = await this.ensureLoaded();
+      this.touch();
+      return model.execute(command, locality);
+    });
+  }
+
+  powerOn(): Promise<void> {
+    return this.queue.run(async () => (await this.ensureLoaded()).powerOn());
+  }
+
+  powerOff(): Promise<void> {
+    return this.queue.run(async () => (await this.ensureLoaded()).powerOff());
+  }
+
+  flush(): Promise<void> {
+    return this.queue.run(async () => this.model?.flush());
+  }
+
+  unload(): Promise<void> {
+    return this.queue.run(async () => {
+      if (this.idleTimer) clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
+      if (!this.model) return;
+      await this.model.flush();
+      this.model = undefined;
+    });
+  }
+}

@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { GvtpmManager, VtpmError, type ModelStorage } from '../../src/vtpm/manager.ts';
+import { ModelMeasurer } from '../../src/vtpm/model-measurement.ts';
+import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
+import { ALG, RH } from '../../src/tpm/tpm2/constants.ts';
+import { NV_ATTR } from '../../src/tpm/tpm2/types/nv.ts';
+
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'vtpmd-manager-'));
+  dirs.push(d);
+  return d;
+};
+
+/** Storage that keeps the latest blob per VM and checks the measurement, as the PSS does. */
+class MemoryStorage implements ModelStorage {
+  readonly blobs = new Map<string, { measurement: Buffer; nvm: Buffer }>();
+  saves = 0;
+  async save(vmId: string, measurement: Buffer, nvm: Buffer): Promise<void> {
+    this.saves++;
+    this.blobs.set(vmId, { measurement: Buffer.from(measurement), nvm: Buffer.from(nvm) });
+  }
+  async load(vmId: string, measurement: Buffer): Promise<Buffer | undefined> {
+    const b = this.blobs.get(vmId);
+    if (b && !b.measurement.equals(measurement)) throw new Error('wrong measurement');
+    return b?.nvm;
+  }
+  async remove(vmId: string): Promise<void> {
+    this.blobs.delete(vmId);
+  }
+}
+
+const measurer = new ModelMeasurer();
+const client = (d: { execute(c: Uint8Array, l: number): Promise<Uint8Array> }) => new Tpm2Client((c) => d.execute(c, 0));
+
+describe('GVTPM manager', () => {
+  test('three VMs get three independent vTPMs that survive a restart of the manager', async () => {
+    const storage = new MemoryStorage();
+    const registryDir = tempDir();
+    let m = await GvtpmManager.open({ registryDir, storage, measurer, idleUnloadMs: 0 });
+    const names = ['web', 'db', 'cache'];
+    for (const [i, name] of names.entries()) {
+      await m.create(name);
+      const tpm = client(await m.device(name));
+      await tpm.startup();
+      await tpm.pcrExtend(16, [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, i + 1) }]);
+      await tpm.nvDefineSpace(RH.OWNER, { nvIndex: 0x01000010, nameAlg: ALG.SHA256, attributes: NV_ATTR.AUTHWRITE | NV_ATTR.AUTHREAD, authPolicy: Buffer.alloc(0), dataSize: name.length });
+      await tpm.nvWrite(0x01000010, 0x01000010, Buffer.from(name));
+    }
+    const pcrs = new Map<string, Buffer>();
+    for (const name of names) pcrs.set(name, (await client(await m.device(name)).pcrRead(ALG.SHA256, [16]))[0]!);
+    assert.equal(new Set([...pcrs.values()].map((v) => v.toString('hex'))).size, 3, 'each VM has its own PCRs');
+    await m.close();
+
+    m = await GvtpmManager.open({ registryDir, storage, measurer, idleUnloadMs: 0 });
+    assert.deepEqual((await m.list()).map((r) => r.name).sort(), [...names].sort());
+    for (const name of names) {
+      const tpm = client(await m.device(name));
+      assert.deepEqual((await tpm.pcrRead(ALG.SHA256, [16]))[0], pcrs.get(name), `${name}: PCRs as they were, no Startup needed`);
+      assert.equal((await tpm.nvRead(0x01000010, 0x01000010, name.length)).toString(), name);
+    }
+    await m.close();
+  });
+
+  test('an idle vTPM is unloaded and comes back on its next command', async () => {
+    const storage = new MemoryStorage();
+    const m = await GvtpmManager.open({ registryDir: tempDir(), storage, measurer, idleUnloadMs: 0 });
+    await m.create('idle');
+    const dev = await m.device('idle');
+    const tpm = client(dev);
+    await tpm.startup();
+    await tpm.pcrExtend(16, [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, 9) }]);
+    const before = await tpm.pcrRead(ALG.SHA256, [16]);
+    await m.unload('idle');
+    assert.equal(dev.loaded, false);
+    assert.equal(m.loadedCount(), 0);
+    assert.deepEqual(await tpm.pcrRead(ALG.SHA256, [16]), before);
+    assert.equal(dev.loaded, true);
+    await m.close();
+  });
+
+  test('an idle timer unloads models nobody uses', async () => {
+    const m = await GvtpmManager.open({ registryDir: tempDir(), storage: new MemoryStorage(), measurer, idleUnloadMs: 20 });
+    await m.create('sleepy');
+    const dev = await m.device('sleepy');
+    await client(dev).startup();
+    while (dev.loaded) await new Promise((ok) => setTimeout(ok, 10));
+    assert.equal(m.loadedCount(), 0);
+    await m.close();
+  });
+
+  test('names are unique and validated; unknown VMs and unsupported designs are clear errors', async () => {
+    const m = await GvtpmManager.open({ registryDir: tempDir(), storage: new MemoryStorage(), measurer, idleUnloadMs: 0 });
+    await m.create('one');
+    await assert.rejects(m.create('one'), (e) => e instanceof VtpmError && e.code === 'duplicate-vm');
+    await assert.rejects(m.create('../etc'), (e) => e instanceof VtpmError && e.code === 'bad-config');
+    await assert.rejects(m.create('big', { pcrCount: 8 }), (e) => e instanceof VtpmError && e.code === 'bad-config');
+    await assert.rejects(m.get('nobody'), (e) => e instanceof VtpmError && e.code === 'unknown-vm');
+    await assert.rejects(m.destroy('nobody'), (e) => e instanceof VtpmError && e.code === 'unknown-vm');
+    await m.close();
+  });
+
+  test('destroy removes the VM and its stored state', async () => {
+    const storage = new MemoryStorage();
+    const m = await GvtpmManager.open({ registryDir: tempDir(), storage, measurer, idleUnloadMs: 0 });
+    await m.create('gone');
+    assert.ok(storage.blobs.has('gone'));
+    await m.destroy('gone');
+    assert.equal(storage.blobs.has('gone'), false);
+    assert.deepEqual(await m.list(), []);
+    await m.close();
+  });
+
+  test('the model measurement covers the configuration', async () => {
+    const a = await measurer.measure({ design: 'software', tpm: '2.0', pcrCount: 24, durability: 'per-command', migratable: false });
+    const b = await measurer.measure({ design: 'software', tpm: '2.0', pcrCount: 32, durability: 'per-command', migratable: false });
+    const c = await measurer.measure({ design: 'software', tpm: '2.0', pcrCount: 24, durability: 'per-command', migratable: false });
+    assert.notDeepEqual(a, b);
+    assert.deepEqual(a, c);
+  });
+});
