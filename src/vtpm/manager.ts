@@ -9,7 +9,7 @@ import type { TpmDevice } from '../tpm/device.ts';
 import { SerialQueue } from '../tpm/serial-queue.ts';
 import { DEFAULT_MODEL_CONFIG, ModelMeasurer, type ModelConfig } from './model-measurement.ts';
 import { VmRegistry, type VmRecord } from './registry.ts';
-import { SoftwareVtpm } from './software-vtpm.ts';
+import { Tpm2VtpmModel } from './tpm2-model.ts';
 
 /** What the manager needs of the PSS. */
 export interface ModelStorage {
@@ -139,7 +139,7 @@ function checkConfig(c: ModelConfig): ModelConfig {
  */
 export class VtpmHandle implements TpmDevice {
   readonly family = 'tpm2' as const;
-  private model: SoftwareVtpm | undefined;
+  private model: Tpm2VtpmModel | undefined;
   private readonly queue = new SerialQueue();
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly measurement: Buffer;
@@ -186,16 +186,16 @@ export class VtpmHandle implements TpmDevice {
   /** Makes the brand-new vTPM and hands its first state to the PSS. */
   async manufacture(): Promise<void> {
     await this.queue.run(async () => {
-      this.model = await SoftwareVtpm.create(this.persist, this.engineOptions());
+      this.model = await Tpm2VtpmModel.create(this.persist, this.engineOptions());
       this.touch();
     });
   }
 
-  private async ensureLoaded(): Promise<SoftwareVtpm> {
+  private async ensureLoaded(): Promise<Tpm2VtpmModel> {
     if (this.model) return this.model;
     const snapshot = await this.storage.load(this.record.name, this.measurement);
     if (!snapshot) throw new VtpmError('unknown-vm', `the PSS holds no state for VM '${this.record.name}'`);
-    this.model = SoftwareVtpm.restore(this.persist, snapshot, this.engineOptions());
+    this.model = Tpm2VtpmModel.restore(this.persist, snapshot, this.engineOptions());
     return this.model;
   }
 

@@ -7,6 +7,7 @@ import { parseAuthArea, writeAuthResponse, type AuthCommand, type AuthResponse }
 import { beginCommandAudit, cpHashOf, endCommandAudit, endExclusiveAudit, type PendingAudit } from './audit.ts';
 import { checkAuthorizations, decryptParameters, finishSessions, planSessions, type SessionPlan } from './auth/authorize.ts';
 import type { Tpm2Engine } from './engine.ts';
+import { ExternalOperationNeeded } from './hardware-keys.ts';
 
 export const HEADER_SIZE = 10;
 
@@ -61,6 +62,8 @@ export function dispatch(tpm: Tpm2Engine, table: ReadonlyMap<number, CompiledCom
       tpm.commitNvIfDirty();
       return errorResponse(e.rc);
     }
+    // Not a failure: the device model fetches what the chip must do and runs the command again.
+    if (e instanceof ExternalOperationNeeded) throw e;
     tpm.reportInternalError(e);
     return errorResponse(RC.FAILURE);
   }

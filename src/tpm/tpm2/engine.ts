@@ -17,6 +17,8 @@ import { nvIndexAccessible, nvOnStartupClear } from './commands/nv.ts';
 import { trimAuth } from './auth/auth-value.ts';
 import { MemoryStateStore, type StateStore } from './state/store.ts';
 import { DEFAULT_IDENTITY, type TpmIdentity } from './capability/properties.ts';
+import type { HardwareKeyBackend } from './hardware-keys.ts';
+import type { TpmObject } from './objects/model.ts';
 import { decodeRunningState, encodeRunningState } from './state/running-state.ts';
 import { NO_POLICY, deserializeNv, manufacture, serializeNv, type AuthPolicy, type HierarchyEnables, type NvState } from './state/nv-state.ts';
 
@@ -37,6 +39,8 @@ export interface Tpm2Options {
   identity?: TpmIdentity;
   /** Told of internal faults (a bug or an I/O failure); the command gets TPM_RC_FAILURE. */
   onInternalError?: (e: unknown) => void;
+  /** A hardware-backed vTPM's link to the host chip for the keys it keeps there. */
+  hardwareKeys?: HardwareKeyBackend;
 }
 
 
@@ -74,6 +78,7 @@ export class Tpm2Engine {
   /** The null hierarchy's seed and proof: new at every TPM Reset, so its objects never outlive one. */
   nullSeed: Buffer;
   nullProof: Buffer;
+  readonly hardwareKeys: HardwareKeyBackend | undefined;
   /** Set by handlers that changed NV; the dispatcher persists once per command. */
   private nvDirty = false;
   private readonly store: StateStore;
@@ -88,6 +93,7 @@ export class Tpm2Engine {
     this.random = new TpmRandom(opts.entropy);
     this.identity = opts.identity ?? DEFAULT_IDENTITY;
     this.onInternalError = opts.onInternalError ?? (() => {});
+    this.hardwareKeys = opts.hardwareKeys;
     const now = opts.now ?? (() => performance.now());
     this.now = now;
     const stored = this.store.load();
@@ -401,9 +407,15 @@ export class Tpm2Engine {
     if (!o) {
       const blob = this.nv.persistent.get(h);
       if (!blob) return undefined;
-      o = deserializeObject(blob);
+      o = this.attachBackend(deserializeObject(blob));
       this.persistentCache.set(h, o);
     }
+    return o;
+  }
+
+  /** Gives a hardware-backed object this engine's way to its chip. */
+  attachBackend<T extends TpmObject>(o: T): T {
+    if (o.hardware) o.hardware.backend = this.hardwareKeys;
     return o;
   }
 

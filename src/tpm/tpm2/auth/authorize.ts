@@ -1,3 +1,4 @@
+import { hasPrivate, type TpmObject } from '../objects/model.ts';
 import { constantTimeEqual, digest, digestSize, hmac } from '../../crypto/hash.ts';
 import { trimAuth } from './auth-value.ts';
 import { ALG, CC, HT, RH, SESSION_ATTR } from '../constants.ts';
@@ -176,7 +177,7 @@ function isObjectHandle(h: number): boolean {
 
 /** An object loaded with its public area only (LoadExternal without a sensitive area). */
 function isPublicOnly(obj: TransientObject): boolean {
-  return obj.public !== undefined && 'sensitive' in obj && (obj as { sensitive?: unknown }).sensitive === undefined;
+  return obj.public !== undefined && 'sensitive' in obj && !hasPrivate(obj as TpmObject);
 }
 
 /**

@@ -23,7 +23,7 @@ import { MAX_NV_BUFFER_SIZE, nvIndexHandle, rhNvAuth } from '../types/nv.ts';
 import { attest, attest2b, type Attest, type Attested, type ClockInfo } from '../types/attest.ts';
 import { sigScheme, signature, type SigScheme, type Signature } from '../types/signature.ts';
 import { TICKET_HASH } from '../auth/tickets.ts';
-import type { TpmObject } from '../objects/model.ts';
+import { hasPrivate, type TpmObject } from '../objects/model.ts';
 import { isSigningKey, selectSignScheme, signMessage } from '../objects/sign.ts';
 import { nvIndexAccessible } from './nv.ts';
 
@@ -39,7 +39,7 @@ export const rhEndorsement = oneOf(u32, [RH.ENDORSEMENT], RC.VALUE);
 export function signerAt(tpm: Tpm2Engine, h: number, n: number): TpmObject | undefined {
   if (h === RH.NULL) return undefined;
   const o = tpm.objectAt(h);
-  if (!o || o.kind !== 'object' || !isSigningKey(o as TpmObject) || !(o as TpmObject).sensitive) throw TpmError.handle(RC.KEY, n);
+  if (!o || o.kind !== 'object' || !isSigningKey(o as TpmObject) || !hasPrivate(o as TpmObject)) throw TpmError.handle(RC.KEY, n);
   return o as TpmObject;
 }
 

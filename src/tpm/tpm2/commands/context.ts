@@ -69,7 +69,7 @@ function loadObject(tpm: Tpm2Engine, c: { sequence: bigint; savedHandle: number;
   }
   if (kind !== KIND_OBJECT) throw TpmError.parameter(RC.INTEGRITY, 1);
   const external = r.u8() === 1;
-  const o = deserializeObject(plain.subarray(2));
+  const o = tpm.attachBackend(deserializeObject(plain.subarray(2)));
   return tpm.objects.add(external ? { ...o, external: true } : o);
 }
 

@@ -12,7 +12,7 @@ import { pcrSelectionList, type PcrSelection } from '../types/pcr.ts';
 import { OBJECT_ATTR as A, public2b, publicArea, sensitive2b, sensitiveCreate, template2b, type Public } from '../types/public.ts';
 import { encode, decode } from '../../wire/codec.ts';
 import { makeKeyMaterial } from '../objects/key-material.ts';
-import { hierarchyQn, isStorageParent, keysOf, makeObject, type TpmObject } from '../objects/model.ts';
+import { hasPrivate, hierarchyQn, isStorageParent, keysOf, makeHardwareObject, makeObject, type TpmObject } from '../objects/model.ts';
 import { unwrapSensitive, wrapSensitive } from '../objects/protection.ts';
 import { serializeObject } from '../objects/persistent.ts';
 import { validateTemplate } from '../objects/template.ts';
@@ -126,6 +126,12 @@ export const objectCommands = [
     response: { outPrivate: privateBuf, outPublic: public2b, creationData: creationData2b, creationHash: digestBuf, creationTicket },
     handler: ({ tpm, handles, locality }, { inSensitive, inPublic, outsideInfo, creationPCR }) => {
       const parent = storageParent(tpm, handles[0]!);
+      if (tpm.hardwareKeys?.backs(inPublic)) {
+        withParam(2, () => validateTemplate(inPublic, { parent, dataSize: inSensitive.data.length }));
+        const made = tpm.hardwareKeys.create(inPublic, inSensitive.userAuth, creationPCR);
+        const o = makeHardwareObject(made.public, { outer: made.outPrivate, authValue: inSensitive.userAuth }, parent.hierarchy, parent.qualifiedName);
+        return { outPrivate: made.outPrivate, outPublic: o.public, ...creation(tpm, o, parent.name, parent.qualifiedName, parent.public.nameAlg, outsideInfo, creationPCR, locality) };
+      }
       const o = createOrdinary(tpm, parent, inSensitive, inPublic);
       const outPrivate = wrapSensitive(parent, o.name, o.sensitive!);
       return { outPrivate, outPublic: o.public, ...creation(tpm, o, parent.name, parent.qualifiedName, parent.public.nameAlg, outsideInfo, creationPCR, locality) };
@@ -161,6 +167,11 @@ export const objectCommands = [
     handler: ({ tpm, handles }, { inPrivate, inPublic }) => {
       const parent = storageParent(tpm, handles[0]!);
       withParam(2, () => validateTemplate(inPublic, { parent }));
+      const hw = tpm.hardwareKeys && withParam(1, () => tpm.hardwareKeys!.open(inPrivate, inPublic));
+      if (hw) {
+        const o = tpm.attachBackend(makeHardwareObject(inPublic, { outer: inPrivate, authValue: hw.authValue }, parent.hierarchy, parent.qualifiedName));
+        return { handle: tpm.objects.add(o), name: o.name };
+      }
       const probe = makeObject(inPublic, undefined, parent.hierarchy, parent.qualifiedName);
       const sensitive = withParam(1, () => unwrapSensitive(parent, probe.name, inPrivate));
       if (sensitive.sensitiveType !== inPublic.type) throw TpmError.parameter(RC.TYPE, 1);
@@ -255,7 +266,7 @@ export const objectCommands = [
         tpm.nv.persistent.delete(target);
         tpm.evictPersistentCache(target);
       } else {
-        if (o.external || !o.sensitive) throw TpmError.handle(RC.ATTRIBUTES, 2);
+        if (o.external || !hasPrivate(o)) throw TpmError.handle(RC.ATTRIBUTES, 2);
         if (o.public.objectAttributes & A.stClear) throw TpmError.handle(RC.ATTRIBUTES, 2);
         if (o.hierarchy === RH.NULL) throw TpmError.handle(RC.HIERARCHY, 2);
         if (auth === RH.OWNER && o.hierarchy === RH.PLATFORM) throw TpmError.handle(RC.HIERARCHY, 2);

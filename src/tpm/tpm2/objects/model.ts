@@ -7,6 +7,7 @@ import { ALG } from '../constants.ts';
 import type { TransientObject } from '../state/objects.ts';
 import { OBJECT_ATTR, objectName, publicArea, type Public, type Sensitive } from '../types/public.ts';
 import { digest } from '../../crypto/hash.ts';
+import type { HardwareKeyRef } from '../hardware-keys.ts';
 
 /** A key or data object loaded in the TPM: public and sensitive areas, Names, hierarchy. */
 export interface TpmObject extends TransientObject {
@@ -28,6 +29,18 @@ export interface TpmObject extends TransientObject {
   readonly external: boolean;
   /** node:crypto keys, made on first use. */
   keys?: { privateKey?: KeyObject; publicKey: KeyObject };
+  /** A hardware-backed key: its private part lives in the host's chip, reached through this. */
+  hardware?: HardwareKeyRef;
+}
+
+/** A hardware-backed object: public area and authValue here, private part in the chip. */
+export function makeHardwareObject(pub: Public, ref: HardwareKeyRef, hierarchy: number, parentQn: Buffer): TpmObject {
+  return { ...makeObject(pub, undefined, hierarchy, parentQn), auth: ref.authValue, hardware: ref };
+}
+
+/** Whether the TPM can use the object's private part: in its sensitive area, or in the host chip. */
+export function hasPrivate(o: TpmObject): boolean {
+  return o.sensitive !== undefined || o.hardware !== undefined;
 }
 
 export function isStorageParent(o: TpmObject): boolean {

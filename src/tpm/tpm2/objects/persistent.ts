@@ -1,30 +1,40 @@
 import { Reader, Writer } from '../../wire/buffer.ts';
 import { encode } from '../../wire/codec.ts';
 import { publicArea, sensitiveArea } from '../types/public.ts';
-import { makeObject, type TpmObject } from './model.ts';
+import { makeHardwareObject, makeObject, type TpmObject } from './model.ts';
 
 const FORMAT = 1;
+/** Format 2 adds a hardware-backed key's authValue and outer blob after the areas. */
+const FORMAT_HARDWARE = 2;
 
-/** A persistent object as kept in NV: format, hierarchy, the parent's QN and both areas. */
+/** A persistent object as kept in NV (and in contexts): format, hierarchy, the parent's QN and both areas. */
 export function serializeObject(o: TpmObject): Buffer {
   const w = new Writer(512);
-  w.u8(FORMAT).u32(o.hierarchy);
+  w.u8(o.hardware ? FORMAT_HARDWARE : FORMAT).u32(o.hierarchy);
   w.u16(o.parentQn.length).bytes(o.parentQn);
   w.u16(o.publicBytes.length).bytes(o.publicBytes);
   // A public-only object (LoadExternal of a public key) has no sensitive area: size 0.
   const s = o.sensitive ? encode(sensitiveArea, o.sensitive) : Buffer.alloc(0);
   w.u16(s.length).bytes(s);
+  if (o.hardware) w.u16(o.hardware.authValue.length).bytes(o.hardware.authValue).u16(o.hardware.outer.length).bytes(o.hardware.outer);
   return Buffer.from(w.finish());
 }
 
+/** The object; a hardware-backed one still needs its engine's backend attached (attachBackend). */
 export function deserializeObject(blob: Buffer): TpmObject {
   const r = new Reader(blob);
-  if (r.u8() !== FORMAT) throw new RangeError('unknown persistent object format');
+  const format = r.u8();
+  if (format !== FORMAT && format !== FORMAT_HARDWARE) throw new RangeError('unknown persistent object format');
   const hierarchy = r.u32();
   const parentQn = Buffer.from(r.bytes(r.u16()));
   const pub = publicArea.decode(r.sub(r.u16()));
   const size = r.u16();
   const sensitive = size === 0 ? undefined : sensitiveArea.decode(r.sub(size));
+  if (format === FORMAT_HARDWARE) {
+    const authValue = Buffer.from(r.bytes(r.u16()));
+    const outer = Buffer.from(r.bytes(r.u16()));
+    return makeHardwareObject(pub, { authValue, outer }, hierarchy, parentQn);
+  }
   return makeObject(pub, sensitive, hierarchy, parentQn);
 }
 

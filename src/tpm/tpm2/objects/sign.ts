@@ -23,7 +23,7 @@ import { ALG } from '../constants.ts';
 import { RC, TpmError } from '../rc.ts';
 import { OBJECT_ATTR } from '../types/public.ts';
 import type { SigScheme, Signature } from '../types/signature.ts';
-import { keysOf, type TpmObject } from './model.ts';
+import { hasPrivate, keysOf, type TpmObject } from './model.ts';
 
 /** A signing key (Part 3 IsSigningObject): the sign attribute on anything but a symmetric cipher. */
 export function isSigningKey(o: TpmObject): boolean {
@@ -136,7 +136,7 @@ function checkSchemeFits(o: TpmObject, scheme: SigScheme): void {
   const s = scheme.scheme;
   const fits = t === ALG.RSA ? s === ALG.RSASSA || s === ALG.RSAPSS : t === ALG.ECC ? s === ALG.ECDSA : t === ALG.KEYEDHASH ? s === ALG.HMAC : false;
   if (!fits) throw new TpmError(RC.SCHEME);
-  if (!o.sensitive) throw new TpmError(RC.KEY);
+  if (!hasPrivate(o)) throw new TpmError(RC.KEY);
 }
 
 /**
@@ -147,6 +147,7 @@ export function signMessage(o: TpmObject | undefined, scheme: SigScheme, message
   if (!o || scheme.scheme === ALG.NULL) return NULL_SIG;
   checkSchemeFits(o, scheme);
   const hash = scheme.hashAlg;
+  if (o.hardware) return hardwareSign(o, scheme, hashOf(hash, message));
   switch (scheme.scheme) {
     case ALG.RSASSA:
     case ALG.RSAPSS:
@@ -162,6 +163,13 @@ export function signMessage(o: TpmObject | undefined, scheme: SigScheme, message
 }
 
 const NULL_SIG: Signature = { sigAlg: ALG.NULL };
+
+function hardwareSign(o: TpmObject, scheme: SigScheme, digest: Buffer): Signature {
+  const backend = o.hardware!.backend;
+  // A hardware-backed object in an engine without a chip behind it cannot sign at all.
+  if (!backend) throw new TpmError(RC.FAILURE);
+  return backend.sign(o.hardware!.outer, o.public, scheme, digest);
+}
 
 /** The TPM's RNG (TpmRandom), for PSS salts and ECDSA nonces. */
 export interface RandomSource {
@@ -186,6 +194,10 @@ export function signDigest(o: TpmObject, scheme: SigScheme, digest: Buffer, rand
   checkSchemeFits(o, scheme);
   const hash = scheme.hashAlg;
   const hLen = digestSize(hash);
+  if (o.hardware) {
+    if (digest.length !== hLen) throw new TpmError(RC.VALUE);
+    return hardwareSign(o, scheme, digest);
+  }
   switch (scheme.scheme) {
     case ALG.RSASSA: {
       if (digest.length !== hLen) throw new TpmError(RC.VALUE);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { SoftwareVtpm } from '../../src/vtpm/software-vtpm.ts';
+import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
 import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
 import { eccSigningTemplate } from '../../src/hwtpm/tpm2-templates.ts';
 import { ALG, CC, RH } from '../../src/tpm/tpm2/constants.ts';
@@ -14,7 +14,7 @@ function recorder(): { persist: (s: Buffer) => Promise<void>; saved: Buffer[]; l
 
 const sha256 = (fill: number) => [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, fill) }];
 
-async function started(v: SoftwareVtpm): Promise<Tpm2Client> {
+async function started(v: Tpm2VtpmModel): Promise<Tpm2Client> {
   const tpm = new Tpm2Client((c) => v.execute(c, 0));
   await tpm.startup();
   return tpm;
@@ -23,13 +23,13 @@ async function started(v: SoftwareVtpm): Promise<Tpm2Client> {
 describe('software vTPM', () => {
   test('a new vTPM is persisted before it is handed out', async () => {
     const r = recorder();
-    await SoftwareVtpm.create(r.persist);
+    await Tpm2VtpmModel.create(r.persist);
     assert.equal(r.saved.length, 1);
   });
 
   test('state-changing commands are persisted before their response; reads are not', async () => {
     const r = recorder();
-    const v = await SoftwareVtpm.create(r.persist);
+    const v = await Tpm2VtpmModel.create(r.persist);
     const tpm = await started(v);
     const afterStartup = r.saved.length;
     await tpm.pcrRead(ALG.SHA256, [0, 1, 2]);
@@ -45,7 +45,7 @@ describe('software vTPM', () => {
 
   test('a restored vTPM is the same running TPM: PCRs, NV, persistent keys, counters, no Startup needed', async () => {
     const r = recorder();
-    const v = await SoftwareVtpm.create(r.persist);
+    const v = await Tpm2VtpmModel.create(r.persist);
     const tpm = await started(v);
     await tpm.pcrExtend(16, sha256(7));
     await tpm.pcrExtend(3, sha256(9));
@@ -56,7 +56,7 @@ describe('software vTPM', () => {
     const before = await tpm.pcrRead(ALG.SHA256, [0, 3, 16]);
     const clockBefore = (await tpm.call(CC.ReadClock, [], [])).params.currentTime;
 
-    const restored = SoftwareVtpm.restore(recorder().persist, r.last());
+    const restored = Tpm2VtpmModel.restore(recorder().persist, r.last());
     const again = new Tpm2Client((c) => restored.execute(c, 0));
     assert.deepEqual(await again.pcrRead(ALG.SHA256, [0, 3, 16]), before);
     assert.equal((await again.nvRead(0x01000002, 0x01000002, 5)).toString(), 'hello');
@@ -68,12 +68,12 @@ describe('software vTPM', () => {
 
   test('a guest reboot (power cycle) resets the PCRs and is persisted', async () => {
     const r = recorder();
-    const v = await SoftwareVtpm.create(r.persist);
+    const v = await Tpm2VtpmModel.create(r.persist);
     const tpm = await started(v);
     await tpm.pcrExtend(16, sha256(2));
     await v.powerOff();
     await v.powerOn();
-    const restored = SoftwareVtpm.restore(recorder().persist, r.last());
+    const restored = Tpm2VtpmModel.restore(recorder().persist, r.last());
     const again = new Tpm2Client((c) => restored.execute(c, 0));
     await again.startup();
     assert.deepEqual((await again.pcrRead(ALG.SHA256, [16]))[0], Buffer.alloc(32));
@@ -81,7 +81,7 @@ describe('software vTPM', () => {
 
   test('when persisting fails the response is withheld and the failure reported', async () => {
     let fail = false;
-    const v = await SoftwareVtpm.create(async () => {
+    const v = await Tpm2VtpmModel.create(async () => {
       if (fail) throw new Error('disk full');
     });
     const tpm = await started(v);
@@ -90,6 +90,6 @@ describe('software vTPM', () => {
   });
 
   test('a damaged snapshot is refused with a clear error', () => {
-    assert.throws(() => SoftwareVtpm.restore(recorder().persist, Buffer.from('{"format":"x"}\n{}')), /running state/);
+    assert.throws(() => Tpm2VtpmModel.restore(recorder().persist, Buffer.from('{"format":"x"}\n{}')), /running state/);
   });
 });

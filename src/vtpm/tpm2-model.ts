@@ -1,12 +1,19 @@
 /**
- * The software-based vTPM device model: a complete TPM 2.0 engine whose keys live in the model.
- * The chip protects it only through the PSS: after every command that changed what the vTPM must
- * remember, the model hands its state to `persist` and releases the response only once that
- * resolves, so a response the guest saw is never lost to a crash of the host process.
+ * The TPM 2.0 vTPM device model, in both designs. Software-based: a complete TPM 2.0 engine whose
+ * keys live in the model, protected by the chip only through the PSS. Hardware-backed: the same
+ * engine, but its signing keys are made and used inside the chip under the hwSRK, the guest
+ * holding only double-wrapped blobs (see chip-key-backend.ts); the guest's authorization session
+ * is checked by the engine, which then has the model use the key in the chip.
+ *
+ * After every command that changed what the vTPM must remember, the model hands its state to
+ * `persist` and releases the response only once that resolves, so a response the guest saw is
+ * never lost to a crash of the host process.
  */
 import type { TpmDevice } from '../tpm/device.ts';
 import { SerialQueue } from '../tpm/serial-queue.ts';
-import { CC } from '../tpm/tpm2/constants.ts';
+import { ALG, CC } from '../tpm/tpm2/constants.ts';
+import { ExternalOperationNeeded, type ExternalRequest } from '../tpm/tpm2/hardware-keys.ts';
+import { ChipKeyBackend } from './chip-key-backend.ts';
 import { Tpm2Engine, type Tpm2Options } from '../tpm/tpm2/engine.ts';
 import type { StateStore } from '../tpm/tpm2/state/store.ts';
 
@@ -46,36 +53,62 @@ class DirtyFlagStore implements StateStore {
   }
 }
 
-export interface SoftwareVtpmOptions extends Omit<Tpm2Options, 'store'> {
-  /** A snapshot to continue from; without it the vTPM is manufactured new. */
-  snapshot?: Buffer;
+/** What a hardware-backed model needs: the chip's key-binding key and the service that uses the chip. */
+export interface HardwareBacking {
+  readonly kbk: Buffer;
+  readonly service: { perform(request: ExternalRequest): Promise<unknown> };
 }
 
-export class SoftwareVtpm implements TpmDevice {
+export interface Tpm2VtpmModelOptions extends Omit<Tpm2Options, 'store' | 'hardwareKeys' | 'now'> {
+  /** A snapshot to continue from; without it the vTPM is manufactured new. */
+  snapshot?: Buffer;
+  /** Makes the model hardware-backed. */
+  hardware?: HardwareBacking;
+}
+
+/** A command needs at most a couple of chip operations; more means something loops. */
+const MAX_CHIP_ROUNDS = 4;
+
+export class Tpm2VtpmModel implements TpmDevice {
   readonly family = 'tpm2' as const;
   private readonly engine: Tpm2Engine;
   private readonly store = new DirtyFlagStore();
   private readonly queue = new SerialQueue();
   private on = true;
+  private readonly backend: ChipKeyBackend | undefined;
+  private readonly service: HardwareBacking['service'] | undefined;
+  /** While a command is retried around chip operations its clock stands still, so every attempt attests the same time. */
+  private frozenAt: number | undefined;
 
   /** Use `create` (which persists the new vTPM before anyone can use it) or `restore`. */
   private constructor(
     private readonly persist: Persist,
-    opts: SoftwareVtpmOptions,
+    opts: Tpm2VtpmModelOptions,
   ) {
-    const { snapshot, ...engineOpts } = opts;
-    this.engine = new Tpm2Engine({ ...engineOpts, store: this.store });
+    const { snapshot, hardware, ...engineOpts } = opts;
+    this.backend = hardware ? new ChipKeyBackend(hardware.kbk, (sel) => this.engine.pcrs.digestOf(ALG.SHA256, sel).digest) : undefined;
+    this.service = hardware?.service;
+    this.engine = new Tpm2Engine({
+      ...engineOpts,
+      store: this.store,
+      now: () => this.frozenAt ?? performance.now(),
+      ...(this.backend ? { hardwareKeys: this.backend } : {}),
+    });
     if (snapshot) this.engine.resume(snapshot);
   }
 
-  static async create(persist: Persist, opts: Omit<SoftwareVtpmOptions, 'snapshot'> = {}): Promise<SoftwareVtpm> {
-    const v = new SoftwareVtpm(persist, opts);
+  get design(): 'software' | 'hardware' {
+    return this.backend ? 'hardware' : 'software';
+  }
+
+  static async create(persist: Persist, opts: Omit<Tpm2VtpmModelOptions, 'snapshot'> = {}): Promise<Tpm2VtpmModel> {
+    const v = new Tpm2VtpmModel(persist, opts);
     await persist(v.engine.snapshot());
     return v;
   }
 
-  static restore(persist: Persist, snapshot: Buffer, opts: Omit<SoftwareVtpmOptions, 'snapshot'> = {}): SoftwareVtpm {
-    return new SoftwareVtpm(persist, { ...opts, snapshot });
+  static restore(persist: Persist, snapshot: Buffer, opts: Omit<Tpm2VtpmModelOptions, 'snapshot'> = {}): Tpm2VtpmModel {
+    return new Tpm2VtpmModel(persist, { ...opts, snapshot });
   }
 
   get powered(): boolean {
@@ -99,12 +132,29 @@ export class SoftwareVtpm implements TpmDevice {
       if (!this.on) return Buffer.from([0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x01, 0x01]);
       this.store.dirty = false;
       const auditBefore = this.engine.audit.digest;
-      const response = this.engine.execute(command, locality);
+      const response = this.backend ? await this.executeWithChip(command, locality) : this.engine.execute(command, locality);
       if (this.store.dirty || this.engine.audit.digest !== auditBefore || (succeeded(response) && VOLATILE_CHANGING.has(commandCode(command)))) {
         await this.persist(this.engine.snapshot());
       }
       return response;
     });
+  }
+
+  /** Runs the command, performing on the chip whatever the engine asks for, then running it again. */
+  private async executeWithChip(command: Uint8Array, locality: number): Promise<Buffer> {
+    this.frozenAt = performance.now();
+    try {
+      for (let round = 0; ; round++) {
+        try {
+          return this.engine.execute(command, locality);
+        } catch (e) {
+          if (!(e instanceof ExternalOperationNeeded) || round >= MAX_CHIP_ROUNDS) throw e;
+          this.backend!.provide(e.request, await this.service!.perform(e.request));
+        }
+      }
+    } finally {
+      this.frozenAt = undefined;
+    }
   }
 
   /** A guest reboot: TPM_Init. The reset PCRs are persisted before the guest can send Startup. */

@@ -1,0 +1,54 @@
+/**
+ * The seam through which a hardware-backed vTPM keeps its keys in the host's chip. The engine
+ * stays synchronous and authoritative for everything a guest can observe — handles, Names,
+ * authorization, policies, responses — and asks the backend only for what must happen inside the
+ * chip: making a key, and using its private part.
+ *
+ * A chip is reached asynchronously, so the backend answers from results the device model fetched
+ * beforehand. When it has none it throws ExternalOperationNeeded; the model then performs that
+ * operation on the chip, hands the result to the backend and runs the same command again. The
+ * command changed nothing the first time: the request is raised before any state is touched.
+ */
+import type { PcrSelection } from './types/pcr.ts';
+import type { Public } from './types/public.ts';
+import type { SigScheme, Signature } from './types/signature.ts';
+
+export interface HardwareKeyBackend {
+  /** Whether keys made from `template` live in the chip (asymmetric signing keys). */
+  backs(template: Public): boolean;
+  /**
+   * Makes the key in the chip and returns the blob the guest gets (double-wrapped) and the key's
+   * public area as the vTPM reports it. `creationPcrs` become the key's virtual PCR binding.
+   */
+  create(template: Public, authValue: Buffer, creationPcrs: readonly PcrSelection[]): { outPrivate: Buffer; public: Public };
+  /**
+   * The authValue of a hardware-backed blob, after checking that it belongs to `pub` and that its
+   * virtual PCR binding holds; undefined if `outPrivate` is an ordinary (software) private area.
+   * Throws TpmError (INTEGRITY, PCR) when the blob is not acceptable.
+   */
+  open(outPrivate: Buffer, pub: Public): { authValue: Buffer } | undefined;
+  /** Signs `digest` with the chip-resident key behind `outer`, checking its PCR binding first. */
+  sign(outer: Buffer, pub: Public, scheme: SigScheme, digest: Buffer): Signature;
+}
+
+/** What a loaded hardware-backed object carries instead of a sensitive area. */
+export interface HardwareKeyRef {
+  readonly outer: Buffer;
+  readonly authValue: Buffer;
+  /** Attached when the object is loaded into an engine that has a backend. */
+  backend?: HardwareKeyBackend;
+}
+
+/** Something only the chip can do, requested by the engine of a hardware-backed vTPM. */
+export type ExternalRequest =
+  | { readonly kind: 'create'; readonly template: Public }
+  | { readonly kind: 'sign'; readonly innerPrivate: Buffer; readonly innerPublic: Public; readonly scheme: SigScheme; readonly digest: Buffer };
+
+export class ExternalOperationNeeded extends Error {
+  constructor(readonly request: ExternalRequest) {
+    super(`the command needs the host TPM to ${request.kind}`);
+    this.name = 'ExternalOperationNeeded';
+  }
+}
+
+export type { PcrSelection };

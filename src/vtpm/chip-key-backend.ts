@@ -1,0 +1,98 @@
+/**
+ * The hardware-backed device model's side of the engine's key seam: it turns guest templates into
+ * keys made in the chip under the hwSRK, double-wraps the result under the key-binding key, and
+ * enforces each key's virtual PCR binding against the vTPM's own PCRs before the chip is asked to
+ * use the key. Chip operations themselves are performed by the model (see ExternalOperationNeeded);
+ * this class only hands their results to the engine.
+ */
+import { createHash } from 'node:crypto';
+import { ALG } from '../tpm/tpm2/constants.ts';
+import { ExternalOperationNeeded, type ExternalRequest, type HardwareKeyBackend } from '../tpm/tpm2/hardware-keys.ts';
+import { RC, TpmError } from '../tpm/tpm2/rc.ts';
+import type { PcrSelection } from '../tpm/tpm2/types/pcr.ts';
+import { OBJECT_ATTR as A, publicArea, type Public } from '../tpm/tpm2/types/public.ts';
+import type { SigScheme, Signature } from '../tpm/tpm2/types/signature.ts';
+import { encode } from '../tpm/wire/codec.ts';
+import { isOuterBlob, unwrapBoundKey, wrapBoundKey, type BoundKey } from './key-binding.ts';
+
+export interface ChipCreateResult {
+  outPrivate: Buffer;
+  outPublic: Public;
+}
+
+/** The template the chip gets: the guest's key without the vTPM-level rules the model enforces. */
+export function chipTemplateFor(t: Public): Public {
+  const a = (t.objectAttributes & ~(A.restricted | A.adminWithPolicy)) | A.fixedTPM | A.fixedParent | A.sensitiveDataOrigin | A.userWithAuth | A.noDA;
+  return { ...t, objectAttributes: a, authPolicy: Buffer.alloc(0), unique: t.type === ALG.RSA ? { rsa: Buffer.alloc(0) } : { ecc: { x: Buffer.alloc(0), y: Buffer.alloc(0) } } };
+}
+
+function requestKey(r: ExternalRequest): string {
+  const h = createHash('sha256').update(r.kind);
+  if (r.kind === 'create') h.update(encode(publicArea, r.template));
+  else h.update(r.innerPrivate).update(encode(publicArea, r.innerPublic)).update(JSON.stringify([r.scheme.scheme, r.scheme.hashAlg])).update(r.digest);
+  return h.digest('hex');
+}
+
+export class ChipKeyBackend implements HardwareKeyBackend {
+  private readonly results = new Map<string, unknown>();
+
+  constructor(
+    private readonly kbk: Buffer,
+    /** The digest of the vTPM's present values of `selection` (SHA-256 over the PCR values). */
+    private readonly pcrDigest: (selection: PcrSelection[]) => Buffer,
+  ) {}
+
+  backs(t: Public): boolean {
+    const a = t.objectAttributes;
+    return (t.type === ALG.RSA || t.type === ALG.ECC) && (a & A.sign) !== 0 && (a & A.decrypt) === 0;
+  }
+
+  /** The model hands over what the chip did for `request`; the next attempt of the command uses it. */
+  provide(request: ExternalRequest, result: unknown): void {
+    this.results.set(requestKey(request), result);
+  }
+
+  private take<T>(request: ExternalRequest): T {
+    const key = requestKey(request);
+    if (!this.results.has(key)) throw new ExternalOperationNeeded(request);
+    const r = this.results.get(key) as T;
+    this.results.delete(key);
+    return r;
+  }
+
+  create(template: Public, authValue: Buffer, creationPcrs: readonly PcrSelection[]): { outPrivate: Buffer; public: Public } {
+    const made = this.take<ChipCreateResult>({ kind: 'create', template: chipTemplateFor(template) });
+    const pub: Public = { ...template, unique: made.outPublic.unique };
+    const pcrSelection = creationPcrs.filter((s) => s.select.some((b) => b !== 0));
+    const outer = wrapBoundKey(this.kbk, {
+      innerPrivate: made.outPrivate,
+      innerPublic: made.outPublic,
+      authValue,
+      publicDigest: publicDigestOf(pub),
+      pcrSelection,
+      pcrDigest: pcrSelection.length ? this.pcrDigest(pcrSelection) : Buffer.alloc(0),
+    });
+    return { outPrivate: outer, public: pub };
+  }
+
+  open(outPrivate: Buffer, pub: Public): { authValue: Buffer } | undefined {
+    if (!isOuterBlob(outPrivate)) return undefined;
+    return { authValue: this.checked(outPrivate, pub).authValue };
+  }
+
+  sign(outer: Buffer, pub: Public, scheme: SigScheme, digest: Buffer): Signature {
+    const k = this.checked(outer, pub);
+    return this.take<Signature>({ kind: 'sign', innerPrivate: k.innerPrivate, innerPublic: k.innerPublic, scheme, digest });
+  }
+
+  private checked(outer: Buffer, pub: Public): BoundKey {
+    const k = unwrapBoundKey(this.kbk, outer);
+    if (!k || !k.publicDigest.equals(publicDigestOf(pub))) throw new TpmError(RC.INTEGRITY);
+    if (k.pcrSelection.length && !this.pcrDigest(k.pcrSelection).equals(k.pcrDigest)) throw new TpmError(RC.PCR);
+    return k;
+  }
+}
+
+function publicDigestOf(pub: Public): Buffer {
+  return createHash('sha256').update(encode(publicArea, pub)).digest();
+}

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes, verify } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { Chip } from '../../src/hwtpm/chip.ts';
+import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
+import { Tpm2Client, Tpm2CommandError, pcrSelection } from '../../src/hwtpm/tpm2-client.ts';
+import { HANDLES, eccSigningTemplate, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
+import { ALG, CC, RH, ST } from '../../src/tpm/tpm2/constants.ts';
+import { RC } from '../../src/tpm/tpm2/rc.ts';
+import { publicKeyOf } from '../../src/tpm/tpm2/objects/model.ts';
+import { MemoryStateStore } from '../../src/tpm/tpm2/state/store.ts';
+import type { Public } from '../../src/tpm/tpm2/types/public.ts';
+import type { Signature } from '../../src/tpm/tpm2/types/signature.ts';
+import { HardwareKeyService } from '../../src/vtpm/hardware-key-service.ts';
+import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
+
+async function setup(objectSlots = 3) {
+  const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+  await (await openChipClient(chip)).takeOwnership();
+  const service = new HardwareKeyService(chip);
+  const snapshots: Buffer[] = [];
+  const kbk = randomBytes(32);
+  const persist = async (s: Buffer) => void snapshots.push(s);
+  const model = await Tpm2VtpmModel.create(persist, { hardware: { kbk, service }, objectSlots });
+  const vtpm = new Tpm2Client((c) => model.execute(c, 0));
+  await vtpm.startup();
+  const vsrk = (await vtpm.createPrimary(RH.OWNER, srkTemplate())).handle;
+  const hw = new Tpm2Client((c) => chip.execute(c, 0));
+  return { chip, service, model, vtpm, vsrk, hw, kbk, snapshots, persist };
+}
+
+async function signWith(tpm: Tpm2Client, handle: number, message: string, password = ''): Promise<Signature> {
+  const digest = createHash('sha256').update(message).digest();
+  const r = await tpm.call(CC.Sign, [handle], [{ password }], {
+    digest,
+    inScheme: { scheme: ALG.NULL, hashAlg: ALG.NULL },
+    validation: { tag: ST.HASHCHECK, hierarchy: RH.NULL, digest: Buffer.alloc(0) },
+  });
+  return r.params.signature;
+}
+
+function verifies(pub: Public, message: string | Buffer, sig: Signature): boolean {
+  assert.equal(sig.sigAlg, ALG.ECDSA);
+  const { r, s } = sig as { r: Buffer; s: Buffer };
+  return verify('sha256', Buffer.from(message), { key: publicKeyOf(pub), dsaEncoding: 'ieee-p1363' }, Buffer.concat([r, s]));
+}
+
+const rcOf = (e: unknown) => (e instanceof Tpm2CommandError ? e.rc : -1);
+
+describe('hardware-backed vTPM', () => {
+  test('a key made through the vTPM signs through it, and the signature verifies under the vTPM public key', async () => {
+    const { vtpm, vsrk } = await setup();
+    const key = await vtpm.create(vsrk, eccSigningTemplate(false));
+    assert.equal(key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK1', 'the guest holds the double-wrapped blob');
+    const { handle } = await vtpm.load(vsrk, key.outPrivate, key.outPublic);
+    assert.ok(verifies(key.outPublic, 'hello', await signWith(vtpm, handle, 'hello')));
+  });
+
+  test('the outer blob fails to load into the hwTPM directly', async () => {
+    const { vtpm, vsrk, hw } = await setup();
+    const key = await vtpm.create(vsrk, eccSigningTemplate(false));
+    await assert.rejects(hw.load(HANDLES.SRK, key.outPrivate, key.outPublic), (e) => e instanceof Tpm2CommandError);
+  });
+
+  test('a virtual PCR binding is enforced by the model: load and use fail once the vTPM PCR moves', async () => {
+    const { vtpm, vsrk } = await setup();
+    const key = await vtpm.call(CC.Create, [vsrk], [{}], {
+      inSensitive: { userAuth: Buffer.alloc(0), data: Buffer.alloc(0) },
+      inPublic: eccSigningTemplate(false),
+      outsideInfo: Buffer.alloc(0),
+      creationPCR: [pcrSelection(ALG.SHA256, [16])],
+    });
+    const { handle } = await vtpm.load(vsrk, key.params.outPrivate, key.params.outPublic);
+    await signWith(vtpm, handle, 'before');
+    await vtpm.pcrExtend(16, [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, 1) }]);
+    await assert.rejects(signWith(vtpm, handle, 'after'), (e) => rcOf(e) === RC.PCR);
+    await vtpm.flushContext(handle);
+    await assert.rejects(vtpm.load(vsrk, key.params.outPrivate, key.params.outPublic), (e) => (rcOf(e) & 0xfff) === RC.PCR);
+  });
+
+  test('the guest authorization is enforced by the vTPM before the chip is asked', async () => {
+    const { vtpm, vsrk } = await setup();
+    const key = await vtpm.create(vsrk, eccSigningTemplate(false), { userAuth: Buffer.from('s3cret') });
+    const { handle } = await vtpm.load(vsrk, key.outPrivate, key.outPublic);
+    await assert.rejects(signWith(vtpm, handle, 'x', 'wrong'), (e) => (rcOf(e) & 0xbf) === RC.AUTH_FAIL);
+    assert.ok(verifies(key.outPublic, 'x', await signWith(vtpm, handle, 'x', 's3cret')));
+  });
+
+  test('a tampered outer blob or a public area from another key is refused', async () => {
+    const { vtpm, vsrk } = await setup();
+    const a = await vtpm.create(vsrk, eccSigningTemplate(false));
+    const b = await vtpm.create(vsrk, eccSigningTemplate(false));
+    const bad = Buffer.from(a.outPrivate);
+    bad[bad.length - 3]! ^= 1;
+    await assert.rejects(vtpm.load(vsrk, bad, a.outPublic), (e) => (rcOf(e) & 0xbf) === RC.INTEGRITY);
+    await assert.rejects(vtpm.load(vsrk, a.outPrivate, b.outPublic), (e) => (rcOf(e) & 0xbf) === RC.INTEGRITY);
+  });
+
+  test('a hardware-backed attestation key quotes the vTPM PCRs', async () => {
+    const { vtpm, vsrk } = await setup();
+    const aik = await vtpm.create(vsrk, eccSigningTemplate(true));
+    const { handle } = await vtpm.load(vsrk, aik.outPrivate, aik.outPublic);
+    const q = await vtpm.quote(handle, Buffer.from('nonce'), [pcrSelection(ALG.SHA256, [0, 16])]);
+    assert.ok(verifies(aik.outPublic, q.quoted, q.signature));
+  });
+
+  test('more keys than the chip has slots are swapped in and out through saved contexts', async () => {
+    const { vtpm, vsrk, service } = await setup(8);
+    const keys = [];
+    for (let i = 0; i < 5; i++) {
+      const k = await vtpm.create(vsrk, eccSigningTemplate(false));
+      keys.push({ pub: k.outPublic, handle: (await vtpm.load(vsrk, k.outPrivate, k.outPublic)).handle });
+    }
+    for (const round of [1, 2]) for (const k of keys) assert.ok(verifies(k.pub, `m${round}`, await signWith(vtpm, k.handle, `m${round}`)));
+    assert.equal(service.savedContexts, 5);
+  });
+
+  test('a restored hardware-backed vTPM keeps its persistent hardware keys usable', async () => {
+    const { vtpm, vsrk, service, kbk, snapshots } = await setup();
+    const k = await vtpm.create(vsrk, eccSigningTemplate(false));
+    const { handle } = await vtpm.load(vsrk, k.outPrivate, k.outPublic);
+    await vtpm.evictControl(RH.OWNER, handle, 0x81000042);
+    const restored = Tpm2VtpmModel.restore(async () => undefined, snapshots[snapshots.length - 1]!, { hardware: { kbk, service } });
+    const again = new Tpm2Client((c) => restored.execute(c, 0));
+    assert.ok(verifies(k.outPublic, 'after restart', await signWith(again, 0x81000042, 'after restart')));
+  });
+});
