@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import type { TpmDevice } from '../tpm/device.ts';
 import { openTpm2Device } from '../tpm/tpm2/device.ts';
+import { openTpm12Device } from '../tpm/tpm12/device.ts';
 import { createLogger } from './logger.ts';
 import { registerMssimCommand } from './mssim-command.ts';
 import { registerSocketCommand, type OpenDeviceOptions } from './socket-command.ts';
@@ -17,10 +18,7 @@ async function openDevice({ stateDir, tpm2, chip }: OpenDeviceOptions): Promise<
     log.info({ eventLog: host.eventLogPath, manufacturerCa: host.caPath, fresh: host.chip.fresh }, 'lab host booted: chip manufactured and host boot measured');
     return host.chip;
   }
-  if (!tpm2) {
-    throw new Error('this vtpmd serves TPM 2.0 only so far; pass --tpm2');
-  }
-  return openTpm2Device(stateDir, { onInternalError });
+  return tpm2 ? openTpm2Device(stateDir, { onInternalError }) : openTpm12Device(stateDir, { onInternalError });
 }
 
 const program = new Command()

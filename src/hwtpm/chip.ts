@@ -13,6 +13,8 @@ import { SerialQueue } from '../tpm/serial-queue.ts';
 import { Tpm2Device } from '../tpm/tpm2/device.ts';
 import { Tpm2Engine } from '../tpm/tpm2/engine.ts';
 import type { StateStore } from '../tpm/tpm2/state/store.ts';
+import { Tpm12Device } from '../tpm/tpm12/device.ts';
+import { Tpm12Engine } from '../tpm/tpm12/engine.ts';
 import type { EntropySource } from '../tpm/crypto/random.ts';
 import { ChipNvFile } from './nv-file.ts';
 import { delayFor, type LatencyModel } from './latency.ts';
@@ -40,7 +42,7 @@ export interface ChipOptions {
 /** Builds the command engine of one personality over the chip's NV store. */
 export type PersonalityFactory = (store: StateStore, opts: ChipOptions) => TpmDevice;
 
-const FACTORIES: Partial<Record<Personality, PersonalityFactory>> = {
+const FACTORIES: Record<Personality, PersonalityFactory> = {
   tpm2: (store, o) =>
     new Tpm2Device(
       new Tpm2Engine({
@@ -52,12 +54,17 @@ const FACTORIES: Partial<Record<Personality, PersonalityFactory>> = {
         ...(o.onInternalError ? { onInternalError: o.onInternalError } : {}),
       }),
     ),
+  tpm12: (store, o) =>
+    new Tpm12Device(
+      new Tpm12Engine({
+        store,
+        keySlots: o.objectSlots ?? 3,
+        sessionSlots: o.sessionSlots ?? 3,
+        ...(o.entropy ? { entropy: o.entropy } : {}),
+        ...(o.onInternalError ? { onInternalError: o.onInternalError } : {}),
+      }),
+    ),
 };
-
-/** Lets the TPM 1.2 personality register itself without this module importing it eagerly. */
-export function registerPersonality(p: Personality, factory: PersonalityFactory): void {
-  FACTORIES[p] = factory;
-}
 
 export const NV_FILE_NAMES: Record<Personality, string> = { tpm2: 'chip-tpm2.nv', tpm12: 'chip-tpm12.nv' };
 
@@ -97,7 +104,6 @@ export class Chip implements TpmDevice {
    */
   static open(opts: ChipOptions): Chip {
     const factory = FACTORIES[opts.personality];
-    if (!factory) throw new Error(`no ${opts.personality} personality is registered`);
     const store = opts.store ?? (opts.stateDir !== undefined ? new ChipNvFile(opts.stateDir, NV_FILE_NAMES[opts.personality]) : undefined);
     if (!store) throw new Error('a chip needs a stateDir or a store for its NV');
     const fresh = store.load() === undefined;
@@ -128,8 +134,8 @@ export class Chip implements TpmDevice {
   /** The physical-presence pin (a jumper or a BIOS-asserted signal). */
   setPhysicalPresence(asserted: boolean): void {
     this.presence = asserted;
-    const d = this.device as TpmDevice & { setPhysicalPresence?: (on: boolean) => void };
-    d.setPhysicalPresence?.(asserted);
+    // TPM 1.2 honours the pin when physicalPresenceHWEnable is set; the TPM 2.0 engine has no PP-gated commands.
+    if (this.device instanceof Tpm12Device) this.device.engine.hwPhysicalPresence = asserted;
   }
 
   /**
