@@ -1,0 +1,289 @@
+/**
+ * The chip client over the TPM 2.0 personality. Keys live under the SRK at 0x81000001; PCR
+ * bindings are PolicyPCR over the SHA-256 bank; counters are NV counter indices in the owner's
+ * range; quotes and certifications are signed by a restricted ECDSA P-256 key.
+ */
+import type { KeyObject } from 'node:crypto';
+import { Reader, Writer } from '../tpm/wire/buffer.ts';
+import { ALG, CAP, CC, RH, ST } from '../tpm/tpm2/constants.ts';
+import { RC, isFormatOne } from '../tpm/tpm2/rc.ts';
+import { attest, type Attest } from '../tpm/tpm2/types/attest.ts';
+import { privateBuf } from '../tpm/tpm2/types/creation.ts';
+import { NT, NV_ATTR } from '../tpm/tpm2/types/nv.ts';
+import { public2b, type Public } from '../tpm/tpm2/types/public.ts';
+import type { Signature } from '../tpm/tpm2/types/signature.ts';
+import { publicKeyOf } from '../tpm/tpm2/objects/model.ts';
+import { decode } from '../tpm/wire/codec.ts';
+import type { Chip } from './chip.ts';
+import { ChipRefusal, type Attestation, type ChipClient, type ChipKey, type KeyCertification, type Quote, type SignatureScheme } from './chip-client.ts';
+import { Tpm2Client, Tpm2CommandError, pcrSelection, type Authorization } from './tpm2-client.ts';
+import { HANDLES, eccSigningTemplate, sealedTemplate, srkTemplate } from './tpm2-templates.ts';
+
+const BLOB_MAGIC = 0x5632; // "V2"
+const BLOB_VERSION = 1;
+const KIND = { sealed: 1, signing: 2, identity: 3 } as const;
+/** Owner NV indices this client allocates counters from. */
+const COUNTER_BASE = 0x01500000;
+const COUNTER_LIMIT = 0x015000ff;
+
+interface Blob {
+  kind: number;
+  pcrs: number[];
+  inPrivate: Buffer;
+  inPublic: Public;
+}
+
+export class Tpm2ChipClient implements ChipClient {
+  readonly personality = 'tpm2' as const;
+  readonly pcrHash = 'sha256' as const;
+
+  constructor(readonly chip: Chip) {}
+
+  private turn<T>(job: (tpm: Tpm2Client) => Promise<T>): Promise<T> {
+    return this.chip.exclusive((exec) => job(new Tpm2Client(exec))).catch((e) => {
+      throw refusal(e);
+    });
+  }
+
+  takeOwnership(): Promise<void> {
+    return this.turn(async (tpm) => {
+      if (await exists(tpm, HANDLES.SRK)) return;
+      const { handle } = await tpm.createPrimary(RH.OWNER, srkTemplate());
+      try {
+        await tpm.evictControl(RH.OWNER, handle, HANDLES.SRK);
+      } finally {
+        await tpm.flushContext(handle);
+      }
+    });
+  }
+
+  measure(pcr: number, data: Uint8Array): Promise<void> {
+    return this.turn(async (tpm) => {
+      // Every active bank gets the measurement in its own hash, as PCR_Event would do.
+      await tpm.call(CC.PCR_Event, [pcr], [{}], { eventData: Buffer.from(data) });
+    });
+  }
+
+  readPcrs(pcrs: readonly number[]): Promise<Buffer[]> {
+    return this.turn((tpm) => tpm.pcrRead(ALG.SHA256, pcrs));
+  }
+
+  seal(secret: Uint8Array, pcrs: readonly number[]): Promise<Buffer> {
+    return this.turn(async (tpm) => {
+      const policy = await pcrPolicy(tpm, pcrs);
+      const { outPrivate, outPublic } = await tpm.create(HANDLES.SRK, sealedTemplate(policy), { data: Buffer.from(secret) });
+      return encodeBlob({ kind: KIND.sealed, pcrs: [...pcrs], inPrivate: outPrivate, inPublic: outPublic });
+    });
+  }
+
+  unseal(blob: Buffer): Promise<Buffer> {
+    const b = decodeBlob(blob, KIND.sealed);
+    return this.turn((tpm) => withLoaded(tpm, b, (handle) => withPcrSession(tpm, b.pcrs, (auth) => tpm.unseal(handle, auth))));
+  }
+
+  createSigningKey(pcrs: readonly number[]): Promise<ChipKey> {
+    return this.turn(async (tpm) => {
+      const policy = await pcrPolicy(tpm, pcrs);
+      return this.createKey(tpm, { kind: KIND.signing, pcrs: [...pcrs] }, eccSigningTemplate(false, policy));
+    });
+  }
+
+  sign(key: ChipKey, data: Uint8Array): Promise<{ signature: Buffer; scheme: SignatureScheme }> {
+    const b = decodeBlob(key.blob, KIND.signing);
+    return this.turn((tpm) =>
+      withLoaded(tpm, b, (handle) =>
+        withPcrSession(tpm, b.pcrs, async (auth) => {
+          const digest = (await tpm.call(CC.Hash, [], [], { data: Buffer.from(data), hashAlg: ALG.SHA256, hierarchy: RH.NULL })).params.outHash as Buffer;
+          const r = await tpm.call(CC.Sign, [handle], [auth], {
+            digest,
+            inScheme: { scheme: ALG.NULL, hashAlg: ALG.NULL },
+            validation: { tag: ST.HASHCHECK, hierarchy: RH.NULL, digest: Buffer.alloc(0) },
+          });
+          return signatureOf(r.params.signature);
+        }),
+      ),
+    );
+  }
+
+  createIdentityKey(): Promise<ChipKey> {
+    return this.turn((tpm) => this.createKey(tpm, { kind: KIND.identity, pcrs: [] }, eccSigningTemplate(true)));
+  }
+
+  certifyKey(key: ChipKey, identity: ChipKey, nonce: Uint8Array): Promise<KeyCertification> {
+    const k = decodeBlob(key.blob);
+    const id = decodeBlob(identity.blob, KIND.identity);
+    return this.turn((tpm) =>
+      withLoaded(tpm, k, (keyHandle) =>
+        withLoaded(tpm, id, async (idHandle) => {
+          const r = await tpm.certify(keyHandle, idHandle, Buffer.from(nonce));
+          const info = attestation(r.certifyInfo, r.signature, ST.ATTEST_CERTIFY);
+          return { ...info.base, certifiedKeyId: (info.attest.attested as { name: Buffer }).name };
+        }),
+      ),
+    );
+  }
+
+  quote(identity: ChipKey, pcrs: readonly number[], nonce: Uint8Array): Promise<Quote> {
+    const id = decodeBlob(identity.blob, KIND.identity);
+    return this.turn((tpm) =>
+      withLoaded(tpm, id, async (handle) => {
+        const r = await tpm.quote(handle, Buffer.from(nonce), [pcrSelection(ALG.SHA256, pcrs)]);
+        const info = attestation(r.quoted, r.signature, ST.ATTEST_QUOTE);
+        return { ...info.base, pcrDigest: (info.attest.attested as { pcrDigest: Buffer }).pcrDigest };
+      }),
+    );
+  }
+
+  createCounter(): Promise<{ id: number; value: bigint }> {
+    return this.turn(async (tpm) => {
+      const taken = new Set<number>();
+      const cap = await tpm.getCapability(CAP.HANDLES, COUNTER_BASE, COUNTER_LIMIT - COUNTER_BASE + 1);
+      if ('items' in cap.capabilityData) for (const h of cap.capabilityData.items) taken.add(h);
+      let id = COUNTER_BASE;
+      while (taken.has(id)) if (++id > COUNTER_LIMIT) throw new ChipRefusal('resources', 'no free NV index is left for another counter');
+      await tpm.nvDefineSpace(RH.OWNER, {
+        nvIndex: id,
+        nameAlg: ALG.SHA256,
+        attributes: NV_ATTR.AUTHWRITE | NV_ATTR.AUTHREAD | NV_ATTR.NO_DA | (NT.COUNTER << 4),
+        authPolicy: Buffer.alloc(0),
+        dataSize: 8,
+      });
+      // A TPM 2.0 counter has no value until its first increment.
+      await tpm.nvIncrement(id, id);
+      return { id, value: await readCounterValue(tpm, id) };
+    });
+  }
+
+  readCounter(id: number): Promise<bigint> {
+    return this.turn((tpm) => readCounterValue(tpm, id));
+  }
+
+  incrementCounter(id: number): Promise<bigint> {
+    return this.turn(async (tpm) => {
+      await tpm.nvIncrement(id, id);
+      return readCounterValue(tpm, id);
+    });
+  }
+
+  private async createKey(tpm: Tpm2Client, b: { kind: number; pcrs: number[] }, template: Public): Promise<ChipKey> {
+    const { outPrivate, outPublic } = await tpm.create(HANDLES.SRK, template);
+    return { blob: encodeBlob({ ...b, inPrivate: outPrivate, inPublic: outPublic }), publicKey: publicKeyOf(outPublic) };
+  }
+}
+
+/** The public key a key blob carries (no chip needed). */
+export function tpm2KeyBlobPublicKey(blob: Buffer): KeyObject {
+  return publicKeyOf(decodeBlob(blob).inPublic);
+}
+
+async function exists(tpm: Tpm2Client, handle: number): Promise<boolean> {
+  try {
+    await tpm.readPublic(handle);
+    return true;
+  } catch (e) {
+    if (e instanceof Tpm2CommandError && baseRc(e.rc) === RC.HANDLE) return false;
+    throw e;
+  }
+}
+
+/** The PolicyPCR digest of `pcrs`' present SHA-256 values, computed by the chip in a trial session. */
+async function pcrPolicy(tpm: Tpm2Client, pcrs: readonly number[]): Promise<Buffer> {
+  const session = await tpm.startPolicySession(true);
+  try {
+    await tpm.policyPcr(session, [pcrSelection(ALG.SHA256, pcrs)]);
+    return await tpm.policyGetDigest(session);
+  } finally {
+    await tpm.flushContext(session);
+  }
+}
+
+async function withPcrSession<T>(tpm: Tpm2Client, pcrs: readonly number[], use: (auth: Authorization) => Promise<T>): Promise<T> {
+  const session = await tpm.startPolicySession(false);
+  try {
+    await tpm.policyPcr(session, [pcrSelection(ALG.SHA256, pcrs)]);
+    return await use({ policySession: session });
+  } finally {
+    await tpm.flushContext(session).catch(() => undefined);
+  }
+}
+
+async function withLoaded<T>(tpm: Tpm2Client, b: Blob, use: (handle: number) => Promise<T>): Promise<T> {
+  const { handle } = await tpm.load(HANDLES.SRK, b.inPrivate, b.inPublic);
+  try {
+    return await use(handle);
+  } finally {
+    await tpm.flushContext(handle);
+  }
+}
+
+async function readCounterValue(tpm: Tpm2Client, id: number): Promise<bigint> {
+  return (await tpm.nvRead(id, id, 8)).readBigUInt64BE(0);
+}
+
+function signatureOf(sig: Signature): { signature: Buffer; scheme: SignatureScheme } {
+  if (sig.sigAlg === ALG.ECDSA) return { signature: ecdsaDer(sig.r, sig.s), scheme: 'ecdsa-sha256' };
+  if (sig.sigAlg === ALG.RSASSA) return { signature: sig.sig, scheme: 'rsassa-sha256' };
+  throw new Error(`unexpected signature algorithm 0x${sig.sigAlg.toString(16)}`);
+}
+
+function attestation(signed: Buffer, sig: Signature, type: number): { base: Attestation; attest: Attest } {
+  const a = decode(attest, signed);
+  if (a.type !== type) throw new Error(`the chip attested type 0x${a.type.toString(16)} where 0x${type.toString(16)} was asked for`);
+  return { base: { signed, ...signatureOf(sig), nonce: a.extraData }, attest: a };
+}
+
+/** An ECDSA (r, s) pair as the DER SEQUENCE node:crypto and openssl verify. */
+function ecdsaDer(r: Buffer, s: Buffer): Buffer {
+  const int = (v: Buffer): Buffer => {
+    let i = 0;
+    while (i < v.length - 1 && v[i] === 0) i++;
+    const body = v[i]! & 0x80 ? Buffer.concat([Buffer.from([0]), v.subarray(i)]) : v.subarray(i);
+    return Buffer.concat([Buffer.from([0x02, body.length]), body]);
+  };
+  const body = Buffer.concat([int(r), int(s)]);
+  return Buffer.concat([Buffer.from([0x30, body.length]), body]);
+}
+
+function encodeBlob(b: Blob): Buffer {
+  const w = new Writer(512);
+  w.u16(BLOB_MAGIC).u8(BLOB_VERSION).u8(b.kind).u8(b.pcrs.length);
+  for (const p of b.pcrs) w.u8(p);
+  privateBuf.encode(w, b.inPrivate);
+  public2b.encode(w, b.inPublic);
+  return Buffer.from(w.finish());
+}
+
+function decodeBlob(blob: Buffer, kind?: number): Blob {
+  try {
+    const r = new Reader(blob);
+    if (r.u16() !== BLOB_MAGIC || r.u8() !== BLOB_VERSION) throw new Error('header');
+    const k = r.u8();
+    if (kind !== undefined && k !== kind) throw new Error('kind');
+    const pcrs: number[] = [];
+    for (let n = r.u8(); n > 0; n--) pcrs.push(r.u8());
+    const inPrivate = privateBuf.decode(r);
+    const inPublic = public2b.decode(r);
+    if (r.remaining !== 0) throw new Error('trailing bytes');
+    return { kind: k, pcrs, inPrivate, inPublic };
+  } catch {
+    throw new ChipRefusal('bad-blob', 'not a TPM 2.0 chip blob of the expected kind (damaged, or made for another purpose)');
+  }
+}
+
+/** A chip response code, translated into why the chip refused. */
+function refusal(e: unknown): unknown {
+  if (!(e instanceof Tpm2CommandError)) return e;
+  const base = baseRc(e.rc);
+  if (base === RC.POLICY_FAIL || base === RC.PCR_CHANGED) {
+    return new ChipRefusal('pcr-mismatch', 'the PCRs no longer hold the values this blob is bound to', e.rc);
+  }
+  if (base === RC.INTEGRITY) return new ChipRefusal('bad-blob', 'the chip rejected the blob (altered, or made by another chip)', e.rc);
+  if (base === RC.AUTH_FAIL || base === RC.BAD_AUTH) return new ChipRefusal('auth', 'the chip refused the authorization', e.rc);
+  if (base === RC.OBJECT_MEMORY || base === RC.SESSION_MEMORY) return new ChipRefusal('resources', 'the chip has no free slot', e.rc);
+  return e;
+}
+
+/** A response code without its handle, parameter or session number. */
+function baseRc(rc: number): number {
+  return isFormatOne(rc) ? rc & 0x0bf : rc;
+}

@@ -1,0 +1,152 @@
+/**
+ * One suite for the chip client API, run against every personality: the layers above the chip
+ * must not care which one the host has.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { Chip, type Personality } from '../../src/hwtpm/chip.ts';
+import { ChipRefusal, verifyAttestation, verifySignature, type ChipClient } from '../../src/hwtpm/chip-client.ts';
+import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
+import { MemoryStateStore } from '../../src/tpm/tpm2/state/store.ts';
+
+const PERSONALITIES: Personality[] = ['tpm2', 'tpm12'];
+
+async function freshClient(personality: Personality, store = new MemoryStateStore()): Promise<{ chip: Chip; client: ChipClient; store: MemoryStateStore }> {
+  const chip = Chip.open({ personality, store });
+  const client = await openChipClient(chip);
+  await client.takeOwnership();
+  return { chip, client, store };
+}
+
+/** The chip's PCR value after extending `start` with the measurement of each of `data`. */
+function expectedPcr(hash: 'sha1' | 'sha256', start: Buffer, ...data: string[]): Buffer {
+  let v = start;
+  for (const d of data) v = createHash(hash).update(v).update(createHash(hash).update(d).digest()).digest();
+  return v;
+}
+
+/**
+ * What a quote's PCR digest must be, computed here independently: TPM 2.0 hashes the values;
+ * TPM 1.2 hashes a TPM_PCR_COMPOSITE (selection, value size, values).
+ */
+function pcrComposite(personality: Personality, pcrs: number[], values: Buffer[]): Buffer {
+  if (personality === 'tpm2') return createHash('sha256').update(Buffer.concat(values)).digest();
+  const select = Buffer.alloc(3);
+  for (const p of pcrs) select[p >> 3]! |= 1 << (p & 7);
+  const head = Buffer.alloc(2);
+  head.writeUInt16BE(3);
+  const size = Buffer.alloc(4);
+  size.writeUInt32BE(20 * values.length);
+  return createHash('sha1').update(Buffer.concat([head, select, size, ...values])).digest();
+}
+
+for (const personality of PERSONALITIES) {
+  describe(`chip client over ${personality}`, () => {
+    test('measure extends the PCR with the digest of the data', async () => {
+      const { client } = await freshClient(personality);
+      const [before] = await client.readPcrs([10]);
+      await client.measure(10, Buffer.from('component-a'));
+      const [after] = await client.readPcrs([10]);
+      assert.deepEqual(after, expectedPcr(client.pcrHash, before!, 'component-a'));
+    });
+
+    test('seal releases the secret while the PCRs hold their values and refuses after a change', async () => {
+      const { client } = await freshClient(personality);
+      await client.measure(11, Buffer.from('host tcb'));
+      const blob = await client.seal(Buffer.from('pss storage key'), [11, 12]);
+      assert.equal((await client.unseal(blob)).toString(), 'pss storage key');
+      assert.equal((await client.unseal(blob)).toString(), 'pss storage key', 'unsealing twice works: keys are flushed after each turn');
+      await client.measure(12, Buffer.from('an unexpected component'));
+      await assert.rejects(client.unseal(blob), (e: unknown) => e instanceof ChipRefusal && e.reason === 'pcr-mismatch');
+    });
+
+    test('a sealed blob with a flipped byte is refused, not unsealed', async () => {
+      const { client } = await freshClient(personality);
+      const blob = await client.seal(Buffer.from('secret'), [11]);
+      let refusedAll = true;
+      for (const at of [blob.length - 5, Math.floor(blob.length / 2), 12]) {
+        const bad = Buffer.from(blob);
+        bad[at]! ^= 0x40;
+        try {
+          const out = await client.unseal(bad);
+          if (out.toString() === 'secret') refusedAll = false;
+        } catch (e) {
+          assert.ok(e instanceof Error, 'a refusal is an error, never a crash');
+        }
+      }
+      assert.ok(refusedAll, 'no altered blob releases the secret');
+    });
+
+    test('a blob sealed by one chip does not unseal on another', async () => {
+      const a = await freshClient(personality);
+      const b = await freshClient(personality);
+      const blob = await a.client.seal(Buffer.from('only for chip a'), [11]);
+      await assert.rejects(b.client.unseal(blob));
+    });
+
+    test('a PCR-bound signing key signs while the PCRs hold and refuses after a change', async () => {
+      const { client } = await freshClient(personality);
+      const key = await client.createSigningKey([13]);
+      const { signature, scheme } = await client.sign(key, Buffer.from('vMA delegation request'));
+      assert.ok(verifySignature(key.publicKey, scheme, Buffer.from('vMA delegation request'), signature));
+      assert.ok(!verifySignature(key.publicKey, scheme, Buffer.from('something else'), signature));
+      await client.measure(13, Buffer.from('vma upgraded'));
+      await assert.rejects(client.sign(key, Buffer.from('x')), (e: unknown) => e instanceof ChipRefusal && e.reason === 'pcr-mismatch');
+    });
+
+    test('an identity key certifies a key and quotes PCRs with the caller nonce', async () => {
+      const { client } = await freshClient(personality);
+      await client.measure(11, Buffer.from('quoted'));
+      const aik = await client.createIdentityKey();
+      const key = await client.createSigningKey([11]);
+      const nonce = Buffer.from('0123456789abcdef0123');
+      const cert = await client.certifyKey(key, aik, nonce);
+      assert.ok(verifyAttestation(aik.publicKey, cert));
+      assert.ok(!verifyAttestation(key.publicKey, cert), 'signed by the identity key, not the certified key');
+      assert.deepEqual(cert.nonce.subarray(-nonce.length), nonce.subarray(-cert.nonce.length));
+      assert.ok(cert.signed.includes(cert.certifiedKeyId), 'the signed bytes name the certified key');
+
+      const quote = await client.quote(aik, [11, 12], nonce);
+      assert.ok(verifyAttestation(aik.publicKey, quote));
+      assert.ok(quote.signed.includes(quote.pcrDigest));
+      const values = await client.readPcrs([11, 12]);
+      assert.deepEqual(quote.pcrDigest, pcrComposite(personality, [11, 12], values));
+      const tampered = { ...quote, signed: Buffer.from(quote.signed) };
+      tampered.signed[tampered.signed.length - 1]! ^= 1;
+      assert.ok(!verifyAttestation(aik.publicKey, tampered));
+    });
+
+    test('counters start where created and only go up, independently', async () => {
+      const { client } = await freshClient(personality);
+      const a = await client.createCounter();
+      const b = await client.createCounter();
+      assert.notEqual(a.id, b.id);
+      assert.equal(await client.incrementCounter(a.id), a.value + 1n);
+      assert.equal(await client.incrementCounter(a.id), a.value + 2n);
+      assert.equal(await client.readCounter(a.id), a.value + 2n);
+      assert.ok((await client.readCounter(b.id)) >= b.value);
+    });
+
+    test('concurrent operations are serialized: more callers than slots all succeed', async () => {
+      const { client } = await freshClient(personality);
+      const blob = await client.seal(Buffer.from('shared'), [11]);
+      const results = await Promise.all(Array.from({ length: 8 }, () => client.unseal(blob)));
+      for (const r of results) assert.equal(r.toString(), 'shared');
+    });
+
+    test('keys, sealed data and counters survive a power cycle and a reopen of the NV', async () => {
+      const { chip, client, store } = await freshClient(personality);
+      const blob = await client.seal(Buffer.from('durable'), [12]);
+      const counter = await client.createCounter();
+      await client.incrementCounter(counter.id);
+      await chip.flush();
+      await chip.powerOff();
+      const reopened = Chip.open({ personality, store });
+      assert.equal(reopened.fresh, false);
+      const again = await openChipClient(reopened);
+      assert.equal((await again.unseal(blob)).toString(), 'durable');
+      assert.equal(await again.readCounter(counter.id), counter.value + 1n);
+    });
+  });
+}
