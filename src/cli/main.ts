@@ -14,7 +14,7 @@ async function openDevice({ stateDir, tpm2, chip }: OpenDeviceOptions): Promise<
   const log = logger.child({ tpmstate: stateDir });
   const onInternalError = (e: unknown) => log.error({ err: e }, 'internal TPM fault; the command got a failure response');
   if (chip) {
-    const host = await bootLabHost({ stateDir, onInternalError });
+    const host = await bootLabHost({ stateDir, personality: tpm2 ? 'tpm2' : 'tpm12', onInternalError });
     log.info({ eventLog: host.eventLogPath, manufacturerCa: host.caPath, fresh: host.chip.fresh }, 'lab host booted: chip manufactured and host boot measured');
     return host.chip;
   }

@@ -75,7 +75,7 @@ export function registerSocketCommand(program: Command, openDevice: OpenDevice, 
     .option('--tpm2', 'serve a TPM 2.0 (without it a TPM 1.2 is asked for)')
     .option('--server <options>', `data channel: [type=tcp][,port=P][,bindaddr=A][,disconnect] or type=unixio,path=F[,mode=0770] (default port ${DEFAULT_DATA_PORT})`)
     .option('--ctrl <options>', 'control channel: type=tcp,port=Q[,bindaddr=A] or type=unixio,path=F[,mode=0770] (default: TCP, data port + 1)')
-    .option('--chip', "serve the simulated hardware TPM as a freshly booted lab host's: manufactured (EKs, EK certificates), host boot measured, event log at <tpmstate>/eventlog.bin, manufacturer root at <tpmstate>/manufacturer-ca.pem")
+    .option('--chip', "serve the simulated hardware TPM (2.0 with --tpm2, else 1.2) as a freshly booted lab host's: manufactured (EKs, EK certificates), host boot measured, event log at <tpmstate>/eventlog.bin, manufacturer root at <tpmstate>/manufacturer-ca.pem")
     .option('--tpmstate <options>', 'dir=D: where the TPM keeps its state')
     .option('--flags <flags>', 'not-need-init, startup-clear|startup-state|startup-none (comma-separated)')
     .option('-d, --daemon', 'not supported: vtpmd socket stays in the foreground; use a service manager')
@@ -116,7 +116,6 @@ function planSocket(opts: SocketOptions, fallbackStateDir: string): SocketPlan {
   const server = opts.server === undefined ? { endpoint: { type: 'tcp', port: DEFAULT_DATA_PORT } as const, disconnect: false } : parseServerOption(opts.server);
   const flags = opts.flags === undefined ? {} : parseFlagsOption(opts.flags);
   if (opts.chip) {
-    if (opts.tpm2 !== true) throw new OptionError('--chip serves a booted TPM 2.0 host chip; add --tpm2');
     if (flags.startup !== undefined) throw new OptionError(`--chip: the host firmware already started the chip; drop startup-${flags.startup} from --flags`);
     // A booted host's TPM is already running: waiting for CMD_INIT would reset away the boot measurements.
     flags.notNeedInit = true;

@@ -14,6 +14,10 @@ import { encodeEventLog, type EventLog } from './event-log.ts';
 import { hostProfile, measureHostBoot, type MeasureHostBootOptions } from './host-boot.ts';
 import { manufactureTpm2, type ManufacturedEk } from './manufacture-tpm2.ts';
 import { Tpm2Client } from './tpm2-client.ts';
+import { manufactureTpm12 } from './manufacture-tpm12.ts';
+import { Tpm12Client } from '../tpm/tpm12/client/index.ts';
+
+const TPM12_ST_CLEAR = 0x0001;
 
 export const EVENT_LOG_FILE = 'eventlog.bin';
 export const DEFAULT_MANUFACTURER = 'vtpmd Simulated TPM Manufacturer';
@@ -43,21 +47,27 @@ export interface LabHost {
  */
 export async function bootLabHost(opts: LabHostOptions): Promise<LabHost> {
   const personality = opts.personality ?? 'tpm2';
-  if (personality !== 'tpm2') throw new Error('a lab host boots a TPM 2.0 chip; the TPM 1.2 personality is served without host boot');
   const chip = Chip.open({ ...opts, personality });
   const ca = await openManufacturerCa(opts.stateDir, { manufacturer: opts.manufacturer ?? DEFAULT_MANUFACTURER });
-  const eks = await manufactureTpm2(chip, { ca });
+  const eks = personality === 'tpm2' ? await manufactureTpm2(chip, { ca }) : await manufactureTpm12(chip, { ca });
   // Host reset: TPM_Init, then firmware's Startup(CLEAR) and measurements.
   await chip.powerOff();
   await chip.powerOn();
+  const profile = hostProfile(opts.hostId ?? hostname());
   const eventLog = await chip.exclusive(async (exec) => {
+    if (personality === 'tpm12') {
+      // A TPM 1.2 has one SHA-1 bank: the log is crypto-agile with that bank alone.
+      const tpm = new Tpm12Client(exec);
+      await tpm.startup(TPM12_ST_CLEAR);
+      return measureHostBoot(async (pcr, digests) => void (await tpm.extend(pcr, digests[0]!.digest)), [ALG.SHA1], profile, opts.boot);
+    }
     const tpm = new Tpm2Client(exec);
     await tpm.startup(SU.CLEAR);
     const banks = await activeBanks(tpm);
     return measureHostBoot(
       (pcr, digests) => tpm.pcrExtend(pcr, digests.map((d) => ({ hashAlg: d.alg, digest: d.digest }))),
       banks,
-      hostProfile(opts.hostId ?? hostname()),
+      profile,
       opts.boot,
     );
   });
