@@ -1,0 +1,131 @@
+/**
+ * The envelope a vTPM's NVM is stored in. The header says, in the clear, whose state it is and
+ * which save it came from, so a check can name what is wrong with a blob before or without
+ * decrypting it; the whole header is the AEAD's associated data, so none of it can be changed
+ * without the tag failing.
+ *
+ *   offset  size  field
+ *   0       4     magic "VPSB"
+ *   4       1     format version (1)
+ *   5       1     protection (1: AES-256-GCM under a key and IV used for this blob only, derived
+ *                 by HMAC-SHA256 from the storage key of the PSS named next, over the label
+ *                 "VTPMD PSS BLOB v1", the PSS id and the nonce — see oneTimeAeadKey)
+ *   6       16    PSS id
+ *   22      1+L   vmId: length L (1–255), UTF-8
+ *   ·       1+M   model measurement: length M (0–64)
+ *   ·       8     version, unsigned big-endian
+ *   ·       32    nonce, fresh for every save
+ *   ·       rest  ciphertext of the NVM, then the 16-byte GCM tag
+ *
+ * The protection byte leaves room for migration: a blob re-encrypted to another PSS's key gets a
+ * protection of its own without changing anything else.
+ */
+import { aesGcmOpen, aesGcmSeal, AES_GCM_TAG_BYTES, oneTimeAeadKey } from '../tpm/crypto/aead.ts';
+import { digest } from '../tpm/crypto/hash.ts';
+import { ALG } from '../tpm/tpm2/constants.ts';
+
+const MAGIC = Buffer.from('VPSB', 'latin1');
+export const BLOB_FORMAT = 1;
+export const PROTECTION_LOCAL_AES_GCM = 1;
+export const PSS_ID_BYTES = 16;
+export const NONCE_BYTES = 32;
+export const MAX_VM_ID_BYTES = 255;
+export const MAX_MEASUREMENT_BYTES = 64;
+
+export interface BlobHeader {
+  readonly format: number;
+  readonly protection: number;
+  readonly pssId: Buffer;
+  readonly vmId: string;
+  readonly measurement: Buffer;
+  readonly version: number;
+  readonly nonce: Buffer;
+}
+
+export interface ParsedBlob {
+  readonly header: BlobHeader;
+  /** The exact header bytes, as authenticated. */
+  readonly headerBytes: Buffer;
+  /** Ciphertext || tag. */
+  readonly sealed: Buffer;
+}
+
+export function encodeHeader(h: Omit<BlobHeader, 'format' | 'protection'>): Buffer {
+  const vmId = Buffer.from(h.vmId, 'utf8');
+  if (h.pssId.length !== PSS_ID_BYTES) throw new RangeError(`a PSS id is ${PSS_ID_BYTES} bytes`);
+  if (h.nonce.length !== NONCE_BYTES) throw new RangeError(`a blob nonce is ${NONCE_BYTES} bytes`);
+  const version = Buffer.alloc(8);
+  version.writeBigUInt64BE(BigInt(h.version));
+  return Buffer.concat([
+    MAGIC,
+    Buffer.from([BLOB_FORMAT, PROTECTION_LOCAL_AES_GCM]),
+    h.pssId,
+    Buffer.from([vmId.length]),
+    vmId,
+    Buffer.from([h.measurement.length]),
+    h.measurement,
+    version,
+    h.nonce,
+  ]);
+}
+
+/** The header and sealed body of `blob`, or undefined when it is not a whole blob of a known format. */
+export function parseBlob(blob: Buffer): ParsedBlob | undefined {
+  let at = 0;
+  const take = (n: number): Buffer | undefined => {
+    if (at + n > blob.length) return undefined;
+    const out = blob.subarray(at, at + n);
+    at += n;
+    return out;
+  };
+  const magic = take(4);
+  const kind = take(2);
+  if (!magic || !magic.equals(MAGIC) || !kind || kind[0] !== BLOB_FORMAT || kind[1] !== PROTECTION_LOCAL_AES_GCM) return undefined;
+  const pssId = take(PSS_ID_BYTES);
+  const vmIdLen = take(1);
+  const vmId = vmIdLen && take(vmIdLen[0]!);
+  const mLen = take(1);
+  const measurement = mLen && take(mLen[0]!);
+  const version = take(8);
+  const nonce = take(NONCE_BYTES);
+  if (!pssId || !vmId || !measurement || !version || !nonce) return undefined;
+  const sealed = blob.subarray(at);
+  if (sealed.length < AES_GCM_TAG_BYTES) return undefined;
+  const v = version.readBigUInt64BE(0);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+  return {
+    header: {
+      format: BLOB_FORMAT,
+      protection: PROTECTION_LOCAL_AES_GCM,
+      pssId: Buffer.from(pssId),
+      vmId: vmId.toString('utf8'),
+      measurement: Buffer.from(measurement),
+      version: Number(v),
+      nonce: Buffer.from(nonce),
+    },
+    headerBytes: blob.subarray(0, at),
+    sealed,
+  };
+}
+
+/** Encrypts `nvm` under a key only this header's nonce and PSS id lead to. */
+export function sealBlob(storageKey: Buffer, header: Omit<BlobHeader, 'format' | 'protection'>, nvm: Uint8Array): Buffer {
+  const headerBytes = encodeHeader(header);
+  const { key, iv } = blobKey(storageKey, header.nonce, header.pssId);
+  return Buffer.concat([headerBytes, aesGcmSeal(key, iv, nvm, headerBytes)]);
+}
+
+/** The NVM inside a parsed blob, or undefined when the tag does not verify under `storageKey`. */
+export function openBlob(storageKey: Buffer, parsed: ParsedBlob): Buffer | undefined {
+  const { key, iv } = blobKey(storageKey, parsed.header.nonce, parsed.header.pssId);
+  return aesGcmOpen(key, iv, parsed.sealed, parsed.headerBytes);
+}
+
+/** The blob id a record names: SHA-256 of the whole blob. */
+export function blobId(blob: Uint8Array): Buffer {
+  return digest(ALG.SHA256, blob);
+}
+
+function blobKey(storageKey: Buffer, nonce: Buffer, pssId: Buffer): { key: Buffer; iv: Buffer } {
+  return oneTimeAeadKey(storageKey, 'VTPMD PSS BLOB v1', Buffer.concat([pssId, nonce]));
+}

@@ -1,0 +1,147 @@
+/**
+ * Opening a PSS database: creating it on first use, otherwise recovering the storage key from the
+ * chip and proving the database is the latest one before anything in it is trusted.
+ *
+ * Commit order is: write the batch (records, blobs, head with epoch E+1) synced, then increment
+ * the chip counter to E+1. A crash between the two leaves the database one ahead of the counter;
+ * that commit's saves were never acknowledged, but they are intact, so opening catches the counter
+ * up. The other order (counter first) would have to accept a database one *behind* the counter,
+ * which is exactly what a copy taken one commit earlier looks like; this order refuses every copy
+ * older than the last durable commit.
+ */
+import type { Logger } from 'pino';
+import { ChipRefusal, type ChipClient } from '../hwtpm/chip-client.ts';
+import type { EntropySource } from '../tpm/crypto/random.ts';
+import { PssError, PssViolation } from './errors.ts';
+import { DIGEST_BYTES, headMac, headMacValid, integrityKeys, recordDigest, xorInto, type IntegrityKeys } from './integrity.ts';
+import { PSS_ID_BYTES } from './blob.ts';
+import { decodeHead, decodeMeta, decodeRecord, encodeHead, encodeMeta, KEY, RECORD_RANGE, type Meta, type PssDatabase, type VmRecord } from './records.ts';
+
+export const STORAGE_KEY_BYTES = 32;
+
+/** Everything a working PSS holds in memory, established and checked at open. */
+export interface Established {
+  readonly pssId: Buffer;
+  readonly counterId: number;
+  readonly storageKey: Buffer;
+  readonly keys: IntegrityKeys;
+  readonly epoch: bigint;
+  /** Per VM: its record and that record's digest in the head's aggregate. */
+  readonly records: Map<string, { record: VmRecord; digest: Buffer }>;
+  readonly aggregate: Buffer;
+}
+
+/** The database could not be trusted: the PSS stays open but refuses every vTPM. */
+export interface Refused {
+  readonly refusal: PssViolation;
+  readonly pssId: Buffer | undefined;
+  readonly counterId: number | undefined;
+}
+
+export async function establish(
+  db: PssDatabase,
+  chip: ChipClient,
+  bindPcrs: readonly number[],
+  entropy: EntropySource,
+  log: Logger,
+): Promise<Established | Refused> {
+  const metaBytes = (await db.get(KEY.meta)) as Buffer | undefined;
+  if (metaBytes === undefined) {
+    for await (const key of db.keys({ limit: 1 })) {
+      throw new PssError('bad-database', `the PSS database has entries (${JSON.stringify(key)}…) but no meta record; it is damaged or not a PSS database — restore it from a copy or move it away`);
+    }
+    return create(db, chip, bindPcrs, entropy, log);
+  }
+  let meta: Meta;
+  try {
+    meta = decodeMeta(metaBytes);
+  } catch (e) {
+    if (e instanceof PssViolation) return refused(e, undefined, undefined);
+    throw e;
+  }
+  const refuse = (condition: PssViolation['condition'], detail: string): Refused => refused(new PssViolation(condition, undefined, detail), meta.pssId, meta.counterId);
+
+  let storageKey: Buffer;
+  try {
+    storageKey = await chip.unseal(meta.sealedKey);
+  } catch (e) {
+    if (e instanceof ChipRefusal && e.reason === 'pcr-mismatch') {
+      return refuse('tcb-changed', `the chip will not release the storage key: PCRs ${meta.bindPcrs.join(',')} no longer hold the values it was sealed to`);
+    }
+    if (e instanceof ChipRefusal && e.reason === 'bad-blob') return refuse('foreign', 'the storage key was sealed by another chip (the database comes from another host)');
+    throw e;
+  }
+  if (storageKey.length !== STORAGE_KEY_BYTES) return refuse('modified', 'the sealed storage key has the wrong size');
+  const keys = integrityKeys(storageKey, meta.pssId);
+
+  const headBytes = (await db.get(KEY.head)) as Buffer | undefined;
+  if (headBytes === undefined) return refuse('modified', 'the database head is missing');
+  let head;
+  try {
+    head = decodeHead(headBytes);
+  } catch (e) {
+    if (e instanceof PssViolation) return refused(e, meta.pssId, meta.counterId);
+    throw e;
+  }
+  const fields = { pssId: meta.pssId, counterId: meta.counterId, epoch: head.epoch, count: head.count, aggregate: head.aggregate };
+  if (head.aggregate.length !== DIGEST_BYTES || !headMacValid(keys, fields, head.mac)) {
+    return refuse('modified', 'the database head fails its integrity check (edited, or taken from another PSS)');
+  }
+
+  const records = new Map<string, { record: VmRecord; digest: Buffer }>();
+  const aggregate = Buffer.alloc(DIGEST_BYTES);
+  const raw: [string, Buffer][] = [];
+  for await (const [key, value] of db.iterator(RECORD_RANGE)) {
+    xorInto(aggregate, recordDigest(keys, key, value));
+    raw.push([key, value]);
+  }
+  if (raw.length !== head.count || !aggregate.equals(head.aggregate)) {
+    return refuse(
+      'rollback',
+      `the VM records do not match the database head (${raw.length} records where the head names ${head.count}, or their contents differ): records were rolled back, removed, added or altered one by one`,
+    );
+  }
+  for (const [key, value] of raw) {
+    const record = decodeRecord(value);
+    if (KEY.record(record.vmId) !== key) return refuse('modified', `the record under ${JSON.stringify(key)} names another VM`);
+    records.set(record.vmId, { record, digest: recordDigest(keys, key, value) });
+  }
+
+  let counter: bigint;
+  try {
+    counter = await chip.readCounter(meta.counterId);
+  } catch {
+    return refuse('rollback', `the PSS's chip counter 0x${meta.counterId.toString(16)} cannot be read (the chip was cleared or replaced), so the database's freshness cannot be proven`);
+  }
+  if (head.epoch === counter + 1n) {
+    counter = await chip.incrementCounter(meta.counterId);
+    log.info({ epoch: head.epoch.toString() }, 'the last commit landed but its counter increment did not; counter caught up');
+  }
+  if (head.epoch !== counter) {
+    return refuse('rollback', `the database is at epoch ${head.epoch} but the chip's monotonic counter is at ${counter}`);
+  }
+  return { pssId: meta.pssId, counterId: meta.counterId, storageKey, keys, epoch: head.epoch, records, aggregate };
+}
+
+async function create(db: PssDatabase, chip: ChipClient, bindPcrs: readonly number[], entropy: EntropySource, log: Logger): Promise<Established> {
+  const storageKey = entropy(STORAGE_KEY_BYTES);
+  const pssId = entropy(PSS_ID_BYTES);
+  const sealedKey = await chip.seal(storageKey, bindPcrs);
+  const counter = await chip.createCounter();
+  const keys = integrityKeys(storageKey, pssId);
+  const aggregate = Buffer.alloc(DIGEST_BYTES);
+  const fields = { pssId, counterId: counter.id, epoch: counter.value, count: 0, aggregate };
+  await db.batch(
+    [
+      { type: 'put', key: KEY.meta, value: encodeMeta({ pssId, counterId: counter.id, sealedKey, bindPcrs }) },
+      { type: 'put', key: KEY.head, value: encodeHead({ ...fields, mac: headMac(keys, fields) }) },
+    ],
+    { sync: true },
+  );
+  log.info({ pssId: pssId.toString('hex'), counterId: counter.id, bindPcrs }, 'created a new PSS');
+  return { pssId, counterId: counter.id, storageKey, keys, epoch: counter.value, records: new Map(), aggregate };
+}
+
+function refused(refusal: PssViolation, pssId: Buffer | undefined, counterId: number | undefined): Refused {
+  return { refusal, pssId, counterId };
+}

@@ -1,0 +1,309 @@
+/**
+ * The protected storage service: keeps each vTPM's NVM encrypted under a storage key that only
+ * this host's chip releases, and only while the host TCB, the GVTPM manager and the PSS measure
+ * as they did when the key was made; and refuses to hand back any NVM that is not exactly the
+ * requesting vTPM's latest.
+ *
+ * Durability. `save` resolves once the blob, its record and the head are in a synced level batch
+ * and the chip's monotonic counter has moved to the batch's epoch: a vTPM that releases its
+ * response only then loses nothing to a crash. Concurrent saves share one batch and one counter
+ * increment (group-commit.ts), so throughput grows with the number of vTPMs saving at once.
+ *
+ * `{ durable: false }` is the per-VM batching option and trades durability for speed: the save
+ * returns as soon as the blob is sealed in memory and goes into the next commit window. If no
+ * durable save shares that window, it is written without sync and without a counter increment,
+ * so (a) a process crash before the window lands loses it, a host crash before the next synced
+ * commit may lose it, and (b) until a durable commit follows, a rollback to the last durable state
+ * is not detected. Loads see it immediately either way.
+ *
+ * A violation concerns one vTPM and leaves the others running; only a condition of the database
+ * as a whole (found at open: TCB changed, rollback, foreign or edited database) refuses them all.
+ */
+import pino, { type Logger } from 'pino';
+import type { ChipClient } from '../hwtpm/chip-client.ts';
+import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
+import { systemEntropy, type EntropySource } from '../tpm/crypto/random.ts';
+import { blobId, MAX_MEASUREMENT_BYTES, MAX_VM_ID_BYTES, NONCE_BYTES, sealBlob } from './blob.ts';
+import { PssError, PssViolation, type PssCondition } from './errors.ts';
+import { establish, type Established } from './establish.ts';
+import { GroupCommit } from './group-commit.ts';
+import { headMac, recordDigest, xorInto } from './integrity.ts';
+import { encodeHead, encodeRecord, KEY, openDatabase, type PssDatabase, type VmRecord } from './records.ts';
+import { verifyRestore } from './verify.ts';
+
+export interface ProtectedStorageOptions {
+  /** The level database directory (created if missing). */
+  dir: string;
+  /** An owned chip client (takeOwnership done). */
+  chip: ChipClient;
+  /** PCRs the storage key is sealed to; default the host TCB, the GVTPM manager and the PSS. */
+  bindPcrs?: readonly number[];
+  logger?: Logger;
+  /** Where storage keys, PSS ids and nonces come from; default the system's. */
+  entropy?: EntropySource;
+  /**
+   * Most saves one commit carries (default 256). Beyond it, saves wait for the next commit while
+   * preparing theirs, which overlaps encryption with the disk write (group-commit.ts).
+   */
+  maxCommitBatch?: number;
+}
+
+export interface SaveOptions {
+  /** Default true. False: the per-VM batching option (see the module comment for the trade). */
+  durable?: boolean;
+}
+
+export interface PssStatus {
+  /** Hex; undefined only when the database is unreadable. */
+  readonly pssId: string | undefined;
+  readonly counterId: number | undefined;
+  /** The chip counter value of the last durable commit. */
+  readonly epoch: bigint | undefined;
+  readonly vms: number;
+  /** Commit windows since open. */
+  readonly commits: number;
+  /** Set when the PSS refuses every vTPM. */
+  readonly refusal: PssCondition | undefined;
+}
+
+/** One VM's change in a commit window: a new blob, or removal. */
+interface Change {
+  readonly vmId: string;
+  readonly record: VmRecord | undefined;
+  readonly blob: Buffer | undefined;
+}
+
+const DEFAULT_MAX_COMMIT_BATCH = 256;
+
+export function defaultBindPcrs(): number[] {
+  return [...hostTcbPcrs(), GVTPM_PCR.MANAGER, GVTPM_PCR.PSS];
+}
+
+export class ProtectedStorage {
+  /** What loads check against: committed records overlaid by queued ones. */
+  private readonly latest = new Map<string, VmRecord>();
+  /** Blobs queued but not yet in the database. */
+  private readonly pendingBlobs = new Map<string, Buffer>();
+  /** Digests of the records as committed, and their XOR as the head holds it. */
+  private readonly committedDigests = new Map<string, Buffer>();
+  private aggregate: Buffer;
+  private epoch: bigint;
+  private readonly committer: GroupCommit<Change>;
+  private failure: PssError | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly db: PssDatabase,
+    private readonly chip: ChipClient,
+    private readonly log: Logger,
+    private readonly entropy: EntropySource,
+    private readonly state: Established | undefined,
+    /** Set when the database as a whole cannot be trusted. */
+    readonly refusal: PssViolation | undefined,
+    private readonly ids: { pssId: Buffer | undefined; counterId: number | undefined },
+    maxCommitBatch: number,
+  ) {
+    this.committer = new GroupCommit<Change>((changes, durable) => this.commit(changes, durable), maxCommitBatch);
+    this.aggregate = Buffer.from(state?.aggregate ?? Buffer.alloc(32));
+    this.epoch = state?.epoch ?? 0n;
+    for (const [vmId, { record, digest }] of state?.records ?? []) {
+      this.latest.set(vmId, record);
+      this.committedDigests.set(vmId, digest);
+    }
+  }
+
+  /**
+   * Opens (or creates) the PSS in `opts.dir`. A database that cannot be trusted — the chip will not
+   * release the key (TCB changed), it is older than the chip counter (rollback), it was edited or
+   * comes from another host — still opens, in a refusing state: every vTPM operation then throws
+   * that PssViolation, and `refusal` says which.
+   */
+  static async open(opts: ProtectedStorageOptions): Promise<ProtectedStorage> {
+    const log = (opts.logger ?? pino({ enabled: false })).child({ component: 'pss' });
+    const entropy = opts.entropy ?? systemEntropy;
+    const batch = opts.maxCommitBatch ?? DEFAULT_MAX_COMMIT_BATCH;
+    if (!Number.isInteger(batch) || batch < 1) throw new PssError('bad-request', `maxCommitBatch must be a positive integer, not ${batch}`);
+    const db = await openDatabase(opts.dir);
+    try {
+      const r = await establish(db, opts.chip, opts.bindPcrs ?? defaultBindPcrs(), entropy, log);
+      if ('refusal' in r) {
+        log.error({ condition: r.refusal.condition }, r.refusal.message);
+        return new ProtectedStorage(db, opts.chip, log, entropy, undefined, r.refusal, { pssId: r.pssId, counterId: r.counterId }, batch);
+      }
+      log.info({ pssId: r.pssId.toString('hex'), epoch: r.epoch.toString(), vms: r.records.size }, 'PSS opened');
+      return new ProtectedStorage(db, opts.chip, log, entropy, r, undefined, { pssId: r.pssId, counterId: r.counterId }, batch);
+    } catch (e) {
+      await db.close().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * Stores `nvm` as the latest state of `vmId`'s vTPM, made by the model measuring `measurement`.
+   * Durable (the default): resolves once a crash can no longer lose it.
+   */
+  save(vmId: string, measurement: Uint8Array, nvm: Uint8Array, opts: SaveOptions = {}): Promise<void> {
+    let state: Established;
+    try {
+      state = this.usable(vmId);
+      checkRequest(vmId, measurement);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const version = (this.latest.get(vmId)?.version ?? 0) + 1;
+    const nonce = this.entropy(NONCE_BYTES);
+    const m = Buffer.from(measurement);
+    const blob = sealBlob(state.storageKey, { pssId: state.pssId, vmId, measurement: m, version, nonce }, nvm);
+    const record: VmRecord = { vmId, measurement: m, version, blobId: blobId(blob), nonce };
+    this.latest.set(vmId, record);
+    this.pendingBlobs.set(vmId, blob);
+    if (opts.durable ?? true) return this.committer.submit(vmId, { vmId, record, blob });
+    // A failed commit is recorded in `failure` and reported by the next operation.
+    this.committer.defer(vmId, { vmId, record, blob });
+    return Promise.resolve();
+  }
+
+  /**
+   * The latest NVM of `vmId`'s vTPM, or undefined when it has none. Throws a PssViolation naming
+   * the condition when the stored state is not exactly that vTPM's latest, made here.
+   */
+  async load(vmId: string, measurement: Uint8Array): Promise<Buffer | undefined> {
+    for (;;) {
+      const state = this.usable(vmId);
+      checkRequest(vmId, measurement);
+      const record = this.latest.get(vmId);
+      if (!record) return undefined;
+      const blob = this.pendingBlobs.get(vmId) ?? ((await this.db.get(KEY.blob(vmId))) as Buffer | undefined);
+      // A save or removal that landed while the blob was being read: check against the new state.
+      if (this.latest.get(vmId) !== record) continue;
+      try {
+        return verifyRestore({ storageKey: state.storageKey, pssId: state.pssId, vmId, measurement: Buffer.from(measurement), record, blob });
+      } catch (e) {
+        if (e instanceof PssViolation) this.log.warn({ vmId, condition: e.condition }, e.message);
+        throw e;
+      }
+    }
+  }
+
+  /** Forgets `vmId`'s state; durable when it resolves. */
+  async remove(vmId: string): Promise<void> {
+    this.usable(vmId);
+    if (!this.latest.has(vmId)) return;
+    this.latest.delete(vmId);
+    this.pendingBlobs.delete(vmId);
+    await this.committer.submit(vmId, { vmId, record: undefined, blob: undefined });
+  }
+
+  /** The version of `vmId`'s latest save (1 for its first), or undefined when it has none. */
+  version(vmId: string): number | undefined {
+    this.usable(vmId);
+    return this.latest.get(vmId)?.version;
+  }
+
+  /** The VMs with stored state. */
+  list(): string[] {
+    this.usable(undefined);
+    return [...this.latest.keys()].sort();
+  }
+
+  /** Resolves once every save made so far (durable or not) is committed. */
+  async flush(): Promise<void> {
+    await this.committer.drain();
+    if (this.failure) throw this.failure;
+  }
+
+  /** Commits what is queued, then closes the database; later calls throw PssError('closed'). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.committer.drain();
+    await this.db.close();
+    this.state?.storageKey.fill(0);
+    this.state?.keys.record.fill(0);
+    this.state?.keys.head.fill(0);
+  }
+
+  status(): PssStatus {
+    return {
+      pssId: this.ids.pssId?.toString('hex'),
+      counterId: this.ids.counterId,
+      epoch: this.state ? this.epoch : undefined,
+      vms: this.latest.size,
+      commits: this.committer.committed,
+      refusal: this.refusal?.condition,
+    };
+  }
+
+  private usable(vmId: string | undefined): Established {
+    if (this.closed) throw new PssError('closed', 'the PSS is closed; open it again to use it');
+    if (this.refusal) throw vmId === undefined ? this.refusal : this.refusal.forVm(vmId);
+    if (this.failure) throw this.failure;
+    return this.state!;
+  }
+
+  private async commit(changes: readonly Change[], durable: boolean): Promise<void> {
+    if (this.failure) throw this.failure;
+    const state = this.state!;
+    const last = new Map<string, Change>();
+    for (const c of changes) last.set(c.vmId, c);
+
+    const aggregate = Buffer.from(this.aggregate);
+    let count = this.committedDigests.size;
+    const digests: [string, Buffer | undefined][] = [];
+    // A chained batch: the array form costs several microseconds of main-thread time per
+    // operation, which at hundreds of saves per window is most of the commit.
+    const batch = this.db.batch();
+    try {
+      for (const [vmId, c] of last) {
+        const before = this.committedDigests.get(vmId);
+        if (before) {
+          xorInto(aggregate, before);
+          count--;
+        }
+        if (c.record && c.blob) {
+          const bytes = encodeRecord(c.record);
+          const digest = recordDigest(state.keys, KEY.record(vmId), bytes);
+          xorInto(aggregate, digest);
+          count++;
+          digests.push([vmId, digest]);
+          batch.put(KEY.record(vmId), bytes).put(KEY.blob(vmId), c.blob);
+        } else {
+          digests.push([vmId, undefined]);
+          batch.del(KEY.record(vmId)).del(KEY.blob(vmId));
+        }
+      }
+      const epoch = durable ? this.epoch + 1n : this.epoch;
+      const fields = { pssId: state.pssId, counterId: state.counterId, epoch, count, aggregate };
+      batch.put(KEY.head, encodeHead({ ...fields, mac: headMac(state.keys, fields) }));
+      await batch.write({ sync: durable });
+      if (durable) {
+        const counter = await this.chip.incrementCounter(state.counterId);
+        if (counter !== epoch) throw new Error(`the chip counter moved to ${counter} where ${epoch} was expected`);
+      }
+      this.epoch = epoch;
+    } catch (e) {
+      await batch.close().catch(() => undefined);
+      // The database and the counter may now disagree by one commit, which only a reopen sorts out.
+      this.failure = new PssError('commit-failed', `a PSS commit failed (${(e as Error).message}); the PSS accepts no more saves — reopen it to recover`, { cause: e });
+      this.log.error({ err: this.failure.message }, 'PSS commit failed');
+      throw this.failure;
+    }
+
+    this.aggregate = aggregate;
+    for (const [vmId, digest] of digests) {
+      if (digest) this.committedDigests.set(vmId, digest);
+      else this.committedDigests.delete(vmId);
+    }
+    for (const [vmId, c] of last) if (c.blob && this.pendingBlobs.get(vmId) === c.blob) this.pendingBlobs.delete(vmId);
+  }
+}
+
+function checkRequest(vmId: string, measurement: Uint8Array): void {
+  const n = Buffer.byteLength(vmId, 'utf8');
+  if (typeof vmId !== 'string' || n === 0 || n > MAX_VM_ID_BYTES) {
+    throw new PssError('bad-request', `a VM id is 1–${MAX_VM_ID_BYTES} bytes of UTF-8; got ${n} bytes`);
+  }
+  if (measurement.length > MAX_MEASUREMENT_BYTES) {
+    throw new PssError('bad-request', `a model measurement is at most ${MAX_MEASUREMENT_BYTES} bytes; got ${measurement.length}`);
+  }
+}

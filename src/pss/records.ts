@@ -1,0 +1,155 @@
+/**
+ * The PSS database schema (level, utf8 keys, binary values). Every value carries a format number
+ * so a later vtpmd can read, convert or refuse it knowingly.
+ *
+ *   key            value
+ *   meta           JSON {format, pssId, counterId, sealedKey, bindPcrs} — written once, at creation
+ *   head           JSON {format, epoch, count, aggregate, mac} — rewritten by every commit
+ *   rec/<vmId>     JSON {format, vmId, measurement, version, blobId, nonce} — one per VM
+ *   blob/<vmId>    the VM's latest blob (see blob.ts)
+ *
+ * Records and their blob are written in the same batch as the head, so the three never disagree
+ * after a crash. Buffers appear as lowercase hex (the sealed key as base64); the epoch, a chip
+ * counter value, as a decimal string.
+ */
+import { Level } from 'level';
+import { PssError, PssViolation } from './errors.ts';
+export const KEY = {
+  meta: 'meta',
+  head: 'head',
+  record: (vmId: string): string => `rec/${vmId}`,
+  blob: (vmId: string): string => `blob/${vmId}`,
+} as const;
+
+/** Every record key, and nothing else ('0' follows '/'). */
+export const RECORD_RANGE = { gte: 'rec/', lt: 'rec0' } as const;
+
+export type PssDatabase = Level<string, Buffer>;
+
+
+export async function openDatabase(dir: string): Promise<PssDatabase> {
+  const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  try {
+    await db.open();
+  } catch (e) {
+    throw new PssError('bad-database', `cannot open the PSS database in ${dir} (${(e as Error).message}); check that no other vtpmd holds it and that the directory is writable`, { cause: e });
+  }
+  return db;
+}
+
+export const META_FORMAT = 1;
+export const HEAD_FORMAT = 1;
+export const RECORD_FORMAT = 1;
+
+export interface Meta {
+  readonly pssId: Buffer;
+  readonly counterId: number;
+  /** The storage key as the chip sealed it to `bindPcrs`. */
+  readonly sealedKey: Buffer;
+  readonly bindPcrs: readonly number[];
+}
+
+export interface Head {
+  /** The chip counter value of the last durable commit. */
+  readonly epoch: bigint;
+  readonly count: number;
+  /** XOR of every record's keyed digest (integrity.ts). */
+  readonly aggregate: Buffer;
+  readonly mac: Buffer;
+}
+
+export interface VmRecord {
+  readonly vmId: string;
+  readonly measurement: Buffer;
+  readonly version: number;
+  readonly blobId: Buffer;
+  readonly nonce: Buffer;
+}
+
+export function encodeMeta(m: Meta): Buffer {
+  return json({
+    format: META_FORMAT,
+    pssId: m.pssId.toString('hex'),
+    counterId: m.counterId,
+    sealedKey: m.sealedKey.toString('base64'),
+    bindPcrs: [...m.bindPcrs],
+  });
+}
+
+export function decodeMeta(bytes: Buffer): Meta {
+  const o = parse(bytes);
+  checkFormat(o, META_FORMAT, 'meta');
+  if (!isHex(o.pssId) || typeof o.counterId !== 'number' || typeof o.sealedKey !== 'string' || !isPcrList(o.bindPcrs)) throw unreadable('meta');
+  return { pssId: Buffer.from(o.pssId, 'hex'), counterId: o.counterId, sealedKey: Buffer.from(o.sealedKey, 'base64'), bindPcrs: o.bindPcrs };
+}
+
+export function encodeHead(h: Head): Buffer {
+  return json({ format: HEAD_FORMAT, epoch: h.epoch.toString(), count: h.count, aggregate: h.aggregate.toString('hex'), mac: h.mac.toString('hex') });
+}
+
+export function decodeHead(bytes: Buffer): Head {
+  const o = parse(bytes);
+  checkFormat(o, HEAD_FORMAT, 'head');
+  if (typeof o.epoch !== 'string' || !/^\d+$/.test(o.epoch) || typeof o.count !== 'number' || !isHex(o.aggregate) || !isHex(o.mac)) throw unreadable('head');
+  return { epoch: BigInt(o.epoch), count: o.count, aggregate: Buffer.from(o.aggregate, 'hex'), mac: Buffer.from(o.mac, 'hex') };
+}
+
+export function encodeRecord(r: VmRecord): Buffer {
+  return json({
+    format: RECORD_FORMAT,
+    vmId: r.vmId,
+    measurement: r.measurement.toString('hex'),
+    version: r.version,
+    blobId: r.blobId.toString('hex'),
+    nonce: r.nonce.toString('hex'),
+  });
+}
+
+export function decodeRecord(bytes: Buffer): VmRecord {
+  const o = parse(bytes);
+  checkFormat(o, RECORD_FORMAT, 'VM record');
+  if (typeof o.vmId !== 'string' || !isHex(o.measurement) || !Number.isSafeInteger(o.version) || !isHex(o.blobId) || !isHex(o.nonce)) throw unreadable('VM record');
+  return {
+    vmId: o.vmId,
+    measurement: Buffer.from(o.measurement, 'hex'),
+    version: o.version as number,
+    blobId: Buffer.from(o.blobId, 'hex'),
+    nonce: Buffer.from(o.nonce, 'hex'),
+  };
+}
+
+type Json = Record<string, any>;
+
+function json(o: Json): Buffer {
+  return Buffer.from(JSON.stringify(o), 'utf8');
+}
+
+function parse(bytes: Buffer): Json {
+  try {
+    const o: unknown = JSON.parse(bytes.toString('utf8'));
+    if (o && typeof o === 'object' && !Array.isArray(o)) return o as Json;
+  } catch {
+    // falls through to the refusal below
+  }
+  throw new PssViolation('modified', undefined, 'a PSS database entry is not readable JSON');
+}
+
+function checkFormat(o: Json, known: number, what: string): void {
+  if (o.format === known) return;
+  if (typeof o.format === 'number' && o.format > known) {
+    throw new PssError('bad-database', `the PSS ${what} has format ${o.format}, newer than this vtpmd reads (${known}); run the vtpmd that wrote it`);
+  }
+  throw unreadable(what);
+}
+
+function unreadable(what: string): PssViolation {
+  return new PssViolation('modified', undefined, `the PSS ${what} entry is malformed`);
+}
+
+function isHex(v: unknown): v is string {
+  return typeof v === 'string' && v.length % 2 === 0 && /^[0-9a-f]*$/.test(v);
+}
+
+function isPcrList(v: unknown): v is number[] {
+  return Array.isArray(v) && v.every((p) => Number.isInteger(p) && p >= 0 && p < 24);
+}
