@@ -9,7 +9,12 @@ import type { TpmDevice } from '../tpm/device.ts';
 import { SerialQueue } from '../tpm/serial-queue.ts';
 import { DEFAULT_MODEL_CONFIG, ModelMeasurer, type ModelConfig } from './model-measurement.ts';
 import { VmRegistry, type VmRecord } from './registry.ts';
-import { Tpm2VtpmModel } from './tpm2-model.ts';
+import { Tpm2VtpmModel, type HardwareBacking } from './tpm2-model.ts';
+import type { Chip } from '../hwtpm/chip.ts';
+import { ChipRefusal, type ChipClient } from '../hwtpm/chip-client.ts';
+import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
+import { HardwareKeyService } from './hardware-key-service.ts';
+import { randomBytes } from 'node:crypto';
 
 /** What the manager needs of the PSS. */
 export interface ModelStorage {
@@ -21,12 +26,20 @@ export interface ModelStorage {
 /** A request the manager cannot honour: unknown VM, duplicate name, bad configuration. */
 export class VtpmError extends Error {
   constructor(
-    readonly code: 'unknown-vm' | 'duplicate-vm' | 'bad-config' | 'unsupported',
+    readonly code: 'unknown-vm' | 'duplicate-vm' | 'bad-config' | 'unsupported' | 'tcb-changed',
     message: string,
   ) {
     super(message);
     this.name = 'VtpmError';
   }
+}
+
+/** The chip a manager shares among hardware-backed vTPMs. */
+export interface ManagerChip {
+  readonly chip: Chip;
+  readonly client: ChipClient;
+  /** PCRs the key-binding key is sealed to; default the host TCB and the GVTPM manager. */
+  readonly bindPcrs?: readonly number[];
 }
 
 export interface ManagerOptions {
@@ -37,6 +50,8 @@ export interface ManagerOptions {
   idleUnloadMs?: number;
   measurer?: ModelMeasurer;
   logger?: Logger;
+  /** Without it only software-based vTPMs can be made. */
+  hardware?: ManagerChip;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -50,23 +65,42 @@ export class GvtpmManager {
     private readonly registry: VmRegistry,
     private readonly storage: ModelStorage,
     opts: ManagerOptions,
+    private readonly backing: HardwareBacking | VtpmError | undefined,
   ) {
     this.measurer = opts.measurer ?? new ModelMeasurer();
     this.idleUnloadMs = opts.idleUnloadMs ?? 60_000;
   }
 
   static async open(opts: ManagerOptions): Promise<GvtpmManager> {
-    return new GvtpmManager(await VmRegistry.open(opts.registryDir), opts.storage, opts);
+    const registry = await VmRegistry.open(opts.registryDir);
+    try {
+      let backing: HardwareBacking | VtpmError | undefined;
+      if (opts.hardware) {
+        try {
+          backing = { kbk: await keyBindingKey(registry, opts.hardware), service: new HardwareKeyService(opts.hardware.chip) };
+        } catch (e) {
+          if (!(e instanceof ChipRefusal && e.reason === 'pcr-mismatch')) throw e;
+          // Software vTPMs keep running; only those whose keys live in the chip are refused.
+          backing = new VtpmError('tcb-changed', 'the host TCB changed since the key-binding key was sealed: hardware-backed vTPMs cannot use their keys');
+          opts.logger?.error('the chip refused the key-binding key: the host TCB changed; hardware-backed vTPMs are unavailable');
+        }
+      }
+      return new GvtpmManager(registry, opts.storage, opts, backing);
+    } catch (e) {
+      await registry.close();
+      throw e;
+    }
   }
 
   /** Creates, measures and persists a new VM's vTPM; it exists (and survives a crash) once this resolves. */
   async create(name: string, config: Partial<ModelConfig> = {}): Promise<VmRecord> {
     if (!NAME.test(name)) throw new VtpmError('bad-config', `VM name '${name}' is invalid: use 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
     const full = checkConfig({ ...DEFAULT_MODEL_CONFIG, ...config });
+    if (full.design === 'hardware') this.hardwareBacking(name);
     if (this.handles.has(name) || (await this.registry.get(name))) throw new VtpmError('duplicate-vm', `a VM named '${name}' already exists`);
     const measurement = await this.measurer.measure(full);
     const record: VmRecord = { name, config: full, measurement: measurement.toString('hex'), createdAt: new Date().toISOString() };
-    const handle = new VtpmHandle(record, this.storage, this.idleUnloadMs);
+    const handle = this.handleFor(record);
     await handle.manufacture();
     // Registered last: a crash before this leaves an orphan blob, never a VM without state.
     await this.registry.put(record);
@@ -88,7 +122,7 @@ export class GvtpmManager {
   async device(name: string): Promise<VtpmHandle> {
     let h = this.handles.get(name);
     if (!h) {
-      h = new VtpmHandle(await this.get(name), this.storage, this.idleUnloadMs);
+      h = this.handleFor(await this.get(name));
       this.handles.set(name, h);
     }
     return h;
@@ -106,6 +140,17 @@ export class GvtpmManager {
     this.handles.delete(name);
     await this.registry.delete(name);
     await this.storage.remove(name);
+  }
+
+  private hardwareBacking(name: string): HardwareBacking {
+    if (this.backing instanceof VtpmError) throw this.backing;
+    if (!this.backing) throw new VtpmError('unsupported', `VM '${name}' is hardware-backed and this manager was opened without the host chip`);
+    return this.backing;
+  }
+
+  private handleFor(record: VmRecord): VtpmHandle {
+    const hardware = record.config.design === 'hardware' ? this.hardwareBacking(record.name) : undefined;
+    return new VtpmHandle(record, this.storage, this.idleUnloadMs, hardware);
   }
 
   /** Loaded models, for metrics and tests. */
@@ -127,7 +172,6 @@ function checkConfig(c: ModelConfig): ModelConfig {
   if (c.tpm !== '2.0' && c.tpm !== '1.2') throw new VtpmError('bad-config', `tpm must be '2.0' or '1.2', not '${c.tpm}'`);
   if (!Number.isInteger(c.pcrCount) || c.pcrCount < 24 || c.pcrCount > 256) throw new VtpmError('bad-config', `pcrCount must be an integer from 24 to 256, not ${c.pcrCount}`);
   if (c.durability !== 'per-command' && c.durability !== 'batched') throw new VtpmError('bad-config', `durability must be 'per-command' or 'batched'`);
-  if (c.design === 'hardware') throw new VtpmError('unsupported', 'hardware-backed vTPMs are not available in this build; use design software');
   if (c.tpm === '1.2') throw new VtpmError('unsupported', 'TPM 1.2 vTPMs are not available in this build; use tpm 2.0');
   return c;
 }
@@ -148,6 +192,7 @@ export class VtpmHandle implements TpmDevice {
     readonly record: VmRecord,
     private readonly storage: ModelStorage,
     private readonly idleUnloadMs: number,
+    private readonly hardware: HardwareBacking | undefined,
   ) {
     this.measurement = Buffer.from(record.measurement, 'hex');
   }
@@ -180,7 +225,7 @@ export class VtpmHandle implements TpmDevice {
     this.storage.save(this.record.name, this.measurement, snapshot, { durable: this.record.config.durability === 'per-command' });
 
   private engineOptions() {
-    return { pcrCount: this.record.config.pcrCount };
+    return { pcrCount: this.record.config.pcrCount, ...(this.hardware ? { hardware: this.hardware } : {}) };
   }
 
   /** Makes the brand-new vTPM and hands its first state to the PSS. */
@@ -237,4 +282,18 @@ export class VtpmHandle implements TpmDevice {
       this.model = undefined;
     });
   }
+}
+
+const KBK_META = 'kbk-sealed';
+
+/**
+ * The key-binding key: made once, sealed by the chip to the host TCB and the GVTPM manager, and
+ * unsealed at every start. A changed TCB therefore leaves hardware-backed keys unusable.
+ */
+async function keyBindingKey(registry: VmRegistry, hw: ManagerChip): Promise<Buffer> {
+  const sealed = await registry.getMeta(KBK_META);
+  if (sealed) return hw.client.unseal(sealed);
+  const kbk = randomBytes(32);
+  await registry.putMeta(KBK_META, await hw.client.seal(kbk, hw.bindPcrs ?? [...hostTcbPcrs(), GVTPM_PCR.MANAGER]));
+  return kbk;
 }

@@ -23,6 +23,7 @@ export class RegistryError extends Error {
 }
 
 const KEY_PREFIX = 'vm/';
+const META_PREFIX = 'meta/';
 
 export class VmRegistry {
   private constructor(private readonly db: Level<string, string>) {}
@@ -44,6 +45,16 @@ export class VmRegistry {
 
   async delete(name: string): Promise<void> {
     await this.db.del(KEY_PREFIX + name, { sync: true });
+  }
+
+  /** A value the manager keeps beside the VM records (the sealed key-binding key). */
+  async getMeta(key: string): Promise<Buffer | undefined> {
+    const raw = await this.db.get(META_PREFIX + key);
+    return raw === undefined ? undefined : Buffer.from(raw, 'base64');
+  }
+
+  async putMeta(key: string, value: Buffer): Promise<void> {
+    await this.db.put(META_PREFIX + key, value.toString('base64'), { sync: true });
   }
 
   async list(): Promise<VmRecord[]> {
