@@ -186,7 +186,14 @@ export class Chip implements TpmDevice {
   }
 
   flush(): Promise<void> {
-    return this.lock.run(() => this.device.flush());
+    return this.lock.run(async () => {
+      await this.device.flush();
+      await this.durable();
+    });
+  }
+
+  private durable(): Promise<void> {
+    return (this.store as StateStore & { durable?: () => Promise<void> }).durable?.() ?? Promise.resolve();
   }
 
   private async executeLocked(command: Uint8Array, locality: number): Promise<Uint8Array> {
@@ -194,6 +201,8 @@ export class Chip implements TpmDevice {
     if (this.activeLocality !== undefined && this.activeLocality !== locality) return Buffer.from(LOCALITY_REFUSED[this.family]);
     const started = this.latency ? performance.now() : 0;
     const response = await this.device.execute(command, locality);
+    // Like a chip, answer only once what the command wrote to NV would survive a power loss.
+    await this.durable();
     if (this.latency) {
       const wait = delayFor(this.latency, this.family, command) - (performance.now() - started);
       if (wait > 0) await this.sleep(wait);

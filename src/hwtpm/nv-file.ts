@@ -7,7 +7,8 @@
  * the file, never a reason to manufacture a fresh chip.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StateStore } from '../tpm/tpm2/state/store.ts';
 
@@ -22,8 +23,15 @@ export class ChipNvError extends Error {
   }
 }
 
+/**
+ * The engine hands NV over synchronously (`save`); the chip then awaits `durable()` before its
+ * response leaves, so a command is acknowledged only once its NV write is on disk — without
+ * blocking the process while the disk syncs.
+ */
 export class ChipNvFile implements StateStore {
   readonly path: string;
+  private pending: Buffer | undefined;
+  private writing: Promise<void> = Promise.resolve();
 
   constructor(readonly dir: string, name: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -50,21 +58,36 @@ export class ChipNvFile implements StateStore {
   }
 
   save(data: Buffer): void {
+    this.pending = data;
+  }
+
+  /** Resolves once everything saved so far is on disk; later saves coalesce into one write. */
+  durable(): Promise<void> {
+    if (this.pending === undefined) return this.writing;
+    this.writing = this.writing.then(async () => {
+      const data = this.pending;
+      this.pending = undefined;
+      if (data !== undefined) await this.write(data);
+    });
+    return this.writing;
+  }
+
+  private async write(data: Buffer): Promise<void> {
     const header = `${MAGIC} ${VERSION} length=${data.length} sha256=${createHash('sha256').update(data).digest('hex')}\n`;
     const tmp = `${this.path}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
+    const fh = await open(tmp, 'w', 0o600);
     try {
-      writeSync(fd, Buffer.concat([Buffer.from(header, 'latin1'), data]));
-      fsyncSync(fd);
+      await fh.writeFile(Buffer.concat([Buffer.from(header, 'latin1'), data]));
+      await fh.sync();
     } finally {
-      closeSync(fd);
+      await fh.close();
     }
-    renameSync(tmp, this.path);
-    const dirFd = openSync(this.dir, 'r');
+    await rename(tmp, this.path);
+    const dir = await open(this.dir, 'r');
     try {
-      fsyncSync(dirFd);
+      await dir.sync();
     } finally {
-      closeSync(dirFd);
+      await dir.close();
     }
   }
 }

@@ -81,6 +81,8 @@ export class Tpm2Engine {
   readonly hardwareKeys: HardwareKeyBackend | undefined;
   /** Set by handlers that changed NV; the dispatcher persists once per command. */
   private nvDirty = false;
+  /** NV as the last commit serialized it (snapshots reuse it). */
+  private nvBytes: Buffer | undefined;
   private readonly store: StateStore;
   private readonly onInternalError: (e: unknown) => void;
 
@@ -171,7 +173,8 @@ export class Tpm2Engine {
   }
 
   commitNv(): void {
-    this.store.save(serializeNv(this.nv));
+    this.nvBytes = serializeNv(this.nv);
+    this.store.save(this.nvBytes);
     this.nvDirty = false;
   }
 
@@ -254,7 +257,6 @@ export class Tpm2Engine {
       {
         started: this.started,
         orderlyStart: this.orderlyStart,
-        pcrs: this.pcrs.allValues(),
         pcrUpdateCounter: this.pcrs.updateCounter,
         enables: { ...this.enables },
         platformAuth: this.platformAuth,
@@ -264,13 +266,15 @@ export class Tpm2Engine {
         auditDigest: this.nv.audit.savedDigest(),
         contextSequence: this.contextSequence,
       },
-      serializeNv(this.nv),
+      (w) => this.pcrs.writeAll(w),
+      // NV changes far less often than PCRs: reuse what the last commit serialized.
+      this.nvDirty || !this.nvBytes ? (this.nvBytes = serializeNv(this.nv)) : this.nvBytes,
     );
   }
 
   /** Continues from a snapshot as though power had never been lost; NV goes to this engine's store. */
   resume(snapshot: Buffer): void {
-    const { state, nv } = decodeRunningState(snapshot);
+    const { state, nv, readPcrs } = decodeRunningState(snapshot);
     this.nv = deserializeNv(nv);
     this.objects.clear();
     this.sessions.clear();
@@ -278,8 +282,9 @@ export class Tpm2Engine {
     this.savedSessions.clear();
     this.persistentCache.clear();
     this.clock.powerOn(this.nv.clock);
-    this.pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
-    this.pcrs.restoreState(state.pcrs);
+    const pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
+    readPcrs((r) => pcrs.readAll(r));
+    this.pcrs = pcrs;
     this.pcrs.updateCounter = state.pcrUpdateCounter;
     this.started = state.started;
     this.orderlyStart = state.orderlyStart;

@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import { HASH_ALGS, digest, digestSize, hashAlg } from '../../crypto/hash.ts';
 import { isSelected, type PcrSelection } from '../types/pcr.ts';
 import { pcrAttributes } from './pcr-attributes.ts';
+import type { Reader, Writer } from '../../wire/buffer.ts';
 
 /** One bank: the PCR values of one hash algorithm, allocated PCRs only. */
 interface Bank {
@@ -143,11 +144,27 @@ export class PcrBanks {
     return out;
   }
 
-  /** Every PCR of every bank, for a running-state snapshot (saveState keeps only what Shutdown(STATE) may). */
-  allValues(): Record<number, string[]> {
-    const out: Record<number, string[]> = {};
-    for (const b of this.banks) out[b.alg] = b.values.map((v) => v.toString('hex'));
-    return out;
+  /**
+   * Every PCR of every bank, for a running-state snapshot (saveState keeps only what
+   * Shutdown(STATE) may): per bank its algorithm and count, then the values back to back.
+   */
+  writeAll(w: Writer): void {
+    w.u8(this.banks.length);
+    for (const b of this.banks) {
+      w.u16(b.alg).u16(b.values.length);
+      for (const v of b.values) w.bytes(v);
+    }
+  }
+
+  /** Restores what writeAll wrote; a bank or count this engine does not have is a RangeError. */
+  readAll(r: Reader): void {
+    const n = r.u8();
+    for (let i = 0; i < n; i++) {
+      const b = this.byAlg.get(r.u16());
+      const count = r.u16();
+      if (!b || count !== b.values.length) throw new RangeError('the snapshot has PCR banks this vTPM does not');
+      for (const v of b.values) r.bytes(b.size).copy(v);
+    }
   }
 
   /** Restores what saveState() recorded; PCRs it did not record get their power-on value. */

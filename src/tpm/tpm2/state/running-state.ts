@@ -1,23 +1,24 @@
 /**
  * What a TPM holds only while it has power — PCR values, the null hierarchy's seed and proof, the
- * platform authorization, hierarchy enables, the audit digest — as a versioned JSON record. A
- * vTPM whose host process restarts while its guest keeps running must come back with exactly
- * this, or the guest would see a TPM Reset it never caused.
+ * platform authorization, hierarchy enables, the audit digest — in a compact versioned binary
+ * record followed by the NV blob. A vTPM whose host process restarts while its guest keeps
+ * running must come back with exactly this, or the guest would see a TPM Reset it never caused.
+ * It is written after every state-changing command, so it is binary: a PCR_Extend must not pay
+ * for printing four banks of PCRs as text.
  *
  * Loaded objects, sessions and sequences are not part of it: a guest (or its resource manager)
  * that needs them across a host restart holds their contexts (ContextSave), as it must across
  * any TPM Reset.
  */
+import { Reader, Writer } from '../../wire/buffer.ts';
 import type { AuthPolicy, HierarchyEnables } from './nv-state.ts';
 
-export const RUNNING_FORMAT = 'vtpmd-tpm2-running';
+const MAGIC = 0x56525331; // "VRS1"
 export const RUNNING_VERSION = 1;
 
 export interface RunningState {
   started: boolean;
   orderlyStart: boolean;
-  /** bank algorithm → every PCR's value, hex. */
-  pcrs: Record<number, string[]>;
   pcrUpdateCounter: number;
   enables: HierarchyEnables;
   platformAuth: Buffer;
@@ -35,75 +36,82 @@ export class RunningStateError extends Error {
   }
 }
 
-/** The record: a JSON header line (running state), then the NV blob unchanged. */
-export function encodeRunningState(s: RunningState, nv: Buffer): Buffer {
-  const json = JSON.stringify({
-    format: RUNNING_FORMAT,
-    version: RUNNING_VERSION,
-    started: s.started,
-    orderlyStart: s.orderlyStart,
-    pcrs: s.pcrs,
-    pcrUpdateCounter: s.pcrUpdateCounter,
-    enables: s.enables,
-    platformAuth: s.platformAuth.toString('hex'),
-    platformPolicy: { alg: s.platformPolicy.alg, digest: s.platformPolicy.digest.toString('hex') },
-    nullSeed: s.nullSeed.toString('hex'),
-    nullProof: s.nullProof.toString('hex'),
-    auditDigest: s.auditDigest,
-    contextSequence: s.contextSequence.toString(),
-  });
-  return Buffer.concat([Buffer.from(json, 'utf8'), Buffer.from('\n'), nv]);
+const FLAG = { started: 1, orderlyStart: 2, ph: 4, sh: 8, eh: 16, phNV: 32 } as const;
+
+/** The record: header, running state, the NV blob, then the PCR values (written by `writePcrs`). */
+export function encodeRunningState(s: RunningState, writePcrs: (w: Writer) => void, nv: Buffer): Buffer {
+  const w = new Writer(4096 + nv.length);
+  w.u32(MAGIC).u8(RUNNING_VERSION);
+  const e = s.enables;
+  w.u8((s.started ? FLAG.started : 0) | (s.orderlyStart ? FLAG.orderlyStart : 0) | (e.ph ? FLAG.ph : 0) | (e.sh ? FLAG.sh : 0) | (e.eh ? FLAG.eh : 0) | (e.phNV ? FLAG.phNV : 0));
+  w.u32(s.pcrUpdateCounter);
+  sized(w, s.platformAuth);
+  w.u16(s.platformPolicy.alg);
+  sized(w, s.platformPolicy.digest);
+  sized(w, s.nullSeed);
+  sized(w, s.nullProof);
+  sized(w, Buffer.from(s.auditDigest.digest, 'hex'));
+  w.u32(s.auditDigest.resetCount);
+  w.u64(s.contextSequence);
+  w.u32(nv.length).bytes(nv);
+  writePcrs(w);
+  return Buffer.from(w.finish());
 }
 
-const isHex = (v: unknown): v is string => typeof v === 'string' && /^([0-9a-f]{2})*$/.test(v);
+function sized(w: Writer, b: Buffer): void {
+  w.u16(b.length).bytes(b);
+}
 
-export function decodeRunningState(record: Buffer): { state: RunningState; nv: Buffer } {
-  const eol = record.indexOf(0x0a);
-  if (eol < 0) throw new RunningStateError('no running-state header');
-  let j: any;
+/**
+ * Decodes a record. The PCR banks to restore depend on the NV's allocation, so the caller gets the
+ * NV first and then reads the PCR values with `readPcrs`, which checks that nothing follows them.
+ */
+export function decodeRunningState(record: Buffer): { state: RunningState; nv: Buffer; readPcrs: (read: (r: Reader) => void) => void } {
+  return guarded(() => {
+    const r = new Reader(record);
+    if (r.u32() !== MAGIC) throw new RunningStateError('not a vTPM running-state record');
+    const version = r.u8();
+    if (version !== RUNNING_VERSION) throw new RunningStateError(`version ${version}; this vtpmd reads version ${RUNNING_VERSION}`);
+    const f = r.u8();
+    const pcrUpdateCounter = r.u32();
+    const platformAuth = Buffer.from(r.bytes(r.u16()));
+    const alg = r.u16();
+    const digest = Buffer.from(r.bytes(r.u16()));
+    const nullSeed = Buffer.from(r.bytes(r.u16()));
+    const nullProof = Buffer.from(r.bytes(r.u16()));
+    const audit = Buffer.from(r.bytes(r.u16())).toString('hex');
+    const resetCount = r.u32();
+    const contextSequence = r.u64();
+    const nv = Buffer.from(r.bytes(r.u32()));
+    const readPcrs = (read: (r: Reader) => void) =>
+      guarded(() => {
+        read(r);
+        if (r.remaining !== 0) throw new RunningStateError('trailing bytes after the PCR values');
+      });
+    return {
+      state: {
+        started: (f & FLAG.started) !== 0,
+        orderlyStart: (f & FLAG.orderlyStart) !== 0,
+        pcrUpdateCounter,
+        enables: { ph: (f & FLAG.ph) !== 0, sh: (f & FLAG.sh) !== 0, eh: (f & FLAG.eh) !== 0, phNV: (f & FLAG.phNV) !== 0 },
+        platformAuth,
+        platformPolicy: { alg, digest },
+        nullSeed,
+        nullProof,
+        auditDigest: { digest: audit, resetCount },
+        contextSequence,
+      },
+      nv,
+      readPcrs,
+    };
+  });
+}
+
+function guarded<T>(f: () => T): T {
   try {
-    j = JSON.parse(record.subarray(0, eol).toString('utf8'));
-  } catch {
-    throw new RunningStateError('the running-state header is not JSON');
+    return f();
+  } catch (e) {
+    if (e instanceof RunningStateError) throw e;
+    throw new RunningStateError(e instanceof RangeError ? e.message : 'truncated or malformed');
   }
-  if (j?.format !== RUNNING_FORMAT) throw new RunningStateError(`not a ${RUNNING_FORMAT} record`);
-  if (j.version !== RUNNING_VERSION) throw new RunningStateError(`version ${j.version}; this vtpmd reads version ${RUNNING_VERSION}`);
-  const pcrsOk =
-    j.pcrs && typeof j.pcrs === 'object' && Object.entries(j.pcrs).every(([alg, v]) => /^\d+$/.test(alg) && Array.isArray(v) && v.every(isHex));
-  const e = j.enables;
-  const enablesOk = e && ['ph', 'sh', 'eh', 'phNV'].every((k) => typeof e[k] === 'boolean');
-  if (
-    typeof j.started !== 'boolean' ||
-    typeof j.orderlyStart !== 'boolean' ||
-    !pcrsOk ||
-    !Number.isInteger(j.pcrUpdateCounter) ||
-    !enablesOk ||
-    !isHex(j.platformAuth) ||
-    !Number.isInteger(j.platformPolicy?.alg) ||
-    !isHex(j.platformPolicy?.digest) ||
-    !isHex(j.nullSeed) ||
-    !isHex(j.nullProof) ||
-    !isHex(j.auditDigest?.digest) ||
-    !Number.isInteger(j.auditDigest?.resetCount) ||
-    typeof j.contextSequence !== 'string' ||
-    !/^\d+$/.test(j.contextSequence)
-  ) {
-    throw new RunningStateError('a field is missing or malformed');
-  }
-  return {
-    state: {
-      started: j.started,
-      orderlyStart: j.orderlyStart,
-      pcrs: j.pcrs,
-      pcrUpdateCounter: j.pcrUpdateCounter,
-      enables: { ph: e.ph, sh: e.sh, eh: e.eh, phNV: e.phNV },
-      platformAuth: Buffer.from(j.platformAuth, 'hex'),
-      platformPolicy: { alg: j.platformPolicy.alg, digest: Buffer.from(j.platformPolicy.digest, 'hex') },
-      nullSeed: Buffer.from(j.nullSeed, 'hex'),
-      nullProof: Buffer.from(j.nullProof, 'hex'),
-      auditDigest: { digest: j.auditDigest.digest, resetCount: j.auditDigest.resetCount },
-      contextSequence: BigInt(j.contextSequence),
-    },
-    nv: record.subarray(eol + 1),
-  };
 }

@@ -1,0 +1,131 @@
+/**
+ * vTPM scale on one lab host (chip, PSS and GVTPM manager as `vtpmd serve` runs them):
+ *
+ *   create     N software vTPMs through the manager (each manufactured, measured and persisted)
+ *   memory     heap per idle loaded vTPM (started, one PCR extended), and after unloading them
+ *   disk       PSS and registry bytes per vTPM
+ *   reload     first-command latency of an unloaded vTPM (PSS load, checks, restore)
+ *   extend     PCR_Extend with its durable PSS save, C vTPMs extending concurrently
+ *
+ *   node --expose-gc --import tsx bench/vtpm-scale.ts [--vms 1000] [--concurrency 1,64,256] [--seconds 5] [--json]
+ */
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Host } from '../src/daemon/host.ts';
+import { Tpm2Client } from '../src/hwtpm/tpm2-client.ts';
+import { ALG } from '../src/tpm/tpm2/constants.ts';
+import { describeMachine } from './lib/machine.ts';
+import { percentile } from './lib/stats.ts';
+import { pcrExtendSha256 } from './lib/scenarios.ts';
+
+const { values } = parseArgs({
+  options: {
+    vms: { type: 'string', default: '1000' },
+    concurrency: { type: 'string', default: '1,64,256' },
+    seconds: { type: 'string', default: '5' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const N = Number(values.vms);
+const concurrencies = values.concurrency!.split(',').map(Number);
+const seconds = Number(values.seconds);
+const log = (m: string) => process.stderr.write(`${m}\n`);
+const gc = (globalThis as { gc?: () => void }).gc;
+const heap = () => {
+  gc?.();
+  gc?.();
+  return process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
+};
+
+function dirBytes(dir: string): number {
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) n += e.isDirectory() ? dirBytes(join(dir, e.name)) : statSync(join(dir, e.name)).size;
+  return n;
+}
+
+const stateDir = mkdtempSync(join(tmpdir(), 'vtpmd-scale-'));
+const results: Record<string, unknown> = { machine: describeMachine(), vms: N };
+try {
+  const host = await Host.open({ stateDir, hostId: 'bench-host', idleUnloadMs: 0 });
+  const names = Array.from({ length: N }, (_, i) => `vm-${i}`);
+
+  log(`creating ${N} vTPMs…`);
+  let t = performance.now();
+  const batch = 32;
+  for (let i = 0; i < N; i += batch) {
+    await Promise.all(names.slice(i, i + batch).map((n) => host.manager.create(n)));
+    if ((i / batch) % 8 === 0) log(`  ${Math.min(i + batch, N)}/${N}`);
+  }
+  results.createSeconds = (performance.now() - t) / 1000;
+  await host.close();
+
+  const host2 = await Host.open({ stateDir, hostId: 'bench-host', idleUnloadMs: 0 });
+  const client2 = (name: string) => new Tpm2Client(async (c) => (await host2.manager.device(name)).execute(c, 0));
+  const before = heap();
+  log('loading every vTPM (Startup, one PCR_Extend)…');
+  for (let i = 0; i < N; i += batch) {
+    await Promise.all(
+      names.slice(i, i + batch).map(async (n) => {
+        const tpm = client2(n);
+        await tpm.startup();
+        await tpm.pcrExtend(16, [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, 1) }]);
+      }),
+    );
+  }
+  const loaded = heap();
+  results.bytesPerLoadedVtpm = Math.round((loaded - before) / N);
+  for (const n of names) await host2.manager.unload(n);
+  results.bytesPerUnloadedVtpm = Math.round((heap() - before) / N);
+  results.pssBytesPerVtpm = Math.round(dirBytes(join(stateDir, 'pss')) / N);
+  results.registryBytesPerVtpm = Math.round(dirBytes(join(stateDir, 'vms')) / N);
+
+  log('reloading unloaded vTPMs one at a time…');
+  const reload: number[] = [];
+  for (const n of names) {
+    const tpm = client2(n);
+    const s = performance.now();
+    await tpm.pcrRead(ALG.SHA256, [16]);
+    reload.push(performance.now() - s);
+  }
+  reload.sort((a, b) => a - b);
+  results.reloadMs = { p50: percentile(reload, 50), p99: percentile(reload, 99), max: reload[reload.length - 1] };
+
+  const extend: Record<number, number> = {};
+  for (const c of concurrencies.filter((c) => c <= N)) {
+    log(`PCR_Extend with its PSS save, ${c} vTPMs at once…`);
+    let done = 0;
+    const until = performance.now() + seconds * 1000;
+    // The guest's command bytes, as a CRB or socket transport hands them over.
+    const command = pcrExtendSha256().sampleCommand;
+    await Promise.all(
+      names.slice(0, c).map(async (n) => {
+        const device = await host2.manager.device(n);
+        while (performance.now() < until) {
+          const r = await device.execute(command, 0);
+          if (Buffer.from(r.buffer, r.byteOffset, r.byteLength).readUInt32BE(6) !== 0) throw new Error('PCR_Extend failed');
+          done++;
+        }
+      }),
+    );
+    extend[c] = Math.round(done / seconds);
+  }
+  results.extendWithSavePerSecond = extend;
+  await host2.close();
+} finally {
+  rmSync(stateDir, { recursive: true, force: true });
+}
+
+if (values.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+else {
+  const r = results as any;
+  const m = r.machine;
+  console.log(`vTPM scale, ${N} vTPMs — ${m.cpuModel}, ${m.cores} cores, Node ${process.versions.node}`);
+  console.log(`create ${N} vTPMs            ${r.createSeconds.toFixed(1)} s   (target < 60 s)`);
+  console.log(`memory per loaded vTPM       ${(r.bytesPerLoadedVtpm / 1024).toFixed(0)} KB   (target ≤ 200 KB; swtpm ≈ 7 MB a process)`);
+  console.log(`memory per unloaded vTPM     ${(r.bytesPerUnloadedVtpm / 1024).toFixed(1)} KB`);
+  console.log(`disk per vTPM                ${((r.pssBytesPerVtpm + r.registryBytesPerVtpm) / 1024).toFixed(1)} KB (PSS ${(r.pssBytesPerVtpm / 1024).toFixed(1)} KB, registry ${(r.registryBytesPerVtpm / 1024).toFixed(1)} KB)`);
+  console.log(`reload latency               p50 ${r.reloadMs.p50.toFixed(2)} ms, p99 ${r.reloadMs.p99.toFixed(2)} ms   (target p99 < 20 ms)`);
+  for (const [c, v] of Object.entries(r.extendWithSavePerSecond)) console.log(`PCR_Extend + PSS save, ${c.padStart(3)} vTPMs  ${String(v).padStart(6)} /s   (target ≥ 10k/s)`);
+}
