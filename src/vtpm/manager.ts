@@ -10,6 +10,7 @@ import { SerialQueue } from '../tpm/serial-queue.ts';
 import { DEFAULT_MODEL_CONFIG, ModelMeasurer, type ModelConfig } from './model-measurement.ts';
 import { VmRegistry, type VmRecord } from './registry.ts';
 import { Tpm2VtpmModel, type HardwareBacking } from './tpm2-model.ts';
+import { Tpm12VtpmModel } from './tpm12-model.ts';
 import type { Chip } from '../hwtpm/chip.ts';
 import { ChipRefusal, type ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
@@ -172,7 +173,8 @@ function checkConfig(c: ModelConfig): ModelConfig {
   if (c.tpm !== '2.0' && c.tpm !== '1.2') throw new VtpmError('bad-config', `tpm must be '2.0' or '1.2', not '${c.tpm}'`);
   if (!Number.isInteger(c.pcrCount) || c.pcrCount < 24 || c.pcrCount > 256) throw new VtpmError('bad-config', `pcrCount must be an integer from 24 to 256, not ${c.pcrCount}`);
   if (c.durability !== 'per-command' && c.durability !== 'batched') throw new VtpmError('bad-config', `durability must be 'per-command' or 'batched'`);
-  if (c.tpm === '1.2') throw new VtpmError('unsupported', 'TPM 1.2 vTPMs are not available in this build; use tpm 2.0');
+  if (c.tpm === '1.2' && c.design === 'hardware') throw new VtpmError('unsupported', 'TPM 1.2 vTPMs are software-based only; use design software or tpm 2.0');
+  if (c.tpm === '1.2' && c.pcrCount !== 24) throw new VtpmError('bad-config', 'a TPM 1.2 has 24 PCRs; pcrCount cannot be changed for tpm 1.2');
   return c;
 }
 
@@ -181,9 +183,11 @@ function checkConfig(c: ModelConfig): ModelConfig {
  * (idle unload, reload on demand); commands, power signals and loads are serialized, so a command
  * never races its model's reload.
  */
+type Model = Tpm2VtpmModel | Tpm12VtpmModel;
+
 export class VtpmHandle implements TpmDevice {
-  readonly family = 'tpm2' as const;
-  private model: Tpm2VtpmModel | undefined;
+  readonly family: 'tpm2' | 'tpm12';
+  private model: Model | undefined;
   private readonly queue = new SerialQueue();
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly measurement: Buffer;
@@ -195,6 +199,7 @@ export class VtpmHandle implements TpmDevice {
     private readonly hardware: HardwareBacking | undefined,
   ) {
     this.measurement = Buffer.from(record.measurement, 'hex');
+    this.family = record.config.tpm === '1.2' ? 'tpm12' : 'tpm2';
   }
 
   get name(): string {
@@ -224,23 +229,23 @@ export class VtpmHandle implements TpmDevice {
   private persist = (snapshot: Buffer): Promise<void> =>
     this.storage.save(this.record.name, this.measurement, snapshot, { durable: this.record.config.durability === 'per-command' });
 
-  private engineOptions() {
+  private tpm2Options() {
     return { pcrCount: this.record.config.pcrCount, ...(this.hardware ? { hardware: this.hardware } : {}) };
   }
 
   /** Makes the brand-new vTPM and hands its first state to the PSS. */
   async manufacture(): Promise<void> {
     await this.queue.run(async () => {
-      this.model = await Tpm2VtpmModel.create(this.persist, this.engineOptions());
+      this.model = this.family === 'tpm12' ? await Tpm12VtpmModel.create(this.persist) : await Tpm2VtpmModel.create(this.persist, this.tpm2Options());
       this.touch();
     });
   }
 
-  private async ensureLoaded(): Promise<Tpm2VtpmModel> {
+  private async ensureLoaded(): Promise<Model> {
     if (this.model) return this.model;
     const snapshot = await this.storage.load(this.record.name, this.measurement);
     if (!snapshot) throw new VtpmError('unknown-vm', `the PSS holds no state for VM '${this.record.name}'`);
-    this.model = Tpm2VtpmModel.restore(this.persist, snapshot, this.engineOptions());
+    this.model = this.family === 'tpm12' ? Tpm12VtpmModel.restore(this.persist, snapshot) : Tpm2VtpmModel.restore(this.persist, snapshot, this.tpm2Options());
     return this.model;
   }
 

@@ -6,6 +6,7 @@ import { after, describe, test } from 'node:test';
 import { GvtpmManager, VtpmError, type ModelStorage } from '../../src/vtpm/manager.ts';
 import { ModelMeasurer } from '../../src/vtpm/model-measurement.ts';
 import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
+import { Tpm12Client } from '../../src/tpm/tpm12/client/index.ts';
 import { ALG, RH } from '../../src/tpm/tpm2/constants.ts';
 import { NV_ATTR } from '../../src/tpm/tpm2/types/nv.ts';
 
@@ -64,6 +65,26 @@ describe('GVTPM manager', () => {
       assert.deepEqual((await tpm.pcrRead(ALG.SHA256, [16]))[0], pcrs.get(name), `${name}: PCRs as they were, no Startup needed`);
       assert.equal((await tpm.nvRead(0x01000010, 0x01000010, name.length)).toString(), name);
     }
+    await m.close();
+  });
+
+  test('a TPM 1.2 VM gets a TPM 1.2 vTPM that survives a manager restart', async () => {
+    const storage = new MemoryStorage();
+    const registryDir = tempDir();
+    let m = await GvtpmManager.open({ registryDir, storage, measurer, idleUnloadMs: 0 });
+    await m.create('legacy', { tpm: '1.2' });
+    const dev = await m.device('legacy');
+    assert.equal(dev.family, 'tpm12');
+    let tpm = new Tpm12Client((c) => dev.execute(c, 0));
+    await tpm.startup(1);
+    await tpm.extend(10, Buffer.alloc(20, 3));
+    const value = await tpm.pcrRead(10);
+    await m.close();
+    m = await GvtpmManager.open({ registryDir, storage, measurer, idleUnloadMs: 0 });
+    const again = await m.device('legacy');
+    tpm = new Tpm12Client((c) => again.execute(c, 0));
+    assert.deepEqual(await tpm.pcrRead(10), value);
+    await assert.rejects(m.create('bad', { tpm: '1.2', design: 'hardware' }), (e) => e instanceof VtpmError && e.code === 'unsupported');
     await m.close();
   });
 

@@ -11,6 +11,7 @@ import { KeySlots } from './state/key-slots.ts';
 import { PcrBank } from './state/pcrs.ts';
 import { rsaKeyParmsFor, type KeyObject12 } from './state/key-object.ts';
 import { deserializeNv, freshStclear, manufacture, serializeNv, type NvArea, type Tpm12Nv } from './state/nv-state.ts';
+import { decodeRunningState12, encodeRunningState12 } from './state/running-state.ts';
 import type { StclearFlags } from './structures/flags.ts';
 import { PCR_SELECT_MAX } from './structures/pcr.ts';
 
@@ -119,6 +120,34 @@ export class Tpm12Engine {
   /** Power removed: nothing is written, as a chip losing power writes nothing. */
   powerOff(): void {
     this.started = false;
+  }
+
+  /**
+   * The running TPM, volatile state and NV, as one record (see state/running-state.ts for what
+   * is left out). Taken between commands, it is consistent.
+   */
+  snapshot(): Buffer {
+    return encodeRunningState12(
+      { started: this.started, pcrs: this.pcrs.values, stclear: this.stclear, activeCounter: this.activeCounter },
+      this.nv,
+    );
+  }
+
+  /**
+   * Continues from a snapshot as though power had never been lost; NV goes to this engine's
+   * store. A damaged snapshot is refused (Tpm12RunningStateError) before anything changes.
+   */
+  resume(snapshot: Buffer): void {
+    const { state, nv } = decodeRunningState12(snapshot);
+    this.nv = nv;
+    this.keys.clear();
+    this.sessions.clear();
+    this.pcrs = new PcrBank();
+    this.pcrs.values = state.pcrs;
+    this.stclear = state.stclear;
+    this.started = state.started;
+    this.activeCounter = state.activeCounter;
+    this.commitNv();
   }
 
   /** The state checks of part 3 section 1 that precede every command. */

@@ -81,7 +81,11 @@ function read(ctx: CallContext, nvIndex: number, offset: number, size: number, a
   const a = area(ctx.tpm, nvIndex);
   checkAccess(ctx, a, false, authed);
   if (size === 0) {
-    if (a.pub.permission.attributes & NV_PER.READ_STCLEAR) a.pub.bReadSTClear = true;
+    if (a.pub.permission.attributes & NV_PER.READ_STCLEAR && !a.pub.bReadSTClear) {
+      a.pub.bReadSTClear = true;
+      // The lock lives in the area's public data, so whoever keeps NV must hear of it.
+      ctx.tpm.markNvDirty();
+    }
     return Buffer.alloc(0);
   }
   if (offset + size > a.pub.dataSize) throw new Tpm12Error(RC.NOSPACE);

@@ -147,6 +147,7 @@ export function deserializeNv(data: Buffer): Tpm12Nv {
   }
   if (!doc || typeof doc !== 'object' || doc.format !== FORMAT) throw new Tpm12StateError(`TPM 1.2 state is not a ${FORMAT} document`);
   if (doc.version !== VERSION) throw new Tpm12StateError(`TPM 1.2 state has version ${String(doc.version)}; this build reads version ${VERSION}`);
+  if (typeof doc.state !== 'object' || doc.state === null) throw new Tpm12StateError('TPM 1.2 state is corrupted: it holds no state');
   const body = toJson(doc.state);
   if (createHash('sha256').update(body).digest('hex') !== doc.sha256) throw new Tpm12StateError('TPM 1.2 state is corrupted: its checksum does not match');
   check(doc.state, STATE_SHAPE, 'state');
