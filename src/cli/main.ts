@@ -4,6 +4,8 @@ import { openTpm2Device } from '../tpm/tpm2/device.ts';
 import { openTpm12Device } from '../tpm/tpm12/device.ts';
 import { createLogger } from './logger.ts';
 import { registerMssimCommand } from './mssim-command.ts';
+import { registerServeCommand } from './serve-command.ts';
+import { registerVmCommand } from './vm-command.ts';
 import { registerSocketCommand, type OpenDeviceOptions } from './socket-command.ts';
 import { bootLabHost } from '../hwtpm/lab-host.ts';
 
@@ -32,6 +34,8 @@ const program = new Command()
 // Both read the global --state at run time unless --tpmstate names a directory.
 registerSocketCommand(program, openDevice, logger);
 registerMssimCommand(program, openDevice, logger);
+registerServeCommand(program, logger);
+registerVmCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -154,6 +154,15 @@ export class GvtpmManager {
     return new VtpmHandle(record, this.storage, this.idleUnloadMs, hardware);
   }
 
+  /** Small values the daemon keeps per VM beside the registry (desired state, endpoint port). */
+  getMeta(key: string): Promise<Buffer | undefined> {
+    return this.registry.getMeta(`daemon/${key}`);
+  }
+
+  setMeta(key: string, value: Buffer): Promise<void> {
+    return this.registry.putMeta(`daemon/${key}`, value);
+  }
+
   /** Loaded models, for metrics and tests. */
   loadedCount(): number {
     let n = 0;

@@ -1,0 +1,63 @@
+/**
+ * The CLI's side of the control API. The daemon is found through `--api`, then `VTPMD_API`, then
+ * the default socket in the state directory; a TCP API's token comes from `VTPMD_API_TOKEN`.
+ */
+import { request } from 'node:http';
+import { join } from 'node:path';
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+    readonly code?: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export function resolveApi(explicit: string | undefined, stateDir: string): string {
+  return explicit ?? process.env.VTPMD_API ?? `unix://${join(stateDir, 'vtpmd.sock')}`;
+}
+
+export async function callApi(api: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const target = api.startsWith('unix://') ? { socketPath: api.slice('unix://'.length) } : apiHost(api);
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const headers: Record<string, string> = {};
+  if (payload) headers['content-type'] = 'application/json';
+  if (!api.startsWith('unix://') && process.env.VTPMD_API_TOKEN) headers.authorization = `Bearer ${process.env.VTPMD_API_TOKEN}`;
+  return new Promise((ok, fail) => {
+    const req = request({ ...target, method, path, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: any = undefined;
+        try {
+          json = text ? JSON.parse(text) : undefined;
+        } catch {
+          json = text;
+        }
+        if ((res.statusCode ?? 500) >= 400) fail(new ApiError(json?.error ?? `the daemon answered ${res.statusCode}`, res.statusCode, json?.code));
+        else ok({ status: res.statusCode ?? 200, json });
+      });
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EACCES'].includes(e.code ?? '')) {
+        fail(new ApiError(`no vtpmd daemon answers at ${api} (${e.code}); start one with \`vtpmd serve\`, or point --api / VTPMD_API at it`));
+      } else fail(e);
+    });
+    req.end(payload);
+  });
+}
+
+function apiHost(api: string): { host: string; port: number } {
+  let u: URL;
+  try {
+    u = new URL(api);
+  } catch {
+    throw new ApiError(`--api ${api}: expected unix:///path/to/vtpmd.sock or http://127.0.0.1:PORT`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'tcp:') throw new ApiError(`--api ${api}: expected unix:///path/to/vtpmd.sock or http://127.0.0.1:PORT`);
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) };
+}

@@ -1,0 +1,60 @@
+/**
+ * `vtpmd serve`: the lab host's daemon, in the foreground. It prints one JSON line once the
+ * control API listens — {"event":"listening","api":"unix:///…/vtpmd.sock"} — and
+ * {"event":"stopped"} after a clean stop (SIGINT or SIGTERM: queues drained, PSS flushed).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import type { Logger } from 'pino';
+import type { ApiAddress } from '../daemon/control-api.ts';
+import { startDaemon } from '../daemon/daemon.ts';
+import { stateDirFallback, watchStopSignals, writeEvent } from './socket-command.ts';
+
+interface ServeOptions {
+  api?: string;
+  tokenFile?: string;
+  hostId?: string;
+}
+
+export function registerServeCommand(program: Command, logger: Logger): Command {
+  return program
+    .command('serve')
+    .description("run the lab host's daemon: the host TPM chip, the PSS, every VM's vTPM and the control API")
+    .option('--api <address>', 'control API: unix:///path (default <state>/vtpmd.sock, mode 0600) or tcp://127.0.0.1:PORT (needs a token)')
+    .option('--token-file <file>', 'bearer token for a TCP control API (or VTPMD_API_TOKEN)')
+    .option('--host-id <id>', "the simulated host's identity (default: the hostname)")
+    .action(async (opts: ServeOptions, command: Command) => {
+      const stateDir = stateDirFallback(command, undefined);
+      const log = logger.child({ command: 'serve' });
+      let api: ApiAddress;
+      try {
+        api = apiAddress(opts, stateDir);
+      } catch (e) {
+        command.error(`error: ${(e as Error).message}`, { exitCode: 1 });
+      }
+      const stop = watchStopSignals(log);
+      try {
+        const daemon = await startDaemon({ stateDir, api, logger: log, ...(opts.hostId ? { hostId: opts.hostId } : {}) });
+        writeEvent({ event: 'listening', api: daemon.apiUrl, state: stateDir });
+        log.info({ api: daemon.apiUrl, state: stateDir }, 'vtpmd serving');
+        await stop.requested;
+        await daemon.stop();
+        writeEvent({ event: 'stopped' });
+      } finally {
+        stop.dispose();
+      }
+    });
+}
+
+function apiAddress(opts: ServeOptions, stateDir: string): ApiAddress {
+  const spec = opts.api ?? `unix://${join(stateDir, 'vtpmd.sock')}`;
+  if (spec.startsWith('unix://')) return { type: 'unix', path: spec.slice('unix://'.length) };
+  const m = /^(?:tcp|http):\/\/(\[[^\]]+\]|[^:/]+):(\d+)\/?$/.exec(spec);
+  if (!m) throw new Error(`--api ${spec}: expected unix:///path or tcp://127.0.0.1:PORT`);
+  const host = m[1]!.replace(/^\[|\]$/g, '');
+  if (!['127.0.0.1', '::1', 'localhost'].includes(host)) throw new Error(`--api ${spec}: the control API listens on loopback only`);
+  const token = opts.tokenFile ? readFileSync(opts.tokenFile, 'utf8').trim() : process.env.VTPMD_API_TOKEN;
+  if (!token) throw new Error('a TCP control API needs a bearer token: --token-file FILE or VTPMD_API_TOKEN');
+  return { type: 'tcp', host, port: Number(m[2]), token };
+}

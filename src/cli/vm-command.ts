@@ -1,0 +1,55 @@
+/**
+ * `vtpmd vm …`: the control API from the command line. Every command prints the daemon's JSON
+ * (a VM, or the list); errors are one line on stderr and exit code 1.
+ */
+import { Command, Option } from 'commander';
+import { ApiError, callApi, resolveApi } from './api-client.ts';
+import { stateDirFallback } from './socket-command.ts';
+
+export function registerVmCommand(program: Command): Command {
+  const vm = program
+    .command('vm')
+    .description('create, list, show, stop, start and destroy VMs of a running `vtpmd serve`')
+    .option('--api <address>', 'the daemon: unix:///path or http://127.0.0.1:PORT (default VTPMD_API, then <state>/vtpmd.sock)');
+
+  const run = (fn: (api: string, command: Command) => Promise<unknown>) => async (...args: unknown[]) => {
+    const command = args[args.length - 1] as Command;
+    const api = resolveApi(vm.opts().api as string | undefined, stateDirFallback(command, undefined));
+    try {
+      const out = await fn(api, command);
+      if (out !== undefined) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      process.stderr.write(`vtpmd: error: ${e.message}\n`);
+      process.exitCode = 1;
+    }
+  };
+  const path = (name: string, suffix = '') => `/vms/${encodeURIComponent(name)}${suffix}`;
+
+  vm.command('create <name>')
+    .description("create a VM and its vTPM; prints the VM with its endpoints")
+    .addOption(new Option('--dm <design>', 'device model').choices(['software', 'hardware']).default('software'))
+    .addOption(new Option('--tpm <version>', 'TPM version').choices(['2.0', '1.2']).default('2.0'))
+    .option('--migratable', 'the vTPM may later be migrated (its credentials say so)', false)
+    .action(
+      run(async (api, command) => {
+        const [name] = command.args as [string];
+        const o = command.opts() as { dm: string; tpm: string; migratable: boolean };
+        process.stderr.write(`creating VM ${name} (${o.dm} vTPM, TPM ${o.tpm})…\n`);
+        return (await callApi(api, 'POST', '/vms', { name, dm: o.dm, tpm: o.tpm, migratable: o.migratable })).json;
+      }),
+    );
+  vm.command('list').description('every VM').action(run(async (api) => (await callApi(api, 'GET', '/vms')).json));
+  vm.command('show <name>').description('one VM').action(run(async (api, c) => (await callApi(api, 'GET', path(c.args[0]!))).json));
+  vm.command('stop <name>').description("close the VM's endpoint and unload its vTPM").action(run(async (api, c) => (await callApi(api, 'POST', path(c.args[0]!, '/stop'))).json));
+  vm.command('start <name>').description("reopen the VM's endpoint").action(run(async (api, c) => (await callApi(api, 'POST', path(c.args[0]!, '/start'))).json));
+  vm.command('destroy <name>')
+    .description('destroy the VM and its vTPM state')
+    .action(
+      run(async (api, c) => {
+        await callApi(api, 'DELETE', path(c.args[0]!));
+        return { destroyed: c.args[0] };
+      }),
+    );
+  return vm;
+}

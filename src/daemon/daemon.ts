@@ -1,0 +1,50 @@
+/**
+ * `vtpmd serve`'s lifecycle: open the lab host's stack from the state directory, bring back the
+ * VMs that were running, serve the control API; on stop, close the API first (no new requests),
+ * then every VM endpoint (draining the commands in flight), then the PSS and the chip.
+ */
+import type { Logger } from 'pino';
+import { startControlApi, type ApiAddress } from './control-api.ts';
+import { Host } from './host.ts';
+import { VmService } from './vm-service.ts';
+
+export interface DaemonOptions {
+  stateDir: string;
+  api: ApiAddress;
+  logger: Logger;
+  hostId?: string;
+  idleUnloadMs?: number;
+}
+
+export interface Daemon {
+  readonly apiUrl: string;
+  readonly service: VmService;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const host = await Host.open({
+    stateDir: opts.stateDir,
+    logger: opts.logger,
+    ...(opts.hostId !== undefined ? { hostId: opts.hostId } : {}),
+    ...(opts.idleUnloadMs !== undefined ? { idleUnloadMs: opts.idleUnloadMs } : {}),
+  });
+  const service = new VmService(host, opts.logger);
+  try {
+    await service.resume();
+    const api = await startControlApi(service, opts.api, opts.logger);
+    return {
+      apiUrl: api.url,
+      service,
+      async stop() {
+        await api.close();
+        await service.close();
+        await host.close();
+      },
+    };
+  } catch (e) {
+    await service.close().catch(() => undefined);
+    await host.close().catch(() => undefined);
+    throw e;
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * `vtpmd serve` as an operator and a guest use it: VMs created through the CLI, each VM's vTPM
+ * reached by tpm2-tools over its own swtpm endpoint, and a daemon restart that a guest does not
+ * notice.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { interopUnavailable, parsePcrRead, tempDir, tool } from './harness.ts';
+
+const run = promisify(execFile);
+const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'vtpmd.js');
+const skip = interopUnavailable('swtpm');
+
+interface Daemon {
+  child: ChildProcess;
+  api: string;
+}
+
+async function startDaemon(stateDir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Daemon> {
+  const child = spawn(process.execPath, [BIN, '--state', stateDir, 'serve', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VTPMD_LOG_LEVEL: 'warn', ...env } });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  const api = await new Promise<string>((ok, fail) => {
+    child.once('exit', (code) => fail(new Error(`vtpmd serve exited (${code}): ${stderr}`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const e = JSON.parse(line) as { event: string; api?: string };
+      if (e.event === 'listening') ok(e.api!);
+    });
+  });
+  return { child, api };
+}
+
+async function stopDaemon(d: Daemon): Promise<void> {
+  if (d.child.exitCode !== null) return;
+  const exited = new Promise((ok) => d.child.once('exit', ok));
+  d.child.kill('SIGTERM');
+  await exited;
+}
+
+async function cli(stateDir: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [BIN, '--state', stateDir, ...args], { env: { ...process.env, VTPMD_LOG_LEVEL: 'warn', ...env } });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
+  }
+}
+
+function http(socketPath: string, method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
+  return new Promise((ok, fail) => {
+    const req = request({ socketPath, method, path, headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => ok({ status: res.statusCode!, body: text }));
+    });
+    req.on('error', fail);
+    req.end(body);
+  });
+}
+
+const tcti = (vm: { endpoints: { swtpm: { data: string } } }) => {
+  const u = new URL(vm.endpoints.swtpm.data);
+  return `swtpm:host=${u.hostname},port=${u.port}`;
+};
+
+describe('vtpmd serve', { skip }, () => {
+  const state = tempDir('vtpmd-serve-');
+  let daemon: Daemon;
+
+  before(async () => {
+    daemon = await startDaemon(state.path);
+  });
+  after(async () => {
+    if (daemon) await stopDaemon(daemon);
+    state.remove();
+  });
+
+  test('vm create prints the VM with its endpoint, and tpm2-tools reach that vTPM', async () => {
+    const r = await cli(state.path, ['vm', 'create', 'web']);
+    assert.equal(r.code, 0, r.stderr);
+    const vm = JSON.parse(r.stdout);
+    assert.equal(vm.name, 'web');
+    assert.equal(vm.state, 'running');
+    assert.match(vm.endpoints.swtpm.data, /^tcp:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(vm.endpoints.swtpm.ctrl, /^tcp:\/\/127\.0\.0\.1:\d+$/);
+    await tool(tcti(vm), 'tpm2_pcrextend', ['16:sha256=' + '11'.repeat(32)]);
+    const pcr = parsePcrRead(await tool(tcti(vm), 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16);
+    assert.notEqual(pcr, '00'.repeat(32));
+  });
+
+  test('bad requests get clear errors and change nothing', async () => {
+    const dup = await cli(state.path, ['vm', 'create', 'web']);
+    assert.equal(dup.code, 1);
+    assert.match(dup.stderr, /already exists/);
+    const unknown = await cli(state.path, ['vm', 'show', 'nobody']);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /no VM named 'nobody'/);
+    const sock = join(state.path, 'vtpmd.sock');
+    const malformed = await http(sock, 'POST', '/vms', '{"name": ');
+    assert.equal(malformed.status, 400);
+    assert.match(JSON.parse(malformed.body).error, /not valid JSON/);
+    const badField = await http(sock, 'POST', '/vms', JSON.stringify({ name: 'x', dm: 'quantum' }));
+    assert.equal(badField.status, 400);
+    assert.equal((await http(sock, 'GET', '/nowhere')).status, 404);
+    assert.equal((await http(sock, 'PUT', '/vms')).status, 405);
+    const list = JSON.parse((await cli(state.path, ['vm', 'list'])).stdout) as { name: string }[];
+    assert.deepEqual(list.map((v) => v.name), ['web']);
+  });
+
+  test('health and metrics report the VMs and their commands', async () => {
+    const sock = join(state.path, 'vtpmd.sock');
+    const health = JSON.parse((await http(sock, 'GET', '/health')).body);
+    assert.equal(health.status, 'ok');
+    assert.equal(health.vms, 1);
+    const metrics = (await http(sock, 'GET', '/metrics')).body;
+    assert.match(metrics, /vtpmd_vm_queue_depth\{vm="web"\} 0/);
+    // PCR_Extend is 0x00000182.
+    assert.match(metrics, /vtpmd_vm_command_duration_ms_count\{vm="web",code="0x00000182"\} [1-9]/);
+  });
+
+  test('a daemon restart is invisible to the guest: same endpoint, same PCRs, no Startup', async () => {
+    const before = JSON.parse((await cli(state.path, ['vm', 'show', 'web'])).stdout);
+    const pcr = parsePcrRead(await tool(tcti(before), 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16);
+    await stopDaemon(daemon);
+    daemon = await startDaemon(state.path);
+    const after = JSON.parse((await cli(state.path, ['vm', 'show', 'web'])).stdout);
+    assert.equal(after.endpoints.swtpm.data, before.endpoints.swtpm.data);
+    assert.equal(parsePcrRead(await tool(tcti(after), 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16), pcr);
+  });
+
+  test('stop closes the endpoint, start reopens it, destroy removes the VM', async () => {
+    const stopped = JSON.parse((await cli(state.path, ['vm', 'stop', 'web'])).stdout);
+    assert.equal(stopped.state, 'stopped');
+    assert.deepEqual(stopped.endpoints, {});
+    const started = JSON.parse((await cli(state.path, ['vm', 'start', 'web'])).stdout);
+    assert.equal(started.state, 'running');
+    await tool(tcti(started), 'tpm2_pcrread', ['sha256:16']);
+    assert.equal((await cli(state.path, ['vm', 'destroy', 'web'])).code, 0);
+    assert.deepEqual(JSON.parse((await cli(state.path, ['vm', 'list'])).stdout), []);
+  });
+
+  test('without a daemon the CLI says so', async () => {
+    const empty = tempDir('vtpmd-nodaemon-');
+    try {
+      const r = await cli(empty.path, ['vm', 'list']);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /no vtpmd daemon answers at unix:\/\/.*vtpmd\.sock/);
+    } finally {
+      empty.remove();
+    }
+  });
+
+  test('a TCP control API refuses requests without the right bearer token', async () => {
+    const other = tempDir('vtpmd-serve-tcp-');
+    const d = await startDaemon(other.path, ['--api', 'tcp://127.0.0.1:0'], { VTPMD_API_TOKEN: 'let-me-in' });
+    try {
+      assert.match(d.api, /^http:\/\/127\.0\.0\.1:\d+$/);
+      const denied = await cli(other.path, ['vm', 'list', '--api', d.api], { VTPMD_API_TOKEN: 'wrong' });
+      assert.equal(denied.code, 1);
+      assert.match(denied.stderr, /bearer token/);
+      const allowed = await cli(other.path, ['vm', '--api', d.api, 'list'], { VTPMD_API_TOKEN: 'let-me-in' });
+      assert.equal(allowed.code, 0, allowed.stderr);
+    } finally {
+      await stopDaemon(d);
+      other.remove();
+    }
+  });
+});
