@@ -1,26 +1,28 @@
 import { Command, Option } from 'commander';
 import type { TpmDevice } from '../tpm/device.ts';
-import { openTpm2Device } from '../tpm/tpm2/device.ts';
-import { openTpm12Device } from '../tpm/tpm12/device.ts';
 import { createLogger } from './logger.ts';
 import { registerMssimCommand } from './mssim-command.ts';
 import { registerServeCommand } from './serve-command.ts';
 import { registerVmCommand } from './vm-command.ts';
 import { registerSocketCommand, type OpenDeviceOptions } from './socket-command.ts';
-import { bootLabHost } from '../hwtpm/lab-host.ts';
 
 const logger = createLogger();
 
-/** Opens the TPM whose state lives in `stateDir`; internal faults are logged, never shown to clients. */
+/**
+ * Opens the TPM whose state lives in `stateDir`; internal faults are logged, never shown to
+ * clients. Engines load on demand, so commands that only talk to a daemon start quickly.
+ */
 async function openDevice({ stateDir, tpm2, chip }: OpenDeviceOptions): Promise<TpmDevice> {
   const log = logger.child({ tpmstate: stateDir });
   const onInternalError = (e: unknown) => log.error({ err: e }, 'internal TPM fault; the command got a failure response');
   if (chip) {
+    const { bootLabHost } = await import('../hwtpm/lab-host.ts');
     const host = await bootLabHost({ stateDir, personality: tpm2 ? 'tpm2' : 'tpm12', onInternalError });
     log.info({ eventLog: host.eventLogPath, manufacturerCa: host.caPath, fresh: host.chip.fresh }, 'lab host booted: chip manufactured and host boot measured');
     return host.chip;
   }
-  return tpm2 ? openTpm2Device(stateDir, { onInternalError }) : openTpm12Device(stateDir, { onInternalError });
+  if (tpm2) return (await import('../tpm/tpm2/device.ts')).openTpm2Device(stateDir, { onInternalError });
+  return (await import('../tpm/tpm12/device.ts')).openTpm12Device(stateDir, { onInternalError });
 }
 
 const program = new Command()

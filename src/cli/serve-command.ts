@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import type { ApiAddress } from '../daemon/control-api.ts';
-import { startDaemon } from '../daemon/daemon.ts';
 import { stateDirFallback, watchStopSignals, writeEvent } from './socket-command.ts';
 
 interface ServeOptions {
@@ -35,6 +34,7 @@ export function registerServeCommand(program: Command, logger: Logger): Command 
       }
       const stop = watchStopSignals(log);
       try {
+        const { startDaemon } = await import('../daemon/daemon.ts');
         const daemon = await startDaemon({ stateDir, api, logger: log, ...(opts.hostId ? { hostId: opts.hostId } : {}) });
         writeEvent({ event: 'listening', api: daemon.apiUrl, state: stateDir });
         log.info({ api: daemon.apiUrl, state: stateDir }, 'vtpmd serving');
