@@ -5,6 +5,18 @@
 import { Command, Option } from 'commander';
 import { ApiError, callApi, resolveApi } from './api-client.ts';
 import { stateDirFallback } from './socket-command.ts';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const CREDENTIAL_FILES = { ek: 'ek.pem', platform: 'platform.pem', chain: 'chain.pem', root: 'vmca-root.pem' } as const;
+
+async function writeCredentialFiles(dir: string, c: { ek: string; platform: string; chain: string[]; vmcaRoot: string }): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, CREDENTIAL_FILES.ek), c.ek);
+  await writeFile(join(dir, CREDENTIAL_FILES.platform), c.platform);
+  await writeFile(join(dir, CREDENTIAL_FILES.chain), c.chain.join(''));
+  await writeFile(join(dir, CREDENTIAL_FILES.root), c.vmcaRoot);
+}
 
 export function registerVmCommand(program: Command): Command {
   const vm = program
@@ -43,6 +55,17 @@ export function registerVmCommand(program: Command): Command {
   vm.command('show <name>').description('one VM').action(run(async (api, c) => (await callApi(api, 'GET', path(c.args[0]!))).json));
   vm.command('stop <name>').description("close the VM's endpoint and unload its vTPM").action(run(async (api, c) => (await callApi(api, 'POST', path(c.args[0]!, '/stop'))).json));
   vm.command('start <name>').description("reopen the VM's endpoint").action(run(async (api, c) => (await callApi(api, 'POST', path(c.args[0]!, '/start'))).json));
+  vm.command('credentials <name>')
+    .description("write the VM's EK and platform credentials and their chain: ek.pem, platform.pem, chain.pem, vmca-root.pem")
+    .requiredOption('--out <dir>', 'directory to write them to')
+    .action(
+      run(async (api, c) => {
+        const { json } = await callApi(api, 'GET', path(c.args[0]!, '/credentials'));
+        const dir = (c.opts() as { out: string }).out;
+        await writeCredentialFiles(dir, json);
+        return { written: dir, files: Object.values(CREDENTIAL_FILES) };
+      }),
+    );
   vm.command('destroy <name>')
     .description('destroy the VM and its vTPM state')
     .action(

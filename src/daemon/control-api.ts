@@ -9,6 +9,7 @@
  *   GET    /vms/NAME                 one VM
  *   POST   /vms/NAME/stop | /start   → the VM
  *   DELETE /vms/NAME                 → 204
+ *   GET    /vms/NAME/credentials     {"ek", "platform", "chain": [...], "vmcaRoot"} as PEM
  *
  * Errors are JSON {"error": message, "code": code} with the status saying which kind: 400 bad
  * request, 401 token, 404 unknown VM or route, 405 method, 409 duplicate, 413 body too large,
@@ -20,6 +21,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from 'pino';
 import { PssViolation } from '../pss/errors.ts';
 import { VtpmError } from '../vtpm/manager.ts';
+import { toPem } from '../hwtpm/credentials/x509.ts';
 import type { CreateVmRequest, VmService } from './vm-service.ts';
 
 export type ApiAddress = { type: 'unix'; path: string } | { type: 'tcp'; host: string; port: number; token: string };
@@ -151,6 +153,11 @@ async function handle(service: VmService, address: ApiAddress, req: IncomingMess
         await service.destroy(name);
         res.writeHead(204).end();
         return;
+      }
+      if (parts.length === 3 && parts[2] === 'credentials') {
+        only('GET');
+        const c = await service.credentials(name);
+        return send(res, 200, { ek: toPem(c.ekCertificate), platform: toPem(c.platformCertificate), chain: c.chain.map((d) => toPem(d)), vmcaRoot: toPem(c.vmcaRoot) });
       }
       if (parts.length === 3 && (parts[2] === 'stop' || parts[2] === 'start')) {
         only('POST');

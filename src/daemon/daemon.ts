@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { startControlApi, type ApiAddress } from './control-api.ts';
 import { Host } from './host.ts';
 import { VmService } from './vm-service.ts';
+import { openAuthorities } from './authorities.ts';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -29,7 +30,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ...(opts.hostId !== undefined ? { hostId: opts.hostId } : {}),
     ...(opts.idleUnloadMs !== undefined ? { idleUnloadMs: opts.idleUnloadMs } : {}),
   });
-  const service = new VmService(host, opts.logger);
+  const authorities = await openAuthorities(opts.stateDir, host, host.hostId, opts.logger);
+  const service = new VmService(host, opts.logger, authorities);
   try {
     await service.resume();
     const api = await startControlApi(service, opts.api, opts.logger);

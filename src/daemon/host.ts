@@ -32,10 +32,12 @@ export class Host {
     readonly chipClient: ChipClient,
     readonly pss: ProtectedStorage,
     readonly manager: GvtpmManager,
+    readonly hostId: string,
   ) {}
 
   static async open(opts: HostOptions): Promise<Host> {
-    const lab = await bootLabHost({ stateDir: join(opts.stateDir, 'chip'), hostId: opts.hostId ?? hostname() });
+    const hostId = opts.hostId ?? hostname();
+    const lab = await bootLabHost({ stateDir: join(opts.stateDir, 'chip'), hostId });
     const chipClient = await openChipClient(lab.chip);
     await chipClient.takeOwnership();
     const pss = await ProtectedStorage.open({ dir: join(opts.stateDir, 'pss'), chip: chipClient, ...(opts.logger ? { logger: opts.logger } : {}) });
@@ -48,7 +50,7 @@ export class Host {
         ...(opts.idleUnloadMs !== undefined ? { idleUnloadMs: opts.idleUnloadMs } : {}),
         ...(opts.logger ? { logger: opts.logger } : {}),
       });
-      return new Host(lab, chipClient, pss, manager);
+      return new Host(lab, chipClient, pss, manager, hostId);
     } catch (e) {
       await pss.close();
       throw e;

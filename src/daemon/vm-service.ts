@@ -10,6 +10,10 @@ import { startupCommand } from '../transport/tpm-frames.ts';
 import type { ModelConfig } from '../vtpm/model-measurement.ts';
 import type { VmRecord } from '../vtpm/registry.ts';
 import type { Host } from './host.ts';
+import type { Authorities } from './authorities.ts';
+import { VtpmError } from '../vtpm/manager.ts';
+import { installVtpmEkCertificate } from '../vma/vtpm-ek.ts';
+import type { VmCredentials } from '../vma/vma.ts';
 import { VmMetrics, measured, renderMetrics } from './metrics.ts';
 
 export type VmState = 'running' | 'stopped';
@@ -39,6 +43,7 @@ export class VmService {
   constructor(
     readonly host: Host,
     private readonly logger: Logger,
+    private readonly authorities?: Authorities,
   ) {}
 
   private get manager() {
@@ -68,10 +73,42 @@ export class VmService {
     // As the guest's firmware does at its first boot; a later CMD_INIT from QEMU resets it again.
     const device = await this.manager.device(req.name);
     await device.execute(startupCommand(device.family, 'clear'), 0);
+    if (device.family === 'tpm2') await this.issueCredentials(req.name, req.migratable ?? false);
     await this.setDesiredState(req.name, 'running');
     await this.openEndpoint(req.name);
     this.logger.info({ vm: req.name, dm: req.dm ?? 'software', tpm: req.tpm ?? '2.0' }, 'VM created');
     return this.show(req.name);
+  }
+
+  /**
+   * The vMA certifies the vTPM's EK (stored in its standard NV index, where the guest's
+   * tpm2_getekcertificate finds it) and issues its platform credential; both are kept with the
+   * chain that signed them, since the vMA's keys change at every daemon start.
+   */
+  private async issueCredentials(name: string, migratable: boolean): Promise<void> {
+    const vma = this.authorities?.vma;
+    if (!vma) {
+      this.logger.warn({ vm: name }, `VM created without credentials: ${this.authorities?.unavailable ?? 'no vMA'}`);
+      return;
+    }
+    const exec = async (c: Uint8Array) => (await this.manager.device(name)).execute(c, 0);
+    const ek = await installVtpmEkCertificate(exec, vma, { migratable });
+    const creds = await vma.credentials(ek.certificate, name, migratable, this.authorities!.vmca.root.der);
+    const stored = { ek: creds.ekCertificate.toString('base64'), platform: creds.platformCertificate.toString('base64'), chain: creds.chain.map((c) => c.toString('base64')), root: creds.vmcaRoot.toString('base64') };
+    await this.manager.setMeta(`credentials/${name}`, Buffer.from(JSON.stringify(stored)));
+  }
+
+  /** The VM's credentials as the vMA issued them at its creation. */
+  async credentials(name: string): Promise<VmCredentials> {
+    const r = await this.manager.get(name);
+    const raw = await this.manager.getMeta(`credentials/${name}`);
+    if (!raw) {
+      const why = r.config.tpm === '1.2' ? 'TPM 1.2 vTPMs get no vMA credentials' : (this.authorities?.unavailable ?? 'it was created while the vMA had no delegation');
+      throw new VtpmError('unsupported', `VM '${name}' has no credentials: ${why}`);
+    }
+    const j = JSON.parse(raw.toString()) as { ek: string; platform: string; chain: string[]; root: string };
+    const b = (s: string) => Buffer.from(s, 'base64');
+    return { ekCertificate: b(j.ek), platformCertificate: b(j.platform), chain: j.chain.map(b), vmcaRoot: b(j.root) };
   }
 
   async list(): Promise<VmView[]> {

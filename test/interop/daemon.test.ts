@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
@@ -92,6 +93,29 @@ describe('vtpmd serve', { skip }, () => {
     await tool(tcti(vm), 'tpm2_pcrextend', ['16:sha256=' + '11'.repeat(32)]);
     const pcr = parsePcrRead(await tool(tcti(vm), 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16);
     assert.notEqual(pcr, '00'.repeat(32));
+  });
+
+  test("vm credentials writes the vTPM's EK credential chain, which openssl verifies and tpm2_getekcertificate finds in the guest", async () => {
+    const out = tempDir('vtpmd-creds-');
+    try {
+      const r = await cli(state.path, ['vm', 'credentials', 'web', '--out', out.path]);
+      assert.equal(r.code, 0, r.stderr);
+      const f = (n: string) => join(out.path, n);
+      const verified = await run('openssl', ['verify', '-CAfile', f('vmca-root.pem'), '-untrusted', f('chain.pem'), f('ek.pem'), f('platform.pem')]);
+      assert.match(verified.stdout, /ek\.pem: OK/);
+      assert.match(verified.stdout, /platform\.pem: OK/);
+      const text = (await run('openssl', ['x509', '-in', f('ek.pem'), '-noout', '-text'])).stdout;
+      assert.match(text, /2\.23\.133\.8\.1/);
+      assert.match(text, /GVTPM/);
+      const vm = JSON.parse((await cli(state.path, ['vm', 'show', 'web'])).stdout);
+      await tool(tcti(vm), 'tpm2_getekcertificate', ['-o', f('guest-ek.der')]);
+      const guestPem = (await run('openssl', ['x509', '-inform', 'der', '-in', f('guest-ek.der')])).stdout;
+      const fileDer = (await run('openssl', ['x509', '-in', f('ek.pem'), '-outform', 'der'], { encoding: 'buffer' })).stdout;
+      assert.ok(readFileSync(f('guest-ek.der')).equals(fileDer), 'the guest reads the certificate the vMA issued');
+      assert.match(guestPem, /BEGIN CERTIFICATE/);
+    } finally {
+      out.remove();
+    }
   });
 
   test('bad requests get clear errors and change nothing', async () => {
