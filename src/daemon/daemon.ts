@@ -8,6 +8,7 @@ import { startControlApi, type ApiAddress } from './control-api.ts';
 import { Host } from './host.ts';
 import { VmService } from './vm-service.ts';
 import { openAuthorities } from './authorities.ts';
+import { Hypervisor } from '../hypervisor/hypervisor.ts';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -31,7 +32,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ...(opts.idleUnloadMs !== undefined ? { idleUnloadMs: opts.idleUnloadMs } : {}),
   });
   const authorities = await openAuthorities(opts.stateDir, host, host.hostId, opts.logger);
-  const service = new VmService(host, opts.logger, authorities);
+  // The hypervisor reserves the TPM partition that hosts the vTPMs before any guest exists.
+  const hypervisor = await Hypervisor.start({ manager: host.manager });
+  const service = new VmService(host, hypervisor, opts.logger, authorities);
   try {
     await service.resume();
     const api = await startControlApi(service, opts.api, opts.logger);

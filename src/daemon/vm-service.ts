@@ -10,6 +10,7 @@ import { startupCommand } from '../transport/tpm-frames.ts';
 import type { ModelConfig } from '../vtpm/model-measurement.ts';
 import type { VmRecord } from '../vtpm/registry.ts';
 import type { Host } from './host.ts';
+import type { Hypervisor } from '../hypervisor/hypervisor.ts';
 import type { Authorities } from './authorities.ts';
 import { VtpmError } from '../vtpm/manager.ts';
 import { installVtpmEkCertificate } from '../vma/vtpm-ek.ts';
@@ -42,6 +43,7 @@ export class VmService {
 
   constructor(
     readonly host: Host,
+    readonly hypervisor: Hypervisor,
     private readonly logger: Logger,
     private readonly authorities?: Authorities,
   ) {}
@@ -55,6 +57,8 @@ export class VmService {
     for (const r of await this.manager.list()) {
       if ((await this.desiredState(r.name)) === 'running') {
         try {
+          // The guest kept running while the daemon restarted: no reset.
+          await this.openPartition(r.name, false);
           await this.openEndpoint(r.name);
         } catch (e) {
           this.logger.error({ vm: r.name, err: e }, 'could not bring the VM back; it stays stopped until started');
@@ -70,9 +74,8 @@ export class VmService {
       ...(req.migratable !== undefined ? { migratable: req.migratable } : {}),
     };
     await this.manager.create(req.name, config);
-    // As the guest's firmware does at its first boot; a later CMD_INIT from QEMU resets it again.
+    await this.openPartition(req.name, true);
     const device = await this.manager.device(req.name);
-    await device.execute(startupCommand(device.family, 'clear'), 0);
     if (device.family === 'tpm2') await this.issueCredentials(req.name, req.migratable ?? false);
     await this.setDesiredState(req.name, 'running');
     await this.openEndpoint(req.name);
@@ -123,6 +126,7 @@ export class VmService {
   async stop(name: string): Promise<VmView> {
     await this.manager.get(name);
     await this.closeEndpoint(name);
+    await this.closePartition(name);
     await this.manager.unload(name);
     await this.setDesiredState(name, 'stopped');
     this.logger.info({ vm: name }, 'VM stopped');
@@ -132,6 +136,7 @@ export class VmService {
   async start(name: string): Promise<VmView> {
     await this.manager.get(name);
     await this.setDesiredState(name, 'running');
+    if (!this.partitionRunning(name)) await this.openPartition(name, true);
     await this.openEndpoint(name);
     this.logger.info({ vm: name }, 'VM started');
     return this.show(name);
@@ -140,6 +145,7 @@ export class VmService {
   async destroy(name: string): Promise<void> {
     await this.manager.get(name);
     await this.closeEndpoint(name);
+    await this.closePartition(name);
     await this.manager.destroy(name);
     this.metrics.delete(name);
     this.logger.info({ vm: name }, 'VM destroyed');
@@ -159,9 +165,32 @@ export class VmService {
     };
   }
 
-  /** Closes every endpoint and waits for the vTPMs' commands in flight; the host closes next. */
+  /** Closes every endpoint and partition, waiting for the vTPMs' commands in flight; the host closes next. */
   async close(): Promise<void> {
     for (const name of [...this.endpoints.keys()]) await this.closeEndpoint(name);
+    await this.hypervisor.stop();
+  }
+
+  private partitionRunning(name: string): boolean {
+    return this.hypervisor.list().some((p) => p.name === name && p.state === 'running');
+  }
+
+  /**
+   * The VM's partition in the hypervisor, its vTPM kept when the partition ends. A booting guest
+   * gets a platform reset and its firmware's Startup; a guest that kept running gets neither.
+   */
+  private async openPartition(name: string, boot: boolean): Promise<void> {
+    if (this.partitionRunning(name)) return;
+    await this.hypervisor.createPartition(name, { vtpm: { name } }, 'keep');
+    await this.hypervisor.startPartition(name, { reset: boot });
+    if (boot) {
+      const device = await this.manager.device(name);
+      await device.execute(startupCommand(device.family, 'clear'), 0);
+    }
+  }
+
+  private async closePartition(name: string): Promise<void> {
+    if (this.partitionRunning(name)) await this.hypervisor.terminate(name);
   }
 
   private async viewOf(r: VmRecord): Promise<VmView> {

@@ -106,10 +106,10 @@ export class Hypervisor {
     }
   }
 
-  /** Runs the partition: its vTPM sees a platform reset (_TPM_Init). */
-  async startPartition(name: string): Promise<PartitionInfo> {
+  /** Runs the partition: its vTPM sees a platform reset (_TPM_Init) unless `reset` is false. */
+  async startPartition(name: string, opts: { reset?: boolean } = {}): Promise<PartitionInfo> {
     const e = this.#entry(name);
-    await e.partition.start();
+    await e.partition.start(opts);
     return info(e);
   }
 

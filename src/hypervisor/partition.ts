@@ -95,9 +95,13 @@ export class Partition implements Schedulable {
   }
 
   /** Platform reset of the guest: _TPM_Init reaches its vTPM. */
-  async start(): Promise<void> {
+  /**
+   * Runs the guest. `reset: false` is for a guest that kept running while the hypervisor
+   * process restarted: its vTPM continues without a _TPM_Init.
+   */
+  async start(opts: { reset?: boolean } = {}): Promise<void> {
     if (this.#state !== 'created') throw new HypervisorError('bad-state', `partition '${this.name}' is ${this.#state}; only a created partition can start`);
-    await this.device.powerOn();
+    if (opts.reset !== false) await this.device.powerOn();
     this.#state = 'running';
   }
 
