@@ -6,14 +6,11 @@
  * `persist` and releases the response only once that resolves, so a response the guest saw is
  * never lost to a crash of the host process.
  */
-import type { TpmDevice } from '../tpm/device.ts';
-import { SerialQueue } from '../tpm/serial-queue.ts';
-import type { StateStore } from '../tpm/tpm2/state/store.ts';
 import { ORD } from '../tpm/tpm12/constants.ts';
 import { errorResponse } from '../tpm/tpm12/dispatcher.ts';
 import { Tpm12Engine, type Tpm12Options } from '../tpm/tpm12/engine.ts';
 import { RC } from '../tpm/tpm12/rc.ts';
-import type { Persist } from './tpm2-model.ts';
+import { PersistedModel, commandCode, succeeded, type Persist } from './persisted-model.ts';
 
 export type { Persist };
 
@@ -42,34 +39,18 @@ const VOLATILE_CHANGING: ReadonlySet<number> = new Set([
   ORD.ReleaseCounterOwner,
 ]);
 
-/** Notes whether the engine wrote NV during a command. */
-class DirtyFlagStore implements StateStore {
-  dirty = false;
-  load(): Buffer | undefined {
-    return undefined;
-  }
-  save(): void {
-    this.dirty = true;
-  }
-}
-
 export interface Tpm12VtpmModelOptions extends Omit<Tpm12Options, 'store'> {
   /** A snapshot to continue from; without it the vTPM is manufactured new. */
   snapshot?: Buffer;
 }
 
-export class Tpm12VtpmModel implements TpmDevice {
+export class Tpm12VtpmModel extends PersistedModel {
   readonly family = 'tpm12' as const;
-  private readonly engine: Tpm12Engine;
-  private readonly store = new DirtyFlagStore();
-  private readonly queue = new SerialQueue();
-  private on = true;
+  protected readonly engine: Tpm12Engine;
 
   /** Use `create` (which persists the new vTPM before anyone can use it) or `restore`. */
-  private constructor(
-    private readonly persist: Persist,
-    opts: Tpm12VtpmModelOptions,
-  ) {
+  private constructor(persist: Persist, opts: Tpm12VtpmModelOptions) {
+    super(persist);
     const { snapshot, ...engineOpts } = opts;
     // A restored vTPM gets its EK from the snapshot; making one first would only waste a key generation.
     this.engine = new Tpm12Engine({ ...engineOpts, ...(snapshot ? { manufactureEk: false } : {}), store: this.store });
@@ -92,66 +73,16 @@ export class Tpm12VtpmModel implements TpmDevice {
     return new Tpm12VtpmModel(persist, { ...opts, snapshot });
   }
 
-  get powered(): boolean {
-    return this.on;
+  protected run(command: Uint8Array, locality: number): Buffer {
+    return this.engine.execute(command, locality);
   }
 
-  get established(): boolean {
-    return false;
+  protected changedRunningState(command: Uint8Array, response: Buffer): boolean {
+    return succeeded(response) && VOLATILE_CHANGING.has(commandCode(command));
   }
 
-  resetEstablished(locality: number): boolean {
-    return locality >= 3;
+  /** A chip without power does not answer; TPM_FAIL is the closest a byte interface can say. */
+  protected unpoweredResponse(): Buffer {
+    return errorResponse(RC.FAIL);
   }
-
-  get maxCommandSize(): number {
-    return this.engine.maxCommandSize;
-  }
-
-  execute(command: Uint8Array, locality: number): Promise<Uint8Array> {
-    return this.queue.run(async () => {
-      // A chip without power does not answer; TPM_FAIL is the closest a byte interface can say.
-      if (!this.on) return errorResponse(RC.FAIL);
-      this.store.dirty = false;
-      const response = this.engine.execute(command, locality);
-      if (this.store.dirty || (succeeded(response) && VOLATILE_CHANGING.has(ordinal(command)))) {
-        await this.persist(this.engine.snapshot());
-      }
-      return response;
-    });
-  }
-
-  /** A guest reboot: TPM_Init. The reset PCRs are persisted before the guest can send TPM_Startup. */
-  powerOn(): Promise<void> {
-    return this.queue.run(async () => {
-      this.engine.powerOn();
-      this.on = true;
-      await this.persist(this.engine.snapshot());
-    });
-  }
-
-  powerOff(): Promise<void> {
-    return this.queue.run(async () => {
-      this.engine.powerOff();
-      this.on = false;
-    });
-  }
-
-  /** Every response already waited for its save; this only waits for commands in flight. */
-  flush(): Promise<void> {
-    return this.queue.idle();
-  }
-
-  /** The current state, as `persist` last received it or newer. */
-  snapshot(): Promise<Buffer> {
-    return this.queue.run(async () => this.engine.snapshot());
-  }
-}
-
-function ordinal(command: Uint8Array): number {
-  return command.length < 10 ? 0 : ((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0;
-}
-
-function succeeded(response: Uint8Array): boolean {
-  return response.length >= 10 && response[6] === 0 && response[7] === 0 && response[8] === 0 && response[9] === 0;
 }

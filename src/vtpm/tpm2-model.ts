@@ -9,16 +9,13 @@
  * `persist` and releases the response only once that resolves, so a response the guest saw is
  * never lost to a crash of the host process.
  */
-import type { TpmDevice } from '../tpm/device.ts';
-import { SerialQueue } from '../tpm/serial-queue.ts';
 import { ALG, CC } from '../tpm/tpm2/constants.ts';
 import { ExternalOperationNeeded, type ExternalRequest } from '../tpm/tpm2/hardware-keys.ts';
 import { ChipKeyBackend } from './chip-key-backend.ts';
+import { PersistedModel, commandCode, succeeded, type Persist } from './persisted-model.ts';
 import { Tpm2Engine, type Tpm2Options } from '../tpm/tpm2/engine.ts';
-import type { StateStore } from '../tpm/tpm2/state/store.ts';
 
-/** Makes one snapshot of the vTPM durable; resolves when it is. */
-export type Persist = (snapshot: Buffer) => Promise<void>;
+export type { Persist };
 
 /**
  * Commands that change volatile state a guest would miss after an unseen host restart (PCRs,
@@ -42,17 +39,6 @@ const VOLATILE_CHANGING: ReadonlySet<number> = new Set([
   CC.ContextSave,
 ]);
 
-/** Notes whether the engine wrote NV during a command. */
-class DirtyFlagStore implements StateStore {
-  dirty = false;
-  load(): Buffer | undefined {
-    return undefined;
-  }
-  save(): void {
-    this.dirty = true;
-  }
-}
-
 /** What a hardware-backed model needs: the chip's key-binding key and the service that uses the chip. */
 export interface HardwareBacking {
   readonly kbk: Buffer;
@@ -69,22 +55,18 @@ export interface Tpm2VtpmModelOptions extends Omit<Tpm2Options, 'store' | 'hardw
 /** A command needs at most a couple of chip operations; more means something loops. */
 const MAX_CHIP_ROUNDS = 4;
 
-export class Tpm2VtpmModel implements TpmDevice {
+export class Tpm2VtpmModel extends PersistedModel {
   readonly family = 'tpm2' as const;
-  private readonly engine: Tpm2Engine;
-  private readonly store = new DirtyFlagStore();
-  private readonly queue = new SerialQueue();
-  private on = true;
+  protected readonly engine: Tpm2Engine;
   private readonly backend: ChipKeyBackend | undefined;
   private readonly service: HardwareBacking['service'] | undefined;
   /** While a command is retried around chip operations its clock stands still, so every attempt attests the same time. */
   private frozenAt: number | undefined;
+  private auditBefore: Buffer | undefined;
 
   /** Use `create` (which persists the new vTPM before anyone can use it) or `restore`. */
-  private constructor(
-    private readonly persist: Persist,
-    opts: Tpm2VtpmModelOptions,
-  ) {
+  private constructor(persist: Persist, opts: Tpm2VtpmModelOptions) {
+    super(persist);
     const { snapshot, hardware, ...engineOpts } = opts;
     this.backend = hardware ? new ChipKeyBackend(hardware.kbk, (sel) => this.engine.pcrs.digestOf(ALG.SHA256, sel).digest) : undefined;
     this.service = hardware?.service;
@@ -111,33 +93,18 @@ export class Tpm2VtpmModel implements TpmDevice {
     return new Tpm2VtpmModel(persist, { ...opts, snapshot });
   }
 
-  get powered(): boolean {
-    return this.on;
+  protected run(command: Uint8Array, locality: number): Buffer | Promise<Buffer> {
+    this.auditBefore = this.engine.audit.digest;
+    return this.backend ? this.executeWithChip(command, locality) : this.engine.execute(command, locality);
   }
 
-  get established(): boolean {
-    return false;
+  protected changedRunningState(command: Uint8Array, response: Buffer): boolean {
+    // An audited command moves the audit digest, which only a snapshot keeps.
+    return this.engine.audit.digest !== this.auditBefore || (succeeded(response) && VOLATILE_CHANGING.has(commandCode(command)));
   }
 
-  resetEstablished(locality: number): boolean {
-    return locality >= 3;
-  }
-
-  get maxCommandSize(): number {
-    return this.engine.maxCommandSize;
-  }
-
-  execute(command: Uint8Array, locality: number): Promise<Uint8Array> {
-    return this.queue.run(async () => {
-      if (!this.on) return Buffer.from([0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x01, 0x01]);
-      this.store.dirty = false;
-      const auditBefore = this.engine.audit.digest;
-      const response = this.backend ? await this.executeWithChip(command, locality) : this.engine.execute(command, locality);
-      if (this.store.dirty || this.engine.audit.digest !== auditBefore || (succeeded(response) && VOLATILE_CHANGING.has(commandCode(command)))) {
-        await this.persist(this.engine.snapshot());
-      }
-      return response;
-    });
+  protected unpoweredResponse(): Buffer {
+    return Buffer.from([0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x01, 0x01]);
   }
 
   /** Runs the command, performing on the chip whatever the engine asks for, then running it again. */
@@ -156,38 +123,4 @@ export class Tpm2VtpmModel implements TpmDevice {
       this.frozenAt = undefined;
     }
   }
-
-  /** A guest reboot: TPM_Init. The reset PCRs are persisted before the guest can send Startup. */
-  powerOn(): Promise<void> {
-    return this.queue.run(async () => {
-      this.engine.powerOn();
-      this.on = true;
-      await this.persist(this.engine.snapshot());
-    });
-  }
-
-  powerOff(): Promise<void> {
-    return this.queue.run(async () => {
-      this.engine.powerOff();
-      this.on = false;
-    });
-  }
-
-  /** Every response already waited for its save; this only waits for commands in flight. */
-  flush(): Promise<void> {
-    return this.queue.idle();
-  }
-
-  /** The current state, as `persist` last received it or newer. */
-  snapshot(): Promise<Buffer> {
-    return this.queue.run(async () => this.engine.snapshot());
-  }
-}
-
-function commandCode(command: Uint8Array): number {
-  return command.length < 10 ? 0 : ((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0;
-}
-
-function succeeded(response: Uint8Array): boolean {
-  return response.length >= 10 && response[6] === 0 && response[7] === 0 && response[8] === 0 && response[9] === 0;
 }

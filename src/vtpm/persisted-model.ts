@@ -1,0 +1,109 @@
+/**
+ * What every vTPM device model does whichever TPM it runs: one command at a time, and after each
+ * command that changed what the vTPM must remember, its state handed to `persist` before the
+ * response is released — so a response the guest saw is never lost to a crash of the host
+ * process. The TPM-specific parts (the engine, which commands change volatile state, how an
+ * unpowered TPM answers) come from the subclass.
+ */
+import type { TpmDevice } from '../tpm/device.ts';
+import { SerialQueue } from '../tpm/serial-queue.ts';
+import type { StateStore } from '../tpm/tpm2/state/store.ts';
+
+/** Makes one snapshot of the vTPM durable; resolves when it is. */
+export type Persist = (snapshot: Buffer) => Promise<void>;
+
+/** The engine as a model drives it. */
+export interface ModelEngine {
+  readonly maxCommandSize: number;
+  powerOn(): void;
+  powerOff(): void;
+  snapshot(): Buffer;
+}
+
+/** Notes whether the engine wrote NV during a command (the engine's own NV goes into snapshots). */
+export class DirtyFlagStore implements StateStore {
+  dirty = false;
+  load(): Buffer | undefined {
+    return undefined;
+  }
+  save(): void {
+    this.dirty = true;
+  }
+}
+
+export abstract class PersistedModel implements TpmDevice {
+  abstract readonly family: 'tpm2' | 'tpm12';
+  protected readonly store = new DirtyFlagStore();
+  private readonly queue = new SerialQueue();
+  private on = true;
+
+  constructor(protected readonly persist: Persist) {}
+
+  protected abstract get engine(): ModelEngine;
+  /** Runs one command on the engine. */
+  protected abstract run(command: Uint8Array, locality: number): Buffer | Promise<Buffer>;
+  /** Whether a command changed running state a snapshot holds, beyond what the store saw written. */
+  protected abstract changedRunningState(command: Uint8Array, response: Buffer): boolean;
+  /** What the TPM answers without power. */
+  protected abstract unpoweredResponse(): Buffer;
+
+  get powered(): boolean {
+    return this.on;
+  }
+
+  get established(): boolean {
+    return false;
+  }
+
+  resetEstablished(locality: number): boolean {
+    return locality >= 3;
+  }
+
+  get maxCommandSize(): number {
+    return this.engine.maxCommandSize;
+  }
+
+  execute(command: Uint8Array, locality: number): Promise<Uint8Array> {
+    return this.queue.run(async () => {
+      if (!this.on) return this.unpoweredResponse();
+      this.store.dirty = false;
+      const response = await this.run(command, locality);
+      if (this.store.dirty || this.changedRunningState(command, response)) await this.persist(this.engine.snapshot());
+      return response;
+    });
+  }
+
+  /** A guest reboot: TPM_Init. The reset PCRs are persisted before the guest can send Startup. */
+  powerOn(): Promise<void> {
+    return this.queue.run(async () => {
+      this.engine.powerOn();
+      this.on = true;
+      await this.persist(this.engine.snapshot());
+    });
+  }
+
+  powerOff(): Promise<void> {
+    return this.queue.run(async () => {
+      this.engine.powerOff();
+      this.on = false;
+    });
+  }
+
+  /** Every response already waited for its save; this only waits for commands in flight. */
+  flush(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  /** The current state, as `persist` last received it or newer. */
+  snapshot(): Promise<Buffer> {
+    return this.queue.run(async () => this.engine.snapshot());
+  }
+}
+
+export function commandCode(command: Uint8Array): number {
+  return command.length < 10 ? 0 : ((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0;
+}
+
+export function succeeded(response: Uint8Array): boolean {
+  return response.length >= 10 && response[6] === 0 && response[7] === 0 && response[8] === 0 && response[9] === 0;
+}
