@@ -72,6 +72,7 @@ const tcti = (vm: { endpoints: { swtpm: { data: string } } }) => {
 
 describe('vtpmd serve', { skip }, () => {
   const state = tempDir('vtpmd-serve-');
+  const work = tempDir('vtpmd-serve-work-');
   let daemon: Daemon;
 
   before(async () => {
@@ -80,6 +81,7 @@ describe('vtpmd serve', { skip }, () => {
   after(async () => {
     if (daemon) await stopDaemon(daemon);
     state.remove();
+    work.remove();
   });
 
   test('vm create prints the VM with its endpoint, and tpm2-tools reach that vTPM', async () => {
@@ -118,6 +120,25 @@ describe('vtpmd serve', { skip }, () => {
     }
   });
 
+  test("tpm2-tools extend, quote and seal against one VM's vTPM leave another VM's PCRs untouched", async () => {
+    const db = JSON.parse((await cli(state.path, ['vm', 'create', 'db'])).stdout);
+    const web = JSON.parse((await cli(state.path, ['vm', 'show', 'web'])).stdout);
+    const w = (n: string) => join(work.path, n);
+    await tool(tcti(web), 'tpm2_pcrextend', ['16:sha256=' + '22'.repeat(32)]);
+    await tool(tcti(web), 'tpm2_createprimary', ['-C', 'o', '-c', w('primary.ctx')]);
+    await tool(tcti(web), 'tpm2_create', ['-C', w('primary.ctx'), '-i', '-', '-u', w('seal.pub'), '-r', w('seal.priv')], Buffer.from('disk key of web'));
+    await tool(tcti(web), 'tpm2_flushcontext', ['-t']);
+    await tool(tcti(web), 'tpm2_createek', ['-c', w('ek.ctx'), '-G', 'ecc']);
+    await tool(tcti(web), 'tpm2_createak', ['-C', w('ek.ctx'), '-c', w('ak.ctx'), '-G', 'ecc', '-u', w('ak.pub'), '-f', 'pem']);
+    await tool(tcti(web), 'tpm2_flushcontext', ['-t']);
+    await tool(tcti(web), 'tpm2_flushcontext', ['-s']);
+    await tool(tcti(web), 'tpm2_quote', ['-c', w('ak.ctx'), '-l', 'sha256:16', '-q', 'abcdef0123456789', '-m', w('quote.msg'), '-s', w('quote.sig'), '-o', w('quote.pcrs'), '-g', 'sha256']);
+    await tool(tcti(web), 'tpm2_flushcontext', ['-t']);
+    await run('tpm2_checkquote', ['-u', w('ak.pub'), '-m', w('quote.msg'), '-s', w('quote.sig'), '-f', w('quote.pcrs'), '-g', 'sha256', '-q', 'abcdef0123456789']);
+    const dbPcr = parsePcrRead(await tool(tcti(db), 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16);
+    assert.equal(dbPcr, '00'.repeat(32), "VM2's PCR 16 is untouched");
+  });
+
   test('bad requests get clear errors and change nothing', async () => {
     const dup = await cli(state.path, ['vm', 'create', 'web']);
     assert.equal(dup.code, 1);
@@ -134,14 +155,14 @@ describe('vtpmd serve', { skip }, () => {
     assert.equal((await http(sock, 'GET', '/nowhere')).status, 404);
     assert.equal((await http(sock, 'PUT', '/vms')).status, 405);
     const list = JSON.parse((await cli(state.path, ['vm', 'list'])).stdout) as { name: string }[];
-    assert.deepEqual(list.map((v) => v.name), ['web']);
+    assert.deepEqual(list.map((v) => v.name).sort(), ['db', 'web']);
   });
 
   test('health and metrics report the VMs and their commands', async () => {
     const sock = join(state.path, 'vtpmd.sock');
     const health = JSON.parse((await http(sock, 'GET', '/health')).body);
     assert.equal(health.status, 'ok');
-    assert.equal(health.vms, 1);
+    assert.equal(health.vms, 2);
     const metrics = (await http(sock, 'GET', '/metrics')).body;
     assert.match(metrics, /vtpmd_vm_queue_depth\{vm="web"\} 0/);
     // PCR_Extend is 0x00000182.
@@ -156,6 +177,16 @@ describe('vtpmd serve', { skip }, () => {
     const after = JSON.parse((await cli(state.path, ['vm', 'show', 'web'])).stdout);
     assert.equal(after.endpoints.swtpm.data, before.endpoints.swtpm.data);
     assert.equal(parsePcrRead(await tool(tcti(after), 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16), pcr);
+    // The owner seed and the sealed object came back with the vTPM.
+    const w = (n: string) => join(work.path, n);
+    await tool(tcti(after), 'tpm2_createprimary', ['-C', 'o', '-c', w('primary2.ctx')]);
+    await tool(tcti(after), 'tpm2_flushcontext', ['-t']);
+    await tool(tcti(after), 'tpm2_load', ['-C', w('primary2.ctx'), '-u', w('seal.pub'), '-r', w('seal.priv'), '-c', w('seal.ctx')]);
+    await tool(tcti(after), 'tpm2_flushcontext', ['-t']);
+    assert.equal(await tool(tcti(after), 'tpm2_unseal', ['-c', w('seal.ctx')]), 'disk key of web');
+    await tool(tcti(after), 'tpm2_flushcontext', ['-t']);
+    const db = JSON.parse((await cli(state.path, ['vm', 'show', 'db'])).stdout);
+    assert.equal(db.state, 'running');
   });
 
   test('stop closes the endpoint, start reopens it, destroy removes the VM', async () => {
@@ -166,7 +197,7 @@ describe('vtpmd serve', { skip }, () => {
     assert.equal(started.state, 'running');
     await tool(tcti(started), 'tpm2_pcrread', ['sha256:16']);
     assert.equal((await cli(state.path, ['vm', 'destroy', 'web'])).code, 0);
-    assert.deepEqual(JSON.parse((await cli(state.path, ['vm', 'list'])).stdout), []);
+    assert.deepEqual((JSON.parse((await cli(state.path, ['vm', 'list'])).stdout) as { name: string }[]).map((v) => v.name), ['db']);
   });
 
   test('without a daemon the CLI says so', async () => {
