@@ -20,6 +20,8 @@ import { ensureStorageRoot } from '../../src/vma/vtpm-ek.ts';
 import { writeVmCredentials } from '../../src/vma/write-credentials.ts';
 import { hasCommand, skipUnlessRequired } from '../interop/harness.ts';
 import { openLab, type Lab } from './fixture.ts';
+import { Vmca } from '../../src/vma/vmca.ts';
+import { VirtualManufacturerAuthority } from '../../src/vma/vma.ts';
 
 let lab: Lab;
 const dirs: string[] = [];
@@ -156,5 +158,21 @@ describe('attestation', () => {
     await lab.vmca.withdrawConfiguration(lab.configuration);
     const revoked = await reasons(await attest());
     assert.match(revoked, /was revoked by "vtpmd Virtual Manufacturer Root CA"/);
+  });
+});
+
+describe('the VMCA', () => {
+  test('refuses to delegate to a vMA on a host configuration it has not approved, naming the PCRs that differ', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vtpmd-vmca-'));
+    dirs.push(dir);
+    const vmca = await Vmca.open({ dir, privacyCaRoots: () => [lab.privacyCa.root] });
+    // Approved: the same host with a different hypervisor measured.
+    const measured = configurationFromEventLog('another build', lab.hostEventLog);
+    await vmca.approve({ ...measured, pcrs: { ...measured.pcrs, '9': '00'.repeat(32) } });
+    const ek = lab.host.lab.eks.find((e) => e.handle === HANDLES.EK_ECC)!;
+    await assert.rejects(
+      VirtualManufacturerAuthority.open({ chip: lab.host.lab.chip, hostId: 'lab-vma', eventLog: lab.hostEventLog, ek: { handle: ek.handle, certificate: ek.certificate }, privacyCa: lab.privacyCa, vmca }),
+      (e: unknown) => e instanceof Error && /no approved configuration/.test(e.message) && /PCRs 9\b/.test(e.message),
+    );
   });
 });
