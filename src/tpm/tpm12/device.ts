@@ -1,4 +1,4 @@
-import type { TpmDevice } from '../device.ts';
+import { EngineDevice } from '../engine-device.ts';
 import { FileStateStore, MemoryStateStore } from '../tpm2/state/store.ts';
 import { Tpm12Engine, type Tpm12Options } from './engine.ts';
 import { RC, Tpm12StateError } from './rc.ts';
@@ -7,16 +7,9 @@ import { errorResponse } from './dispatcher.ts';
 /** The file a TPM 1.2's NV lives in, inside its state directory. */
 export const TPM12_STATE_FILE = 'tpm12-nv.json';
 
-/**
- * A TPM 1.2 engine as a transport sees it (family 'tpm12'). The established flag lives here
- * because it belongs to the platform interface (TIS access register), not the command engine.
- */
-export class Tpm12Device implements TpmDevice {
+/** A TPM 1.2 engine as a transport sees it (family 'tpm12'). */
+export class Tpm12Device extends EngineDevice<Tpm12Engine> {
   readonly family = 'tpm12' as const;
-  private on = true;
-  private establishedFlag = false;
-
-  constructor(readonly engine: Tpm12Engine) {}
 
   /** A device whose NV lives in memory (tests, vTPMs whose state another layer persists). */
   static inMemory(opts: Omit<Tpm12Options, 'store'> & { initial?: Buffer } = {}): Tpm12Device {
@@ -24,46 +17,9 @@ export class Tpm12Device implements TpmDevice {
     return new Tpm12Device(new Tpm12Engine({ ...rest, store: new MemoryStateStore(initial) }));
   }
 
-  get powered(): boolean {
-    return this.on;
-  }
-
-  get established(): boolean {
-    return this.establishedFlag;
-  }
-
-  get maxCommandSize(): number {
-    return this.engine.maxCommandSize;
-  }
-
-  async execute(command: Uint8Array, locality: number): Promise<Uint8Array> {
-    return this.executeSync(command, locality);
-  }
-
-  executeSync(command: Uint8Array, locality: number): Buffer {
-    // A chip without power does not answer; TPM_FAIL is the closest a byte interface can say.
-    if (!this.on) return errorResponse(RC.FAIL);
-    return this.engine.execute(command, locality);
-  }
-
-  async powerOn(): Promise<void> {
-    this.engine.powerOn();
-    this.on = true;
-  }
-
-  async powerOff(): Promise<void> {
-    this.engine.powerOff();
-    this.on = false;
-  }
-
-  resetEstablished(locality: number): boolean {
-    if (locality < 3) return false;
-    this.establishedFlag = false;
-    return true;
-  }
-
-  async flush(): Promise<void> {
-    this.engine.commitNv();
+  /** A chip without power does not answer; TPM_FAIL is the closest a byte interface can say. */
+  protected unpoweredResponse(): Buffer {
+    return errorResponse(RC.FAIL);
   }
 }
 
