@@ -43,12 +43,17 @@ export function registerVmCommand(program: Command): Command {
     .addOption(new Option('--dm <design>', 'device model').choices(['software', 'hardware']).default('software'))
     .addOption(new Option('--tpm <version>', 'TPM version').choices(['2.0', '1.2']).default('2.0'))
     .option('--migratable', 'the vTPM may later be migrated (its credentials say so)', false)
+    .addOption(
+      new Option('--durability <mode>', 'per-command: every state change is durable before its response; batched: saves are grouped without waiting for the disk (a crash may lose the last commands)')
+        .choices(['per-command', 'batched'])
+        .default('per-command'),
+    )
     .action(
       run(async (api, command) => {
         const [name] = command.args as [string];
-        const o = command.opts() as { dm: string; tpm: string; migratable: boolean };
+        const o = command.opts() as { dm: string; tpm: string; migratable: boolean; durability: string };
         process.stderr.write(`creating VM ${name} (${o.dm} vTPM, TPM ${o.tpm})…\n`);
-        return (await callApi(api, 'POST', '/vms', { name, dm: o.dm, tpm: o.tpm, migratable: o.migratable })).json;
+        return (await callApi(api, 'POST', '/vms', { name, dm: o.dm, tpm: o.tpm, migratable: o.migratable, durability: o.durability })).json;
       }),
     );
   vm.command('list').description('every VM').action(run(async (api) => (await callApi(api, 'GET', '/vms')).json));

@@ -5,7 +5,7 @@
  *   GET    /health                   liveness and whether the PSS serves vTPMs
  *   GET    /metrics                  Prometheus text
  *   GET    /vms                      every VM
- *   POST   /vms                      {"name", "dm"?, "tpm"?, "migratable"?} → the VM (201)
+ *   POST   /vms                      {"name", "dm"?, "tpm"?, "migratable"?, "durability"?} → the VM (201)
  *   GET    /vms/NAME                 one VM
  *   POST   /vms/NAME/stop | /start   → the VM
  *   DELETE /vms/NAME                 → 204
@@ -111,15 +111,16 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 }
 
 function createRequest(body: unknown): CreateVmRequest {
-  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'bad-request', 'expected a JSON object: {"name": …, "dm"?: "software"|"hardware", "tpm"?: "2.0"|"1.2", "migratable"?: boolean}');
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'bad-request', 'expected a JSON object: {"name": …, "dm"?: "software"|"hardware", "tpm"?: "2.0"|"1.2", "migratable"?: boolean, "durability"?: "per-command"|"batched"}');
   const b = body as Record<string, unknown>;
-  const known = new Set(['name', 'dm', 'tpm', 'migratable']);
+  const known = new Set(['name', 'dm', 'tpm', 'migratable', 'durability']);
   const unknown = Object.keys(b).filter((k) => !known.has(k));
   if (unknown.length) throw new HttpError(400, 'bad-request', `unknown field(s): ${unknown.join(', ')}`);
   if (typeof b.name !== 'string') throw new HttpError(400, 'bad-request', '"name" must be a string');
   if (b.dm !== undefined && b.dm !== 'software' && b.dm !== 'hardware') throw new HttpError(400, 'bad-request', '"dm" must be "software" or "hardware"');
   if (b.tpm !== undefined && b.tpm !== '2.0' && b.tpm !== '1.2') throw new HttpError(400, 'bad-request', '"tpm" must be "2.0" or "1.2"');
   if (b.migratable !== undefined && typeof b.migratable !== 'boolean') throw new HttpError(400, 'bad-request', '"migratable" must be true or false');
+  if (b.durability !== undefined && b.durability !== 'per-command' && b.durability !== 'batched') throw new HttpError(400, 'bad-request', '"durability" must be "per-command" or "batched"');
   return b as unknown as CreateVmRequest;
 }
 

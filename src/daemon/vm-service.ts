@@ -24,6 +24,7 @@ export interface VmView {
   dm: ModelConfig['design'];
   tpm: ModelConfig['tpm'];
   migratable: boolean;
+  durability: ModelConfig['durability'];
   state: VmState;
   measurement: string;
   createdAt: string;
@@ -35,6 +36,7 @@ export interface CreateVmRequest {
   dm?: ModelConfig['design'];
   tpm?: ModelConfig['tpm'];
   migratable?: boolean;
+  durability?: ModelConfig['durability'];
 }
 
 export class VmService {
@@ -72,6 +74,7 @@ export class VmService {
       ...(req.dm !== undefined ? { design: req.dm } : {}),
       ...(req.tpm !== undefined ? { tpm: req.tpm } : {}),
       ...(req.migratable !== undefined ? { migratable: req.migratable } : {}),
+      ...(req.durability !== undefined ? { durability: req.durability } : {}),
     };
     await this.manager.create(req.name, config);
     await this.openPartition(req.name, true);
@@ -200,6 +203,7 @@ export class VmService {
       dm: r.config.design,
       tpm: r.config.tpm,
       migratable: r.config.migratable,
+      durability: r.config.durability,
       state: ep ? 'running' : 'stopped',
       measurement: r.measurement,
       createdAt: r.createdAt,
