@@ -158,8 +158,9 @@ function trackedServer(onConnection: ConnectionHandler, logger: Logger, tcp: boo
     if (tcp) socket.setNoDelay(true);
     onConnection(socket);
   });
-  // Errors after listening (e.g. EMFILE on accept) must not crash the daemon.
-  server.on('error', (err) => logger.error({ err }, 'listening socket failed'));
+  // Errors after listening (e.g. EMFILE on accept) must not crash the daemon; a failure to listen
+  // at all is reported by startListening's caller, not logged here as a fault.
+  server.once('listening', () => server.on('error', (err) => logger.error({ err }, 'listening socket failed')));
   return {
     server,
     destroyAll() {
