@@ -440,6 +440,77 @@ describe('tpm2-tools through tpm2-abrmd in front of vtpmd', { skip }, () => {
     );
   });
 
+  it('NV through tpm2-abrmd: define, write, read, increment, extend, setbits, writelock, undefine', async () => {
+    const nvread = async (index: string, size: number) => {
+      await tool('tpm2_nvread', index, '-C', 'o', '-s', String(size), '-o', f('nv.out'));
+      return readFileSync(f('nv.out'));
+    };
+    await tool('tpm2_nvdefine', '0x1500020', '-C', 'o', '-s', '16', '-a', 'ownerread|ownerwrite|authread|authwrite|write_stclear');
+    writeFileSync(f('nv.data'), Buffer.from('abrmd nv bytes!!'));
+    await tool('tpm2_nvwrite', '0x1500020', '-C', 'o', '-i', f('nv.data'));
+    assert.equal((await nvread('0x1500020', 16)).toString(), 'abrmd nv bytes!!');
+    await tool('tpm2_nvdefine', '0x1500021', '-C', 'o', '-s', '8', '-a', 'nt=counter|ownerread|authread|authwrite');
+    await tool('tpm2_nvincrement', '0x1500021', '-C', '0x1500021');
+    await tool('tpm2_nvincrement', '0x1500021', '-C', '0x1500021');
+    const c1 = (await nvread('0x1500021', 8)).readBigUInt64BE(0);
+    await tool('tpm2_nvincrement', '0x1500021', '-C', '0x1500021');
+    assert.equal((await nvread('0x1500021', 8)).readBigUInt64BE(0), c1 + 1n);
+    await tool('tpm2_nvdefine', '0x1500022', '-C', 'o', '-g', 'sha256', '-a', 'nt=extend|ownerread|authread|authwrite');
+    await tool('tpm2_nvextend', '0x1500022', '-C', '0x1500022', '-i', f('nv.data'));
+    const extended = await nvread('0x1500022', 32);
+    assert.deepEqual(extended, h('sha256', Buffer.alloc(32), Buffer.from('abrmd nv bytes!!')));
+    await tool('tpm2_nvdefine', '0x1500023', '-C', 'o', '-a', 'nt=bits|ownerread|authread|authwrite');
+    await tool('tpm2_nvsetbits', '0x1500023', '-C', '0x1500023', '-i', '0x5');
+    await tool('tpm2_nvsetbits', '0x1500023', '-C', '0x1500023', '-i', '0x100');
+    assert.equal((await nvread('0x1500023', 8)).readBigUInt64BE(0), 0x105n);
+    await tool('tpm2_nvwritelock', '0x1500020', '-C', 'o');
+    await fails(/NV access locked|0x148/i, 'tpm2_nvwrite', '0x1500020', '-C', 'o', '-i', f('nv.data'));
+    for (const ix of ['0x1500020', '0x1500021', '0x1500022', '0x1500023']) await tool('tpm2_nvundefine', ix, '-C', 'o');
+    assert.doesNotMatch(await tool('tpm2_getcap', 'handles-nv-index'), /0x1500020/);
+  });
+
+  it('tpm2_makecredential to the EK and tpm2_activatecredential through tpm2-abrmd recover the secret', async () => {
+    await tool('tpm2_createek', '-c', f('cred-ek.ctx'), '-G', 'rsa', '-u', f('cred-ek.pub'));
+    await tool('tpm2_createak', '-C', f('cred-ek.ctx'), '-c', f('cred-ak.ctx'), '-G', 'rsa', '-g', 'sha256', '-s', 'rsassa', '-u', f('cred-ak.pub'), '-n', f('cred-ak.name'));
+    const secret = randomBytes(24);
+    writeFileSync(f('cred.secret'), secret);
+    await tool('tpm2_makecredential', '-T', 'none', '-u', f('cred-ek.pub'), '-s', f('cred.secret'), '-n', (readFileSync(f('cred-ak.name'))).toString('hex'), '-o', f('cred.blob'));
+    await tool('tpm2_startauthsession', '--policy-session', '-S', f('cred-session.ctx'));
+    await tool('tpm2_policysecret', '-S', f('cred-session.ctx'), '-c', 'e');
+    await tool('tpm2_activatecredential', '-c', f('cred-ak.ctx'), '-C', f('cred-ek.ctx'), '-i', f('cred.blob'), '-o', f('cred.out'), '-P', `session:${f('cred-session.ctx')}`);
+    await tool('tpm2_flushcontext', f('cred-session.ctx'));
+    assert.deepEqual(readFileSync(f('cred.out')), secret);
+  });
+
+  it('policyor and policyauthvalue flows through tpm2-abrmd: a sealed object opens under either branch only', async () => {
+    await tool('tpm2_createprimary', '-C', 'o', '-c', f('pol-primary.ctx'));
+    // Branch A: PolicyAuthValue; branch B: PolicyPCR over PCR 23. The object's policy is their OR.
+    await tool('tpm2_startauthsession', '-S', f('trial.ctx'));
+    await tool('tpm2_policyauthvalue', '-S', f('trial.ctx'), '-L', f('branch-a.policy'));
+    await tool('tpm2_flushcontext', f('trial.ctx'));
+    await tool('tpm2_startauthsession', '-S', f('trial.ctx'));
+    await tool('tpm2_policypcr', '-S', f('trial.ctx'), '-l', 'sha256:23', '-L', f('branch-b.policy'));
+    await tool('tpm2_flushcontext', f('trial.ctx'));
+    await tool('tpm2_startauthsession', '-S', f('trial.ctx'));
+    await tool('tpm2_policyor', '-S', f('trial.ctx'), '-L', f('or.policy'), '-l', `sha256:${f('branch-a.policy')},${f('branch-b.policy')}`);
+    await tool('tpm2_flushcontext', f('trial.ctx'));
+    writeFileSync(f('or.data'), 'or-sealed');
+    await tool('tpm2_create', '-C', f('pol-primary.ctx'), '-L', f('or.policy'), '-p', 'objpass', '-i', f('or.data'), '-u', f('or.pub'), '-r', f('or.priv'), '-a', 'fixedtpm|fixedparent|noda');
+    await tool('tpm2_load', '-C', f('pol-primary.ctx'), '-u', f('or.pub'), '-r', f('or.priv'), '-c', f('or.ctx'));
+    // Branch A with the object's password.
+    await tool('tpm2_startauthsession', '--policy-session', '-S', f('s.ctx'));
+    await tool('tpm2_policyauthvalue', '-S', f('s.ctx'));
+    await tool('tpm2_policyor', '-S', f('s.ctx'), '-l', `sha256:${f('branch-a.policy')},${f('branch-b.policy')}`);
+    assert.equal(await tool('tpm2_unseal', '-c', f('or.ctx'), '-p', `session:${f('s.ctx')}+objpass`), 'or-sealed');
+    await tool('tpm2_flushcontext', f('s.ctx'));
+    // Branch A with a wrong password fails.
+    await tool('tpm2_startauthsession', '--policy-session', '-S', f('s.ctx'));
+    await tool('tpm2_policyauthvalue', '-S', f('s.ctx'));
+    await tool('tpm2_policyor', '-S', f('s.ctx'), '-l', `sha256:${f('branch-a.policy')},${f('branch-b.policy')}`);
+    await fails(/auth|0x98e|0x9a2/i, 'tpm2_unseal', '-c', f('or.ctx'), '-p', `session:${f('s.ctx')}+wrong`);
+    await tool('tpm2_flushcontext', f('s.ctx'));
+  });
+
   it('tpm2_evictcontrol removes the persistent key again; tpm2-abrmd is still running', async () => {
     const out = await tool('tpm2_evictcontrol', '-C', 'o', '-c', PERSISTENT);
     assert.match(out, /action: evicted/);
