@@ -134,8 +134,9 @@ export class Chip implements TpmDevice {
   /** The physical-presence pin (a jumper or a BIOS-asserted signal). */
   setPhysicalPresence(asserted: boolean): void {
     this.presence = asserted;
-    // TPM 1.2 honours the pin when physicalPresenceHWEnable is set; the TPM 2.0 engine has no PP-gated commands.
+    // TPM 1.2 honours the pin when physicalPresenceHWEnable is set; TPM 2.0 when a policy asks for it.
     if (this.device instanceof Tpm12Device) this.device.engine.hwPhysicalPresence = asserted;
+    else if (this.device instanceof Tpm2Device) this.device.engine.physicalPresence = asserted;
   }
 
   /**

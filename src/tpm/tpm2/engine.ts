@@ -79,6 +79,8 @@ export class Tpm2Engine {
   nullSeed: Buffer;
   nullProof: Buffer;
   readonly hardwareKeys: HardwareKeyBackend | undefined;
+  /** The platform's physical-presence signal, which PolicyPhysicalPresence requires. */
+  physicalPresence = false;
   /** Set by handlers that changed NV; the dispatcher persists once per command. */
   private nvDirty = false;
   /** NV as the last commit serialized it (snapshots reuse it). */

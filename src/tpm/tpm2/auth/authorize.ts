@@ -410,8 +410,7 @@ function checkPolicySession(
     throw new TpmError(atSession(RC.POLICY_FAIL, n));
   }
   if (st.commandLocality !== 0 && !localityAllowed(st.commandLocality, locality)) throw new TpmError(RC.LOCALITY);
-  // Physical presence is never asserted on this platform.
-  if (st.isPPRequired) throw new TpmError(atSession(RC.PP, n));
+  if (st.isPPRequired && !tpm.physicalPresence) throw new TpmError(atSession(RC.PP, n));
   if (st.cpHash.length !== 0) {
     let ok: boolean;
     if (st.cpHashKind === 'cpHash') ok = constantTimeEqual(st.cpHash, cp.get(s.authHash));

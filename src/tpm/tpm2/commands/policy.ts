@@ -299,6 +299,20 @@ export const policyCommands = [
     },
   }),
   command({
+    cc: CC.PolicyPhysicalPresence,
+    name: 'PolicyPhysicalPresence',
+    handles: [policySessionHandle],
+    params: {},
+    response: {},
+    handler: ({ tpm, handles }) => {
+      const s = sessionAt(tpm, handles[0]!);
+      extend(s, CC.PolicyPhysicalPresence);
+      // Checked when the session authorizes: the platform must assert presence at that moment.
+      stateOf(tpm, s).isPPRequired = true;
+      return {};
+    },
+  }),
+  command({
     cc: CC.PolicyOR,
     name: 'PolicyOR',
     handles: [policySessionHandle],
