@@ -6,7 +6,9 @@
 import type { KeyObject } from 'node:crypto';
 import { Reader, Writer } from '../tpm/wire/buffer.ts';
 import { ALG, CAP, CC, RH, ST } from '../tpm/tpm2/constants.ts';
-import { RC, isFormatOne } from '../tpm/tpm2/rc.ts';
+import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
+import { ecdsaSignatureDer } from '../tpm/crypto/ecdsa-der.ts';
+import { ensurePersistent } from './tpm2-provisioning.ts';
 import { attest, type Attest } from '../tpm/tpm2/types/attest.ts';
 import { privateBuf } from '../tpm/tpm2/types/creation.ts';
 import { NT, NV_ATTR } from '../tpm/tpm2/types/nv.ts';
@@ -46,15 +48,7 @@ export class Tpm2ChipClient implements ChipClient {
   }
 
   takeOwnership(): Promise<void> {
-    return this.turn(async (tpm) => {
-      if (await exists(tpm, HANDLES.SRK)) return;
-      const { handle } = await tpm.createPrimary(RH.OWNER, srkTemplate());
-      try {
-        await tpm.evictControl(RH.OWNER, handle, HANDLES.SRK);
-      } finally {
-        await tpm.flushContext(handle);
-      }
-    });
+    return this.turn(async (tpm) => void (await ensurePersistent(tpm, RH.OWNER, HANDLES.SRK, srkTemplate())));
   }
 
   measure(pcr: number, data: Uint8Array): Promise<void> {
@@ -176,16 +170,6 @@ export function tpm2KeyBlobPublicKey(blob: Buffer): KeyObject {
   return publicKeyOf(decodeBlob(blob).inPublic);
 }
 
-async function exists(tpm: Tpm2Client, handle: number): Promise<boolean> {
-  try {
-    await tpm.readPublic(handle);
-    return true;
-  } catch (e) {
-    if (e instanceof Tpm2CommandError && baseRc(e.rc) === RC.HANDLE) return false;
-    throw e;
-  }
-}
-
 /** The PolicyPCR digest of `pcrs`' present SHA-256 values, computed by the chip in a trial session. */
 async function pcrPolicy(tpm: Tpm2Client, pcrs: readonly number[]): Promise<Buffer> {
   const session = await tpm.startPolicySession(true);
@@ -221,7 +205,7 @@ async function readCounterValue(tpm: Tpm2Client, id: number): Promise<bigint> {
 }
 
 function signatureOf(sig: Signature): { signature: Buffer; scheme: SignatureScheme } {
-  if (sig.sigAlg === ALG.ECDSA) return { signature: ecdsaDer(sig.r, sig.s), scheme: 'ecdsa-sha256' };
+  if (sig.sigAlg === ALG.ECDSA) return { signature: ecdsaSignatureDer(sig.r, sig.s), scheme: 'ecdsa-sha256' };
   if (sig.sigAlg === ALG.RSASSA) return { signature: sig.sig, scheme: 'rsassa-sha256' };
   throw new Error(`unexpected signature algorithm 0x${sig.sigAlg.toString(16)}`);
 }
@@ -230,18 +214,6 @@ function attestation(signed: Buffer, sig: Signature, type: number): { base: Atte
   const a = decode(attest, signed);
   if (a.type !== type) throw new Error(`the chip attested type 0x${a.type.toString(16)} where 0x${type.toString(16)} was asked for`);
   return { base: { signed, ...signatureOf(sig), nonce: a.extraData }, attest: a };
-}
-
-/** An ECDSA (r, s) pair as the DER SEQUENCE node:crypto and openssl verify. */
-function ecdsaDer(r: Buffer, s: Buffer): Buffer {
-  const int = (v: Buffer): Buffer => {
-    let i = 0;
-    while (i < v.length - 1 && v[i] === 0) i++;
-    const body = v[i]! & 0x80 ? Buffer.concat([Buffer.from([0]), v.subarray(i)]) : v.subarray(i);
-    return Buffer.concat([Buffer.from([0x02, body.length]), body]);
-  };
-  const body = Buffer.concat([int(r), int(s)]);
-  return Buffer.concat([Buffer.from([0x30, body.length]), body]);
 }
 
 function encodeBlob(b: Blob): Buffer {
@@ -273,7 +245,7 @@ function decodeBlob(blob: Buffer, kind?: number): Blob {
 /** A chip response code, translated into why the chip refused. */
 function refusal(e: unknown): unknown {
   if (!(e instanceof Tpm2CommandError)) return e;
-  const base = baseRc(e.rc);
+  const base = unnumbered(e.rc);
   if (base === RC.POLICY_FAIL || base === RC.PCR_CHANGED) {
     return new ChipRefusal('pcr-mismatch', 'the PCRs no longer hold the values this blob is bound to', e.rc);
   }
@@ -283,7 +255,3 @@ function refusal(e: unknown): unknown {
   return e;
 }
 
-/** A response code without its handle, parameter or session number. */
-function baseRc(rc: number): number {
-  return isFormatOne(rc) ? rc & 0x0bf : rc;
-}

@@ -5,15 +5,14 @@
  */
 import { NV_INDEX } from '../tpm/tpm12/constants.ts';
 import { Tpm12Device } from '../tpm/tpm12/device.ts';
-import { Tpm12Client, Tpm12ResponseError } from '../tpm/tpm12/client/index.ts';
+import { Tpm12Client } from '../tpm/tpm12/client/index.ts';
+import { startChip } from './chip-startup.ts';
 import { publicKeyOf } from '../tpm/tpm12/client/helpers.ts';
-import { RC } from '../tpm/tpm12/rc.ts';
 import type { Chip } from './chip.ts';
 import { issueEkCertificate } from './credentials/ek-certificate.ts';
 import type { CertificateAuthority } from './credentials/manufacturer-ca.ts';
 import type { ManufacturedEk } from './manufacture-tpm2.ts';
 
-const ST_CLEAR = 0x0001;
 const STORED_CERT_TAG = 0x1001;
 const FULL_CERT_TAG = 0x1002;
 /** Main specification 1.2, level 2, revision 116. */
@@ -39,14 +38,9 @@ export function certificateOfStored(stored: Buffer): Buffer | undefined {
 export async function manufactureTpm12(chip: Chip, opts: { ca: CertificateAuthority; model?: string }): Promise<ManufacturedEk[]> {
   if (!(chip.device instanceof Tpm12Device)) throw new Error('manufactureTpm12 needs a chip with the TPM 1.2 personality');
   const engine = chip.device.engine;
-  if (!chip.powered) await chip.powerOn();
+  await startChip(chip);
   return chip.exclusive(async (exec) => {
     const tpm = new Tpm12Client(exec);
-    try {
-      await tpm.startup(ST_CLEAR);
-    } catch (e) {
-      if (!(e instanceof Tpm12ResponseError && e.rc === RC.INVALID_POSTINIT)) throw e;
-    }
     const publicKey = publicKeyOf(await tpm.readPubek());
     const existing = engine.nv.nv.find((a) => a.pub.nvIndex === NV_INDEX.EKCert);
     let certificate = existing && certificateOfStored(existing.data);

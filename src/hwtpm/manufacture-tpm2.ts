@@ -8,17 +8,17 @@
  * lost half way) finishes on the next power-on instead of leaving a chip without credentials.
  */
 import type { KeyObject } from 'node:crypto';
-import { ALG, CC, RH, SU } from '../tpm/tpm2/constants.ts';
-import { RC, isFormatOne } from '../tpm/tpm2/rc.ts';
+import { RH, SU } from '../tpm/tpm2/constants.ts';
 import { DEFAULT_IDENTITY } from '../tpm/tpm2/capability/properties.ts';
 import { NV_ATTR } from '../tpm/tpm2/types/nv.ts';
 import { publicKeyOf } from '../tpm/tpm2/objects/model.ts';
-import type { Public } from '../tpm/tpm2/types/public.ts';
 import type { Chip } from './chip.ts';
 import { issueEkCertificate } from './credentials/ek-certificate.ts';
 import type { CertificateAuthority } from './credentials/manufacturer-ca.ts';
-import { Tpm2Client, Tpm2CommandError } from './tpm2-client.ts';
+import { Tpm2Client } from './tpm2-client.ts';
+import { startChip } from './chip-startup.ts';
 import { HANDLES, ekEccTemplate, ekRsaTemplate } from './tpm2-templates.ts';
+import { ensurePersistent, isMissingHandle, removeIndex, storeCertificate } from './tpm2-provisioning.ts';
 
 export interface Tpm2ManufacturingOptions {
   readonly ca: CertificateAuthority;
@@ -35,8 +35,6 @@ export interface ManufacturedEk {
 
 /** The Library revision the engine reports (TPM_PT_REVISION 1.59). */
 const SPECIFICATION = { family: '2.0', level: 0, revision: 159 };
-const EK_CERT_ATTRIBUTES =
-  NV_ATTR.PPWRITE | NV_ATTR.WRITEDEFINE | NV_ATTR.PPREAD | NV_ATTR.OWNERREAD | NV_ATTR.AUTHREAD | NV_ATTR.NO_DA | NV_ATTR.PLATFORMCREATE;
 
 const EKS = [
   { handle: HANDLES.EK_RSA, certificateIndex: HANDLES.EK_CERT_RSA, template: ekRsaTemplate },
@@ -49,13 +47,12 @@ const EKS = [
  * certificates.
  */
 export async function manufactureTpm2(chip: Chip, opts: Tpm2ManufacturingOptions): Promise<ManufacturedEk[]> {
-  if (!chip.powered) await chip.powerOn();
+  await startChip(chip);
   const made = await chip.exclusive(async (exec) => {
     const tpm = new Tpm2Client(exec);
-    await startupIfNeeded(tpm);
     const out: ManufacturedEk[] = [];
     for (const ek of EKS) {
-      const pub = await persistentEk(tpm, ek.handle, ek.template());
+      const pub = await ensurePersistent(tpm, RH.ENDORSEMENT, ek.handle, ek.template());
       const publicKey = publicKeyOf(pub);
       let certificate = await readCertificate(tpm, ek.certificateIndex);
       if (!certificate) {
@@ -78,35 +75,6 @@ export async function manufactureTpm2(chip: Chip, opts: Tpm2ManufacturingOptions
   return made;
 }
 
-async function startupIfNeeded(tpm: Tpm2Client): Promise<void> {
-  try {
-    await tpm.startup(SU.CLEAR);
-  } catch (e) {
-    if (!(e instanceof Tpm2CommandError && e.rc === RC.INITIALIZE)) throw e;
-  }
-}
-
-function isMissing(e: unknown): boolean {
-  if (!(e instanceof Tpm2CommandError)) return false;
-  const base = isFormatOne(e.rc) ? e.rc & 0x0bf : e.rc;
-  return base === RC.HANDLE;
-}
-
-async function persistentEk(tpm: Tpm2Client, handle: number, template: Public): Promise<Public> {
-  try {
-    return (await tpm.readPublic(handle)).outPublic;
-  } catch (e) {
-    if (!isMissing(e)) throw e;
-  }
-  const created = await tpm.createPrimary(RH.ENDORSEMENT, template);
-  try {
-    await tpm.evictControl(RH.OWNER, created.handle, handle);
-  } finally {
-    await tpm.flushContext(created.handle);
-  }
-  return created.outPublic;
-}
-
 /** The certificate in `index`, or undefined if the index is absent or was never (fully) written. */
 async function readCertificate(tpm: Tpm2Client, index: number): Promise<Buffer | undefined> {
   let size: number;
@@ -114,20 +82,13 @@ async function readCertificate(tpm: Tpm2Client, index: number): Promise<Buffer |
     const pub = await tpm.nvReadPublic(index);
     if (!(pub.attributes & NV_ATTR.WRITELOCKED)) {
       // Defined but not finished: start the index over.
-      await tpm.call(CC.NV_UndefineSpace, [RH.PLATFORM, index], [{}]);
+      await removeIndex(tpm, index);
       return undefined;
     }
     size = pub.dataSize;
   } catch (e) {
-    if (isMissing(e)) return undefined;
+    if (isMissingHandle(e)) return undefined;
     throw e;
   }
   return tpm.nvRead(RH.PLATFORM, index, size);
-}
-
-async function storeCertificate(tpm: Tpm2Client, index: number, der: Buffer): Promise<void> {
-  await tpm.nvDefineSpace(RH.PLATFORM, { nvIndex: index, nameAlg: ALG.SHA256, attributes: EK_CERT_ATTRIBUTES, authPolicy: Buffer.alloc(0), dataSize: der.length });
-  await tpm.nvWrite(RH.PLATFORM, index, der);
-  // The lock is the last step: a locked index is a finished one.
-  await tpm.call(CC.NV_WriteLock, [RH.PLATFORM, index], [{}]);
 }

@@ -4,12 +4,11 @@
  * platform-created and write-locked — so `tpm2_getekcertificate` in the guest finds it.
  */
 import type { KeyObject } from 'node:crypto';
-import { ALG, CAP, CC, PT, RH } from '../tpm/tpm2/constants.ts';
-import { RC, isFormatOne } from '../tpm/tpm2/rc.ts';
+import { CAP, PT, RH } from '../tpm/tpm2/constants.ts';
 import { publicKeyOf } from '../tpm/tpm2/objects/model.ts';
-import { NV_ATTR } from '../tpm/tpm2/types/nv.ts';
 import type { Public } from '../tpm/tpm2/types/public.ts';
-import { Tpm2Client, Tpm2CommandError, type Exec } from '../hwtpm/tpm2-client.ts';
+import { Tpm2Client, type Exec } from '../hwtpm/tpm2-client.ts';
+import { ensurePersistent, removeIndex, storeCertificate } from '../hwtpm/tpm2-provisioning.ts';
 import { HANDLES, ekEccTemplate, ekRsaTemplate, srkTemplate } from '../hwtpm/tpm2-templates.ts';
 
 export interface EkIssuer {
@@ -21,30 +20,6 @@ export interface InstalledEk {
   readonly nvIndex: number;
   readonly ekPublic: Public;
   readonly certificate: Buffer;
-}
-
-const EK_CERT_ATTRIBUTES =
-  NV_ATTR.PPWRITE | NV_ATTR.WRITEDEFINE | NV_ATTR.PPREAD | NV_ATTR.OWNERREAD | NV_ATTR.AUTHREAD | NV_ATTR.NO_DA | NV_ATTR.PLATFORMCREATE;
-
-function isMissing(e: unknown): boolean {
-  if (!(e instanceof Tpm2CommandError)) return false;
-  return (isFormatOne(e.rc) ? e.rc & 0x0bf : e.rc) === RC.HANDLE;
-}
-
-/** The object at `handle`, created from `template` in `hierarchy` and made persistent if absent. */
-export async function ensurePersistent(tpm: Tpm2Client, hierarchy: number, handle: number, template: Public): Promise<Public> {
-  try {
-    return (await tpm.readPublic(handle)).outPublic;
-  } catch (e) {
-    if (!isMissing(e)) throw e;
-  }
-  const made = await tpm.createPrimary(hierarchy, template);
-  try {
-    await tpm.evictControl(RH.OWNER, made.handle, handle);
-  } finally {
-    await tpm.flushContext(made.handle);
-  }
-  return made.outPublic;
 }
 
 /** The storage root key at 0x81000001, made if the TPM has none yet (AIKs are created under it). */
@@ -75,14 +50,7 @@ export async function installVtpmEkCertificate(exec: Exec, issuer: EkIssuer, opt
     ...(manufacturerId !== undefined ? { manufacturerId } : {}),
     ...(firmwareVersion !== undefined ? { firmwareVersion } : {}),
   });
-  try {
-    await tpm.nvReadPublic(nvIndex);
-    await tpm.call(CC.NV_UndefineSpace, [RH.PLATFORM, nvIndex], [{}]);
-  } catch (e) {
-    if (!isMissing(e)) throw e;
-  }
-  await tpm.nvDefineSpace(RH.PLATFORM, { nvIndex, nameAlg: ALG.SHA256, attributes: EK_CERT_ATTRIBUTES, authPolicy: Buffer.alloc(0), dataSize: certificate.length });
-  await tpm.nvWrite(RH.PLATFORM, nvIndex, certificate);
-  await tpm.call(CC.NV_WriteLock, [RH.PLATFORM, nvIndex], [{}]);
+  await removeIndex(tpm, nvIndex);
+  await storeCertificate(tpm, nvIndex, certificate);
   return { handle, nvIndex, ekPublic, certificate };
 }

@@ -120,6 +120,11 @@ export function atSession(rc: number, n: number): number {
   return isFormatOne(rc) && !isNumbered(rc) ? rc | RC_S | ((n & 0x7) << 8) : rc;
 }
 
+/** A code without its handle, parameter or session number: what the failure was, not where. */
+export function unnumbered(rc: number): number {
+  return isFormatOne(rc) ? rc & (FMT1 | 0x3f) : rc;
+}
+
 /** A TPM-level failure: becomes a response code on the wire, never a thrown error. */
 export class TpmError extends Error {
   constructor(readonly rc: number, message?: string) {
