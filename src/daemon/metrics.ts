@@ -4,7 +4,7 @@
  * (a histogram). Counting happens in a device wrapper, so every path to a vTPM — socket
  * endpoints, the hypervisor — is measured the same way.
  */
-import type { TpmDevice } from '../tpm/device.ts';
+import { commandCodeOf, type TpmDevice } from '../tpm/device.ts';
 
 const BUCKETS_MS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000];
 
@@ -37,7 +37,7 @@ export function measured(device: TpmDevice, metrics: VmMetrics): TpmDevice {
         return typeof v === 'function' ? v.bind(target) : v;
       }
       return async (command: Uint8Array, locality: number) => {
-        const code = command.length >= 10 ? ((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0 : 0;
+        const code = commandCodeOf(command);
         metrics.inFlight++;
         const started = performance.now();
         try {

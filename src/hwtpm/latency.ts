@@ -3,6 +3,7 @@
  * slow chip on an LPC/SPI bus does to the layers above it. Off by default: the chip then answers
  * as fast as the engine does.
  */
+import { commandCodeOf } from '../tpm/device.ts';
 import { CC } from '../tpm/tpm2/constants.ts';
 
 export interface LatencyModel {
@@ -53,6 +54,5 @@ export const DISCRETE_TPM_LATENCY: LatencyModel = {
 /** Milliseconds `command` should take under `model`. */
 export function delayFor(model: LatencyModel, family: 'tpm2' | 'tpm12', command: Uint8Array): number {
   if (command.length < 10) return model.baseMs;
-  const code = ((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0;
-  return model.perCommandMs?.[family]?.[code] ?? model.baseMs;
+  return model.perCommandMs?.[family]?.[commandCodeOf(command)] ?? model.baseMs;
 }

@@ -1,4 +1,12 @@
 /**
+ * The command code (TPM 2.0) or ordinal (TPM 1.2) of a command: bytes 6–9 of the header in both
+ * families; 0 for a command too short to have one.
+ */
+export function commandCodeOf(command: Uint8Array): number {
+  return command.length < 10 ? 0 : ((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0;
+}
+
+/**
  * What a transport sees of a TPM: a byte-in, byte-out command interface plus the platform
  * signals a chip receives on its pins (power, locality, the TPM established flag). Transports use
  * nothing else, so the same socket code serves an engine, a chip model or a vTPM device model.

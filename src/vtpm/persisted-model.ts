@@ -100,10 +100,6 @@ export abstract class PersistedModel implements TpmDevice {
   }
 }
 
-export function commandCode(command: Uint8Array): number {
-  return command.length < 10 ? 0 : ((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0;
-}
-
 export function succeeded(response: Uint8Array): boolean {
   return response.length >= 10 && response[6] === 0 && response[7] === 0 && response[8] === 0 && response[9] === 0;
 }

@@ -10,7 +10,8 @@ import { ORD } from '../tpm/tpm12/constants.ts';
 import { errorResponse } from '../tpm/tpm12/dispatcher.ts';
 import { Tpm12Engine, type Tpm12Options } from '../tpm/tpm12/engine.ts';
 import { RC } from '../tpm/tpm12/rc.ts';
-import { PersistedModel, commandCode, succeeded, type Persist } from './persisted-model.ts';
+import { PersistedModel, succeeded, type Persist } from './persisted-model.ts';
+import { commandCodeOf } from '../tpm/device.ts';
 
 export type { Persist };
 
@@ -78,7 +79,7 @@ export class Tpm12VtpmModel extends PersistedModel {
   }
 
   protected changedRunningState(command: Uint8Array, response: Buffer): boolean {
-    return succeeded(response) && VOLATILE_CHANGING.has(commandCode(command));
+    return succeeded(response) && VOLATILE_CHANGING.has(commandCodeOf(command));
   }
 
   /** A chip without power does not answer; TPM_FAIL is the closest a byte interface can say. */

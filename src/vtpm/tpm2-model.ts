@@ -12,7 +12,8 @@
 import { ALG, CC } from '../tpm/tpm2/constants.ts';
 import { ExternalOperationNeeded, type ExternalRequest } from '../tpm/tpm2/hardware-keys.ts';
 import { ChipKeyBackend } from './chip-key-backend.ts';
-import { PersistedModel, commandCode, succeeded, type Persist } from './persisted-model.ts';
+import { PersistedModel, succeeded, type Persist } from './persisted-model.ts';
+import { commandCodeOf } from '../tpm/device.ts';
 import { Tpm2Engine, type Tpm2Options } from '../tpm/tpm2/engine.ts';
 
 export type { Persist };
@@ -100,7 +101,7 @@ export class Tpm2VtpmModel extends PersistedModel {
 
   protected changedRunningState(command: Uint8Array, response: Buffer): boolean {
     // An audited command moves the audit digest, which only a snapshot keeps.
-    return this.engine.audit.digest !== this.auditBefore || (succeeded(response) && VOLATILE_CHANGING.has(commandCode(command)));
+    return this.engine.audit.digest !== this.auditBefore || (succeeded(response) && VOLATILE_CHANGING.has(commandCodeOf(command)));
   }
 
   protected unpoweredResponse(): Buffer {
