@@ -8,7 +8,8 @@ import { signatureAlgorithmByOid, signatureAlgorithmFor, verifyCertificateData }
 import { ASN1_TYPE as T, bytesOf, children, encode, explicit, isContext, isUniversal, oidOf, parse, raw, seq, time, uint, type Node } from '../hwtpm/credentials/der.ts';
 import { authorityKeyIdentifier } from '../hwtpm/credentials/extensions.ts';
 import type { Extension } from '../hwtpm/credentials/x509.ts';
-import { algorithmIdentifier, assembleSigned, extensionNode, type AsyncSigner } from './chip-signed-x509.ts';
+import type { AsyncSigner } from './chip-signed-x509.ts';
+import { algorithmIdentifier, assembleSigned, extensionNode } from '../hwtpm/credentials/x509.ts';
 import { VmaError } from './errors.ts';
 import { VTPMD_OID } from './oids.ts';
 

@@ -21,21 +21,12 @@
  *     vm             SEQUENCE { name UTF8String, migratable BOOLEAN } }
  */
 import { createHash, type KeyObject } from 'node:crypto';
-import { subjectPublicKeyInfo } from '../tpm/crypto/certificate-signing.ts';
 import { systemEntropy } from '../tpm/crypto/random.ts';
 import { bool, encode, octets, oid, seq, uint, utf8 } from '../hwtpm/credentials/der.ts';
-import { NO_WELL_DEFINED_EXPIRATION, TPM20_SPECIFICATION, tpmIdString, type TpmSpecification } from '../hwtpm/credentials/ek-certificate.ts';
-import {
-  authorityKeyIdentifier,
-  basicConstraints,
-  extendedKeyUsage,
-  keyUsage,
-  subjectAltNameDirectory,
-  subjectDirectoryAttributes,
-} from '../hwtpm/credentials/extensions.ts';
-import { KEY_USAGE, OID } from '../hwtpm/credentials/oids.ts';
+import { ekCertificateTemplate, type TpmSpecification } from '../hwtpm/credentials/ek-certificate.ts';
+import { authorityKeyIdentifier, basicConstraints, extendedKeyUsage, subjectAltNameDirectory } from '../hwtpm/credentials/extensions.ts';
+import { OID } from '../hwtpm/credentials/oids.ts';
 import { encodeName, randomSerial, type ParsedCertificate } from '../hwtpm/credentials/x509.ts';
-import { describeKey } from '../tpm/crypto/certificate-signing.ts';
 import { issueCertificateWith, type AsyncSigner } from './chip-signed-x509.ts';
 import { ekBindingExtension } from './privacy-ca.ts';
 import { TCG_OID, VTPMD_OID } from './oids.ts';
@@ -64,34 +55,17 @@ export function vtpmModel(hwTpmModel: string): string {
 }
 
 export async function issueVtpmEkCertificate(issuer: VtpmIssuer, req: VtpmEkRequest): Promise<Buffer> {
-  const spec = req.specification ?? TPM20_SPECIFICATION;
-  const usage = describeKey(req.ekPublicKey).type === 'rsa' ? KEY_USAGE.keyEncipherment : KEY_USAGE.keyAgreement;
-  return issueCertificateWith(
-    {
-      serial: randomSerial(systemEntropy),
-      issuer: issuer.certificate.subject,
-      subject: encode(seq()),
-      notBefore: req.notBefore,
-      notAfter: NO_WELL_DEFINED_EXPIRATION,
-      subjectPublicKeyInfo: subjectPublicKeyInfo(req.ekPublicKey),
-      extensions: [
-        subjectAltNameDirectory(
-          [
-            { oid: OID.tcgTpmManufacturer, value: tpmIdString(req.manufacturerId) },
-            { oid: OID.tcgTpmModel, value: vtpmModel(req.hwTpmModel) },
-            { oid: OID.tcgTpmVersion, value: tpmIdString(req.firmwareVersion) },
-          ],
-          true,
-        ),
-        basicConstraints(false),
-        keyUsage([usage]),
-        extendedKeyUsage([OID.tcgKpEkCertificate]),
-        subjectDirectoryAttributes([{ oid: OID.tcgTpmSpecification, value: seq(utf8(spec.family), uint(spec.level), uint(spec.revision)) }]),
-        authorityKeyIdentifier(issuer.keyId),
-      ],
-    },
-    issuer.signer,
-  );
+  const template = ekCertificateTemplate({
+    ekPublicKey: req.ekPublicKey,
+    issuerSubject: issuer.certificate.subject,
+    issuerKeyId: issuer.keyId,
+    manufacturerId: req.manufacturerId,
+    model: vtpmModel(req.hwTpmModel),
+    firmwareVersion: req.firmwareVersion,
+    ...(req.specification ? { specification: req.specification } : {}),
+    notBefore: req.notBefore,
+  });
+  return issueCertificateWith(template, issuer.signer);
 }
 
 export interface PlatformTcb {

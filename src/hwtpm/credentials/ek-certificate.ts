@@ -20,7 +20,7 @@ import {
 } from './extensions.ts';
 import type { CertificateAuthority } from './manufacturer-ca.ts';
 import { KEY_USAGE, OID } from './oids.ts';
-import { issueCertificate, randomSerial, toPem } from './x509.ts';
+import { issueCertificate, randomSerial, toPem, type CertificateTemplate } from './x509.ts';
 
 /** The TPM specification the chip implements: TPMSpecification ::= SEQUENCE { family, level, revision }. */
 export interface TpmSpecification {
@@ -82,38 +82,55 @@ function ekKeyUsage(ek: KeyObject): number {
   return KEY_USAGE.keyAgreement;
 }
 
+/** What an EK certificate says, whoever signs it (the manufacturer for a chip, the vMA for a vTPM). */
+export interface EkCertificateFields {
+  readonly ekPublicKey: KeyObject;
+  /** The issuer's subject (DER Name) and subjectKeyIdentifier. */
+  readonly issuerSubject: Buffer;
+  readonly issuerKeyId: Buffer;
+  readonly manufacturerId: number | string;
+  readonly model: string;
+  readonly firmwareVersion: number;
+  readonly specification?: TpmSpecification;
+  readonly notBefore?: Date;
+  readonly notAfter?: Date;
+  readonly policies?: readonly CertificatePolicy[];
+  readonly entropy?: EntropySource;
+}
+
+/** The TCG EK Credential Profile certificate for `f`, ready to be signed. */
+export function ekCertificateTemplate(f: EkCertificateFields): CertificateTemplate {
+  const usage = ekKeyUsage(f.ekPublicKey);
+  const spec = f.specification ?? TPM20_SPECIFICATION;
+  if (f.model === '') throw new CredentialError('the TPM model must not be empty');
+  return {
+    serial: randomSerial(f.entropy ?? systemEntropy),
+    issuer: f.issuerSubject,
+    subject: encode(seq()),
+    notBefore: f.notBefore ?? new Date(Math.floor(Date.now() / 1000) * 1000),
+    notAfter: f.notAfter ?? NO_WELL_DEFINED_EXPIRATION,
+    subjectPublicKeyInfo: subjectPublicKeyInfo(f.ekPublicKey),
+    extensions: [
+      ...(f.policies?.length ? [certificatePolicies(f.policies)] : []),
+      subjectAltNameDirectory(
+        [
+          { oid: OID.tcgTpmManufacturer, value: tpmIdString(f.manufacturerId) },
+          { oid: OID.tcgTpmModel, value: f.model },
+          { oid: OID.tcgTpmVersion, value: tpmIdString(f.firmwareVersion) },
+        ],
+        true,
+      ),
+      basicConstraints(false),
+      keyUsage([usage]),
+      extendedKeyUsage([OID.tcgKpEkCertificate]),
+      subjectDirectoryAttributes([{ oid: OID.tcgTpmSpecification, value: seq(utf8(spec.family), uint(spec.level), uint(spec.revision)) }]),
+      authorityKeyIdentifier(f.issuerKeyId),
+    ],
+  };
+}
+
 export function issueEkCertificate(req: EkCertificateRequest): IssuedCertificate {
-  const usage = ekKeyUsage(req.ekPublicKey);
-  const spec = req.specification ?? TPM20_SPECIFICATION;
-  if (req.model === '') throw new CredentialError('the TPM model must not be empty');
-  const notBefore = req.notBefore ?? new Date(Math.floor(Date.now() / 1000) * 1000);
-  const extensions = [
-    ...(req.policies?.length ? [certificatePolicies(req.policies)] : []),
-    subjectAltNameDirectory(
-      [
-        { oid: OID.tcgTpmManufacturer, value: tpmIdString(req.manufacturerId) },
-        { oid: OID.tcgTpmModel, value: req.model },
-        { oid: OID.tcgTpmVersion, value: tpmIdString(req.firmwareVersion) },
-      ],
-      true,
-    ),
-    basicConstraints(false),
-    keyUsage([usage]),
-    extendedKeyUsage([OID.tcgKpEkCertificate]),
-    subjectDirectoryAttributes([{ oid: OID.tcgTpmSpecification, value: seq(utf8(spec.family), uint(spec.level), uint(spec.revision)) }]),
-    authorityKeyIdentifier(req.issuer.keyId),
-  ];
-  const der = issueCertificate(
-    {
-      serial: randomSerial(req.entropy ?? systemEntropy),
-      issuer: req.issuer.certificate.subject,
-      subject: encode(seq()),
-      notBefore,
-      notAfter: req.notAfter ?? NO_WELL_DEFINED_EXPIRATION,
-      subjectPublicKeyInfo: subjectPublicKeyInfo(req.ekPublicKey),
-      extensions,
-    },
-    req.issuer.privateKey,
-  );
+  const { issuer, ...fields } = req;
+  const der = issueCertificate(ekCertificateTemplate({ ...fields, issuerSubject: issuer.certificate.subject, issuerKeyId: issuer.keyId }), issuer.privateKey);
   return { der, pem: toPem(der) };
 }

@@ -61,24 +61,23 @@ export function nameNode(attributes: readonly NameAttribute[]): Node {
   return seq(...attributes.map((a) => set(seq(oid(a.oid), utf8(a.value)))));
 }
 
-function algorithmIdentifier(a: SignatureAlgorithm): Node {
+export function algorithmIdentifier(a: SignatureAlgorithm): Node {
   return a.nullParameters ? seq(oid(a.oid), nul()) : seq(oid(a.oid));
 }
 
-function extensionNode(e: Extension): Node {
+export function extensionNode(e: Extension): Node {
   return e.critical ? seq(oid(e.oid), bool(true), octets(e.value)) : seq(oid(e.oid), octets(e.value));
 }
 
-/** Assembles the TBSCertificate and signs it with the issuer's private key. */
-export function issueCertificate(template: CertificateTemplate, issuerKey: KeyObject): Buffer {
+/** The DER TBSCertificate of `template` as `algorithm` will sign it. */
+export function encodeTbsCertificate(template: CertificateTemplate, algorithm: SignatureAlgorithm): Buffer {
   if (template.serial.length === 0 || template.serial.length > 20) throw new CredentialError('a certificate serial number must be 1 to 20 bytes');
   if (template.notAfter.getTime() <= template.notBefore.getTime()) throw new CredentialError('a certificate must end after it begins (notAfter <= notBefore)');
-  const sigAlg = signatureAlgorithmFor(issuerKey);
-  const tbs = encode(
+  return encode(
     seq(
       explicit(0, uint(2)),
       uint(template.serial),
-      algorithmIdentifier(sigAlg),
+      algorithmIdentifier(algorithm),
       raw(template.issuer),
       seq(time(template.notBefore), time(template.notAfter)),
       raw(template.subject),
@@ -86,8 +85,18 @@ export function issueCertificate(template: CertificateTemplate, issuerKey: KeyOb
       ...(template.extensions.length ? [explicit(3, seq(...template.extensions.map(extensionNode)))] : []),
     ),
   );
+}
+
+/** Wraps signed DER (a TBSCertificate or TBSCertList) with its algorithm and signature. */
+export function assembleSigned(tbs: Uint8Array, algorithm: SignatureAlgorithm, signature: Uint8Array): Buffer {
+  return encode(seq(raw(tbs), algorithmIdentifier(algorithm), bits(signature)));
+}
+
+/** Assembles the TBSCertificate and signs it with the issuer's private key. */
+export function issueCertificate(template: CertificateTemplate, issuerKey: KeyObject): Buffer {
+  const tbs = encodeTbsCertificate(template, signatureAlgorithmFor(issuerKey));
   const signed = signCertificateData(issuerKey, tbs);
-  return encode(seq(raw(tbs), algorithmIdentifier(signed.algorithm), bits(signed.signature)));
+  return assembleSigned(tbs, signed.algorithm, signed.signature);
 }
 
 function readTime(n: Node): Date {
