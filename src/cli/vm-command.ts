@@ -5,18 +5,6 @@
 import { Command, Option } from 'commander';
 import { ApiError, callApi, resolveApi } from './api-client.ts';
 import { stateDirFallback } from './socket-command.ts';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-
-const CREDENTIAL_FILES = { ek: 'ek.pem', platform: 'platform.pem', chain: 'chain.pem', root: 'vmca-root.pem' } as const;
-
-async function writeCredentialFiles(dir: string, c: { ek: string; platform: string; chain: string[]; vmcaRoot: string }): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, CREDENTIAL_FILES.ek), c.ek);
-  await writeFile(join(dir, CREDENTIAL_FILES.platform), c.platform);
-  await writeFile(join(dir, CREDENTIAL_FILES.chain), c.chain.join(''));
-  await writeFile(join(dir, CREDENTIAL_FILES.root), c.vmcaRoot);
-}
 
 export function registerVmCommand(program: Command): Command {
   const vm = program
@@ -67,8 +55,9 @@ export function registerVmCommand(program: Command): Command {
       run(async (api, c) => {
         const { json } = await callApi(api, 'GET', path(c.args[0]!, '/credentials'));
         const dir = (c.opts() as { out: string }).out;
-        await writeCredentialFiles(dir, json);
-        return { written: dir, files: Object.values(CREDENTIAL_FILES) };
+        // Loaded here: the certificate code would slow every other vm command's start.
+        const { writeCredentialFiles } = await import('../daemon/credential-files.ts');
+        return { written: dir, files: await writeCredentialFiles(dir, json) };
       }),
     );
   vm.command('destroy <name>')
