@@ -5,6 +5,7 @@
  */
 import { commandCodeOf } from '../tpm/device.ts';
 import { CC } from '../tpm/tpm2/constants.ts';
+import { ORD as TPM12_ORD } from '../tpm/tpm12/constants.ts';
 
 export interface LatencyModel {
   /** Every command takes at least this long (bus transfer, firmware dispatch). */
@@ -13,8 +14,6 @@ export interface LatencyModel {
   perCommandMs?: Partial<Record<'tpm2' | 'tpm12', Readonly<Record<number, number>>>>;
 }
 
-// TPM 1.2 ordinals, kept here rather than importing the 1.2 engine's table for a handful of numbers.
-const TPM12_ORD = { Extend: 0x14, Quote: 0x16, Seal: 0x17, Unseal: 0x18, CreateWrapKey: 0x1f, Sign: 0x3c, LoadKey2: 0x41, Quote2: 0x3e };
 
 /**
  * Figures of the order published for SPI-attached discrete TPMs (firmware TPMs are faster, older

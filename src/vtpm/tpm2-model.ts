@@ -10,6 +10,8 @@
  * never lost to a crash of the host process.
  */
 import { ALG, CC } from '../tpm/tpm2/constants.ts';
+import { errorResponse } from '../tpm/tpm2/dispatcher.ts';
+import { RC } from '../tpm/tpm2/rc.ts';
 import { ExternalOperationNeeded, type ExternalRequest } from '../tpm/tpm2/hardware-keys.ts';
 import { ChipKeyBackend } from './chip-key-backend.ts';
 import { PersistedModel, succeeded, type Persist } from './persisted-model.ts';
@@ -105,7 +107,7 @@ export class Tpm2VtpmModel extends PersistedModel {
   }
 
   protected unpoweredResponse(): Buffer {
-    return Buffer.from([0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x01, 0x01]);
+    return errorResponse(RC.FAILURE);
   }
 
   /** Runs the command, performing on the chip whatever the engine asks for, then running it again. */

@@ -1,4 +1,6 @@
 import { EngineDevice } from '../engine-device.ts';
+import { errorResponse } from './dispatcher.ts';
+import { RC } from './rc.ts';
 import { Tpm2Engine, type Tpm2Options } from './engine.ts';
 import { FileStateStore } from './state/store.ts';
 
@@ -7,13 +9,9 @@ export class Tpm2Device extends EngineDevice<Tpm2Engine> {
   readonly family = 'tpm2' as const;
 
   protected unpoweredResponse(): Buffer {
-    return failure();
+    // TPM_RC_FAILURE: what a chip without power (or in failure mode) answers, if it answers at all.
+    return errorResponse(RC.FAILURE);
   }
-}
-
-/** TPM_RC_FAILURE: what a chip without power (or in failure mode) answers, if it answers at all. */
-function failure(): Buffer {
-  return Buffer.from([0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x01, 0x01]);
 }
 
 /** Opens (manufacturing on first use) the TPM 2.0 whose NV lives in `stateDir`. */
