@@ -13,12 +13,12 @@ import {
   createHash,
   createHmac,
   createPublicKey,
-  generateKeyPairSync,
   privateDecrypt,
   publicEncrypt,
   type KeyObject,
 } from 'node:crypto';
 import { Writer } from '../../src/tpm/wire/buffer.ts';
+import { generatePrivateKey } from '../../src/tpm/crypto/rsa.ts';
 import { ALG, CC, ECC_CURVE, RH } from '../../src/tpm/tpm2/constants.ts';
 import type { Tpm2Engine } from '../../src/tpm/tpm2/engine.ts';
 import { pcrSelectionList } from '../../src/tpm/tpm2/types/pcr.ts';
@@ -316,7 +316,7 @@ export interface ExternalKey {
 /** An RSA key made by node:crypto as a TPM public/sensitive pair (the sensitive part: prime p). */
 export function externalRsa(attributes: number, opts: { bits?: number; scheme?: Scheme; symmetric?: SymDef; nameAlg?: number } = {}): ExternalKey {
   const bits = opts.bits ?? 1024;
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: 65537 });
+  const privateKey = generatePrivateKey('rsa', { modulusLength: bits, publicExponent: 65537 });
   const jwk = privateKey.export({ format: 'jwk' });
   return {
     pub: {
@@ -334,7 +334,7 @@ export function externalRsa(attributes: number, opts: { bits?: number; scheme?: 
 
 /** A P-256 key made by node:crypto as a TPM public/sensitive pair. */
 export function externalEcc(attributes: number, opts: { scheme?: Scheme; symmetric?: SymDef; nameAlg?: number } = {}): ExternalKey {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const privateKey = generatePrivateKey('ec', { namedCurve: 'P-256' });
   const jwk = privateKey.export({ format: 'jwk' });
   return {
     pub: {

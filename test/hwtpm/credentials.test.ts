@@ -4,7 +4,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { X509Certificate, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { X509Certificate, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generatePrivateKey } from '../../src/tpm/crypto/rsa.ts';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,8 +27,8 @@ import { hasCommand, skipUnlessRequired } from '../interop/harness.ts';
 
 const MANUFACTURER = 'vtpmd Simulated TPMs';
 
-const rsaEk = () => generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
-const eccEk = (curve: 'prime256v1' | 'secp384r1' = 'prime256v1') => generateKeyPairSync('ec', { namedCurve: curve }).publicKey;
+const rsaEk = () => createPublicKey(generatePrivateKey('rsa', { modulusLength: 2048, publicExponent: 65537 }));
+const eccEk = (curve: 'prime256v1' | 'secp384r1' = 'prime256v1') => createPublicKey(generatePrivateKey('ec', { namedCurve: curve }));
 
 function issue(ca: CertificateAuthority, ek: KeyObject): IssuedCertificate {
   return issueEkCertificate({ ekPublicKey: ek, issuer: ca, manufacturerId: 'VTPD', model: 'vtpmd hw', firmwareVersion: 0x00010002 });
@@ -158,7 +159,7 @@ describe('manufacturer CA and EK certificates', () => {
   });
 
   test('an RSA EK shorter than 2048 bits or a key of another type is refused', () => {
-    const small = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey;
+    const small = createPublicKey(generatePrivateKey('rsa', { modulusLength: 1024, publicExponent: 65537 }));
     assert.throws(() => issue(rsaCa, small), CredentialError);
     assert.throws(() => issue(rsaCa, generateKeyPairSync('ed25519').publicKey), CredentialError);
   });

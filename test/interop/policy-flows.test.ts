@@ -20,7 +20,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, generateKeyPairSync, randomBytes, sign as nodeSign } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, sign as nodeSign } from 'node:crypto';
+import { generatePrivateKey } from '../../src/tpm/crypto/rsa.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -238,8 +239,8 @@ for (const tcti of ['swtpm', 'mssim'] as Tcti[]) {
     });
 
     it('PolicyAuthorize: a policy signed off-TPM by an RSA key loaded with tpm2_loadexternal -C o unseals through a real policy session', async () => {
-      const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-      writeFileSync(f('ext.pem'), publicKey.export({ type: 'spki', format: 'pem' }));
+      const privateKey = generatePrivateKey('rsa', { modulusLength: 2048, publicExponent: 65537 });
+      writeFileSync(f('ext.pem'), createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }));
       await step('tpm2_loadexternal', '-C', 'o', '-G', 'rsa', '-u', f('ext.pem'), '-c', f('ext.ctx'), '-n', f('ext.name'));
       await policyAuthorizeFlow('extkey', f('ext.name'), async (policy, ticket) => {
         // RSASSA-PKCS1-v1_5 over SHA-256 of the digest, as an offline policy authority would sign.

@@ -1,4 +1,5 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { generatePrivateKey } from './rsa.ts';
 import { ALG } from '../tpm2/constants.ts';
 import { digest } from './hash.ts';
 
@@ -31,9 +32,7 @@ export function describeKey(key: KeyObject): KeyDescription {
 
 /** A fresh CA signing key: RSA-2048 or ECC P-256. */
 export function generateCaKey(type: CaKeyType): KeyObject {
-  return type === 'rsa'
-    ? generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 65537 }).privateKey
-    : generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+  return type === 'rsa' ? generatePrivateKey('rsa', { modulusLength: 2048, publicExponent: 65537 }) : generatePrivateKey('ec', { namedCurve: 'prime256v1' });
 }
 
 /** The signature algorithm a key signs certificates with (the hash follows the curve size). */

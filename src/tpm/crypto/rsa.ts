@@ -112,11 +112,28 @@ export function deriveRsa(stream: SeededStream, bits: number, exponent: number):
 }
 
 export function generateRsa(bits: number, exponent: number): RsaKey {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: exponent });
-  const jwk = privateKey.export({ format: 'jwk' });
+  const jwk = generatePrivateKey('rsa', { modulusLength: bits, publicExponent: exponent }).export({ format: 'jwk' });
   const p = toBigInt(Buffer.from(jwk.p!, 'base64url'));
   const q = toBigInt(Buffer.from(jwk.q!, 'base64url'));
   return rsaFromPrimes(p, q, exponent, bits / 8);
+}
+
+/**
+ * A fresh private key that no key-generation job refers to. The KeyObjects generateKeyPairSync
+ * returns share their key data with the job that made them, and on Node 20 exporting such a key
+ * while the garbage collector destroys that job deadlocks the process (both take the key's lock).
+ * Taking the key out as DER and importing it again gives an object of its own.
+ */
+export function generatePrivateKey(type: 'rsa', options: { modulusLength: number; publicExponent: number }): KeyObject;
+export function generatePrivateKey(type: 'ec', options: { namedCurve: string }): KeyObject;
+export function generatePrivateKey(type: 'rsa' | 'ec', options: { modulusLength?: number; publicExponent?: number; namedCurve?: string }): KeyObject {
+  const privateKeyEncoding = { type: 'pkcs8', format: 'der' } as const;
+  const publicKeyEncoding = { type: 'spki', format: 'der' } as const;
+  const der: Buffer =
+    type === 'rsa'
+      ? generateKeyPairSync('rsa', { modulusLength: options.modulusLength!, publicExponent: options.publicExponent!, privateKeyEncoding, publicKeyEncoding }).privateKey
+      : generateKeyPairSync('ec', { namedCurve: options.namedCurve!, privateKeyEncoding, publicKeyEncoding }).privateKey;
+  return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
 }
 
 export function rsaPublicKey(n: Buffer, exponent: number): KeyObject {
