@@ -8,11 +8,12 @@
  * Every process runs in its own process group and is stopped by group; a process-exit hook kills
  * whatever a crashed test left behind. Failures carry tpm2-abrmd's and dbus-daemon's output.
  */
+import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { hasCommand, hasSharedLibrary, skipUnlessRequired } from './harness.ts';
+import { VtpmdServer, hasCommand, hasSharedLibrary, skipUnlessRequired, tempDir } from './harness.ts';
 
 /** tpm2-abrmd lives in /usr/sbin, which an ordinary user's PATH may lack. */
 function abrmdBinary(): string | undefined {
@@ -352,5 +353,82 @@ export class RawConnection {
     await exited;
     clearTimeout(timer);
     live.delete(this.child);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole stack for one test file
+
+/**
+ * Asserts that `run` rejects with the response code tpm2-tools prints for the failed ESAPI call,
+ * e.g. `Esys_Unseal(0x9A2)`: a failure for any other reason (a different code, a different
+ * command of the same tool, a crashed daemon) does not pass. Returns the error message.
+ */
+export async function rejectsWithRc(run: Promise<unknown>, call: string, rc: number): Promise<string> {
+  const printed = `${call}(0x${rc.toString(16).toUpperCase()})`;
+  let message = '';
+  await assert.rejects(run, (e: Error) => {
+    message = e.message;
+    assert.ok(message.includes(printed), `expected ${printed} in:\n${message}`);
+    return true;
+  });
+  return message;
+}
+
+/**
+ * A vtpmd serving the swtpm protocol, a private session bus and a tpm2-abrmd in front of the
+ * vtpmd, with a scratch directory for the tools' files. vtpmd is not started up: TPM2_Startup
+ * goes through tpm2-abrmd like every other command.
+ */
+export class AbrmdStack {
+  private constructor(
+    readonly server: VtpmdServer,
+    readonly bus: DbusSession,
+    readonly abrmd: Abrmd,
+    private readonly files: string,
+    private readonly dirs: { remove(): void }[],
+  ) {}
+
+  static async start(prefix: string): Promise<AbrmdStack> {
+    const state = tempDir(`${prefix}-state-`);
+    const files = tempDir(`${prefix}-files-`);
+    const busDir = tempDir(`${prefix}-bus-`);
+    const dirs = [state, files, busDir];
+    let server: VtpmdServer | undefined;
+    let bus: DbusSession | undefined;
+    try {
+      server = await VtpmdServer.start('swtpm', state.path);
+      bus = await DbusSession.start(busDir.path);
+      const abrmd = await Abrmd.start(bus, server.tcti);
+      return new AbrmdStack(server, bus, abrmd, files.path, dirs);
+    } catch (e) {
+      await bus?.stop();
+      await server?.stop();
+      for (const d of dirs) d.remove();
+      throw e;
+    }
+  }
+
+  /** A path in the scratch directory. */
+  file(name: string): string {
+    return join(this.files, name);
+  }
+
+  /** Runs a tpm2-tools command through tpm2-abrmd; resolves with its stdout. */
+  tool(cmd: string, ...args: string[]): Promise<string> {
+    return this.abrmd.tool(cmd, args);
+  }
+
+  /** Asserts that a tpm2-tools command fails with `call(rc)`, e.g. ('Esys_Unseal', 0x9a2). */
+  fails(call: string, rc: number, cmd: string, ...args: string[]): Promise<string> {
+    return rejectsWithRc(this.tool(cmd, ...args), call, rc);
+  }
+
+  /** Clients first, then the daemon, the bus, and the TPM it was talking to. */
+  async stop(): Promise<void> {
+    await this.abrmd.stop();
+    await this.bus.stop();
+    await this.server.stop();
+    for (const d of this.dirs) d.remove();
   }
 }
