@@ -188,6 +188,20 @@ describe('TPM2_Quote', () => {
     assertSigned(key.pub, q);
   });
 
+  test('quotes signed with nonces an ECDSA key precomputed while idle verify, and no two share r', async () => {
+    const tpm = startedEngine();
+    const key = createPrimary(tpm, ECDSA_KEY());
+    const rs = new Set<string>();
+    for (let i = 0; i < 24; i++) {
+      const q = attestation(ok(tpm, quoteCmd(key.handle, NONCE, [selection(ALG.SHA256, [i % 8])])), 'quoted');
+      assertSigned(key.pub, q);
+      if (q.signature.sigAlg === ALG.ECDSA) rs.add(q.signature.r.toString('hex'));
+      // Idle turns of the event loop, in which the key's pool refills.
+      for (let t = 0; t < 8; t++) await new Promise((ok) => setImmediate(ok));
+    }
+    assert.equal(rs.size, 24);
+  });
+
   test('restricted RSA-2048 keys quote with RSASSA and with RSA-PSS', () => {
     const tpm = startedEngine();
     for (const s of [ALG.RSASSA, ALG.RSAPSS]) {

@@ -5,7 +5,8 @@
  *
  * Two signing paths, chosen by what the caller has:
  * - `signMessage` signs data the TPM built itself (a TPMS_ATTEST): node:crypto hashes and signs
- *   in one native call, which is what makes Quote fast.
+ *   in one native call, or, for an ECDSA key that has signed before, a nonce its pool computed
+ *   in idle time leaves a few multiplications (`ecdsa-nonces.ts`) — what makes Quote fast.
  * - `signDigest` signs a digest the caller supplies (TPM2_Sign). node:crypto cannot sign a
  *   prehashed digest with ECDSA or RSA-PSS, so RSASSA is a private-key operation over the
  *   DigestInfo, RSA-PSS one over an EMSA-PSS block built here, and ECDSA takes k·G from
@@ -18,6 +19,7 @@ import { constants, createECDH, privateEncrypt, publicDecrypt, sign as nodeSign,
 import { constantTimeEqual, digest as hashOf, digestSize, hashAlg as hashInfo, hmac } from '../../crypto/hash.ts';
 import { curve as curveOf, type Curve } from '../../crypto/ecc.ts';
 import { modInverse, toBigInt } from '../../crypto/bigint.ts';
+import { EcdsaNoncePool } from '../../crypto/ecdsa-nonces.ts';
 import { mgf1 } from '../../crypto/rsa-encrypt.ts';
 import { ALG } from '../constants.ts';
 import { RC, TpmError } from '../rc.ts';
@@ -68,6 +70,7 @@ interface EcdsaKey {
   readonly curve: Curve;
   readonly d: bigint;
   readonly ecdh: ECDH;
+  readonly nonces: EcdsaNoncePool;
 }
 
 const signers = new WeakMap<TpmObject, Signer>();
@@ -153,6 +156,8 @@ export function signMessage(o: TpmObject | undefined, scheme: SigScheme, message
     case ALG.RSAPSS:
       return { sigAlg: scheme.scheme, hash, sig: nodeSign(hashName(hash), message, signOptions(o, scheme)) };
     case ALG.ECDSA: {
+      const ahead = signWithPrecomputedNonce(o, hash, message);
+      if (ahead) return ahead;
       const rs = nodeSign(hashName(hash), message, signOptions(o, scheme));
       const half = rs.length >>> 1;
       return { sigAlg: ALG.ECDSA, hash, r: rs.subarray(0, half), s: rs.subarray(half) };
@@ -259,9 +264,24 @@ function ecdsaKeyOf(o: TpmObject): EcdsaKey {
   const p = o.public.parameters;
   if (p.type !== ALG.ECC || !o.sensitive) throw new TpmError(RC.KEY);
   const c = curveOf(p.curveID);
-  const ecdh = createECDH(ECDH_CURVE[c.bytes]!);
-  s.ecdsa = { curve: c, d: toBigInt(o.sensitive.sensitive), ecdh };
+  const curveName = ECDH_CURVE[c.bytes]!;
+  s.ecdsa = { curve: c, d: toBigInt(o.sensitive.sensitive), ecdh: createECDH(curveName), nonces: new EcdsaNoncePool(c, createECDH(curveName)) };
   return s.ecdsa;
+}
+
+/**
+ * ECDSA over H(message) with a nonce the key's pool computed ahead, or undefined when none is
+ * ready (a key's first signatures, or a key signing faster than its pool refills).
+ */
+function signWithPrecomputedNonce(o: TpmObject, hash: number, message: Buffer): Signature | undefined {
+  const key = ecdsaKeyOf(o);
+  const nonce = key.nonces.take();
+  if (!nonce) return undefined;
+  const c = key.curve;
+  const digest = hashOf(hash, message);
+  const s = key.nonces.sign(nonce, toBigInt(digest.length > c.bytes ? digest.subarray(0, c.bytes) : digest), key.d);
+  if (s === 0n) return undefined;
+  return { sigAlg: ALG.ECDSA, hash, r: padded(nonce.r, c.bytes), s: padded(s, c.bytes) };
 }
 
 function padded(v: bigint, bytes: number): Buffer {
