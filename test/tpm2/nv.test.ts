@@ -266,9 +266,9 @@ describe('TPM2_NV_DefineSpace and TPM2_NV_ReadPublic', () => {
     ok(tpm, nvWrite(IX + 1, IX + 1, 'x', 0, Buffer.alloc(20, 1).toString('latin1')));
   });
 
-  test('index types other than ordinary, counter, bits and extend are TPM_RC_ATTRIBUTES (PIN indices included)', () => {
+  test('index types Part 2 leaves unassigned are TPM_RC_ATTRIBUTES', () => {
     const tpm = startedEngine();
-    for (const nt of [0x3 << 4, 0x5 << 4, NT_PIN_FAIL | A.NO_DA, NT_PIN_PASS, 0xf << 4]) {
+    for (const nt of [0x3 << 4, 0x5 << 4, 0x6 << 4, 0x7 << 4, 0xf << 4]) {
       fails(tpm, defineSpace(pub(IX, OWNER_RW | nt, 8)), RC.ATTRIBUTES_P2);
     }
   });
@@ -946,4 +946,82 @@ test('every NV command is in the command table with the right handle count and T
     assert.equal((a >>> 25) & 7, handles, `handles of 0x${cc.toString(16)}`);
     assert.equal(((a >>> 22) & 1) === 1, nv, `nv of 0x${cc.toString(16)}`);
   }
+});
+
+describe('PIN indices (TPM_NT_PIN_PASS, TPM_NT_PIN_FAIL)', () => {
+  const pins = (count: number, limit: number) => Buffer.concat([u32b(count), u32b(limit)]);
+  const counts = (tpm: Tpm2Engine, index: number) => {
+    const d = parseRead(ok(tpm, nvRead(RH.OWNER, index, 8)));
+    return [d.readUInt32BE(0), d.readUInt32BE(4)];
+  };
+  const lockoutCounter = (tpm: Tpm2Engine) => {
+    const data = parse.getCapability(ok(tpm, getCapability(CAP.TPM_PROPERTIES, PT.LOCKOUT_COUNTER, 1))).capabilityData as { properties: { value: number }[] };
+    return data.properties[0]!.value;
+  };
+
+  test('definition: 8 bytes; no AUTHWRITE, GLOBALLOCK or WRITEDEFINE; a PIN Fail index must be NO_DA', () => {
+    const tpm = startedEngine();
+    for (const nt of [NT_PIN_PASS, NT_PIN_FAIL | A.NO_DA]) {
+      fails(tpm, defineSpace(pub(IX, OWNER_RW | A.AUTHREAD | nt, 4)), RC.SIZE_P2);
+      for (const bad of [A.AUTHWRITE, A.GLOBALLOCK, A.WRITEDEFINE]) fails(tpm, defineSpace(pub(IX, OWNER_RW | A.AUTHREAD | nt | bad, 8)), RC.ATTRIBUTES_P2);
+    }
+    fails(tpm, defineSpace(pub(IX, OWNER_RW | A.AUTHREAD | NT_PIN_FAIL, 8)), RC.ATTRIBUTES_P2);
+    define(tpm, pub(IX, OWNER_RW | A.AUTHREAD | NT_PIN_PASS, 8), 'pin');
+    define(tpm, pub(IX + 1, OWNER_RW | A.AUTHREAD | NT_PIN_FAIL | A.NO_DA, 8), 'pin');
+    // Counter-type commands do not apply.
+    fails(tpm, nvIncrement(RH.OWNER, IX), RC.ATTRIBUTES_H2);
+  });
+
+  test('PIN Pass: the PIN serves once written, each use counts, and it stops at pinLimit; wrong PINs and owner reads do not count', () => {
+    const tpm = startedEngine();
+    define(tpm, pub(IX, OWNER_RW | A.AUTHREAD | NT_PIN_PASS, 8), 'pin');
+    fails(tpm, nvRead(IX, IX, 8, 0, 'pin'), RC.AUTH_UNAVAILABLE);
+    ok(tpm, nvWrite(RH.OWNER, IX, pins(0, 2)));
+    assert.deepEqual(counts(tpm, IX), [0, 2]);
+    // The use is counted when the PIN is accepted, before the read.
+    assert.deepEqual([...parseRead(ok(tpm, nvRead(IX, IX, 8, 0, 'pin')))], [...pins(1, 2)]);
+    fails(tpm, nvRead(IX, IX, 8, 0, 'wrong'), RC.AUTH_FAIL_S1);
+    assert.deepEqual(counts(tpm, IX), [1, 2]);
+    ok(tpm, nvRead(IX, IX, 8, 0, 'pin'));
+    fails(tpm, nvRead(IX, IX, 8, 0, 'pin'), RC.AUTH_UNAVAILABLE);
+    assert.deepEqual(counts(tpm, IX), [2, 2]);
+    // The owner hands out more uses.
+    ok(tpm, nvWrite(RH.OWNER, IX, pins(2, 3)));
+    ok(tpm, nvRead(IX, IX, 8, 0, 'pin'));
+    assert.deepEqual(counts(tpm, IX), [3, 3]);
+  });
+
+  test('PIN Fail: wrong PINs count (TPM_RC_AUTH_FAIL, not the TPM lockout counter), a right one resets the count, and at pinLimit even the right PIN fails', () => {
+    const tpm = startedEngine();
+    define(tpm, pub(IX, OWNER_RW | A.AUTHREAD | NT_PIN_FAIL | A.NO_DA, 8), 'pin');
+    fails(tpm, nvRead(IX, IX, 8, 0, 'pin'), RC.AUTH_UNAVAILABLE);
+    ok(tpm, nvWrite(RH.OWNER, IX, pins(0, 2)));
+    fails(tpm, nvRead(IX, IX, 8, 0, 'wrong'), RC.AUTH_FAIL_S1);
+    assert.deepEqual(counts(tpm, IX), [1, 2]);
+    assert.deepEqual([...parseRead(ok(tpm, nvRead(IX, IX, 8, 0, 'pin')))], [...pins(0, 2)]);
+    fails(tpm, nvRead(IX, IX, 8, 0, 'wrong'), RC.AUTH_FAIL_S1);
+    fails(tpm, nvRead(IX, IX, 8, 0, 'wrong'), RC.AUTH_FAIL_S1);
+    fails(tpm, nvRead(IX, IX, 8, 0, 'pin'), RC.AUTH_UNAVAILABLE);
+    assert.deepEqual(counts(tpm, IX), [2, 2]);
+    assert.equal(lockoutCounter(tpm), 0);
+    ok(tpm, nvWrite(RH.OWNER, IX, pins(0, 2)));
+    ok(tpm, nvRead(IX, IX, 8, 0, 'pin'));
+  });
+
+  test('an HMAC session with the PIN counts like a password, and the count is NV', () => {
+    const store = new MemoryStateStore();
+    const tpm = startedEngine({ store });
+    define(tpm, pub(IX, OWNER_RW | A.AUTHREAD | NT_PIN_PASS, 8), 'pin');
+    ok(tpm, nvWrite(RH.OWNER, IX, pins(0, 5)));
+    const s = startSession(tpm, 0);
+    const name = publicOf(tpm, IX).nvName;
+    const p = params(u16b(8), u16b(0));
+    const wrong = hmacAuth(s, CC.NV_Read, [name, name], p, 'nip');
+    fails(tpm, buildCommand({ cc: CC.NV_Read, handles: [IX, IX], sessions: [wrong], params: p }), RC.AUTH_FAIL_S1);
+    ok(tpm, buildCommand({ cc: CC.NV_Read, handles: [IX, IX], sessions: [hmacAuth(s, CC.NV_Read, [name, name], p, 'pin')], params: p }));
+    assert.deepEqual(counts(tpm, IX), [1, 5]);
+    const again = newEngine({ store });
+    ok(again, startup(SU.CLEAR));
+    assert.deepEqual(counts(again, IX), [1, 5]);
+  });
 });

@@ -8,6 +8,7 @@ import type { Tpm2Engine } from '../engine.ts';
 import type { TransientObject } from '../state/objects.ts';
 import { OBJECT_ATTR } from '../types/public.ts';
 import { cryptParameter } from './param-crypt.ts';
+import { pinAccepted, pinRefused } from './pin-index.ts';
 import { checkSessionAudit, endExclusiveAudit, updateSessionAudit } from '../audit.ts';
 import { PASSWORD_RESPONSE, type AuthCommand, type AuthResponse } from './session-area.ts';
 import { SESSION_TYPE, newPolicyState, resetPolicy, type PolicyState, type Session } from './sessions.ts';
@@ -326,7 +327,14 @@ function checkPassword(tpm: Tpm2Engine, slot: Slot, h: number, cc: number, n: nu
   if (role !== 'user' && policyRequired(tpm, h, role)) throw new TpmError(RC.AUTH_TYPE);
   if (!authValueAvailable(tpm, h, role, cc)) throw new TpmError(RC.AUTH_UNAVAILABLE);
   // Both sides lose trailing zeros: a password padded with NULs is the same password.
-  if (!constantTimeEqual(tpm.authValue(h), trimAuth(slot.cmd.hmac))) authFailure(tpm, h, daProtected, n);
+  if (!constantTimeEqual(tpm.authValue(h), trimAuth(slot.cmd.hmac))) wrongAuthValue(tpm, h, daProtected, n);
+  pinAccepted(tpm, h);
+}
+
+/** A wrong authValue: a PIN Fail index counts it itself; anything else as authFailure does. */
+function wrongAuthValue(tpm: Tpm2Engine, h: number, daProtected: boolean, n: number): never {
+  if (pinRefused(tpm, h)) throw new TpmError(atSession(RC.AUTH_FAIL, n));
+  authFailure(tpm, h, daProtected, n);
 }
 
 /**
@@ -356,10 +364,8 @@ function checkHmacSession(tpm: Tpm2Engine, plan: SessionPlan, i: number, s: Sess
   if (role !== 'user' && policyRequired(tpm, h, role)) throw new TpmError(RC.AUTH_TYPE);
   if (!authValueAvailable(tpm, h, role, cc)) throw new TpmError(RC.AUTH_UNAVAILABLE);
   slot.includeAuth = !isBoundTo(tpm, s, h);
-  if (!sessionHmacMatches(plan, i, s, hmacKey(tpm, slot), cp)) {
-    tpm.lockout.recordFailure(h, daProtected);
-    throw new TpmError(atSession(daProtected ? RC.AUTH_FAIL : RC.BAD_AUTH, n));
-  }
+  if (!sessionHmacMatches(plan, i, s, hmacKey(tpm, slot), cp)) wrongAuthValue(tpm, h, daProtected, n);
+  pinAccepted(tpm, h);
 }
 
 /** Whether the command comes from a locality the session allows (TPMA_LOCALITY or an extended locality). */

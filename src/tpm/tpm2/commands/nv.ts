@@ -9,8 +9,8 @@
  * these handlers check that the attributes of the index let the chosen authHandle act (owner →
  * OWNERxxx, platform → PPxxx, another index never), else TPM_RC_NV_AUTHORIZATION.
  *
- * PIN indices (TPM_NT_PIN_PASS, TPM_NT_PIN_FAIL) are refused by NV_DefineSpace with
- * TPM_RC_ATTRIBUTES: their pinCount/pinLimit accounting belongs in the authorization code.
+ * PIN indices (TPM_NT_PIN_PASS, TPM_NT_PIN_FAIL) are defined and written here like ordinary
+ * 8-byte indices; their pinCount/pinLimit accounting is in auth/pin-index.ts.
  */
 import { u16, u64 } from '../../wire/codec.ts';
 import { digest, digestSize } from '../../crypto/hash.ts';
@@ -132,7 +132,9 @@ function writable(tpm: Tpm2Engine, handles: readonly number[]): NvIndex {
   return ix;
 }
 
-const SUPPORTED_TYPES: ReadonlySet<number> = new Set([NT.ORDINARY, NT.COUNTER, NT.BITS, NT.EXTEND]);
+const SUPPORTED_TYPES: ReadonlySet<number> = new Set([NT.ORDINARY, NT.COUNTER, NT.BITS, NT.EXTEND, NT.PIN_FAIL, NT.PIN_PASS]);
+/** Types NV_Write writes; the others change only through their own commands. */
+const WRITABLE_TYPES: ReadonlySet<number> = new Set([NT.ORDINARY, NT.PIN_FAIL, NT.PIN_PASS]);
 
 /** TPM2_NV_DefineSpace's checks, in the order Part 3 makes them. */
 function checkDefinition(tpm: Tpm2Engine, authHandle: number, auth: Buffer, pub: NvPublic): void {
@@ -153,6 +155,12 @@ function checkDefinition(tpm: Tpm2Engine, authHandle: number, auth: Buffer, pub:
   }
   // A counter may never go back to unwritten.
   if (type === NT.COUNTER && has(a, A.CLEAR_STCLEAR)) throw publicInfoError(RC.ATTRIBUTES);
+  if (type === NT.PIN_FAIL || type === NT.PIN_PASS) {
+    // A PIN Fail index is its own lockout; the PIN may never rewrite its own counters, and a PIN
+    // index must stay writable by whoever resets them.
+    if (type === NT.PIN_FAIL && !has(a, A.NO_DA)) throw publicInfoError(RC.ATTRIBUTES);
+    if (has(a, A.AUTHWRITE) || has(a, A.GLOBALLOCK) || has(a, A.WRITEDEFINE)) throw publicInfoError(RC.ATTRIBUTES);
+  }
   // State bits are the TPM's to set.
   if (has(a, A.WRITTEN | A.WRITELOCKED | A.READLOCKED)) throw publicInfoError(RC.ATTRIBUTES);
   // There must be a way to read and a way to write it.
@@ -294,8 +302,7 @@ export const nvCommands = [
     response: {},
     handler: ({ tpm, handles }, { data, offset }) => {
       const ix = writable(tpm, handles);
-      // Counters, bit fields and extend indices change only through their own commands.
-      if (nvType(ix.attributes) !== NT.ORDINARY) throw new TpmError(RC.ATTRIBUTES);
+      if (!WRITABLE_TYPES.has(nvType(ix.attributes))) throw new TpmError(RC.ATTRIBUTES);
       if (offset > ix.dataSize) throw TpmError.parameter(RC.VALUE, 2);
       if (data.length > ix.dataSize - offset) throw new TpmError(RC.NV_RANGE);
       if (has(ix.attributes, A.WRITEALL) && data.length < ix.dataSize) throw new TpmError(RC.NV_RANGE);
