@@ -4,6 +4,7 @@ import { CC } from '../../src/tpm/tpm2/constants.ts';
 import { buildCommand, getRandom, parse, stirRandom } from '../helpers/tpm2-commands.ts';
 import { fails, ok, pinnedEntropy, startedEngine } from '../helpers/tpm2-engine.ts';
 import type { Tpm2Engine } from '../../src/tpm/tpm2/engine.ts';
+import { bufferedEntropy } from '../../src/tpm/crypto/random.ts';
 
 const RC = { SIZE_P1: 0x1d5, INSUFFICIENT_P1: 0x1da };
 
@@ -67,5 +68,22 @@ describe('TPM2_GetRandom and TPM2_StirRandom', () => {
   test('GetRandom with a truncated bytesRequested returns TPM_RC_INSUFFICIENT + P1 (0x1DA)', () => {
     const tpm = startedEngine();
     fails(tpm, buildCommand({ cc: CC.GetRandom, params: Buffer.from([0x10]) }), RC.INSUFFICIENT_P1);
+  });
+});
+
+describe('bufferedEntropy', () => {
+  test('hands out the source bytes in order, each once, reading a chunk at a time', () => {
+    let calls = 0;
+    let next = 0;
+    const source = (n: number) => {
+      calls++;
+      return Buffer.from(Array.from({ length: n }, () => next++ & 0xff));
+    };
+    const e = bufferedEntropy(source, 64);
+    const out = Buffer.concat([e(10), e(30), e(24), e(5), e(100)]);
+    assert.equal(calls, 3, 'two chunks, and a request larger than a chunk straight from the source');
+    assert.deepEqual([...out.subarray(0, 64)], Array.from({ length: 64 }, (_, i) => i));
+    assert.deepEqual([...out.subarray(64, 69)], [64, 65, 66, 67, 68]);
+    assert.equal(out.length, 169);
   });
 });

@@ -5,6 +5,27 @@ export type EntropySource = (n: number) => Buffer;
 export const systemEntropy: EntropySource = (n) => randomBytes(n);
 
 /**
+ * `source` read a chunk at a time and handed out in slices: one call into the system's CSPRNG
+ * per chunk rather than per nonce, for callers that draw a few bytes per operation. Every byte
+ * is handed out once, and the chunk is wiped as it is used up.
+ */
+export function bufferedEntropy(source: EntropySource = systemEntropy, chunk = 4096): EntropySource {
+  let pool: Buffer = Buffer.alloc(0);
+  let at = 0;
+  return (n) => {
+    if (n > chunk) return source(n);
+    if (at + n > pool.length) {
+      pool.fill(0);
+      pool = source(chunk);
+      at = 0;
+    }
+    at += n;
+    // A copy: a caller that wipes its bytes (a key) must not share them with anyone's.
+    return Buffer.from(pool.subarray(at - n, at));
+  };
+}
+
+/**
  * The TPM's random number generator: entropy from the injected source, with StirRandom input
  * mixed into an HMAC-SHA256 key whose output stream is XORed over it. Stirring can only add
  * unpredictability, and a test that pins the source gets reproducible output.
