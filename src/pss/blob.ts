@@ -6,7 +6,7 @@
  *
  *   offset  size  field
  *   0       4     magic "VPSB"
- *   4       1     format version (1)
+ *   4       1     format: 1 a whole NVM image, 2 a delta
  *   5       1     protection (1: AES-256-GCM under a key and IV used for this blob only, derived
  *                 by HMAC-SHA256 from the storage key of the PSS named next, over the label
  *                 "VTPMD PSS BLOB v1", the PSS id and the nonce — see oneTimeAeadKey)
@@ -15,7 +15,13 @@
  *   ·       1+M   model measurement: length M (0–64)
  *   ·       8     version, unsigned big-endian
  *   ·       32    nonce, fresh for every save
+ *   ·       32    format 2 only: the blob id of the save this one changes (see below)
  *   ·       rest  ciphertext of the NVM, then the 16-byte GCM tag
+ *
+ * Format 1 holds a whole NVM image. Format 2 holds a delta (delta.ts) against the save whose
+ * blob id it names, so a VM's state is a chain: one whole image, then deltas in version order,
+ * each naming its predecessor; the VM's record names the last. Any blob of the chain that is
+ * replaced, removed or reordered breaks a link.
  *
  * The protection byte leaves room for migration: a blob re-encrypted to another PSS's key gets a
  * protection of its own without changing anything else.
@@ -26,9 +32,11 @@ import { ALG } from '../tpm/tpm2/constants.ts';
 
 const MAGIC = Buffer.from('VPSB', 'latin1');
 export const BLOB_FORMAT = 1;
+export const DELTA_BLOB_FORMAT = 2;
 export const PROTECTION_LOCAL_AES_GCM = 1;
 export const PSS_ID_BYTES = 16;
 export const NONCE_BYTES = 32;
+export const BLOB_ID_BYTES = 32;
 export const MAX_VM_ID_BYTES = 255;
 export const MAX_MEASUREMENT_BYTES = 64;
 
@@ -40,6 +48,8 @@ export interface BlobHeader {
   readonly measurement: Buffer;
   readonly version: number;
   readonly nonce: Buffer;
+  /** A delta's predecessor (its blob id); undefined for a whole image. */
+  readonly prevId?: Buffer | undefined;
 }
 
 export interface ParsedBlob {
@@ -54,11 +64,12 @@ export function encodeHeader(h: Omit<BlobHeader, 'format' | 'protection'>): Buff
   const vmId = Buffer.from(h.vmId, 'utf8');
   if (h.pssId.length !== PSS_ID_BYTES) throw new RangeError(`a PSS id is ${PSS_ID_BYTES} bytes`);
   if (h.nonce.length !== NONCE_BYTES) throw new RangeError(`a blob nonce is ${NONCE_BYTES} bytes`);
+  if (h.prevId && h.prevId.length !== BLOB_ID_BYTES) throw new RangeError(`a blob id is ${BLOB_ID_BYTES} bytes`);
   const version = Buffer.alloc(8);
   version.writeBigUInt64BE(BigInt(h.version));
   return Buffer.concat([
     MAGIC,
-    Buffer.from([BLOB_FORMAT, PROTECTION_LOCAL_AES_GCM]),
+    Buffer.from([h.prevId ? DELTA_BLOB_FORMAT : BLOB_FORMAT, PROTECTION_LOCAL_AES_GCM]),
     h.pssId,
     Buffer.from([vmId.length]),
     vmId,
@@ -66,6 +77,7 @@ export function encodeHeader(h: Omit<BlobHeader, 'format' | 'protection'>): Buff
     h.measurement,
     version,
     h.nonce,
+    ...(h.prevId ? [h.prevId] : []),
   ]);
 }
 
@@ -80,7 +92,7 @@ export function parseBlob(blob: Buffer): ParsedBlob | undefined {
   };
   const magic = take(4);
   const kind = take(2);
-  if (!magic || !magic.equals(MAGIC) || !kind || kind[0] !== BLOB_FORMAT || kind[1] !== PROTECTION_LOCAL_AES_GCM) return undefined;
+  if (!magic || !magic.equals(MAGIC) || !kind || (kind[0] !== BLOB_FORMAT && kind[0] !== DELTA_BLOB_FORMAT) || kind[1] !== PROTECTION_LOCAL_AES_GCM) return undefined;
   const pssId = take(PSS_ID_BYTES);
   const vmIdLen = take(1);
   const vmId = vmIdLen && take(vmIdLen[0]!);
@@ -88,20 +100,22 @@ export function parseBlob(blob: Buffer): ParsedBlob | undefined {
   const measurement = mLen && take(mLen[0]!);
   const version = take(8);
   const nonce = take(NONCE_BYTES);
-  if (!pssId || !vmId || !measurement || !version || !nonce) return undefined;
+  const prevId = kind[0] === DELTA_BLOB_FORMAT ? take(BLOB_ID_BYTES) : undefined;
+  if (!pssId || !vmId || !measurement || !version || !nonce || (kind[0] === DELTA_BLOB_FORMAT && !prevId)) return undefined;
   const sealed = blob.subarray(at);
   if (sealed.length < AES_GCM_TAG_BYTES) return undefined;
   const v = version.readBigUInt64BE(0);
   if (v > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
   return {
     header: {
-      format: BLOB_FORMAT,
+      format: kind[0]!,
       protection: PROTECTION_LOCAL_AES_GCM,
       pssId: Buffer.from(pssId),
       vmId: vmId.toString('utf8'),
       measurement: Buffer.from(measurement),
       version: Number(v),
       nonce: Buffer.from(nonce),
+      prevId: prevId && Buffer.from(prevId),
     },
     headerBytes: blob.subarray(0, at),
     sealed,

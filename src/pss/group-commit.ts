@@ -4,9 +4,9 @@
  * than N. There is no timer: a window closes when the previous commit finishes, so a lone saver
  * pays one commit and a crowd shares one.
  *
- * Items are keyed (by VM): a later item for a key replaces an earlier one still waiting, and the
- * earlier one's waiters wait for the later (which supersedes it), so a VM that saves faster than
- * commits land holds at most one pending item.
+ * Items are keyed (by VM): a later item for a key is merged with an earlier one still waiting
+ * (by default it replaces it), and the earlier one's waiters wait for the merged item, so a VM
+ * that saves faster than commits land holds at most one pending item.
  *
  * A window takes at most `maxWindow` items. With more savers than that, the ones left for the
  * next window prepare their saves (encryption: main-thread CPU) while this window's write is in
@@ -36,6 +36,8 @@ export class GroupCommit<T> {
   constructor(
     private readonly commit: CommitWindow<T>,
     private readonly maxWindow = Number.POSITIVE_INFINITY,
+    /** What a waiting item and a later one for the same key become together. */
+    private readonly merge: (earlier: T, later: T) => T = (_earlier, later) => later,
   ) {
     if (!(maxWindow >= 1)) throw new RangeError(`a commit window holds at least one item, not ${maxWindow}`);
   }
@@ -68,7 +70,7 @@ export class GroupCommit<T> {
     const waiters = before?.waiters ?? [];
     if (waiter) waiters.push(waiter);
     this.pending.delete(key);
-    this.pending.set(key, { item, durable: waiters.length > 0, waiters });
+    this.pending.set(key, { item: before ? this.merge(before.item, item) : item, durable: waiters.length > 0, waiters });
     // setImmediate rather than starting now: callers in the same turn of the event loop (and
     // I/O completions just behind them) join the first window instead of each opening one.
     this.running ??= new Promise<void>((done) => setImmediate(done)).then(() => this.run());

@@ -9,6 +9,12 @@
  * response only then loses nothing to a crash. Concurrent saves share one batch and one counter
  * increment (group-commit.ts), so throughput grows with the number of vTPMs saving at once.
  *
+ * Deltas. While the PSS holds a VM's latest image (after saving or loading it, until `release`),
+ * a save that changes little of it stores only the change, as a delta blob naming its
+ * predecessor (blob.ts, delta.ts); every MAX_CHAIN saves, or when most of the image changed, the
+ * whole image is stored again and the deltas before it are deleted in the same batch. A
+ * PCR_Extend then writes tens of bytes, not the vTPM's whole NVM.
+ *
  * `{ durable: false }` is the per-VM batching option and trades durability for speed: the save
  * returns as soon as the blob is sealed in memory and goes into the next commit window. If no
  * durable save shares that window, it is written without sync and without a counter increment,
@@ -22,8 +28,9 @@
 import pino, { type Logger } from 'pino';
 import type { ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
-import { systemEntropy, type EntropySource } from '../tpm/crypto/random.ts';
+import { bufferedEntropy, systemEntropy, type EntropySource } from '../tpm/crypto/random.ts';
 import { blobId, MAX_MEASUREMENT_BYTES, MAX_VM_ID_BYTES, NONCE_BYTES, sealBlob } from './blob.ts';
+import { encodeDelta } from './delta.ts';
 import { PssError, PssViolation, type PssCondition } from './errors.ts';
 import { establish, type Established } from './establish.ts';
 import { GroupCommit } from './group-commit.ts';
@@ -66,14 +73,38 @@ export interface PssStatus {
   readonly refusal: PssCondition | undefined;
 }
 
-/** One VM's change in a commit window: a new blob, or removal. */
+/**
+ * One VM's changes in a commit window: blob keys to delete, then blobs to write, then its record
+ * (undefined: the VM is removed).
+ */
 interface Change {
   readonly vmId: string;
   readonly record: VmRecord | undefined;
-  readonly blob: Buffer | undefined;
+  readonly dels: readonly string[];
+  readonly puts: readonly (readonly [string, Buffer])[];
+}
+
+/** A save still waiting for its window and a later one: the later's deltas need the earlier's blobs. */
+function mergeChanges(earlier: Change, later: Change): Change {
+  const restarts = later.record === undefined || later.record.base === later.record.version;
+  return { vmId: later.vmId, record: later.record, dels: [...earlier.dels, ...later.dels], puts: restarts ? later.puts : [...earlier.puts, ...later.puts] };
+}
+
+/** The deltas a record's chain holds (versions base + 1 … version). */
+function deltaKeys(vmId: string, r: VmRecord): string[] {
+  const keys: string[] = [];
+  for (let v = r.base + 1; v <= r.version; v++) keys.push(KEY.delta(vmId, v));
+  return keys;
+}
+
+/** Every key of a record's chain, whole image first. */
+function chainKeys(vmId: string, r: VmRecord): string[] {
+  return [KEY.blob(vmId), ...deltaKeys(vmId, r)];
 }
 
 const DEFAULT_MAX_COMMIT_BATCH = 256;
+/** Saves per whole image: bounds what a load reads and verifies, and what a chain costs on disk. */
+const MAX_CHAIN = 64;
 
 export function defaultBindPcrs(): number[] {
   return [...hostTcbPcrs(), GVTPM_PCR.MANAGER, GVTPM_PCR.PSS];
@@ -82,8 +113,10 @@ export function defaultBindPcrs(): number[] {
 export class ProtectedStorage {
   /** What loads check against: committed records overlaid by queued ones. */
   private readonly latest = new Map<string, VmRecord>();
-  /** Blobs queued but not yet in the database. */
+  /** Blobs queued but not yet in the database, by key. */
   private readonly pendingBlobs = new Map<string, Buffer>();
+  /** The latest image of each VM the PSS saved or loaded since it last released it: what deltas are made against. */
+  private readonly images = new Map<string, Buffer>();
   /** Digests of the records as committed, and their XOR as the head holds it. */
   private readonly committedDigests = new Map<string, Buffer>();
   private aggregate: Buffer;
@@ -103,7 +136,7 @@ export class ProtectedStorage {
     private readonly ids: { pssId: Buffer | undefined; counterId: number | undefined },
     maxCommitBatch: number,
   ) {
-    this.committer = new GroupCommit<Change>((changes, durable) => this.commit(changes, durable), maxCommitBatch);
+    this.committer = new GroupCommit<Change>((changes, durable) => this.commit(changes, durable), maxCommitBatch, mergeChanges);
     this.aggregate = Buffer.from(state?.aggregate ?? Buffer.alloc(32));
     this.epoch = state?.epoch ?? 0n;
     for (const [vmId, { record, digest }] of state?.records ?? []) {
@@ -120,7 +153,7 @@ export class ProtectedStorage {
    */
   static async open(opts: ProtectedStorageOptions): Promise<ProtectedStorage> {
     const log = (opts.logger ?? pino({ enabled: false })).child({ component: 'pss' });
-    const entropy = opts.entropy ?? systemEntropy;
+    const entropy = opts.entropy ?? bufferedEntropy(systemEntropy);
     const batch = opts.maxCommitBatch ?? DEFAULT_MAX_COMMIT_BATCH;
     if (!Number.isInteger(batch) || batch < 1) throw new PssError('bad-request', `maxCommitBatch must be a positive integer, not ${batch}`);
     const db = await openDatabase(opts.dir);
@@ -140,7 +173,8 @@ export class ProtectedStorage {
 
   /**
    * Stores `nvm` as the latest state of `vmId`'s vTPM, made by the model measuring `measurement`.
-   * Durable (the default): resolves once a crash can no longer lose it.
+   * Durable (the default): resolves once a crash can no longer lose it. The PSS keeps `nvm` (to
+   * make the next save a delta): the caller must not change it afterwards.
    */
   save(vmId: string, measurement: Uint8Array, nvm: Uint8Array, opts: SaveOptions = {}): Promise<void> {
     let state: Established;
@@ -150,17 +184,38 @@ export class ProtectedStorage {
     } catch (e) {
       return Promise.reject(e);
     }
-    const version = (this.latest.get(vmId)?.version ?? 0) + 1;
+    const image = Buffer.isBuffer(nvm) ? nvm : Buffer.from(nvm.buffer, nvm.byteOffset, nvm.byteLength);
+    const prev = this.latest.get(vmId);
+    const version = (prev?.version ?? 0) + 1;
     const nonce = this.entropy(NONCE_BYTES);
     const m = Buffer.from(measurement);
-    const blob = sealBlob(state.storageKey, { pssId: state.pssId, vmId, measurement: m, version, nonce }, nvm);
-    const record: VmRecord = { vmId, measurement: m, version, blobId: blobId(blob), nonce };
-    this.latest.set(vmId, record);
-    this.pendingBlobs.set(vmId, blob);
-    if (opts.durable ?? true) return this.committer.submit(vmId, { vmId, record, blob });
+    const header = { pssId: state.pssId, vmId, measurement: m, version, nonce };
+    const before = this.images.get(vmId);
+    // A chain holds one model's saves only: a new measurement starts a new image.
+    const delta = prev && before && version - prev.base < MAX_CHAIN && prev.measurement.equals(m) ? encodeDelta(before, image) : undefined;
+    let change: Change;
+    if (prev && delta) {
+      const blob = sealBlob(state.storageKey, { ...header, prevId: prev.blobId }, delta);
+      const record: VmRecord = { vmId, measurement: m, version, base: prev.base, blobId: blobId(blob), nonce };
+      change = { vmId, record, dels: [], puts: [[KEY.delta(vmId, version), blob]] };
+    } else {
+      const blob = sealBlob(state.storageKey, header, image);
+      const record: VmRecord = { vmId, measurement: m, version, base: version, blobId: blobId(blob), nonce };
+      change = { vmId, record, dels: prev ? deltaKeys(vmId, prev) : [], puts: [[KEY.blob(vmId), blob]] };
+    }
+    this.latest.set(vmId, change.record!);
+    this.images.set(vmId, image);
+    for (const key of change.dels) this.pendingBlobs.delete(key);
+    for (const [key, blob] of change.puts) this.pendingBlobs.set(key, blob);
+    if (opts.durable ?? true) return this.committer.submit(vmId, change);
     // A failed commit is recorded in `failure` and reported by the next operation.
-    this.committer.defer(vmId, { vmId, record, blob });
+    this.committer.defer(vmId, change);
     return Promise.resolve();
+  }
+
+  /** Forgets the image deltas are made against (a vTPM leaving memory); its next save is whole. */
+  release(vmId: string): void {
+    this.images.delete(vmId);
   }
 
   /**
@@ -173,11 +228,20 @@ export class ProtectedStorage {
       checkRequest(vmId, measurement);
       const record = this.latest.get(vmId);
       if (!record) return undefined;
-      const blob = this.pendingBlobs.get(vmId) ?? ((await this.db.get(KEY.blob(vmId))) as Buffer | undefined);
-      // A save or removal that landed while the blob was being read: check against the new state.
+      // Queued blobs leave this map only once they are in the database, so whatever is not
+      // here now is read from there.
+      const keys = chainKeys(vmId, record);
+      const queued = keys.map((k) => this.pendingBlobs.get(k));
+      const missing = keys.filter((_, i) => queued[i] === undefined);
+      const stored = missing.length ? ((await this.db.getMany(missing)) as (Buffer | undefined)[]) : [];
+      // A save or removal that landed while the blobs were being read: check against the new state.
       if (this.latest.get(vmId) !== record) continue;
+      let next = 0;
+      const blobs = queued.map((b) => b ?? stored[next++]);
       try {
-        return verifyRestore({ storageKey: state.storageKey, pssId: state.pssId, vmId, measurement: Buffer.from(measurement), record, blob });
+        const nvm = verifyRestore({ storageKey: state.storageKey, pssId: state.pssId, vmId, measurement: Buffer.from(measurement), record, blobs });
+        this.images.set(vmId, Buffer.from(nvm));
+        return nvm;
       } catch (e) {
         if (e instanceof PssViolation) this.log.warn({ vmId, condition: e.condition }, e.message);
         throw e;
@@ -188,10 +252,13 @@ export class ProtectedStorage {
   /** Forgets `vmId`'s state; durable when it resolves. */
   async remove(vmId: string): Promise<void> {
     this.usable(vmId);
-    if (!this.latest.has(vmId)) return;
+    const prev = this.latest.get(vmId);
+    if (!prev) return;
     this.latest.delete(vmId);
-    this.pendingBlobs.delete(vmId);
-    await this.committer.submit(vmId, { vmId, record: undefined, blob: undefined });
+    this.images.delete(vmId);
+    const dels = chainKeys(vmId, prev);
+    for (const key of dels) this.pendingBlobs.delete(key);
+    await this.committer.submit(vmId, { vmId, record: undefined, dels, puts: [] });
   }
 
   /** The version of `vmId`'s latest save (1 for its first), or undefined when it has none. */
@@ -260,16 +327,18 @@ export class ProtectedStorage {
           xorInto(aggregate, before);
           count--;
         }
-        if (c.record && c.blob) {
+        for (const key of c.dels) batch.del(key);
+        for (const [key, blob] of c.puts) batch.put(key, blob);
+        if (c.record) {
           const bytes = encodeRecord(c.record);
           const digest = recordDigest(state.keys, KEY.record(vmId), bytes);
           xorInto(aggregate, digest);
           count++;
           digests.push([vmId, digest]);
-          batch.put(KEY.record(vmId), bytes).put(KEY.blob(vmId), c.blob);
+          batch.put(KEY.record(vmId), bytes);
         } else {
           digests.push([vmId, undefined]);
-          batch.del(KEY.record(vmId)).del(KEY.blob(vmId));
+          batch.del(KEY.record(vmId));
         }
       }
       const epoch = durable ? this.epoch + 1n : this.epoch;
@@ -294,7 +363,7 @@ export class ProtectedStorage {
       if (digest) this.committedDigests.set(vmId, digest);
       else this.committedDigests.delete(vmId);
     }
-    for (const [vmId, c] of last) if (c.blob && this.pendingBlobs.get(vmId) === c.blob) this.pendingBlobs.delete(vmId);
+    for (const c of last.values()) for (const [key, blob] of c.puts) if (this.pendingBlobs.get(key) === blob) this.pendingBlobs.delete(key);
   }
 }
 

@@ -5,8 +5,10 @@
  *   key            value
  *   meta           JSON {format, pssId, counterId, sealedKey, bindPcrs} — written once, at creation
  *   head           JSON {format, epoch, count, aggregate, mac} — rewritten by every commit
- *   rec/<vmId>     JSON {format, vmId, measurement, version, blobId, nonce} — one per VM
- *   blob/<vmId>    the VM's latest blob (see blob.ts)
+ *   rec/<vmId>     JSON {format, vmId, measurement, version, base, blobId, nonce} — one per VM
+ *   blob/<vmId>    the VM's whole image, saved as version `base` (see blob.ts)
+ *   delta/<hex vmId>/<version, 16 hex digits>
+ *                  the deltas of versions base + 1 … version; `blobId` names the last blob
  *
  * Records and their blob are written in the same batch as the head, so the three never disagree
  * after a crash. Buffers appear as lowercase hex (the sealed key as base64); the epoch, a chip
@@ -19,6 +21,8 @@ export const KEY = {
   head: 'head',
   record: (vmId: string): string => `rec/${vmId}`,
   blob: (vmId: string): string => `blob/${vmId}`,
+  // Hex, so one VM's range never takes in another VM whose id extends this one's.
+  delta: (vmId: string, version: number): string => `delta/${Buffer.from(vmId, 'utf8').toString('hex')}/${version.toString(16).padStart(16, '0')}`,
 } as const;
 
 /** Every record key, and nothing else ('0' follows '/'). */
@@ -39,7 +43,8 @@ export async function openDatabase(dir: string): Promise<PssDatabase> {
 
 export const META_FORMAT = 1;
 export const HEAD_FORMAT = 1;
-export const RECORD_FORMAT = 1;
+/** 2 added `base`; a format 1 record (no deltas) reads as base = version. */
+export const RECORD_FORMAT = 2;
 
 export interface Meta {
   readonly pssId: Buffer;
@@ -62,6 +67,8 @@ export interface VmRecord {
   readonly vmId: string;
   readonly measurement: Buffer;
   readonly version: number;
+  /** The version saved as a whole image; later versions up to `version` are deltas. */
+  readonly base: number;
   readonly blobId: Buffer;
   readonly nonce: Buffer;
 }
@@ -100,6 +107,7 @@ export function encodeRecord(r: VmRecord): Buffer {
     vmId: r.vmId,
     measurement: r.measurement.toString('hex'),
     version: r.version,
+    base: r.base,
     blobId: r.blobId.toString('hex'),
     nonce: r.nonce.toString('hex'),
   });
@@ -107,12 +115,15 @@ export function encodeRecord(r: VmRecord): Buffer {
 
 export function decodeRecord(bytes: Buffer): VmRecord {
   const o = parse(bytes);
-  checkFormat(o, RECORD_FORMAT, 'VM record');
+  if (o.format === 1) o.base = o.version;
+  else checkFormat(o, RECORD_FORMAT, 'VM record');
   if (typeof o.vmId !== 'string' || !isHex(o.measurement) || !Number.isSafeInteger(o.version) || !isHex(o.blobId) || !isHex(o.nonce)) throw unreadable('VM record');
+  if (!Number.isSafeInteger(o.base) || o.base < 1 || o.base > o.version) throw unreadable('VM record');
   return {
     vmId: o.vmId,
     measurement: Buffer.from(o.measurement, 'hex'),
     version: o.version as number,
+    base: o.base as number,
     blobId: Buffer.from(o.blobId, 'hex'),
     nonce: Buffer.from(o.nonce, 'hex'),
   };

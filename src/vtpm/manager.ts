@@ -22,6 +22,8 @@ export interface ModelStorage {
   save(vmId: string, measurement: Buffer, nvm: Buffer, opts?: { durable?: boolean }): Promise<void>;
   load(vmId: string, measurement: Buffer): Promise<Buffer | undefined>;
   remove(vmId: string): Promise<void>;
+  /** The vTPM left memory: whatever the storage kept to make its saves smaller can go. */
+  release(vmId: string): void;
 }
 
 /** A request the manager cannot honour: unknown VM, duplicate name, bad configuration. */
@@ -294,6 +296,7 @@ export class VtpmHandle implements TpmDevice {
       if (!this.model) return;
       await this.model.flush();
       this.model = undefined;
+      this.storage.release(this.record.name);
     });
   }
 }

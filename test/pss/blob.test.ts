@@ -89,13 +89,22 @@ describe('PSS records', () => {
     assert.deepEqual(decodeMeta(encodeMeta(meta)), meta);
     const head = { epoch: 2n ** 40n + 5n, count: 3, aggregate: randomBytes(32), mac: randomBytes(32) };
     assert.deepEqual(decodeHead(encodeHead(head)), head);
-    const rec = { vmId: 'vm-ü', measurement: randomBytes(32), version: 12, blobId: randomBytes(32), nonce: randomBytes(32) };
+    const rec = { vmId: 'vm-ü', measurement: randomBytes(32), version: 12, base: 9, blobId: randomBytes(32), nonce: randomBytes(32) };
     assert.deepEqual(decodeRecord(encodeRecord(rec)), rec);
   });
 
-  test('an entry of a newer format is a PssError that says which vtpmd reads it', () => {
-    const rec = JSON.parse(encodeRecord({ vmId: 'a', measurement: Buffer.alloc(0), version: 1, blobId: Buffer.alloc(32), nonce: Buffer.alloc(32) }).toString());
+  test('a format 1 record (written before deltas) reads as a chain of one whole image', () => {
+    const rec = JSON.parse(encodeRecord({ vmId: 'a', measurement: Buffer.alloc(0), version: 7, base: 7, blobId: Buffer.alloc(32), nonce: Buffer.alloc(32) }).toString());
+    delete rec.base;
+    rec.format = 1;
+    assert.equal(decodeRecord(Buffer.from(JSON.stringify(rec))).base, 7);
     rec.format = 2;
+    assert.throws(() => decodeRecord(Buffer.from(JSON.stringify(rec))), (e: unknown) => e instanceof PssViolation && e.condition === 'modified');
+  });
+
+  test('an entry of a newer format is a PssError that says which vtpmd reads it', () => {
+    const rec = JSON.parse(encodeRecord({ vmId: 'a', measurement: Buffer.alloc(0), version: 1, base: 1, blobId: Buffer.alloc(32), nonce: Buffer.alloc(32) }).toString());
+    rec.format = 3;
     assert.throws(() => decodeRecord(Buffer.from(JSON.stringify(rec))), (e: unknown) => e instanceof PssError && e.code === 'bad-database' && /newer/.test(e.message));
   });
 
@@ -123,8 +132,8 @@ describe('restore checks', () => {
       pssId: PSS_ID,
       vmId: over.vmId ?? 'vm-a',
       measurement,
-      record: { vmId: 'vm-a', measurement, version: over.version ?? 3, blobId: over.id ?? (blob ? blobId(blob) : Buffer.alloc(32)), nonce: Buffer.alloc(32) },
-      blob,
+      record: { vmId: 'vm-a', measurement, version: over.version ?? 3, base: over.version ?? 3, blobId: over.id ?? (blob ? blobId(blob) : Buffer.alloc(32)), nonce: Buffer.alloc(32) },
+      blobs: [blob],
     };
   }
   const condition = (c: string) => (e: unknown) => e instanceof PssViolation && e.condition === c;

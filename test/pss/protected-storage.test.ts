@@ -390,3 +390,107 @@ describe('protected storage', () => {
     await assert.rejects(pss.load('vm-a', MODEL), (e: unknown) => e instanceof PssError && e.code === 'closed');
   });
 });
+
+describe('protected storage: delta chains', () => {
+  /** A vTPM image in which one save changes a few bytes, as a PCR_Extend does. */
+  const image = (n: number) => {
+    const b = Buffer.alloc(4000, 0x5a);
+    b.writeUInt32BE(n, 100);
+    b.writeUInt32BE(n * 7919, 2500);
+    return b;
+  };
+  const deltaKeysIn = (dir: string, vm: string) =>
+    withDatabase(dir, async (db) => {
+      const prefix = KEY.delta(vm, 0).slice(0, -16);
+      const keys: string[] = [];
+      for await (const k of db.keys({ gte: prefix, lt: `${prefix}g` })) keys.push(k);
+      return keys;
+    });
+
+  test('small changes are stored as deltas, whole images come back after a reopen, and MAX_CHAIN saves start a new image', async () => {
+    const { dir, open } = await setup();
+    let pss = await open();
+    for (let i = 1; i <= 10; i++) await pss.save('vm-a', MODEL, image(i));
+    await pss.save('vm-b', MODEL, image(1));
+    await pss.close();
+    const deltas = await deltaKeysIn(dir, 'vm-a');
+    assert.equal(deltas.length, 9, 'versions 2–10 are deltas');
+    assert.deepEqual(await deltaKeysIn(dir, 'vm-b'), []);
+    const biggest = await withDatabase(dir, async (db) => Math.max(...(await db.getMany(deltas)).map((b) => b!.length)));
+    assert.ok(biggest < 300, `a delta blob is small (${biggest} bytes)`);
+    pss = await open();
+    assert.deepEqual(await pss.load('vm-a', MODEL), image(10));
+    // Loading gives the PSS the image again: the next saves are deltas on the same chain.
+    for (let i = 11; i <= 70; i++) await pss.save('vm-a', MODEL, image(i));
+    assert.deepEqual(await pss.load('vm-a', MODEL), image(70));
+    await pss.close();
+    const after = await deltaKeysIn(dir, 'vm-a');
+    assert.ok(after.length < 64, `a new whole image replaced the long chain (${after.length} deltas left)`);
+    pss = await open();
+    assert.deepEqual(await pss.load('vm-a', MODEL), image(70));
+    assert.deepEqual(await pss.load('vm-b', MODEL), image(1));
+    await pss.close();
+  });
+
+  test('saves still queued while others commit merge into one chain', async () => {
+    const { open } = await setup();
+    const pss = await open();
+    await pss.save('vm-a', MODEL, image(1));
+    await Promise.all([1, 2, 3, 4, 5].map((i) => pss.save('vm-a', MODEL, image(1 + i), { durable: i % 2 === 0 })));
+    await pss.flush();
+    pss.release('vm-a');
+    assert.deepEqual(await pss.load('vm-a', MODEL), image(6));
+    await pss.close();
+    const again = await open();
+    assert.deepEqual(await again.load('vm-a', MODEL), image(6));
+    await again.close();
+  });
+
+  test('a changed image length, a released image or a new model measurement stores a whole image', async () => {
+    const { dir, open } = await setup();
+    const pss = await open();
+    await pss.save('vm-a', MODEL, image(1));
+    await pss.save('vm-a', MODEL, image(2));
+    await pss.save('vm-a', MODEL, Buffer.concat([image(3), Buffer.from('more')]));
+    pss.release('vm-a');
+    await pss.save('vm-a', MODEL, Buffer.concat([image(4), Buffer.from('more')]));
+    await pss.save('vm-a', OTHER_MODEL, Buffer.concat([image(5), Buffer.from('more')]));
+    await pss.close();
+    assert.deepEqual(await deltaKeysIn(dir, 'vm-a'), [], 'every save after the first delta started a new image');
+  });
+
+  for (const [what, damage, condition] of [
+    ['a flipped byte in a delta', (blobs: Map<string, Buffer>, keys: string[]) => blobs.get(keys[3]!)!.writeUInt8(blobs.get(keys[3]!)![60]! ^ 1, 60), 'modified'],
+    ['a missing delta', (blobs: Map<string, Buffer>, keys: string[]) => blobs.delete(keys[3]!), 'modified'],
+    ['an older delta in a later one\'s place', (blobs: Map<string, Buffer>, keys: string[]) => blobs.set(keys[4]!, blobs.get(keys[3]!)!), 'not-latest'],
+  ] as const) {
+    test(`${what} is refused as ${condition}, and only for that VM`, async () => {
+      const { dir, open } = await setup();
+      let pss = await open();
+      for (let i = 1; i <= 8; i++) await pss.save('vm-a', MODEL, image(i));
+      await pss.save('vm-b', MODEL, image(1));
+      await pss.close();
+      const keys = await deltaKeysIn(dir, 'vm-a');
+      await withDatabase(dir, async (db) => {
+        const stored = await db.getMany(keys);
+        const blobs = new Map<string, Buffer>(keys.map((k, i) => [k, stored[i]!]));
+        damage(blobs, keys);
+        await db.batch([...keys.map((k) => ({ type: 'del' as const, key: k })), ...[...blobs].map(([key, value]) => ({ type: 'put' as const, key, value }))]);
+      });
+      pss = await open();
+      await assert.rejects(pss.load('vm-a', MODEL), isViolation(condition, 'vm-a'));
+      assert.deepEqual(await pss.load('vm-b', MODEL), image(1));
+      await pss.close();
+    });
+  }
+
+  test('removing a VM removes its whole chain', async () => {
+    const { dir, open } = await setup();
+    const pss = await open();
+    for (let i = 1; i <= 5; i++) await pss.save('vm-a', MODEL, image(i));
+    await pss.remove('vm-a');
+    await pss.close();
+    assert.deepEqual(await deltaKeysIn(dir, 'vm-a'), []);
+    assert.equal(await withDatabase(dir, (db) => db.get(KEY.blob('vm-a'))), undefined);
+  });
+});

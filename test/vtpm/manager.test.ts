@@ -34,6 +34,10 @@ class MemoryStorage implements ModelStorage {
   async remove(vmId: string): Promise<void> {
     this.blobs.delete(vmId);
   }
+  readonly released: string[] = [];
+  release(vmId: string): void {
+    this.released.push(vmId);
+  }
 }
 
 const measurer = new ModelMeasurer();
@@ -100,6 +104,7 @@ describe('GVTPM manager', () => {
     await m.unload('idle');
     assert.equal(dev.loaded, false);
     assert.equal(m.loadedCount(), 0);
+    assert.deepEqual(storage.released, ['idle'], 'the storage may forget what it kept for the loaded model');
     assert.deepEqual(await tpm.pcrRead(ALG.SHA256, [16]), before);
     assert.equal(dev.loaded, true);
     await m.close();
