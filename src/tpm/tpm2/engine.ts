@@ -271,6 +271,7 @@ export class Tpm2Engine {
       (w) => this.pcrs.writeAll(w),
       // NV changes far less often than PCRs: reuse what the last commit serialized.
       this.nvDirty || !this.nvBytes ? (this.nvBytes = serializeNv(this.nv)) : this.nvBytes,
+      this.pcrs.encodedSize,
     );
   }
 

@@ -148,6 +148,13 @@ export class PcrBanks {
    * Every PCR of every bank, for a running-state snapshot (saveState keeps only what
    * Shutdown(STATE) may): per bank its algorithm and count, then the values back to back.
    */
+  /** What writeAll writes, in bytes. */
+  get encodedSize(): number {
+    let n = 1;
+    for (const b of this.banks) n += 4 + b.values.length * b.size;
+    return n;
+  }
+
   writeAll(w: Writer): void {
     w.u8(this.banks.length);
     // One native concatenation per bank: a copy per PCR costs more than the copying itself.

@@ -38,9 +38,13 @@ export class RunningStateError extends Error {
 
 const FLAG = { started: 1, orderlyStart: 2, ph: 4, sh: 8, eh: 16, phNV: 32 } as const;
 
-/** The record: header, running state, the NV blob, then the PCR values (written by `writePcrs`). */
-export function encodeRunningState(s: RunningState, writePcrs: (w: Writer) => void, nv: Buffer): Buffer {
-  const w = new Writer(4096 + nv.length);
+/**
+ * The record: header, running state, the NV blob, then the PCR values (`pcrBytes` of them,
+ * written by `writePcrs`). Sized up front and returned without a copy: it is made after every
+ * state-changing command.
+ */
+export function encodeRunningState(s: RunningState, writePcrs: (w: Writer) => void, nv: Buffer, pcrBytes: number): Buffer {
+  const w = new Writer(HEADER_ROOM + s.platformAuth.length + s.platformPolicy.digest.length + s.nullSeed.length + s.nullProof.length + nv.length + pcrBytes);
   w.u32(MAGIC).u8(RUNNING_VERSION);
   const e = s.enables;
   w.u8((s.started ? FLAG.started : 0) | (s.orderlyStart ? FLAG.orderlyStart : 0) | (e.ph ? FLAG.ph : 0) | (e.sh ? FLAG.sh : 0) | (e.eh ? FLAG.eh : 0) | (e.phNV ? FLAG.phNV : 0));
@@ -55,8 +59,11 @@ export function encodeRunningState(s: RunningState, writePcrs: (w: Writer) => vo
   w.u64(s.contextSequence);
   w.u32(nv.length).bytes(nv);
   writePcrs(w);
-  return Buffer.from(w.finish());
+  return w.finish();
 }
+
+/** The fixed fields and length prefixes, and room for an audit digest of any hash. */
+const HEADER_ROOM = 160;
 
 function sized(w: Writer, b: Buffer): void {
   w.u16(b.length).bytes(b);
