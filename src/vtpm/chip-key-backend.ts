@@ -7,10 +7,11 @@
  */
 import { createHash } from 'node:crypto';
 import { ALG } from '../tpm/tpm2/constants.ts';
-import { ExternalOperationNeeded, type ExternalRequest, type HardwareKeyBackend } from '../tpm/tpm2/hardware-keys.ts';
+import { ExternalOperationNeeded, type ChipRefused, type ExternalRequest, type HardwareKeyBackend, type KeyUse } from '../tpm/tpm2/hardware-keys.ts';
 import { RC, TpmError } from '../tpm/tpm2/rc.ts';
 import type { PcrSelection } from '../tpm/tpm2/types/pcr.ts';
-import { OBJECT_ATTR as A, publicArea, type Public } from '../tpm/tpm2/types/public.ts';
+import type { Scheme } from '../tpm/tpm2/types/public-parms.ts';
+import { OBJECT_ATTR as A, publicArea, type EccPoint, type Public } from '../tpm/tpm2/types/public.ts';
 import type { SigScheme, Signature } from '../tpm/tpm2/types/signature.ts';
 import { encode } from '../tpm/wire/codec.ts';
 import { isOuterBlob, unwrapBoundKey, wrapBoundKey, type BoundKey } from './key-binding.ts';
@@ -26,11 +27,9 @@ export function chipTemplateFor(t: Public): Public {
   return { ...t, objectAttributes: a, authPolicy: Buffer.alloc(0), unique: t.type === ALG.RSA ? { rsa: Buffer.alloc(0) } : { ecc: { x: Buffer.alloc(0), y: Buffer.alloc(0) } } };
 }
 
+/** Requests are built the same way on every attempt of a command, so their JSON identifies them. */
 function requestKey(r: ExternalRequest): string {
-  const h = createHash('sha256').update(r.kind);
-  if (r.kind === 'create') h.update(encode(publicArea, r.template));
-  else h.update(r.innerPrivate).update(encode(publicArea, r.innerPublic)).update(JSON.stringify([r.scheme.scheme, r.scheme.hashAlg])).update(r.digest);
-  return h.digest('hex');
+  return createHash('sha256').update(JSON.stringify(r)).digest('hex');
 }
 
 export class ChipKeyBackend implements HardwareKeyBackend {
@@ -42,9 +41,16 @@ export class ChipKeyBackend implements HardwareKeyBackend {
     private readonly pcrDigest: (selection: PcrSelection[]) => Buffer,
   ) {}
 
+  /**
+   * Asymmetric signing keys (attestation keys included) and unrestricted decryption keys. Storage
+   * keys stay in the model: the keys under them are the guest's, made through the vTPM.
+   */
   backs(t: Public): boolean {
     const a = t.objectAttributes;
-    return (t.type === ALG.RSA || t.type === ALG.ECC) && (a & A.sign) !== 0 && (a & A.decrypt) === 0;
+    if (t.type !== ALG.RSA && t.type !== ALG.ECC) return false;
+    const sign = (a & A.sign) !== 0;
+    const decrypt = (a & A.decrypt) !== 0;
+    return sign ? !decrypt : decrypt && (a & A.restricted) === 0;
   }
 
   /** The model hands over what the chip did for `request`; the next attempt of the command uses it. */
@@ -81,8 +87,22 @@ export class ChipKeyBackend implements HardwareKeyBackend {
   }
 
   sign(outer: Buffer, pub: Public, scheme: SigScheme, digest: Buffer): Signature {
+    return this.use<Signature>(outer, pub, { kind: 'sign', scheme, digest });
+  }
+
+  rsaDecrypt(outer: Buffer, pub: Public, scheme: Scheme, label: Buffer, cipherText: Buffer): Buffer {
+    return this.use<Buffer>(outer, pub, { kind: 'rsa-decrypt', scheme, label, cipherText });
+  }
+
+  ecdhZGen(outer: Buffer, pub: Public, point: EccPoint): EccPoint {
+    return this.use<EccPoint>(outer, pub, { kind: 'ecdh-zgen', point });
+  }
+
+  private use<T>(outer: Buffer, pub: Public, use: KeyUse): T {
     const k = this.checked(outer, pub);
-    return this.take<Signature>({ kind: 'sign', innerPrivate: k.innerPrivate, innerPublic: k.innerPublic, scheme, digest });
+    const result = this.take<T | ChipRefused>({ innerPrivate: k.innerPrivate, innerPublic: k.innerPublic, ...use });
+    if (result && typeof result === 'object' && 'refused' in result) throw new TpmError(result.refused);
+    return result as T;
   }
 
   private checked(outer: Buffer, pub: Public): BoundKey {

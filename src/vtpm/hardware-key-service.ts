@@ -2,14 +2,16 @@
  * The key and session manager's work on the chip for hardware-backed vTPMs. Many vTPMs' keys share
  * a chip with three object slots: a key is swapped in for one operation (ContextLoad of the
  * context saved last time, or Load of its blob under the hwSRK the first time) and swapped out
- * again (ContextSave, FlushContext) before the chip serves anyone else.
+ * again (ContextSave, FlushContext) before the chip serves anyone else. Keys sign, decrypt
+ * (RSA_Decrypt) and derive ECDH secrets (ECDH_ZGen) there.
  */
 import { createHash } from 'node:crypto';
 import type { Chip } from '../hwtpm/chip.ts';
 import { Tpm2Client, Tpm2CommandError } from '../hwtpm/tpm2-client.ts';
 import { HANDLES } from '../hwtpm/tpm2-templates.ts';
 import { CC, RH, ST } from '../tpm/tpm2/constants.ts';
-import type { ExternalRequest } from '../tpm/tpm2/hardware-keys.ts';
+import type { ChipRefused, ExternalRequest, KeyUse } from '../tpm/tpm2/hardware-keys.ts';
+import { unnumbered } from '../tpm/tpm2/rc.ts';
 import type { Public } from '../tpm/tpm2/types/public.ts';
 
 export class HardwareKeyService {
@@ -28,12 +30,11 @@ export class HardwareKeyService {
       const id = createHash('sha256').update(request.innerPrivate).digest('hex');
       const handle = await this.swapIn(tpm, id, request.innerPrivate, request.innerPublic);
       try {
-        const r = await tpm.call(CC.Sign, [handle], [{}], {
-          digest: request.digest,
-          inScheme: request.scheme,
-          validation: { tag: ST.HASHCHECK, hierarchy: RH.NULL, digest: Buffer.alloc(0) },
-        });
-        return r.params.signature;
+        return await use(tpm, handle, request);
+      } catch (e) {
+        // The guest's input can make the chip refuse (a bad padding, a point off the curve).
+        if (e instanceof Tpm2CommandError && request.kind !== 'sign') return { refused: unnumbered(e.rc) } satisfies ChipRefused;
+        throw e;
       } finally {
         await this.swapOut(tpm, id, handle);
       }
@@ -70,3 +71,20 @@ export class HardwareKeyService {
   }
 }
 
+
+async function use(tpm: Tpm2Client, handle: number, u: KeyUse): Promise<unknown> {
+  switch (u.kind) {
+    case 'sign':
+      return (
+        await tpm.call(CC.Sign, [handle], [{}], {
+          digest: u.digest,
+          inScheme: u.scheme,
+          validation: { tag: ST.HASHCHECK, hierarchy: RH.NULL, digest: Buffer.alloc(0) },
+        })
+      ).params.signature;
+    case 'rsa-decrypt':
+      return (await tpm.call(CC.RSA_Decrypt, [handle], [{}], { cipherText: u.cipherText, inScheme: u.scheme, label: u.label })).params.message;
+    case 'ecdh-zgen':
+      return (await tpm.call(CC.ECDH_ZGen, [handle], [{}], { inPoint: u.point })).params.outPoint;
+  }
+}

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes, verify } from 'node:crypto';
+import { constants, createHash, publicEncrypt, randomBytes, verify } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { Chip } from '../../src/hwtpm/chip.ts';
 import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
@@ -9,7 +9,8 @@ import { ALG, CC, RH, ST } from '../../src/tpm/tpm2/constants.ts';
 import { RC } from '../../src/tpm/tpm2/rc.ts';
 import { publicKeyOf } from '../../src/tpm/tpm2/objects/model.ts';
 import { MemoryStateStore } from '../../src/tpm/tpm2/state/store.ts';
-import type { Public } from '../../src/tpm/tpm2/types/public.ts';
+import { OBJECT_ATTR as A, type Public } from '../../src/tpm/tpm2/types/public.ts';
+import { eccTemplate, rsaTemplate } from '../helpers/tpm2-keys.ts';
 import type { Signature } from '../../src/tpm/tpm2/types/signature.ts';
 import { HardwareKeyService } from '../../src/vtpm/hardware-key-service.ts';
 import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
@@ -123,5 +124,45 @@ describe('hardware-backed vTPM', () => {
     const restored = Tpm2VtpmModel.restore(async () => undefined, snapshots[snapshots.length - 1]!, { hardware: { kbk, service } });
     const again = new Tpm2Client((c) => restored.execute(c, 0));
     assert.ok(verifies(k.outPublic, 'after restart', await signWith(again, 0x81000042, 'after restart')));
+  });
+
+  test('an RSA decryption key lives in the chip: RSA_Decrypt through the vTPM opens what node:crypto and the vTPM encrypted, refuses a bad padding, and obeys the PCR binding', async () => {
+    const { vtpm, vsrk } = await setup();
+    const template = rsaTemplate(A.fixedTPM | A.fixedParent | A.sensitiveDataOrigin | A.userWithAuth | A.decrypt);
+    const made = await vtpm.call(CC.Create, [vsrk], [{}], {
+      inSensitive: { userAuth: Buffer.alloc(0), data: Buffer.alloc(0) },
+      inPublic: template,
+      outsideInfo: Buffer.alloc(0),
+      creationPCR: [pcrSelection(ALG.SHA256, [16])],
+    });
+    const outPrivate = made.params.outPrivate as Buffer;
+    const outPublic = made.params.outPublic as Public;
+    assert.equal(outPrivate.subarray(0, 4).toString('latin1'), 'vHK1', 'the guest holds the double-wrapped blob');
+    const { handle } = await vtpm.load(vsrk, outPrivate, outPublic);
+    const oaep = { scheme: ALG.OAEP, hashAlg: ALG.SHA256 };
+    const label = Buffer.from('label\0');
+    const secret = randomBytes(32);
+    const decrypt = async (cipherText: Buffer) => (await vtpm.call(CC.RSA_Decrypt, [handle], [{}], { cipherText, inScheme: oaep, label })).params.message as Buffer;
+    const fromNode = publicEncrypt({ key: publicKeyOf(outPublic), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256', oaepLabel: label }, secret);
+    assert.deepEqual(await decrypt(fromNode), secret);
+    const fromVtpm = (await vtpm.call(CC.RSA_Encrypt, [handle], [], { message: secret, inScheme: oaep, label })).params.outData as Buffer;
+    assert.deepEqual(await decrypt(fromVtpm), secret);
+    const garbage = Buffer.from(fromNode);
+    garbage[0] = 0;
+    garbage[40]! ^= 0xff;
+    await assert.rejects(decrypt(garbage), (e) => (rcOf(e) & 0xbf) === RC.VALUE);
+    await vtpm.pcrExtend(16, [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, 1) }]);
+    await assert.rejects(decrypt(fromNode), (e) => rcOf(e) === RC.PCR);
+  });
+
+  test('an ECDH key lives in the chip: ECDH_ZGen through the vTPM gives the secret ECDH_KeyGen computed from its public key', async () => {
+    const { vtpm, vsrk } = await setup();
+    const template = eccTemplate(A.fixedTPM | A.fixedParent | A.sensitiveDataOrigin | A.userWithAuth | A.decrypt);
+    const made = await vtpm.create(vsrk, template);
+    assert.equal(made.outPrivate.subarray(0, 4).toString('latin1'), 'vHK1');
+    const { handle } = await vtpm.load(vsrk, made.outPrivate, made.outPublic);
+    const gen = await vtpm.call(CC.ECDH_KeyGen, [handle], [], {});
+    const z = await vtpm.call(CC.ECDH_ZGen, [handle], [{}], { inPoint: gen.params.pubPoint });
+    assert.deepEqual(z.params.outPoint, gen.params.zPoint);
   });
 });

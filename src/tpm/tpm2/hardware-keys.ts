@@ -9,12 +9,14 @@
  * operation on the chip, hands the result to the backend and runs the same command again. The
  * command changed nothing the first time: the request is raised before any state is touched.
  */
+import { RC, TpmError } from './rc.ts';
 import type { PcrSelection } from './types/pcr.ts';
-import type { Public } from './types/public.ts';
+import type { Scheme } from './types/public-parms.ts';
+import type { EccPoint, Public } from './types/public.ts';
 import type { SigScheme, Signature } from './types/signature.ts';
 
 export interface HardwareKeyBackend {
-  /** Whether keys made from `template` live in the chip (asymmetric signing keys). */
+  /** Whether keys made from `template` live in the chip (asymmetric signing and decryption keys). */
   backs(template: Public): boolean;
   /**
    * Makes the key in the chip and returns the blob the guest gets (double-wrapped) and the key's
@@ -29,6 +31,10 @@ export interface HardwareKeyBackend {
   open(outPrivate: Buffer, pub: Public): { authValue: Buffer } | undefined;
   /** Signs `digest` with the chip-resident key behind `outer`, checking its PCR binding first. */
   sign(outer: Buffer, pub: Public, scheme: SigScheme, digest: Buffer): Signature;
+  /** RSA_Decrypt in the chip (which also removes the padding of `scheme`), binding checked first. */
+  rsaDecrypt(outer: Buffer, pub: Public, scheme: Scheme, label: Buffer, cipherText: Buffer): Buffer;
+  /** ECDH_ZGen in the chip: `point` times the key's private scalar, binding checked first. */
+  ecdhZGen(outer: Buffer, pub: Public, point: EccPoint): EccPoint;
 }
 
 /** What a loaded hardware-backed object carries instead of a sensitive area. */
@@ -39,10 +45,30 @@ export interface HardwareKeyRef {
   backend?: HardwareKeyBackend;
 }
 
+/** The chip behind a hardware-backed object; an engine without one cannot use the key at all. */
+export function backendOf(ref: HardwareKeyRef): HardwareKeyBackend {
+  if (!ref.backend) throw new TpmError(RC.FAILURE);
+  return ref.backend;
+}
+
 /** Something only the chip can do, requested by the engine of a hardware-backed vTPM. */
 export type ExternalRequest =
   | { readonly kind: 'create'; readonly template: Public }
-  | { readonly kind: 'sign'; readonly innerPrivate: Buffer; readonly innerPublic: Public; readonly scheme: SigScheme; readonly digest: Buffer };
+  | ({ readonly innerPrivate: Buffer; readonly innerPublic: Public } & KeyUse);
+
+/** What a chip-resident key is used for. */
+export type KeyUse =
+  | { readonly kind: 'sign'; readonly scheme: SigScheme; readonly digest: Buffer }
+  | { readonly kind: 'rsa-decrypt'; readonly scheme: Scheme; readonly label: Buffer; readonly cipherText: Buffer }
+  | { readonly kind: 'ecdh-zgen'; readonly point: EccPoint };
+
+/**
+ * A TPM error the chip answered for a key use (a bad padding, a point off the curve): the vTPM
+ * answers the same, unnumbered rc.
+ */
+export interface ChipRefused {
+  readonly refused: number;
+}
 
 export class ExternalOperationNeeded extends Error {
   constructor(readonly request: ExternalRequest) {

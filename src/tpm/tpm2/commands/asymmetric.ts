@@ -12,6 +12,7 @@ import { eccCurve, type Scheme } from '../types/public-parms.ts';
 import { OBJECT_ATTR as A, rsaKeyBuf, type EccPoint } from '../types/public.ts';
 import { eccCurveDetail, eccPoint2b, rsaDecryptScheme, type EccCurveDetail } from '../types/secret.ts';
 import { keysOf, type TpmObject } from '../objects/model.ts';
+import { backendOf } from '../hardware-keys.ts';
 import { objectAt } from './object.ts';
 
 /** A loaded RSA key (TPM_RC_KEY + H1 otherwise) with its modulus. */
@@ -119,9 +120,10 @@ export const asymmetricCommands = [
       if (a & A.restricted || !(a & A.decrypt)) throw TpmError.handle(RC.ATTRIBUTES, 1);
       checkLabel(label, 3);
       const scheme = selectScheme(key, inScheme);
+      if (cipherText.length !== n.length || !belowModulus(cipherText, n)) throw new TpmError(RC.SIZE);
+      if (key.hardware) return { message: backendOf(key.hardware).rsaDecrypt(key.hardware.outer, key.public, scheme, label, cipherText) };
       const priv = keysOf(key).privateKey;
       if (!priv) throw TpmError.handle(RC.HANDLE, 1);
-      if (cipherText.length !== n.length || !belowModulus(cipherText, n)) throw new TpmError(RC.SIZE);
       let message: Buffer | undefined;
       if (scheme.scheme === ALG.OAEP) message = oaepDecrypt(priv, scheme.hashAlg, label, cipherText);
       else if (scheme.scheme === ALG.RSAES) message = pkcs1v15Decode(rsaPrivateRaw(priv, cipherText));
@@ -164,7 +166,7 @@ export const asymmetricCommands = [
       if (a & A.restricted || !(a & A.decrypt)) throw TpmError.handle(RC.ATTRIBUTES, 1);
       const p = pub.parameters as { curveID: number; scheme: Scheme };
       if (p.scheme.scheme !== ALG.ECDH && p.scheme.scheme !== ALG.NULL) throw TpmError.handle(RC.SCHEME, 1);
-      if (!key.sensitive) throw TpmError.handle(RC.HANDLE, 1);
+      if (!key.sensitive && !key.hardware) throw TpmError.handle(RC.HANDLE, 1);
       let point: EccPoint;
       try {
         point = pointOnCurve(p.curveID, inPoint);
@@ -172,7 +174,8 @@ export const asymmetricCommands = [
         if (e instanceof TpmError) throw TpmError.parameter(e.rc, 1);
         throw e;
       }
-      return { outPoint: multiply(curve(p.curveID), key.sensitive.sensitive, point.x, point.y) };
+      if (key.hardware) return { outPoint: backendOf(key.hardware).ecdhZGen(key.hardware.outer, pub, point) };
+      return { outPoint: multiply(curve(p.curveID), key.sensitive!.sensitive, point.x, point.y) };
     },
   }),
   command({

@@ -20,6 +20,7 @@ import { constantTimeEqual, digest as hashOf, digestSize, hashAlg as hashInfo, h
 import { curve as curveOf, type Curve } from '../../crypto/ecc.ts';
 import { modInverse, toBigInt } from '../../crypto/bigint.ts';
 import { EcdsaNoncePool } from '../../crypto/ecdsa-nonces.ts';
+import { backendOf } from '../hardware-keys.ts';
 import { mgf1 } from '../../crypto/rsa-encrypt.ts';
 import { ALG } from '../constants.ts';
 import { RC, TpmError } from '../rc.ts';
@@ -170,10 +171,7 @@ export function signMessage(o: TpmObject | undefined, scheme: SigScheme, message
 const NULL_SIG: Signature = { sigAlg: ALG.NULL };
 
 function hardwareSign(o: TpmObject, scheme: SigScheme, digest: Buffer): Signature {
-  const backend = o.hardware!.backend;
-  // A hardware-backed object in an engine without a chip behind it cannot sign at all.
-  if (!backend) throw new TpmError(RC.FAILURE);
-  return backend.sign(o.hardware!.outer, o.public, scheme, digest);
+  return backendOf(o.hardware!).sign(o.hardware!.outer, o.public, scheme, digest);
 }
 
 /** The TPM's RNG (TpmRandom), for PSS salts and ECDSA nonces. */
