@@ -22,7 +22,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { generatePrivateKey } from '../../src/tpm/crypto/rsa.ts';
 import { AbrmdStack, abrmdUnavailable, rejectsWithRc } from './abrmd-harness.ts';
-import { parsePcrRead } from './harness.ts';
+import { parsePcrRead, parseVariables } from './harness.ts';
 
 // Command codes (Part 2, table 12) that policy digests are extended with.
 const CC = { PolicySecret: 0x151, PolicyAuthorize: 0x16a, PolicyAuthValue: 0x16b, PolicyPCR: 0x17f } as const;
@@ -64,16 +64,6 @@ const policyUpdate = (cc: number, arg: Buffer) => sha256(sha256(ZERO, u32(cc), a
 /** TPM2_PolicyPCR over sha256:16 when PCR 16 holds `pcr16` (TPML_PCR_SELECTION of one bank, PCR 16). */
 const pcr16Policy = (pcr16: Buffer) => sha256(ZERO, u32(CC.PolicyPCR), Buffer.from('00000001000b03000001', 'hex'), sha256(pcr16));
 const hex = (n: number) => randomBytes(n).toString('hex');
-
-/** `name: value` pairs of tpm2_getcap properties-variable (TPMA bits and TPM2_PT_ values). */
-function parseVariables(out: string): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const line of out.split('\n')) {
-    const r = /^\s*(\w+):\s+(\S+)\s*$/.exec(line);
-    if (r) m.set(r[1]!, r[2]!);
-  }
-  return m;
-}
 
 /** The parts of a TPMS_ATTEST from TPM2_Quote that the tests check (Part 2, 10.12.8 and 10.12.12). */
 function parseQuote(attest: Buffer): { magic: number; type: number; extraData: Buffer; pcrDigest: Buffer } {

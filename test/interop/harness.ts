@@ -147,3 +147,13 @@ export function parsePcrRead(out: string): Map<string, Map<number, string>> {
   }
   return banks;
 }
+
+/** `name: value` pairs of tpm2_getcap properties-variable (TPMA bits and TPM2_PT_ values). */
+export function parseVariables(out: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const line of out.split('\n')) {
+    const r = /^\s*(\w+):\s+(\S+)\s*$/.exec(line);
+    if (r) m.set(r[1]!, r[2]!);
+  }
+  return m;
+}

@@ -8,17 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { VtpmdServer, interopUnavailable, tempDir, type Tcti } from './harness.ts';
-
-/** `name: value` pairs of tpm2_getcap properties-variable (TPMA bits and TPM2_PT_ values). */
-function parseVariables(out: string): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const line of out.split('\n')) {
-    const r = /^\s*(\w+):\s+(\S+)\s*$/.exec(line);
-    if (r) m.set(r[1]!, r[2]!);
-  }
-  return m;
-}
+import { VtpmdServer, interopUnavailable, parseVariables, tempDir, type Tcti } from './harness.ts';
 
 for (const tcti of ['swtpm', 'mssim'] as Tcti[]) {
   const skip = interopUnavailable(tcti);
