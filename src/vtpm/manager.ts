@@ -264,7 +264,7 @@ export class VtpmHandle implements TpmDevice {
     if (this.idleUnloadMs <= 0) return;
     if (this.idleTimer) this.idleTimer.refresh();
     else {
-      this.idleTimer = setTimeout(() => void this.unload(), this.idleUnloadMs);
+      this.idleTimer = setTimeout(() => void this.unloadIfIdle(), this.idleUnloadMs);
       this.idleTimer.unref();
     }
   }
@@ -290,14 +290,27 @@ export class VtpmHandle implements TpmDevice {
   }
 
   unload(): Promise<void> {
+    return this.queue.run(() => this.dropModel());
+  }
+
+  /**
+   * The idle timer's unload. A vTPM holding loaded objects or sessions stays in memory, as they
+   * stay in a chip that keeps its power: the guest may use them again at any time.
+   */
+  private unloadIfIdle(): Promise<void> {
     return this.queue.run(async () => {
-      if (this.idleTimer) clearTimeout(this.idleTimer);
-      this.idleTimer = undefined;
-      if (!this.model) return;
-      await this.model.flush();
-      this.model = undefined;
-      this.storage.release(this.record.name);
+      if (this.model?.holdsLoadedState()) this.idleTimer?.refresh();
+      else await this.dropModel();
     });
+  }
+
+  private async dropModel(): Promise<void> {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (!this.model) return;
+    await this.model.flush();
+    this.model = undefined;
+    this.storage.release(this.record.name);
   }
 }
 

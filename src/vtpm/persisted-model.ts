@@ -46,6 +46,11 @@ export abstract class PersistedModel implements TpmDevice {
   protected abstract changedRunningState(command: Uint8Array, response: Buffer): boolean;
   /** What the TPM answers without power. */
   protected abstract unpoweredResponse(): Buffer;
+  /**
+   * Whether the TPM holds what a snapshot leaves out — loaded objects, sessions, saved-session
+   * tracking — which leaving memory while the guest runs would lose.
+   */
+  abstract holdsLoadedState(): boolean;
 
   get powered(): boolean {
     return this.on;

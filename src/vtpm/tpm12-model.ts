@@ -83,6 +83,10 @@ export class Tpm12VtpmModel extends PersistedModel {
   }
 
   /** A chip without power does not answer; TPM_FAIL is the closest a byte interface can say. */
+  holdsLoadedState(): boolean {
+    return this.engine.keys.handles.length > 0 || this.engine.sessions.handles.length > 0;
+  }
+
   protected unpoweredResponse(): Buffer {
     return errorResponse(RC.FAIL);
   }

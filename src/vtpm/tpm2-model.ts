@@ -82,6 +82,11 @@ export class Tpm2VtpmModel extends PersistedModel {
     if (snapshot) this.engine.resume(snapshot);
   }
 
+  holdsLoadedState(): boolean {
+    const e = this.engine;
+    return e.objects.used > 0 || e.sessions.used > 0 || e.savedSessions.size > 0;
+  }
+
   get design(): 'software' | 'hardware' {
     return this.backend ? 'hardware' : 'software';
   }

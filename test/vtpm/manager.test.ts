@@ -6,6 +6,7 @@ import { after, describe, test } from 'node:test';
 import { GvtpmManager, VtpmError, type ModelStorage } from '../../src/vtpm/manager.ts';
 import { ModelMeasurer } from '../../src/vtpm/model-measurement.ts';
 import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
+import { eccSigningTemplate } from '../../src/hwtpm/tpm2-templates.ts';
 import { Tpm12Client } from '../../src/tpm/tpm12/client/index.ts';
 import { ALG, RH } from '../../src/tpm/tpm2/constants.ts';
 import { NV_ATTR } from '../../src/tpm/tpm2/types/nv.ts';
@@ -117,6 +118,21 @@ describe('GVTPM manager', () => {
     await client(dev).startup();
     while (dev.loaded) await new Promise((ok) => setTimeout(ok, 10));
     assert.equal(m.loadedCount(), 0);
+    await m.close();
+  });
+
+  test('the idle timer leaves a vTPM holding a loaded object in memory, as a powered chip keeps it; once flushed it goes', async () => {
+    const m = await GvtpmManager.open({ registryDir: tempDir(), storage: new MemoryStorage(), measurer, idleUnloadMs: 20 });
+    await m.create('busy');
+    const dev = await m.device('busy');
+    const tpm = client(dev);
+    await tpm.startup();
+    const key = await tpm.createPrimary(RH.OWNER, eccSigningTemplate(false));
+    await new Promise((ok) => setTimeout(ok, 150));
+    assert.equal(dev.loaded, true);
+    assert.deepEqual((await tpm.readPublic(key.handle)).name, key.name);
+    await tpm.flushContext(key.handle);
+    while (dev.loaded) await new Promise((ok) => setTimeout(ok, 10));
     await m.close();
   });
 
