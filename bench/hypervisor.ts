@@ -4,6 +4,7 @@
  *
  *   throughput  PCR_Extend SHA-256 ops/s aggregate across 1, 8, 64 partitions (one guest client
  *               each, in-memory Tpm2Device engines), next to the bare engine in the same run
+ *               (`vtpmd bench --paths hypervisor` measures every scenario on this path)
  *   fairness    a victim partition's p99 latency while one other partition floods from 8
  *               concurrent clients (8 CRB channels), against the victim's p99 unloaded
  *
@@ -13,8 +14,10 @@ import { parseArgs } from 'node:util';
 import { Hypervisor } from '../src/hypervisor/hypervisor.ts';
 import { Tpm2Device } from '../src/tpm/tpm2/device.ts';
 import { Tpm2Engine } from '../src/tpm/tpm2/engine.ts';
+import { startupClear } from './lib/commands.ts';
+import { driveGuests, startPartitions } from './lib/hypervisor-path.ts';
 import { describeMachine } from './lib/machine.ts';
-import { pcrExtendSha256, startupClear } from './lib/scenarios.ts';
+import { pcrExtendSha256 } from './lib/scenarios.ts';
 import { percentile } from './lib/stats.ts';
 
 const { values } = parseArgs({
@@ -27,20 +30,7 @@ const { values } = parseArgs({
 const seconds = Number(values.seconds);
 const counts = values.partitions!.split(',').map(Number);
 const log = (m: string) => process.stderr.write(`${m}\n`);
-const extend = pcrExtendSha256(16).sampleCommand;
-
-function rcOf(r: Uint8Array): number {
-  return Buffer.from(r.buffer, r.byteOffset, r.byteLength).readUInt32BE(6);
-}
-
-async function partitions(hv: Hypervisor, names: string[], channels = 1): Promise<void> {
-  for (const name of names) {
-    await hv.createPartition(name, { device: new Tpm2Device(new Tpm2Engine()) }, 'destroy', { channels });
-    await hv.startPartition(name);
-    const rc = rcOf(await hv.guest(name).transmit(startupClear()));
-    if (rc !== 0) throw new Error(`Startup on ${name} answered 0x${rc.toString(16)}`);
-  }
-}
+const extend = pcrExtendSha256().sampleCommand;
 
 /** Ops/s of the bare engine, sequential, as the ceiling the hypervisor path is compared to. */
 function bareEngine(): number {
@@ -61,36 +51,20 @@ function bareEngine(): number {
 async function throughput(n: number): Promise<{ partitions: number; opsPerSecond: number }> {
   const hv = await Hypervisor.start();
   const names = Array.from({ length: n }, (_, i) => `vm-${i}`);
-  await partitions(hv, names);
-  const run = async (ms: number) => {
-    let ops = 0;
-    const t0 = performance.now();
-    const end = t0 + ms;
-    await Promise.all(
-      names.map(async (name) => {
-        const g = hv.guest(name);
-        while (performance.now() < end) {
-          for (let i = 0; i < 32; i++) {
-            const r = await g.transmit(extend);
-            if (r[9] !== 0 || r[8] !== 0) throw new Error(`PCR_Extend failed: rc 0x${rcOf(r).toString(16)}`);
-          }
-          ops += 32;
-        }
-      }),
-    );
-    return ops / ((performance.now() - t0) / 1000);
-  };
-  await run(500);
-  const opsPerSecond = await run(seconds * 1000);
+  await startPartitions(hv, names);
+  const guests = names.map((name) => hv.guest(name));
+  const commands = guests.map(() => extend);
+  await driveGuests(guests, commands, 0.5, 1, null);
+  const r = await driveGuests(guests, commands, seconds, 1, null);
   await hv.stop();
-  return { partitions: n, opsPerSecond };
+  return { partitions: n, opsPerSecond: r.ops / (Number(r.elapsedNs) / 1e9) };
 }
 
 /** p99 (µs) of the victim's sequential PCR_Extends, optionally with a flooder running. */
 async function victimP99(flood: boolean): Promise<{ p50: number; p99: number; samples: number; floodOps: number }> {
   const hv = await Hypervisor.start();
-  await partitions(hv, ['victim']);
-  await partitions(hv, ['flooder'], 8);
+  await startPartitions(hv, ['victim']);
+  await startPartitions(hv, ['flooder'], 8);
   let stop = false;
   let floodOps = 0;
   const flooders = flood

@@ -7,7 +7,7 @@
  * operation) to keep the client's own cost per round trip small and equal for all peers.
  */
 import { connect, type Socket } from 'node:net';
-import { hex } from './scenarios.ts';
+import { hex } from './commands.ts';
 import { SampleBuffer } from './stats.ts';
 
 const hrtime = process.hrtime.bigint;
@@ -60,6 +60,11 @@ export class DataChannelClient {
         resolve(new DataChannelClient(socket, peer));
       });
     });
+  }
+
+  /** The connection's own port, to tell a TCP self-connect (source port = destination port) from a server. */
+  get localPort(): number | undefined {
+    return this.#socket.localPort;
   }
 
   /** One command, one response (any rc). */

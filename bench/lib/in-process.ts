@@ -1,13 +1,13 @@
 /**
- * The in-process path: a Tpm2Engine with in-memory state, driven synchronously in a tight loop.
- * Only every `sampleEvery`-th operation is timed (and the clock is read once per batch for the
- * deadline), so the timing itself barely touches throughput.
+ * The in-process path: N Tpm2Engines with in-memory state in this process, served round robin
+ * in a tight synchronous loop. Only every `sampleEvery`-th operation is timed (and the clock is
+ * read once per batch for the deadline), so the timing itself barely touches throughput.
  */
 import { Tpm2Engine } from '../../src/tpm/tpm2/engine.ts';
-import { hex, makeExchange, responseCodeOf, startupClear, type Exchange, type SteadyScenario } from './scenarios.ts';
-import { SampleBuffer, cpuMicros, summarize } from './stats.ts';
-import { mb, type Measurement, type Timing } from './measurement.ts';
-import { loadBetween, machineCpu } from './proc.ts';
+import type { Bed, ColdLoader, Drive, RunResult } from './bed.ts';
+import { hex, responseCodeOf, startupClear } from './commands.ts';
+import { makeExchange, type Exchange } from './exchange.ts';
+import { SampleBuffer } from './stats.ts';
 
 const hrtime = process.hrtime.bigint;
 
@@ -28,71 +28,74 @@ export function engineExchange(engine: Tpm2Engine, resent: string[] = []): Excha
   return makeExchange(async (command) => engine.execute(command, 0), 'in-process engine', resent);
 }
 
-interface LoopResult {
-  ops: number;
-  elapsedNs: bigint;
-  samples: SampleBuffer;
-}
-
-function loop(engine: Tpm2Engine, command: Buffer, seconds: number, sampleEvery: number, samples: SampleBuffer | null): LoopResult {
+function loop(engines: readonly Tpm2Engine[], commands: readonly Buffer[], seconds: number, sampleEvery: number, samples: SampleBuffer | null): RunResult {
+  const n = engines.length;
   const start = hrtime();
   const deadline = start + BigInt(Math.round(seconds * 1e9));
   const buf = samples ?? new SampleBuffer(16);
   let ops = 0;
   let now = start;
+  let i = 0;
   while (now < deadline) {
     // The batch's first operation is timed; the rest run bare.
     const t0 = hrtime();
-    let r = engine.execute(command, 0);
+    let r = engines[i]!.execute(commands[i]!, 0);
     const t1 = hrtime();
     buf.push(Number(t1 - t0));
     if (r[6]! | r[7]! | r[8]! | r[9]!) check(r, 'the measured command');
-    for (let i = 1; i < sampleEvery; i++) {
-      r = engine.execute(command, 0);
+    if (++i === n) i = 0;
+    for (let k = 1; k < sampleEvery; k++) {
+      r = engines[i]!.execute(commands[i]!, 0);
       if (r[6]! | r[7]! | r[8]! | r[9]!) check(r, 'the measured command');
+      if (++i === n) i = 0;
     }
     ops += sampleEvery;
     now = hrtime();
   }
-  return { ops, elapsedNs: now - start, samples: buf };
+  return { ops, elapsedNs: now - start };
 }
 
-export async function measureInProcess(scenario: SteadyScenario, timing: Timing): Promise<Measurement> {
-  const engine = startedEngine();
-  const resent: string[] = [];
-  const exchange = engineExchange(engine, resent);
-  const prepared = await scenario.prepare(exchange);
-  const command = prepared.command;
-  const first = await exchange(command, 'the measured command (first, before warm-up)');
-
-  const sampleEvery = scenario.inProcessSampleEvery;
-  if (timing.warmup > 0) loop(engine, command, timing.warmup, sampleEvery, null);
-
-  const samples = new SampleBuffer();
-  const machine0 = machineCpu();
-  const cpu0 = process.cpuUsage();
-  const result = loop(engine, command, timing.duration, sampleEvery, samples);
-  const cpu = cpuMicros(cpu0, process.cpuUsage());
-  const load = loadBetween(machine0, machineCpu(), cpu);
-  for (const cmd of prepared.teardown) await exchange(cmd, 'a teardown command');
-  const seconds = Number(result.elapsedNs) / 1e9;
+/** A new engine resumed from a saved state, as the GVTPM manager restores a vTPM, then its first command. */
+function inProcessColdLoader(): ColdLoader {
+  let snapshot: Buffer | undefined;
   return {
-    scenario: scenario.id,
-    scenarioTitle: scenario.title,
+    covers: 'new Tpm2Engine, resume(saved state), execute(first command)',
+    prepare: async (seed) => {
+      const engine = startedEngine();
+      check(engine.execute(seed, 0), 'the seed command');
+      snapshot = engine.snapshot();
+    },
+    makeCold: async () => undefined,
+    firstCommand: async (command) => {
+      const engine = new Tpm2Engine();
+      engine.resume(snapshot!);
+      return engine.execute(command, 0);
+    },
+    after: async () => undefined,
+    close: async () => undefined,
+  };
+}
+
+export function inProcessBed(vtpms: number): Bed {
+  const engines = Array.from({ length: vtpms }, () => startedEngine());
+  return {
     path: 'in-process',
     peer: 'vtpmd-engine',
     label: 'in-process (engine)',
-    concurrency: 1,
-    ops: result.ops,
-    seconds,
-    opsPerSec: result.ops / seconds,
-    latencyUs: summarize(samples.values(), sampleEvery),
-    cpuUsPerOp: cpu / result.ops,
-    processRssMB: mb(process.memoryUsage().rss),
-    commandHex: command.toString('hex'),
-    ...(prepared.detail ? { setupDetail: prepared.detail } : {}),
-    ...(resent.length > 0 ? { resent } : {}),
-    firstResponse: first.toString('hex'),
-    ...(load ? { load } : {}),
+    vtpms,
+    pids: [],
+    samplesEveryCall: false,
+    open: async (): Promise<Drive> => {
+      const resent: string[] = [];
+      return {
+        exchanges: engines.map((e) => engineExchange(e, resent)),
+        resent,
+        run: async (commands, seconds, sampleEvery, samples) => loop(engines, commands, seconds, sampleEvery, samples),
+        close: async () => undefined,
+      };
+    },
+    coldLoader: () => Promise.resolve(inProcessColdLoader()),
+    logTail: () => '',
+    stop: async () => undefined,
   };
 }

@@ -3,25 +3,39 @@ import type { LoadFigures } from './proc.ts';
 import type { LatencySummary } from './stats.ts';
 
 export interface ServerFigures {
-  pid: number;
-  /** VmRSS after the measurement, MB (10^6 bytes). */
+  /** The server processes: one for vtpmd, one per vTPM for swtpm. */
+  pids: number[];
+  /** VmRSS after the measurement, summed over the processes, MB (10^6 bytes). */
   rssMB: number;
-  /** VmHWM (peak RSS) after the measurement, MB. */
+  /** VmHWM (peak RSS) after the measurement, summed over the processes, MB. */
   peakRssMB: number;
-  /** Server process CPU (user + system, all threads, from /proc/PID/stat) per operation. */
+  /** Server CPU (user + system, all threads, from /proc/PID/stat, summed over the processes) per operation. */
   cpuUsPerOp: number;
+}
+
+/** vtpmd's figure ÷ swtpm's for the same scenario and number of vTPMs (socket paths). */
+export interface VsSwtpm {
+  /** ops/s ratio (one-shot and cold-load: swtpm's mean latency ÷ vtpmd's). */
+  opsPerSec: number;
+  p50: number;
+  p99: number;
+  /** Server CPU per operation. */
+  serverCpuUsPerOp?: number;
+  memoryPerVtpm?: number;
 }
 
 export interface Measurement {
   scenario: string;
   scenarioTitle: string;
-  /** 'in-process' or 'swtpm-socket'. */
+  /** 'in-process', 'hypervisor' or 'swtpm-socket'. */
   path: string;
-  /** Who answered: 'vtpmd-engine' in process, or the server peer ('vtpmd', 'swtpm'). */
+  /** Who answered: 'vtpmd-engine' in process and on the hypervisor path, or the server ('vtpmd', 'vtpmd-serve', 'swtpm'). */
   peer: string;
   /** What the table prints in the path column. */
   label: string;
-  /** Commands in flight at once. */
+  /** vTPMs measured together, each with one command in flight. */
+  vtpms: number;
+  /** Commands in flight at once (= vtpms). */
   concurrency: number;
   /** Operations measured (one-shot: measured iterations). */
   ops: number;
@@ -34,8 +48,11 @@ export interface Measurement {
   /** The measuring process's RSS after the measurement, MB. */
   processRssMB: number;
   server?: ServerFigures;
-  /** opsPerSec / swtpm's opsPerSec for the same scenario and concurrency (socket paths). */
+  /** Server RSS ÷ vTPMs, MB (socket paths; for swtpm the processes' RSS summed). */
+  memoryPerVtpmMB?: number;
+  /** opsPerSec / swtpm's opsPerSec for the same scenario and number of vTPMs (socket paths). */
   ratioVsSwtpm?: number;
+  vsSwtpm?: VsSwtpm;
   /** The measured command as sent on this path, hex (steady scenarios; it may carry a handle this peer returned). */
   commandHex?: string;
   /** What the scenario's setup produced that the command depends on, e.g. "key 0x80000000". */
@@ -48,6 +65,8 @@ export interface Measurement {
   resent?: string[];
   /** One-shot scenarios: how the iterations went (`ops` counts the measured ones). */
   oneShot?: OneShotFigures;
+  /** Cold-load scenarios: what the timing covered on this path. */
+  coldLoad?: string;
   /** The first response, hex, so peers can be compared byte for byte. */
   firstResponse: string;
   /** Machine CPU during the measurement: how much other work competed with it (Linux only). */

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { stopChild, trackChild } from './cleanup.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const HOST = '127.0.0.1';
+export const HOST = '127.0.0.1';
 
 export interface Peer {
   /** 'vtpmd', 'swtpm' or 'node-floor'. */
@@ -27,12 +27,14 @@ export interface Peer {
   readonly ctrlPort: number | undefined;
   /** The command line that started it. */
   readonly argv: readonly string[];
+  /** Where it keeps the TPM's state, when the bench chose it. */
+  readonly stateDir?: string;
   /** The last lines the server logged, for error messages. */
   logTail(lines?: number): string;
   stop(): Promise<void>;
 }
 
-function tail(file: string, lines = 20): string {
+export function tail(file: string, lines = 20): string {
   try {
     const text = readFileSync(file, 'utf8').trimEnd();
     return text.split('\n').slice(-lines).join('\n');
@@ -41,11 +43,11 @@ function tail(file: string, lines = 20): string {
   }
 }
 
-function withLog(message: string, logFile: string): Error {
+export function withLog(message: string, logFile: string): Error {
   return new Error(`${message}\n--- last lines of ${logFile} ---\n${tail(logFile)}`);
 }
 
-function exitText(child: ChildProcess): string {
+export function exitText(child: ChildProcess): string {
   return child.signalCode !== null ? `was killed by ${child.signalCode}` : `exited with code ${child.exitCode}`;
 }
 
@@ -202,13 +204,20 @@ export function findOnPath(name: string): string | undefined {
   return undefined;
 }
 
+const versions = new Map<string, string>();
+
 export function swtpmVersion(binary: string): string {
-  try {
-    const out = execFileSync(binary, ['--version'], { encoding: 'utf8', timeout: 5000 });
-    return /version\s+([\d.]+)/i.exec(out)?.[1] ?? out.trim().split('\n')[0]!;
-  } catch (err) {
-    return `unknown (${(err as Error).message})`;
+  let version = versions.get(binary);
+  if (version === undefined) {
+    try {
+      const out = execFileSync(binary, ['--version'], { encoding: 'utf8', timeout: 5000 });
+      version = /version\s+([\d.]+)/i.exec(out)?.[1] ?? out.trim().split('\n')[0]!;
+    } catch (err) {
+      return `unknown (${(err as Error).message})`;
+    }
+    versions.set(binary, version);
   }
+  return version;
 }
 
 function listenOn(port: number): Promise<import('node:net').Server | null> {
@@ -239,22 +248,71 @@ export async function freePortPair(attempts = 50): Promise<number> {
   throw new Error(`found no two adjacent free TCP ports on ${HOST} after ${attempts} tries`);
 }
 
+/** Whether something listens on the port; a socket that connected to itself (source port = port, no listener) does not count. */
 function canConnect(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host, port });
     socket.once('connect', () => {
+      const self = socket.localPort === port;
       socket.destroy();
-      resolve(true);
+      resolve(!self);
     });
     socket.once('error', () => resolve(false));
   });
 }
 
+/** The command line libvirt's way: `swtpm socket --tpm2` on ports P (data) and P+1 (control), started and ready. */
+export function swtpmArgv(binary: string, port: number, stateDir: string): string[] {
+  return [
+    binary,
+    'socket',
+    '--tpm2',
+    '--server',
+    `type=tcp,bindaddr=${HOST},port=${port}`,
+    '--ctrl',
+    `type=tcp,bindaddr=${HOST},port=${port + 1}`,
+    '--flags',
+    'not-need-init,startup-clear',
+    '--tpmstate',
+    `dir=${stateDir}`,
+  ];
+}
+
+/** Spawns a server with stdout and stderr appended to `logFile`; the child is stopped on any exit of the bench. */
+export function spawnLogged(argv: readonly string[], logFile: string): ChildProcess {
+  const logFd = openSync(logFile, 'a');
+  try {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', logFd, logFd] });
+    trackChild(child);
+    return child;
+  } finally {
+    closeSync(logFd);
+  }
+}
+
+/**
+ * Port pairs are handed out one start at a time: two starts choosing pairs at once can overlap
+ * (P+1 of one is P of the other); the loser's swtpm fails to bind, but the readiness probe would
+ * reach the winner's control channel on that port and take it for the loser's data channel.
+ */
+let portTurn: Promise<unknown> = Promise.resolve();
+
+function inPortTurn<T>(fn: () => Promise<T>): Promise<T> {
+  const run = portTurn.then(fn, fn);
+  portTurn = run.catch(() => undefined);
+  return run;
+}
+
 /**
  * Starts `swtpm socket --tpm2 …` on a free port pair and waits until its data port accepts
  * connections. swtpm serves one data client at a time; the readiness probe disconnects at once.
+ * The state lives in a new directory under `workDir`.
  */
-export async function startSwtpm(binary: string, workDir: string, timeoutMs = 10_000): Promise<Peer> {
+export function startSwtpm(binary: string, workDir: string, timeoutMs = 10_000): Promise<Peer> {
+  return inPortTurn(() => startSwtpmNow(binary, workDir, timeoutMs));
+}
+
+async function startSwtpmNow(binary: string, workDir: string, timeoutMs: number): Promise<Peer> {
   const version = swtpmVersion(binary);
   const logFile = join(workDir, 'swtpm.log');
   let lastError: Error | undefined;
@@ -262,27 +320,8 @@ export async function startSwtpm(binary: string, workDir: string, timeoutMs = 10
     const stateDir = join(workDir, `swtpm-state-${attempt}`);
     mkdirSync(stateDir, { recursive: true });
     const port = await freePortPair();
-    const argv = [
-      binary,
-      'socket',
-      '--tpm2',
-      '--server',
-      `type=tcp,bindaddr=${HOST},port=${port}`,
-      '--ctrl',
-      `type=tcp,bindaddr=${HOST},port=${port + 1}`,
-      '--flags',
-      'not-need-init,startup-clear',
-      '--tpmstate',
-      `dir=${stateDir}`,
-    ];
-    const logFd = openSync(logFile, 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', logFd, logFd] });
-    } finally {
-      closeSync(logFd);
-    }
-    trackChild(child);
+    const argv = swtpmArgv(binary, port, stateDir);
+    const child = spawnLogged(argv, logFile);
     let spawnError: Error | undefined;
     child.once('error', (err) => (spawnError = err));
     const deadline = Date.now() + timeoutMs;
@@ -294,7 +333,7 @@ export async function startSwtpm(binary: string, workDir: string, timeoutMs = 10
         ready = true;
         break;
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 5));
     }
     if (ready && child.exitCode === null && child.signalCode === null) {
       return {
@@ -306,6 +345,7 @@ export async function startSwtpm(binary: string, workDir: string, timeoutMs = 10
         dataPort: port,
         ctrlPort: port + 1,
         argv,
+        stateDir,
         logTail: (lines) => tail(logFile, lines),
         stop: () => stopChild(child),
       };

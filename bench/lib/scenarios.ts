@@ -1,63 +1,35 @@
 /**
- * Benchmark scenarios: the exact TPM 2.0 command bytes every path is fed. Bytes are built with
- * the project's wire Writer and codecs (and the test helpers' command builder and key
- * templates), so the peers compare on identical input.
- *
- * Two kinds:
- * - steady: one command sent back to back for a fixed time. `prepare` runs once per peer
- *   before warm-up (e.g. CreatePrimary of the signing key) and returns the measured command for
- *   that peer — identical everywhere except, at most, a handle the peer itself returned.
+ * Benchmark scenarios: what every path is fed. Three kinds:
+ * - steady: one command sent back to back for a fixed time. `prepare` runs once per vTPM before
+ *   warm-up (e.g. the key a Quote signs with) and returns the measured command for that vTPM —
+ *   identical everywhere except, at most, a handle that vTPM itself returned.
  * - one-shot: a command too slow for a timed loop (CreatePrimary RSA), sent a few times with a
  *   different input each time; each response's handle is flushed outside the timing.
+ * - cold-load: the first command to a vTPM that is not in memory; each path makes its vTPM cold
+ *   in its own way (see cold-load.ts) and times that command until its response.
  */
 import { createHash } from 'node:crypto';
-import { Writer } from '../../src/tpm/wire/buffer.ts';
-import { ALG, CC, RH, ST, SU } from '../../src/tpm/tpm2/constants.ts';
-import { dataBuf, digestValues } from '../../src/tpm/tpm2/types/basic.ts';
-import { pcrSelectionList } from '../../src/tpm/tpm2/types/pcr.ts';
-import { OBJECT_ATTR as A, public2b, sensitiveCreate, type Public } from '../../src/tpm/tpm2/types/public.ts';
-import { NULL_SIG_SCHEME, sigScheme } from '../../src/tpm/tpm2/types/signature.ts';
-import { buildCommand, enc, params, pw, selection, tpm2b, u32b } from '../../test/helpers/tpm2-commands.ts';
-import { EMPTY, RESTRICTED, eccTemplate, rsaTemplate, scheme } from '../../test/helpers/tpm2-keys.ts';
+import { ALG } from '../../src/tpm/tpm2/constants.ts';
+import { type Public } from '../../src/tpm/tpm2/types/public.ts';
+import { eccStorage, sealedData } from '../../test/helpers/tpm2-objects.ts';
+import { RESTRICTED, eccTemplate, rsaTemplate, scheme } from '../../test/helpers/tpm2-keys.ts';
+import {
+  createCommand,
+  createPrimaryCommand,
+  flushContextCommand,
+  loadCommandFor,
+  pcrExtendCommand,
+  pcrReadCommand,
+  quoteCommand,
+  responseHandleOf,
+  rsaStorageTemplate,
+  unsealCommand,
+} from './commands.ts';
+import type { Exchange } from './exchange.ts';
 
-/**
- * Sends one command to the peer being prepared and resolves with its response; rejects (with
- * the response bytes in the message) unless the rc is 0. `what` names the command for that message.
- */
-export type Exchange = (command: Buffer, what: string) => Promise<Buffer>;
-
-/** Warning codes a TSS answers by sending the same command again (tpm2-tss's ESYS does). */
-const RESEND_RCS: ReadonlyMap<number, string> = new Map([
-  [0x908, 'TPM_RC_YIELDED'],
-  [0x90a, 'TPM_RC_TESTING'],
-  [0x922, 'TPM_RC_RETRY'],
-]);
-const MAX_RESENDS = 3;
-
-/**
- * An Exchange over a raw send function. Outside the measured loops a TPM may answer a warning
- * that means "send it again" (swtpm 0.7.1 answers the first Quote after power-on with
- * TPM_RC_RETRY); like a TSS, this resends up to three times and logs each resend in `resent`.
- * Any other rc but 0 rejects with the response bytes.
- */
-export function makeExchange(send: (command: Buffer) => Promise<Buffer>, who: string, resent: string[]): Exchange {
-  return async (command, what) => {
-    for (let attempt = 0; ; attempt++) {
-      const response = await send(command);
-      const rc = responseCodeOf(response);
-      if (rc === 0) return response;
-      const warning = RESEND_RCS.get(rc);
-      if (warning === undefined || attempt >= MAX_RESENDS) {
-        throw new Error(`${who} answered ${what} with rc ${hex(rc)} (response ${response.toString('hex')})`);
-      }
-      resent.push(`${what}: ${warning} (${hex(rc)}), sent again`);
-    }
-  };
-}
-
-/** What `prepare` leaves on a peer: the measured command, and what undoes the setup afterwards. */
+/** What `prepare` leaves on a vTPM: the measured command, and what undoes the setup afterwards. */
 export interface Prepared {
-  /** The measured command for this peer, sent as-is every time. */
+  /** The measured command for this vTPM, sent as-is every time. */
   command: Buffer;
   /** Sent (rc checked) after the measurement, e.g. FlushContext of the key: the slots are few. */
   teardown: Buffer[];
@@ -70,10 +42,12 @@ interface ScenarioBase {
   readonly id: string;
   /** Short name for `--scenarios`. */
   readonly name: string;
+  /** Other names `--scenarios` accepts. */
+  readonly aliases: readonly string[];
   /** What the table shows. */
   readonly title: string;
   readonly description: string;
-  /** The measured command as a fresh TPM gets it (first transient handle 0x80000000): JSON and header line. */
+  /** The measured command as a fresh TPM gets it (first transient handles from 0x80000000): JSON and header line. */
   readonly sampleCommand: Buffer;
   /**
    * Whether the same command gives the same response bytes on every peer, so first responses can
@@ -84,7 +58,7 @@ interface ScenarioBase {
 
 export interface SteadyScenario extends ScenarioBase {
   readonly kind: 'steady';
-  /** Runs once per peer, after the peer's own Startup and before warm-up. */
+  /** Runs once per vTPM, after its Startup and before warm-up. */
   prepare(exchange: Exchange): Promise<Prepared>;
   /** In process, every n-th execute() is timed: 64 for µs-scale commands, 1 where a clock read is negligible. */
   readonly inProcessSampleEvery: number;
@@ -101,58 +75,29 @@ export interface OneShotScenario extends ScenarioBase {
   cleanup(response: Buffer): Buffer;
 }
 
-export type Scenario = SteadyScenario | OneShotScenario;
-
-/** TPMA_SESSION.continueSession, as tpm2-tools sets it on password sessions. */
-const CONTINUE_SESSION = 0x01;
-
-/** A TPM 2.0 command: header, handles, optional authorization area, parameter bytes. */
-export function tpm2Command(cc: number, handles: readonly number[], auth: Buffer | null, params: Uint8Array): Buffer {
-  const w = new Writer(64);
-  w.u16(auth === null ? ST.NO_SESSIONS : ST.SESSIONS);
-  const sizeAt = w.reserveU32();
-  w.u32(cc);
-  for (const h of handles) w.u32(h);
-  if (auth !== null) {
-    w.u32(auth.length);
-    w.bytes(auth);
-  }
-  w.bytes(params);
-  w.patchU32(sizeAt, w.length);
-  return Buffer.from(w.finish()); // a standalone copy: the writer's buffer may be larger
+export interface ColdLoadScenario extends ScenarioBase {
+  readonly kind: 'cold-load';
+  /** Sent once to the vTPM before it is first made cold, so its saved state holds something. */
+  readonly seed: Buffer;
+  /** The first command after the vTPM was made cold: the timed one. */
+  readonly command: Buffer;
 }
 
-/** One TPMS_AUTH_COMMAND for the password session TPM_RS_PW. */
-export function passwordSession(password: Uint8Array = Buffer.alloc(0)): Buffer {
-  const w = new Writer(16);
-  w.u32(RH.RS_PW);
-  w.u16(0); // nonceCaller: empty
-  w.u8(CONTINUE_SESSION);
-  w.u16(password.length);
-  w.bytes(password);
-  return Buffer.from(w.finish());
-}
+export type Scenario = SteadyScenario | OneShotScenario | ColdLoadScenario;
 
-export function startupClear(): Buffer {
-  const w = new Writer(2);
-  w.u16(SU.CLEAR);
-  return tpm2Command(CC.Startup, [], null, w.finish());
-}
+/** The first transient handle a fresh TPM hands out: what `sampleCommand` assumes. */
+const FIRST_TRANSIENT = 0x80000000;
+const EXTEND_PCR = 16;
 
-/** TPM2_PCR_Extend of one SHA-256 digest into `pcr`, authorized by an empty password. */
-export function pcrExtendSha256(pcr = 16): SteadyScenario {
-  const digest = createHash('sha256').update('vtpmd bench PCR_Extend').digest();
-  const params = new Writer(64);
-  digestValues.encode(params, [{ hashAlg: ALG.SHA256, digest }]);
-  const command = tpm2Command(CC.PCR_Extend, [pcr], passwordSession(), params.finish());
-  // header 10 + handle 4 + authSize 4 + session 9 + count 4 + alg 2 + digest 32
-  if (command.length !== 65) throw new Error(`PCR_Extend command is ${command.length} bytes, expected 65: the encoding changed`);
+function pcrExtend(hashAlg: number, bank: string, id: string, name: string, aliases: string[]): SteadyScenario {
+  const command = pcrExtendCommand(hashAlg, EXTEND_PCR);
   return {
     kind: 'steady',
-    id: 'pcr-extend-sha256',
-    name: 'extend',
-    title: 'PCR_Extend SHA-256',
-    description: `TPM2_PCR_Extend, PCR ${pcr}, password session (empty auth), one 32-byte SHA-256 digest`,
+    id,
+    name,
+    aliases,
+    title: `PCR_Extend ${bank}`,
+    description: `TPM2_PCR_Extend, PCR ${EXTEND_PCR}, password session (empty auth), one ${command.length - 33}-byte ${bank} digest`,
     sampleCommand: command,
     deterministic: true,
     inProcessSampleEvery: 64,
@@ -163,69 +108,39 @@ export function pcrExtendSha256(pcr = 16): SteadyScenario {
 // ---------------------------------------------------------------------------------------------
 // Keys
 
-/** The first transient handle a fresh TPM hands out: what `sampleCommand` assumes. */
-const FIRST_TRANSIENT = 0x80000000;
-
-/** TPM2_CreatePrimary in the owner hierarchy, empty password session, empty userAuth and data. */
-export function createPrimaryCommand(template: Public): Buffer {
-  return buildCommand({
-    cc: CC.CreatePrimary,
-    handles: [RH.OWNER],
-    sessions: [pw('')],
-    params: params(enc(sensitiveCreate, { userAuth: EMPTY, data: EMPTY }), enc(public2b, template), tpm2b(''), enc(pcrSelectionList, [])),
-  });
-}
-
-/** The handle of a successful CreatePrimary / Load response (it precedes the parameters). */
-export function responseHandleOf(response: Buffer): number {
-  if (response.length < 14) throw new Error(`response of ${response.length} bytes has no handle (${response.toString('hex')})`);
-  return response.readUInt32BE(10);
-}
-
-export function flushContextCommand(handle: number): Buffer {
-  return buildCommand({ cc: CC.FlushContext, params: u32b(handle) });
-}
-
 /**
- * The TCG storage-key template (EK Credential Profile's SRK shape): RSA-2048, restricted
- * decrypt, AES-128-CFB, NULL scheme, exponent 0, with the given 256-byte `unique`.
+ * An ECC P-256 storage primary (restricted decrypt, AES-128-CFB, noDA): the parent of sealed
+ * objects and of the RSA Quote key. ECC because a vTPM derives an RSA primary's primes from its
+ * seed, 0.2–0.7 s each in vtpmd, and every one of N vTPMs needs its own.
  */
-export function rsaStorageTemplate(unique: Buffer): Public {
-  const t = rsaTemplate(A.fixedTPM | A.fixedParent | A.sensitiveDataOrigin | A.userWithAuth | A.noDA | A.restricted | A.decrypt);
-  if (t.parameters.type !== ALG.RSA) throw new Error('rsaTemplate did not give an RSA template');
-  t.parameters.symmetric = { algorithm: ALG.AES, keyBits: 128, mode: ALG.CFB };
-  t.unique = { rsa: unique };
-  return t;
+const STORAGE_PRIMARY = createPrimaryCommand(eccStorage());
+const STORAGE_TEXT = 'ECC P-256 storage primary (AES-128-CFB, noDA)';
+
+async function storagePrimary(exchange: Exchange): Promise<number> {
+  return responseHandleOf(await exchange(STORAGE_PRIMARY, `CreatePrimary (${STORAGE_TEXT})`));
+}
+
+/** Create under `parent`, then Load: the new object's handle. */
+async function createLoaded(exchange: Exchange, parent: number, create: Buffer, what: string): Promise<number> {
+  const created = await exchange(create, `Create (${what})`);
+  return responseHandleOf(await exchange(loadCommandFor(parent, created), `Load (${what})`));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Quote
 
-/** The 16 bytes of qualifying data (a verifier's nonce) every Quote carries. */
-const QUALIFYING_DATA = createHash('sha256').update('vtpmd bench Quote nonce').digest().subarray(0, 16);
-/** sha256:0-7, as `tpm2_quote -l sha256:0,1,2,3,4,5,6,7` sends it (3-byte select). */
-const QUOTE_PCRS = [selection(ALG.SHA256, [0, 1, 2, 3, 4, 5, 6, 7])];
+const QUOTE_TEXT = 'TPM2_Quote of PCRs sha256:0-7 with 16 bytes of qualifying data, inScheme NULL, password session (empty auth)';
 
-/** TPM2_Quote with `signHandle`, empty password, inScheme NULL (the key's own scheme). */
-export function quoteCommand(signHandle: number): Buffer {
-  return buildCommand({
-    cc: CC.Quote,
-    handles: [signHandle],
-    sessions: [pw('')],
-    params: params(enc(dataBuf, QUALIFYING_DATA), enc(sigScheme, NULL_SIG_SCHEME), enc(pcrSelectionList, QUOTE_PCRS)),
-  });
-}
-
-function quoteScenario(id: string, name: string, title: string, keyText: string, template: Public): SteadyScenario {
-  const createKey = createPrimaryCommand(template);
+export function quoteEccP256(): SteadyScenario {
+  const keyText = 'ECC P-256 restricted signing key (ECDSA-SHA256, symmetric NULL)';
+  const createKey = createPrimaryCommand(eccTemplate(RESTRICTED, scheme(ALG.ECDSA, ALG.SHA256)));
   return {
     kind: 'steady',
-    id,
-    name,
-    title,
-    description:
-      `TPM2_Quote of PCRs sha256:0-7 with 16 bytes of qualifying data, inScheme NULL, password session (empty auth), ` +
-      `signed by a primary ${keyText} created per peer in the owner hierarchy before warm-up`,
+    id: 'quote-ecc-p256',
+    name: 'quote-ecc',
+    aliases: [],
+    title: 'Quote ECC P-256',
+    description: `${QUOTE_TEXT}, signed by a primary ${keyText} created per vTPM in the owner hierarchy before warm-up`,
     sampleCommand: quoteCommand(FIRST_TRANSIENT),
     deterministic: false,
     inProcessSampleEvery: 1,
@@ -236,24 +151,78 @@ function quoteScenario(id: string, name: string, title: string, keyText: string,
   };
 }
 
-export function quoteEccP256(): SteadyScenario {
-  return quoteScenario(
-    'quote-ecc-p256',
-    'quote-ecc',
-    'Quote ECC P-256',
-    'ECC P-256 restricted signing key (ECDSA-SHA256, symmetric NULL)',
-    eccTemplate(RESTRICTED, scheme(ALG.ECDSA, ALG.SHA256)),
-  );
+export function quoteRsa2048(): SteadyScenario {
+  const keyText = 'RSA-2048 restricted signing key (RSASSA-SHA256, symmetric NULL)';
+  const template: Public = rsaTemplate(RESTRICTED, scheme(ALG.RSASSA, ALG.SHA256), 2048);
+  return {
+    kind: 'steady',
+    id: 'quote-rsa-2048',
+    name: 'quote-rsa',
+    aliases: [],
+    title: 'Quote RSA-2048',
+    description: `${QUOTE_TEXT}, signed by an ${keyText} made per vTPM before warm-up with TPM2_Create under an ${STORAGE_TEXT} and loaded`,
+    sampleCommand: quoteCommand(FIRST_TRANSIENT + 1),
+    deterministic: false,
+    inProcessSampleEvery: 1,
+    prepare: async (exchange) => {
+      const parent = await storagePrimary(exchange);
+      const handle = await createLoaded(exchange, parent, createCommand(parent, template), keyText);
+      return {
+        command: quoteCommand(handle),
+        teardown: [flushContextCommand(handle), flushContextCommand(parent)],
+        detail: `key 0x${handle.toString(16)}`,
+      };
+    },
+  };
 }
 
-export function quoteRsa2048(): SteadyScenario {
-  return quoteScenario(
-    'quote-rsa-2048',
-    'quote-rsa',
-    'Quote RSA-2048',
-    'RSA-2048 restricted signing key (RSASSA-SHA256, symmetric NULL)',
-    rsaTemplate(RESTRICTED, scheme(ALG.RSASSA, ALG.SHA256), 2048),
-  );
+// ---------------------------------------------------------------------------------------------
+// Sealing
+
+/** The 32-byte secret every sealed object holds. */
+const SECRET = createHash('sha256').update('vtpmd bench sealed secret').digest();
+/** KEYEDHASH sealed data, userWithAuth, noDA (no lockout bookkeeping on the measured path). */
+const SEALED = sealedData();
+
+export function seal(): SteadyScenario {
+  return {
+    kind: 'steady',
+    id: 'seal',
+    name: 'seal',
+    aliases: [],
+    title: 'Seal (Create)',
+    description: `TPM2_Create of a sealed data object (KEYEDHASH, noDA, 32 bytes of data) under an ${STORAGE_TEXT} created per vTPM before warm-up; the object is not loaded`,
+    sampleCommand: createCommand(FIRST_TRANSIENT, SEALED, SECRET),
+    deterministic: false,
+    inProcessSampleEvery: 16,
+    prepare: async (exchange) => {
+      const parent = await storagePrimary(exchange);
+      return { command: createCommand(parent, SEALED, SECRET), teardown: [flushContextCommand(parent)], detail: `parent 0x${parent.toString(16)}` };
+    },
+  };
+}
+
+export function unseal(): SteadyScenario {
+  return {
+    kind: 'steady',
+    id: 'unseal',
+    name: 'unseal',
+    aliases: [],
+    title: 'Unseal',
+    description: `TPM2_Unseal, password session (empty auth), of a 32-byte sealed data object (KEYEDHASH, noDA) created under an ${STORAGE_TEXT} and loaded once per vTPM before warm-up`,
+    sampleCommand: unsealCommand(FIRST_TRANSIENT + 1),
+    deterministic: true,
+    inProcessSampleEvery: 64,
+    prepare: async (exchange) => {
+      const parent = await storagePrimary(exchange);
+      const handle = await createLoaded(exchange, parent, createCommand(parent, SEALED, SECRET), 'sealed data object');
+      return {
+        command: unsealCommand(handle),
+        teardown: [flushContextCommand(handle), flushContextCommand(parent)],
+        detail: `object 0x${handle.toString(16)}`,
+      };
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,6 +240,7 @@ export function createPrimaryRsa2048(): OneShotScenario {
     kind: 'one-shot',
     id: 'createprimary-rsa-2048',
     name: 'createprimary-rsa',
+    aliases: [],
     title: 'CreatePrimary RSA-2048',
     description:
       'TPM2_CreatePrimary in the owner hierarchy, password session (empty auth), RSA-2048 storage-key template ' +
@@ -283,14 +253,42 @@ export function createPrimaryRsa2048(): OneShotScenario {
   };
 }
 
-export const SCENARIOS: readonly (() => Scenario)[] = [() => pcrExtendSha256(16), quoteEccP256, quoteRsa2048, createPrimaryRsa2048];
+// ---------------------------------------------------------------------------------------------
+// Cold load
 
-/** The response code of a TPM response; throws when the bytes cannot be a response at all. */
-export function responseCodeOf(response: Buffer): number {
-  if (response.length < 10) throw new Error(`response of ${response.length} bytes is shorter than a TPM header`);
-  return response.readUInt32BE(6);
+export function coldLoad(): ColdLoadScenario {
+  const command = pcrReadCommand(EXTEND_PCR);
+  return {
+    kind: 'cold-load',
+    id: 'cold-load',
+    name: 'cold-load',
+    aliases: [],
+    title: 'vTPM cold load',
+    description:
+      `the first command (TPM2_PCR_Read of sha256:${EXTEND_PCR}) to a vTPM that is not in memory, timed until its response: ` +
+      'in process, a new engine resumed from the saved state; hypervisor, a vTPM the GVTPM manager unloaded, reloaded from the PSS; ' +
+      'vtpmd serve, a stopped VM started through the control API (its vTPM reloaded from the PSS, Startup sent, endpoint opened), then connected to; ' +
+      'swtpm, a new process on the existing state directory, connected to as soon as it listens',
+    sampleCommand: command,
+    deterministic: false,
+    seed: pcrExtendCommand(ALG.SHA256, EXTEND_PCR),
+    command,
+  };
 }
 
-export function hex(rc: number): string {
-  return `0x${(rc >>> 0).toString(16).padStart(3, '0')}`;
+export const SCENARIOS: readonly (() => Scenario)[] = [
+  () => pcrExtend(ALG.SHA1, 'SHA-1', 'pcr-extend-sha1', 'extend-sha1', []),
+  () => pcrExtend(ALG.SHA256, 'SHA-256', 'pcr-extend-sha256', 'extend', ['extend-sha256']),
+  () => pcrExtend(ALG.SHA384, 'SHA-384', 'pcr-extend-sha384', 'extend-sha384', []),
+  quoteEccP256,
+  quoteRsa2048,
+  seal,
+  unseal,
+  createPrimaryRsa2048,
+  coldLoad,
+];
+
+/** The PCR_Extend SHA-256 scenario, the one the host-level benchmarks drive. */
+export function pcrExtendSha256(): SteadyScenario {
+  return pcrExtend(ALG.SHA256, 'SHA-256', 'pcr-extend-sha256', 'extend', ['extend-sha256']);
 }
