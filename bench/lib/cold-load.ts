@@ -6,7 +6,7 @@
  */
 import type { Bed, ColdLoader } from './bed.ts';
 import { hex, responseCodeOf } from './commands.ts';
-import { mb, type Measurement, type OneShotLimits } from './measurement.ts';
+import { mb, measured, type Measurement, type OneShotLimits } from './measurement.ts';
 import type { ColdLoadScenario } from './scenarios.ts';
 import { cpuMicros, summarize } from './stats.ts';
 
@@ -45,13 +45,7 @@ export async function measureColdLoad(scenario: ColdLoadScenario, bed: Bed, load
     const ops = latenciesNs.length;
     const seconds = latenciesNs.reduce((a, b) => a + b, 0) / 1e9;
     return {
-      scenario: scenario.id,
-      scenarioTitle: scenario.title,
-      path: bed.path,
-      peer: bed.peer,
-      label: bed.label,
-      vtpms: 1,
-      concurrency: 1,
+      ...measured(scenario, bed, 1),
       ops,
       seconds,
       opsPerSec: ops / seconds,

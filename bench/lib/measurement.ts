@@ -24,6 +24,11 @@ export interface VsSwtpm {
   memoryPerVtpm?: number;
 }
 
+/** What every measurement says about what it measured: the scenario, and the bed it ran on. */
+export function measured(scenario: { readonly id: string; readonly title: string }, bed: { readonly path: string; readonly peer: string; readonly label: string }, vtpms: number, concurrency = vtpms) {
+  return { scenario: scenario.id, scenarioTitle: scenario.title, path: bed.path, peer: bed.peer, label: bed.label, vtpms, concurrency };
+}
+
 export interface Measurement {
   scenario: string;
   scenarioTitle: string;

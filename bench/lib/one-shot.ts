@@ -10,7 +10,7 @@
  * 1 / mean latency; the median is the p50 column.
  */
 import type { Bed } from './bed.ts';
-import { mb, type Measurement, type OneShotLimits } from './measurement.ts';
+import { mb, measured, type Measurement, type OneShotLimits } from './measurement.ts';
 import { loadBetween, machineCpu } from './proc.ts';
 import type { OneShotScenario } from './scenarios.ts';
 import { serverCpu, serverMemory } from './steady.ts';
@@ -69,13 +69,7 @@ export async function measureOneShot(scenario: OneShotScenario, bed: Bed, limits
       server = { pids: [...pids], rssMB: mb(memory.rss), peakRssMB: mb(memory.hwm), cpuUsPerOp: serverUs / ops };
     }
     return {
-      scenario: scenario.id,
-      scenarioTitle: scenario.title,
-      path: bed.path,
-      peer: bed.peer,
-      label: bed.label,
-      vtpms: bed.vtpms,
-      concurrency: 1,
+      ...measured(scenario, bed, bed.vtpms, 1),
       ops,
       seconds,
       opsPerSec: ops / seconds,

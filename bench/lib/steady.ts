@@ -7,7 +7,7 @@
 import type { Bed } from './bed.ts';
 import { mapLimit } from './exchange.ts';
 import { setUp } from './setup.ts';
-import { mb, type Measurement, type Timing } from './measurement.ts';
+import { mb, measured, type Measurement, type Timing } from './measurement.ts';
 import { cpuMicrosOf, loadBetween, machineCpu, memoryOf } from './proc.ts';
 import type { SteadyScenario } from './scenarios.ts';
 import { SampleBuffer, cpuMicros, summarize } from './stats.ts';
@@ -70,13 +70,7 @@ export async function measureSteady(bed: Bed, scenario: SteadyScenario, timing: 
     const load = loadBetween(machine0, machine1, cpu + serverUs);
     const detail = prepared[0]!.detail;
     return {
-      scenario: scenario.id,
-      scenarioTitle: scenario.title,
-      path: bed.path,
-      peer: bed.peer,
-      label: bed.label,
-      vtpms: bed.vtpms,
-      concurrency: bed.vtpms,
+      ...measured(scenario, bed, bed.vtpms),
       ops: result.ops,
       seconds,
       opsPerSec: result.ops / seconds,
