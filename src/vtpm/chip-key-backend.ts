@@ -27,9 +27,24 @@ export function chipTemplateFor(t: Public): Public {
   return { ...t, objectAttributes: a, authPolicy: Buffer.alloc(0), unique: t.type === ALG.RSA ? { rsa: Buffer.alloc(0) } : { ecc: { x: Buffer.alloc(0), y: Buffer.alloc(0) } } };
 }
 
-/** Requests are built the same way on every attempt of a command, so their JSON identifies them. */
+/**
+ * What identifies a request across the attempts of one command: every field, length-prefixed —
+ * buffers as they are and public areas marshaled, rather than spelled out as JSON on a hot path.
+ */
 function requestKey(r: ExternalRequest): string {
-  return createHash('sha256').update(JSON.stringify(r)).digest('hex');
+  const h = createHash('sha256');
+  const part = (bytes: Buffer) => {
+    const n = Buffer.alloc(4);
+    n.writeUInt32BE(bytes.length);
+    h.update(n).update(bytes);
+  };
+  for (const [name, value] of Object.entries(r)) {
+    part(Buffer.from(name));
+    if (Buffer.isBuffer(value)) part(value);
+    else if (name === 'template' || name === 'innerPublic') part(encode(publicArea, value as Public));
+    else part(Buffer.from(JSON.stringify(value)));
+  }
+  return h.digest('hex');
 }
 
 export class ChipKeyBackend implements HardwareKeyBackend {
