@@ -7,9 +7,8 @@
  *   offset  size  field
  *   0       4     magic "VPSB"
  *   4       1     format: 1 a whole NVM image, 2 a delta
- *   5       1     protection (1: AES-256-GCM under a key and IV used for this blob only, derived
- *                 by HMAC-SHA256 from the storage key of the PSS named next, over the label
- *                 "VTPMD PSS BLOB v1", the PSS id and the nonce — see oneTimeAeadKey)
+ *   5       1     protection: how the body is encrypted under the storage key of the PSS named
+ *                 next (below)
  *   6       16    PSS id
  *   22      1+L   vmId: length L (1–255), UTF-8
  *   ·       1+M   model measurement: length M (0–64)
@@ -23,17 +22,24 @@
  * each naming its predecessor; the VM's record names the last. Any blob of the chain that is
  * replaced, removed or reordered breaks a link.
  *
- * The protection byte leaves room for migration: a blob re-encrypted to another PSS's key gets a
- * protection of its own without changing anything else.
+ * Protections. 2, what saves write: XAES-256-GCM (crypto/xaes.ts) under the storage key, with the
+ * first 24 bytes of the nonce as its nonce. 1, what vtpmd 0.1 wrote and loads still open:
+ * AES-256-GCM under a key and IV used for this blob only, HMAC-SHA256-derived from the storage
+ * key over the label "VTPMD PSS BLOB v1", the PSS id and the nonce (oneTimeAeadKey). Both give each
+ * blob its own GCM key; XAES does it with two AES blocks instead of two HMACs. The byte also
+ * leaves room for migration: a blob re-encrypted to another PSS's key gets a protection of its own
+ * without changing anything else.
  */
-import { aesGcmOpen, aesGcmSeal, AES_GCM_TAG_BYTES, oneTimeAeadKey } from '../tpm/crypto/aead.ts';
+import { aesGcmOpen, AES_GCM_TAG_BYTES, oneTimeAeadKey } from '../tpm/crypto/aead.ts';
 import { digest } from '../tpm/crypto/hash.ts';
+import { Xaes256Gcm, XAES_NONCE_BYTES } from '../tpm/crypto/xaes.ts';
 import { ALG } from '../tpm/tpm2/constants.ts';
 
 const MAGIC = Buffer.from('VPSB', 'latin1');
 export const BLOB_FORMAT = 1;
 export const DELTA_BLOB_FORMAT = 2;
-export const PROTECTION_LOCAL_AES_GCM = 1;
+export const PROTECTION_HMAC_KEYED_AES_GCM = 1;
+export const PROTECTION_XAES_256_GCM = 2;
 export const PSS_ID_BYTES = 16;
 export const NONCE_BYTES = 32;
 export const BLOB_ID_BYTES = 32;
@@ -61,24 +67,23 @@ export interface ParsedBlob {
 }
 
 export function encodeHeader(h: Omit<BlobHeader, 'format' | 'protection'>): Buffer {
-  const vmId = Buffer.from(h.vmId, 'utf8');
   if (h.pssId.length !== PSS_ID_BYTES) throw new RangeError(`a PSS id is ${PSS_ID_BYTES} bytes`);
   if (h.nonce.length !== NONCE_BYTES) throw new RangeError(`a blob nonce is ${NONCE_BYTES} bytes`);
   if (h.prevId && h.prevId.length !== BLOB_ID_BYTES) throw new RangeError(`a blob id is ${BLOB_ID_BYTES} bytes`);
-  const version = Buffer.alloc(8);
-  version.writeBigUInt64BE(BigInt(h.version));
-  return Buffer.concat([
-    MAGIC,
-    Buffer.from([h.prevId ? DELTA_BLOB_FORMAT : BLOB_FORMAT, PROTECTION_LOCAL_AES_GCM]),
-    h.pssId,
-    Buffer.from([vmId.length]),
-    vmId,
-    Buffer.from([h.measurement.length]),
-    h.measurement,
-    version,
-    h.nonce,
-    ...(h.prevId ? [h.prevId] : []),
-  ]);
+  const vmIdBytes = Buffer.byteLength(h.vmId, 'utf8');
+  const out = Buffer.allocUnsafe(4 + 2 + PSS_ID_BYTES + 1 + vmIdBytes + 1 + h.measurement.length + 8 + NONCE_BYTES + (h.prevId ? BLOB_ID_BYTES : 0));
+  let at = MAGIC.copy(out, 0);
+  out[at++] = h.prevId ? DELTA_BLOB_FORMAT : BLOB_FORMAT;
+  out[at++] = PROTECTION_XAES_256_GCM;
+  at += h.pssId.copy(out, at);
+  out[at++] = vmIdBytes;
+  at += out.write(h.vmId, at, 'utf8');
+  out[at++] = h.measurement.length;
+  at += h.measurement.copy(out, at);
+  at = out.writeBigUInt64BE(BigInt(h.version), at);
+  at += h.nonce.copy(out, at);
+  if (h.prevId) h.prevId.copy(out, at);
+  return out;
 }
 
 /** The header and sealed body of `blob`, or undefined when it is not a whole blob of a known format. */
@@ -92,7 +97,8 @@ export function parseBlob(blob: Buffer): ParsedBlob | undefined {
   };
   const magic = take(4);
   const kind = take(2);
-  if (!magic || !magic.equals(MAGIC) || !kind || (kind[0] !== BLOB_FORMAT && kind[0] !== DELTA_BLOB_FORMAT) || kind[1] !== PROTECTION_LOCAL_AES_GCM) return undefined;
+  if (!magic || !magic.equals(MAGIC) || !kind || (kind[0] !== BLOB_FORMAT && kind[0] !== DELTA_BLOB_FORMAT)) return undefined;
+  if (kind[1] !== PROTECTION_XAES_256_GCM && kind[1] !== PROTECTION_HMAC_KEYED_AES_GCM) return undefined;
   const pssId = take(PSS_ID_BYTES);
   const vmIdLen = take(1);
   const vmId = vmIdLen && take(vmIdLen[0]!);
@@ -109,7 +115,7 @@ export function parseBlob(blob: Buffer): ParsedBlob | undefined {
   return {
     header: {
       format: kind[0]!,
-      protection: PROTECTION_LOCAL_AES_GCM,
+      protection: kind[1]!,
       pssId: Buffer.from(pssId),
       vmId: vmId.toString('utf8'),
       measurement: Buffer.from(measurement),
@@ -122,24 +128,30 @@ export function parseBlob(blob: Buffer): ParsedBlob | undefined {
   };
 }
 
-/** Encrypts `nvm` under a key only this header's nonce and PSS id lead to. */
-export function sealBlob(storageKey: Buffer, header: Omit<BlobHeader, 'format' | 'protection'>, nvm: Uint8Array): Buffer {
-  const headerBytes = encodeHeader(header);
-  const { key, iv } = blobKey(storageKey, header.nonce, header.pssId);
-  return Buffer.concat([headerBytes, aesGcmSeal(key, iv, nvm, headerBytes)]);
-}
+/** A PSS storage key, ready to seal and open blobs (XAES's per-key set-up done once). */
+export class BlobKey {
+  private readonly xaes: Xaes256Gcm;
 
-/** The NVM inside a parsed blob, or undefined when the tag does not verify under `storageKey`. */
-export function openBlob(storageKey: Buffer, parsed: ParsedBlob): Buffer | undefined {
-  const { key, iv } = blobKey(storageKey, parsed.header.nonce, parsed.header.pssId);
-  return aesGcmOpen(key, iv, parsed.sealed, parsed.headerBytes);
+  constructor(private readonly storageKey: Buffer) {
+    this.xaes = new Xaes256Gcm(storageKey);
+  }
+
+  /** Encrypts `nvm` under this key and the header's nonce, the header as associated data. */
+  seal(header: Omit<BlobHeader, 'format' | 'protection'>, nvm: Uint8Array): Buffer {
+    const headerBytes = encodeHeader(header);
+    return this.xaes.seal(header.nonce.subarray(0, XAES_NONCE_BYTES), nvm, headerBytes, headerBytes);
+  }
+
+  /** The NVM inside a parsed blob, or undefined when its tag does not verify under this key. */
+  open(parsed: ParsedBlob): Buffer | undefined {
+    const h = parsed.header;
+    if (h.protection === PROTECTION_XAES_256_GCM) return this.xaes.open(h.nonce.subarray(0, XAES_NONCE_BYTES), parsed.sealed, parsed.headerBytes);
+    const { key, iv } = oneTimeAeadKey(this.storageKey, 'VTPMD PSS BLOB v1', Buffer.concat([h.pssId, h.nonce]));
+    return aesGcmOpen(key, iv, parsed.sealed, parsed.headerBytes);
+  }
 }
 
 /** The blob id a record names: SHA-256 of the whole blob. */
 export function blobId(blob: Uint8Array): Buffer {
   return digest(ALG.SHA256, blob);
-}
-
-function blobKey(storageKey: Buffer, nonce: Buffer, pssId: Buffer): { key: Buffer; iv: Buffer } {
-  return oneTimeAeadKey(storageKey, 'VTPMD PSS BLOB v1', Buffer.concat([pssId, nonce]));
 }

@@ -14,7 +14,7 @@ import { ChipRefusal, type ChipClient } from '../hwtpm/chip-client.ts';
 import type { EntropySource } from '../tpm/crypto/random.ts';
 import { PssError, PssViolation } from './errors.ts';
 import { DIGEST_BYTES, headMac, headMacValid, integrityKeys, recordDigest, xorInto, type IntegrityKeys } from './integrity.ts';
-import { PSS_ID_BYTES } from './blob.ts';
+import { BlobKey, PSS_ID_BYTES } from './blob.ts';
 import { decodeHead, decodeMeta, decodeRecord, encodeHead, encodeMeta, KEY, RECORD_RANGE, type Meta, type PssDatabase, type VmRecord } from './records.ts';
 
 export const STORAGE_KEY_BYTES = 32;
@@ -24,6 +24,8 @@ export interface Established {
   readonly pssId: Buffer;
   readonly counterId: number;
   readonly storageKey: Buffer;
+  /** The storage key as blobs are sealed and opened with it. */
+  readonly blobKey: BlobKey;
   readonly keys: IntegrityKeys;
   readonly epoch: bigint;
   /** Per VM: its record and that record's digest in the head's aggregate. */
@@ -120,7 +122,7 @@ export async function establish(
   if (head.epoch !== counter) {
     return refuse('rollback', `the database is at epoch ${head.epoch} but the chip's monotonic counter is at ${counter}`);
   }
-  return { pssId: meta.pssId, counterId: meta.counterId, storageKey, keys, epoch: head.epoch, records, aggregate };
+  return { pssId: meta.pssId, counterId: meta.counterId, storageKey, blobKey: new BlobKey(storageKey), keys, epoch: head.epoch, records, aggregate };
 }
 
 async function create(db: PssDatabase, chip: ChipClient, bindPcrs: readonly number[], entropy: EntropySource, log: Logger): Promise<Established> {
@@ -139,7 +141,7 @@ async function create(db: PssDatabase, chip: ChipClient, bindPcrs: readonly numb
     { sync: true },
   );
   log.info({ pssId: pssId.toString('hex'), counterId: counter.id, bindPcrs }, 'created a new PSS');
-  return { pssId, counterId: counter.id, storageKey, keys, epoch: counter.value, records: new Map(), aggregate };
+  return { pssId, counterId: counter.id, storageKey, blobKey: new BlobKey(storageKey), keys, epoch: counter.value, records: new Map(), aggregate };
 }
 
 function refused(refusal: PssViolation, pssId: Buffer | undefined, counterId: number | undefined): Refused {

@@ -29,7 +29,7 @@ import pino, { type Logger } from 'pino';
 import type { ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { bufferedEntropy, systemEntropy, type EntropySource } from '../tpm/crypto/random.ts';
-import { blobId, MAX_MEASUREMENT_BYTES, MAX_VM_ID_BYTES, NONCE_BYTES, sealBlob } from './blob.ts';
+import { blobId, MAX_MEASUREMENT_BYTES, MAX_VM_ID_BYTES, NONCE_BYTES } from './blob.ts';
 import { encodeDelta } from './delta.ts';
 import { PssError, PssViolation, type PssCondition } from './errors.ts';
 import { establish, type Established } from './establish.ts';
@@ -195,11 +195,11 @@ export class ProtectedStorage {
     const delta = prev && before && version - prev.base < MAX_CHAIN && prev.measurement.equals(m) ? encodeDelta(before, image) : undefined;
     let change: Change;
     if (prev && delta) {
-      const blob = sealBlob(state.storageKey, { ...header, prevId: prev.blobId }, delta);
+      const blob = state.blobKey.seal({ ...header, prevId: prev.blobId }, delta);
       const record: VmRecord = { vmId, measurement: m, version, base: prev.base, blobId: blobId(blob), nonce };
       change = { vmId, record, dels: [], puts: [[KEY.delta(vmId, version), blob]] };
     } else {
-      const blob = sealBlob(state.storageKey, header, image);
+      const blob = state.blobKey.seal(header, image);
       const record: VmRecord = { vmId, measurement: m, version, base: version, blobId: blobId(blob), nonce };
       change = { vmId, record, dels: prev ? deltaKeys(vmId, prev) : [], puts: [[KEY.blob(vmId), blob]] };
     }
@@ -239,7 +239,7 @@ export class ProtectedStorage {
       let next = 0;
       const blobs = queued.map((b) => b ?? stored[next++]);
       try {
-        const nvm = verifyRestore({ storageKey: state.storageKey, pssId: state.pssId, vmId, measurement: Buffer.from(measurement), record, blobs });
+        const nvm = verifyRestore({ blobKey: state.blobKey, pssId: state.pssId, vmId, measurement: Buffer.from(measurement), record, blobs });
         this.images.set(vmId, Buffer.from(nvm));
         return nvm;
       } catch (e) {

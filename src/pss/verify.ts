@@ -8,13 +8,13 @@
  * replaced by an older one, or left out, 'not-latest'.
  */
 import { constantTimeEqual } from '../tpm/crypto/hash.ts';
-import { blobId, openBlob, parseBlob } from './blob.ts';
+import { blobId, parseBlob, type BlobKey } from './blob.ts';
 import { applyDelta } from './delta.ts';
 import { PssViolation } from './errors.ts';
 import type { VmRecord } from './records.ts';
 
 export interface RestoreRequest {
-  readonly storageKey: Buffer;
+  readonly blobKey: BlobKey;
   readonly pssId: Buffer;
   readonly vmId: string;
   readonly measurement: Buffer;
@@ -42,7 +42,7 @@ export function verifyRestore(r: RestoreRequest): Buffer {
     if (!parsed) return fail('modified', `${what} is truncated or malformed (${blob.length} bytes)`);
     const h = parsed.header;
     if (!h.pssId.equals(r.pssId)) return fail('foreign', `the blob was made by PSS ${h.pssId.toString('hex')}, not by this PSS (${r.pssId.toString('hex')})`);
-    const plain = openBlob(r.storageKey, parsed);
+    const plain = r.blobKey.open(parsed);
     if (!plain) return fail('modified', `${what} fails its authentication tag (altered or truncated)`);
     if (h.vmId !== r.vmId) return fail('wrong-owner', `${what} is VM ${JSON.stringify(h.vmId)}'s state (its version ${h.version})`);
     if (!h.measurement.equals(r.measurement)) {

@@ -3,12 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { aesGcmOpen, aesGcmSeal } from '../../src/tpm/crypto/aead.ts';
-import { blobId, openBlob, parseBlob, sealBlob } from '../../src/pss/blob.ts';
+import { BlobKey, blobId, parseBlob, PROTECTION_HMAC_KEYED_AES_GCM, PROTECTION_XAES_256_GCM } from '../../src/pss/blob.ts';
 import { PssError, PssViolation } from '../../src/pss/errors.ts';
 import { decodeHead, decodeMeta, decodeRecord, encodeHead, encodeMeta, encodeRecord } from '../../src/pss/records.ts';
 import { verifyRestore } from '../../src/pss/verify.ts';
 
-const KEY32 = Buffer.alloc(32, 7);
+const RAW_KEY = Buffer.alloc(32, 7);
+const KEY32 = new BlobKey(RAW_KEY);
 const PSS_ID = Buffer.alloc(16, 1);
 
 function header(over: Partial<{ vmId: string; version: number; measurement: Buffer; pssId: Buffer }> = {}) {
@@ -18,66 +19,84 @@ function header(over: Partial<{ vmId: string; version: number; measurement: Buff
 describe('AES-256-GCM helpers', () => {
   test('open returns the plaintext only with the same key, IV and associated data', () => {
     const iv = Buffer.alloc(12, 2);
-    const sealed = aesGcmSeal(KEY32, iv, Buffer.from('nvm'), Buffer.from('header'));
-    assert.equal(aesGcmOpen(KEY32, iv, sealed, Buffer.from('header'))?.toString(), 'nvm');
-    assert.equal(aesGcmOpen(KEY32, iv, sealed, Buffer.from('headex')), undefined);
+    const sealed = aesGcmSeal(RAW_KEY, iv, Buffer.from('nvm'), Buffer.from('header'));
+    assert.equal(aesGcmOpen(RAW_KEY, iv, sealed, Buffer.from('header'))?.toString(), 'nvm');
+    assert.equal(aesGcmOpen(RAW_KEY, iv, sealed, Buffer.from('headex')), undefined);
     assert.equal(aesGcmOpen(Buffer.alloc(32, 8), iv, sealed, Buffer.from('header')), undefined);
-    assert.equal(aesGcmOpen(KEY32, Buffer.alloc(12, 3), sealed, Buffer.from('header')), undefined);
-    assert.equal(aesGcmOpen(KEY32, iv, sealed.subarray(0, 10), Buffer.from('header')), undefined);
+    assert.equal(aesGcmOpen(RAW_KEY, Buffer.alloc(12, 3), sealed, Buffer.from('header')), undefined);
+    assert.equal(aesGcmOpen(RAW_KEY, iv, sealed.subarray(0, 10), Buffer.from('header')), undefined);
   });
 
   test('keys and IVs of the wrong size are rejected rather than used', () => {
     assert.throws(() => aesGcmSeal(Buffer.alloc(16), Buffer.alloc(12), Buffer.alloc(1), Buffer.alloc(0)), RangeError);
-    assert.throws(() => aesGcmSeal(KEY32, Buffer.alloc(16), Buffer.alloc(1), Buffer.alloc(0)), RangeError);
+    assert.throws(() => aesGcmSeal(RAW_KEY, Buffer.alloc(16), Buffer.alloc(1), Buffer.alloc(0)), RangeError);
   });
 });
 
 describe('PSS blob envelope', () => {
   test('a sealed blob parses to its header and opens to its NVM', () => {
     const h = header();
-    const blob = sealBlob(KEY32, h, Buffer.from('the nvm'));
+    const blob = KEY32.seal(h, Buffer.from('the nvm'));
     const parsed = parseBlob(blob)!;
     assert.equal(parsed.header.vmId, 'vm-a');
     assert.equal(parsed.header.version, 3);
     assert.deepEqual(parsed.header.pssId, PSS_ID);
     assert.deepEqual(parsed.header.nonce, h.nonce);
-    assert.equal(openBlob(KEY32, parsed)?.toString(), 'the nvm');
-    assert.equal(openBlob(Buffer.alloc(32, 6), parsed), undefined, 'another storage key does not open it');
+    assert.equal(KEY32.open(parsed)?.toString(), 'the nvm');
+    assert.equal(new BlobKey(Buffer.alloc(32, 6)).open(parsed), undefined, 'another storage key does not open it');
+    assert.equal(parsed.header.protection, PROTECTION_XAES_256_GCM);
+  });
+
+  test('a blob vtpmd 0.1 sealed (HMAC-derived AES-GCM key, protection 1) still opens, and only under its key', () => {
+    const legacy = Buffer.from(
+      '5650534201010101010101010101010101010101010104766d2d6120090909090909090909090909090909090909090909090909090909090909090900000000000000034e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4ea9c5b71ac1e2180966d1c4cdbc2da74e440931ccdfb6d721a771fa68f16e53f172afa88196a199e7b31ed9491ebc042899192be730daa1ac6c',
+      'hex',
+    );
+    const parsed = parseBlob(legacy)!;
+    assert.equal(parsed.header.protection, PROTECTION_HMAC_KEYED_AES_GCM);
+    assert.equal(KEY32.open(parsed)?.toString(), 'an NVM sealed by vtpmd 0.1 (protection 1)');
+    assert.equal(new BlobKey(Buffer.alloc(32, 6)).open(parsed), undefined);
+    const flipped = Buffer.from(legacy);
+    flipped[flipped.length - 20]! ^= 1;
+    assert.equal(KEY32.open(parseBlob(flipped)!), undefined);
+    const otherProtection = Buffer.from(legacy);
+    otherProtection[5] = 3;
+    assert.equal(parseBlob(otherProtection), undefined, 'an unknown protection is not parsed');
   });
 
   test('the same NVM sealed twice gives different blobs (fresh nonce) with different ids', () => {
-    const a = sealBlob(KEY32, header(), Buffer.from('same'));
-    const b = sealBlob(KEY32, header(), Buffer.from('same'));
+    const a = KEY32.seal(header(), Buffer.from('same'));
+    const b = KEY32.seal(header(), Buffer.from('same'));
     assert.notDeepEqual(a, b);
     assert.notDeepEqual(blobId(a), blobId(b));
   });
 
   test('every single flipped byte of a blob makes it unparsable or fail its tag', () => {
-    const blob = sealBlob(KEY32, header(), Buffer.from('nvm bytes'));
+    const blob = KEY32.seal(header(), Buffer.from('nvm bytes'));
     for (let i = 0; i < blob.length; i++) {
       const bad = Buffer.from(blob);
       bad[i]! ^= 0x01;
       const p = parseBlob(bad);
-      assert.ok(!p || openBlob(KEY32, p) === undefined, `byte ${i} flipped still opened`);
+      assert.ok(!p || KEY32.open(p) === undefined, `byte ${i} flipped still opened`);
     }
   });
 
   test('every truncation of a blob makes it unparsable or fail its tag', () => {
-    const blob = sealBlob(KEY32, header(), Buffer.from('nvm bytes'));
+    const blob = KEY32.seal(header(), Buffer.from('nvm bytes'));
     for (let n = 0; n < blob.length; n++) {
       const p = parseBlob(blob.subarray(0, n));
-      assert.ok(!p || openBlob(KEY32, p) === undefined, `truncated to ${n} still opened`);
+      assert.ok(!p || KEY32.open(p) === undefined, `truncated to ${n} still opened`);
     }
   });
 
   test('parseBlob never throws on arbitrary bytes (fuzz)', () => {
-    const valid = sealBlob(KEY32, header(), Buffer.from('x'));
+    const valid = KEY32.seal(header(), Buffer.from('x'));
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat(valid.length), (junk, cut) => {
         parseBlob(Buffer.from(junk));
         const spliced = Buffer.concat([valid.subarray(0, cut), Buffer.from(junk)]);
         const p = parseBlob(spliced);
-        if (p) openBlob(KEY32, p);
+        if (p) KEY32.open(p);
       }),
     );
   });
@@ -128,7 +147,7 @@ describe('restore checks', () => {
   const measurement = Buffer.alloc(32, 9);
   function request(blob: Buffer | undefined, over: { vmId?: string; version?: number; id?: Buffer } = {}) {
     return {
-      storageKey: KEY32,
+      blobKey: KEY32,
       pssId: PSS_ID,
       vmId: over.vmId ?? 'vm-a',
       measurement,
@@ -139,17 +158,17 @@ describe('restore checks', () => {
   const condition = (c: string) => (e: unknown) => e instanceof PssViolation && e.condition === c;
 
   test('a blob with the same version but not the recorded id is not-latest', () => {
-    const blob = sealBlob(KEY32, header(), Buffer.from('nvm'));
+    const blob = KEY32.seal(header(), Buffer.from('nvm'));
     assert.throws(() => verifyRestore(request(blob, { id: Buffer.alloc(32, 1) })), condition('not-latest'));
   });
 
   test('a blob whose header names another PSS is foreign even before its tag is checked', () => {
-    const blob = sealBlob(Buffer.alloc(32, 5), header({ pssId: Buffer.alloc(16, 2) }), Buffer.from('nvm'));
+    const blob = new BlobKey(Buffer.alloc(32, 5)).seal(header({ pssId: Buffer.alloc(16, 2) }), Buffer.from('nvm'));
     assert.throws(() => verifyRestore(request(blob)), condition('foreign'));
   });
 
   test('the recorded blob of the requesting VM and model restores', () => {
-    const blob = sealBlob(KEY32, header(), Buffer.from('nvm'));
+    const blob = KEY32.seal(header(), Buffer.from('nvm'));
     assert.equal(verifyRestore(request(blob)).toString(), 'nvm');
   });
 });

@@ -10,7 +10,10 @@ interface Bank {
   readonly name: string;
   readonly size: number;
   readonly allocated: Buffer;
-  readonly values: Buffer[];
+  /** Every PCR's value back to back, so a snapshot copies a bank in one go. */
+  readonly data: Buffer;
+  /** Per PCR, its slice of `data`: updated in place, never replaced. */
+  readonly values: readonly Buffer[];
   /** old value || new digest, hashed in one native call per extend. */
   readonly scratch: Buffer;
 }
@@ -30,8 +33,8 @@ export function fullAllocation(pcrCount: number): PcrAllocation {
 }
 
 /**
- * The PCR banks of one engine. Values live in per-PCR buffers so an extend hashes and swaps one
- * buffer without touching the rest.
+ * The PCR banks of one engine. An extend hashes into a scratch buffer and copies the result into
+ * place; a value handed out (`value`) is a view that later extends change.
  */
 export class PcrBanks {
   private readonly banks: Bank[] = [];
@@ -42,12 +45,14 @@ export class PcrBanks {
   constructor(readonly pcrCount: number, allocation: PcrAllocation) {
     for (const h of HASH_ALGS) {
       const allocated = allocation.get(h.alg) ?? Buffer.alloc(Math.ceil(pcrCount / 8));
+      const data = Buffer.alloc(pcrCount * h.size);
       const bank: Bank = {
         alg: h.alg,
         name: h.name,
         size: h.size,
         allocated,
-        values: Array.from({ length: pcrCount }, () => Buffer.alloc(h.size)),
+        data,
+        values: Array.from({ length: pcrCount }, (_, p) => data.subarray(p * h.size, (p + 1) * h.size)),
         scratch: Buffer.alloc(2 * h.size),
       };
       this.banks.push(bank);
@@ -117,14 +122,15 @@ export class PcrBanks {
   extend(alg: number, pcr: number, d: Uint8Array): void {
     const b = this.byAlg.get(alg);
     if (!b || !isSelected(b.allocated, pcr)) return;
-    b.values[pcr]!.copy(b.scratch, 0);
+    const v = b.values[pcr]!;
+    v.copy(b.scratch, 0);
     b.scratch.set(d, b.size);
-    b.values[pcr] = hash(b.name, b.scratch, 'buffer');
+    v.set(hash(b.name, b.scratch, 'buffer'));
   }
 
   /** Extends every allocated bank of a PCR with the digest of `data` in that bank's algorithm. */
   extendData(pcr: number, data: Uint8Array): void {
-    for (const b of this.banks) if (isSelected(b.allocated, pcr)) b.values[pcr] = digest(b.alg, b.values[pcr]!, digest(b.alg, data));
+    for (const b of this.banks) if (isSelected(b.allocated, pcr)) b.values[pcr]!.set(digest(b.alg, b.values[pcr]!, digest(b.alg, data)));
   }
 
   reset(pcr: number): void {
@@ -151,14 +157,13 @@ export class PcrBanks {
   /** What writeAll writes, in bytes. */
   get encodedSize(): number {
     let n = 1;
-    for (const b of this.banks) n += 4 + b.values.length * b.size;
+    for (const b of this.banks) n += 4 + b.data.length;
     return n;
   }
 
   writeAll(w: Writer): void {
     w.u8(this.banks.length);
-    // One native concatenation per bank: a copy per PCR costs more than the copying itself.
-    for (const b of this.banks) w.u16(b.alg).u16(b.values.length).bytes(Buffer.concat(b.values, b.values.length * b.size));
+    for (const b of this.banks) w.u16(b.alg).u16(b.values.length).bytes(b.data);
   }
 
   /** Restores what writeAll wrote; a bank or count this engine does not have is a RangeError. */
@@ -168,7 +173,7 @@ export class PcrBanks {
       const b = this.byAlg.get(r.u16());
       const count = r.u16();
       if (!b || count !== b.values.length) throw new RangeError('the snapshot has PCR banks this vTPM does not');
-      for (const v of b.values) r.bytes(b.size).copy(v);
+      r.bytes(b.data.length).copy(b.data);
     }
   }
 
@@ -179,7 +184,7 @@ export class PcrBanks {
       const vals = saved[b.alg];
       if (!vals) continue;
       vals.forEach((hex, p) => {
-        if (hex && p < this.pcrCount && hex.length === b.size * 2) b.values[p] = Buffer.from(hex, 'hex');
+        if (hex && p < this.pcrCount && hex.length === b.size * 2) b.values[p]!.write(hex, 'hex');
       });
     }
   }
