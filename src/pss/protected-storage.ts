@@ -37,6 +37,7 @@ import { GroupCommit } from './group-commit.ts';
 import { headMac, recordDigest, xorInto } from './integrity.ts';
 import { encodeHead, encodeRecord, KEY, openDatabase, type PssDatabase, type VmRecord } from './records.ts';
 import { verifyRestore } from './verify.ts';
+import { detached } from '../tpm/wire/buffer.ts';
 
 export interface ProtectedStorageOptions {
   /** The level database directory (created if missing). */
@@ -188,7 +189,8 @@ export class ProtectedStorage {
     const prev = this.latest.get(vmId);
     const version = (prev?.version ?? 0) + 1;
     const nonce = this.entropy(NONCE_BYTES);
-    const m = Buffer.from(measurement);
+    // The record keeps it for as long as the VM exists: the previous record's copy when it is the same.
+    const m = prev?.measurement.equals(measurement) ? prev.measurement : detached(measurement);
     const header = { pssId: state.pssId, vmId, measurement: m, version, nonce };
     const before = this.images.get(vmId);
     // A chain holds one model's saves only: a new measurement starts a new image.

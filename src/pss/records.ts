@@ -16,6 +16,7 @@
  */
 import { Level } from 'level';
 import { PssError, PssViolation } from './errors.ts';
+import { detached } from '../tpm/wire/buffer.ts';
 export const KEY = {
   meta: 'meta',
   head: 'head',
@@ -121,11 +122,12 @@ export function decodeRecord(bytes: Buffer): VmRecord {
   if (!Number.isSafeInteger(o.base) || o.base < 1 || o.base > o.version) throw unreadable('VM record');
   return {
     vmId: o.vmId,
-    measurement: Buffer.from(o.measurement, 'hex'),
+    // Records stay in memory for as long as their VM exists (detached).
+    measurement: detached(Buffer.from(o.measurement, 'hex')),
     version: o.version as number,
     base: o.base as number,
-    blobId: Buffer.from(o.blobId, 'hex'),
-    nonce: Buffer.from(o.nonce, 'hex'),
+    blobId: detached(Buffer.from(o.blobId, 'hex')),
+    nonce: detached(Buffer.from(o.nonce, 'hex')),
   };
 }
 

@@ -16,6 +16,7 @@ import { ChipRefusal, type ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { HardwareKeyService } from './hardware-key-service.ts';
 import { randomBytes } from 'node:crypto';
+import { detached } from '../tpm/wire/buffer.ts';
 
 /** What the manager needs of the PSS. */
 export interface ModelStorage {
@@ -209,7 +210,7 @@ export class VtpmHandle implements TpmDevice {
     private readonly idleUnloadMs: number,
     private readonly hardware: HardwareBacking | undefined,
   ) {
-    this.measurement = Buffer.from(record.measurement, 'hex');
+    this.measurement = detached(Buffer.from(record.measurement, 'hex'));
     this.family = record.config.tpm === '1.2' ? 'tpm12' : 'tpm2';
   }
 

@@ -1,4 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
+import { detached } from '../wire/buffer.ts';
 
 export type EntropySource = (n: number) => Buffer;
 
@@ -20,8 +21,9 @@ export function bufferedEntropy(source: EntropySource = systemEntropy, chunk = 4
       at = 0;
     }
     at += n;
-    // A copy: a caller that wipes its bytes (a key) must not share them with anyone's.
-    return Buffer.from(pool.subarray(at - n, at));
+    // A copy, and one of its own: a caller that wipes its bytes (a key) must not share them with
+    // anyone's, and one that keeps them (a stored nonce) must not keep a pool block alive.
+    return detached(pool.subarray(at - n, at));
   };
 }
 

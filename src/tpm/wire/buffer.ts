@@ -74,6 +74,16 @@ export class Reader {
 }
 
 /** Writes big-endian TPM wire data into a growable buffer. */
+/**
+ * A copy in memory of its own. A small Buffer is normally cut from a shared 8 KB pool block and
+ * keeps the whole block alive for as long as it lives; a value kept for the life of a VM must not.
+ */
+export function detached(b: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafeSlow(b.length);
+  out.set(b);
+  return out;
+}
+
 export class Writer {
   private buf: Buffer;
   private pos = 0;

@@ -1,0 +1,25 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Host } from '../src/daemon/host.ts';
+import { Tpm2Client } from '../src/hwtpm/tpm2-client.ts';
+import { pcrExtendSha256 } from '../bench/lib/scenarios.ts';
+const N = 256;
+const stateDir = mkdtempSync(join(tmpdir(), 'vtpmd-ct-'));
+const host = await Host.open({ stateDir, hostId: 'bench-host', idleUnloadMs: 0 });
+const names = Array.from({ length: N }, (_, i) => `vm-${i}`);
+for (let i = 0; i < N; i += 32) await Promise.all(names.slice(i, i + 32).map((n) => host.manager.create(n)));
+for (const n of names) await new Tpm2Client(async (c) => (await host.manager.device(n)).execute(c, 0)).startup();
+const pss: any = host.pss;
+const chip = pss.chip; const inc = chip.incrementCounter.bind(chip);
+let tInc = 0, nInc = 0; chip.incrementCounter = async (id: number) => { const t = performance.now(); const r = await inc(id); tInc += performance.now() - t; nInc++; return r; };
+const db = pss.db; const mkBatch = db.batch.bind(db);
+let tW = 0; db.batch = () => { const b = mkBatch(); const w = b.write.bind(b); b.write = async (o: any) => { const t = performance.now(); await w(o); tW += performance.now() - t; }; return b; };
+const origCommit = pss.commit.bind(pss); let tC = 0; pss.commit = async (c: any, d: any) => { const t = performance.now(); await origCommit(c, d); tC += performance.now() - t; };
+// committer captured commit via arrow at construction: patch the committer's commit function
+pss.committer.commit = (c: any, d: any) => pss.commit(c, d);
+const command = pcrExtendSha256().sampleCommand;
+let done = 0; const secs = 5; const until = performance.now() + secs * 1000;
+await Promise.all(names.map(async (n) => { const d = await host.manager.device(n); while (performance.now() < until) { await d.execute(command, 0); done++; } }));
+console.log(`${Math.round(done / secs)}/s; commits ${nInc}; per commit: total ${(tC / nInc).toFixed(2)} ms, db write ${(tW / nInc).toFixed(2)} ms, counter ${(tInc / nInc).toFixed(2)} ms; wall per commit ${(secs * 1000 / nInc).toFixed(1)} ms`);
+await host.close(); rmSync(stateDir, { recursive: true, force: true });
