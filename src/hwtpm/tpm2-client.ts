@@ -4,7 +4,7 @@
  * (manufacturing, the host's boot, the PSS, the vMA) drive the chip through this client, never by
  * reaching into the engine.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Reader, Writer } from '../tpm/wire/buffer.ts';
 import { ALG, CC, RH, SESSION_ATTR, ST, SU } from '../tpm/tpm2/constants.ts';
 import { SESSION_TYPE } from '../tpm/tpm2/auth/sessions.ts';
@@ -18,8 +18,22 @@ import type { CapabilityData } from '../tpm/tpm2/types/capability.ts';
 
 export type Exec = (command: Uint8Array) => Promise<Uint8Array>;
 
-/** How one handle is authorized: a password (TPM_RS_PW) or an already satisfied policy session. */
-export type Authorization = { password?: Uint8Array | string } | { policySession: number };
+/** An unsalted, unbound HMAC session the client holds: its handle and the TPM's latest nonce. */
+export interface HmacSession {
+  readonly handle: number;
+  nonceTPM: Buffer;
+}
+
+/**
+ * How one handle is authorized: a password (TPM_RS_PW), an already satisfied policy session, or
+ * an HMAC session proving knowledge of `authValue` — over the command's parameters and `names`
+ * (the Names of all the command's handles, in order), with the TPM's response checked the same
+ * way. The session's key is empty (unsalted, unbound), so the HMACs rest on `authValue` alone.
+ */
+export type Authorization =
+  | { password?: Uint8Array | string }
+  | { policySession: number }
+  | { hmacSession: HmacSession; authValue: Uint8Array; names: readonly Uint8Array[] };
 
 const BY_CODE: ReadonlyMap<number, CommandDef> = new Map(COMMANDS.map((d) => [d.cc, d]));
 const EMPTY = Buffer.alloc(0);
@@ -53,16 +67,27 @@ export class Tpm2Client {
   async call(cc: number, handles: readonly number[], auths: readonly Authorization[], params: Record<string, unknown> = {}): Promise<CallResult> {
     const def = BY_CODE.get(cc);
     if (!def) throw new Error(`command 0x${cc.toString(16)} is not in the TPM 2.0 command table`);
-    const w = new Writer(256);
+    const pw = new Writer(256);
+    for (const [field, c] of Object.entries(def.params)) c.encode(pw, params[field]);
+    const parameters = pw.finish();
+    const w = new Writer(256 + parameters.length);
     w.u16(auths.length > 0 ? ST.SESSIONS : ST.NO_SESSIONS);
     const sizeAt = w.reserveU32();
     w.u32(cc);
     for (const h of handles) w.u32(h);
+    const hmacs: { session: HmacSession; key: Buffer; nonceCaller: Buffer }[] = [];
     if (auths.length > 0) {
       const at = w.reserveU32();
       const start = w.length;
       for (const a of auths) {
-        if ('policySession' in a) {
+        if ('hmacSession' in a) {
+          const nonceCaller = randomBytes(32);
+          const key = hmacKey(a.authValue);
+          const cpHash = sha256(u32be(cc), ...a.names, parameters);
+          const hmac = sessionHmac(key, cpHash, nonceCaller, a.hmacSession.nonceTPM, SESSION_ATTR.continueSession);
+          w.u32(a.hmacSession.handle).u16(nonceCaller.length).bytes(nonceCaller).u8(SESSION_ATTR.continueSession).u16(hmac.length).bytes(hmac);
+          hmacs.push({ session: a.hmacSession, key, nonceCaller });
+        } else if ('policySession' in a) {
           const nonce = randomBytes(16);
           w.u32(a.policySession).u16(nonce.length).bytes(nonce).u8(0).u16(0);
         } else {
@@ -72,10 +97,38 @@ export class Tpm2Client {
       }
       w.patchU32(at, w.length - start);
     }
-    for (const [field, c] of Object.entries(def.params)) c.encode(w, params[field]);
+    w.bytes(parameters);
     w.patchU32(sizeAt, w.length);
     const response = Buffer.from(await this.exec(Buffer.from(w.finish())));
-    return parseResponse(def, response);
+    const { result, rpBytes, sessions } = parseResponse(def, response);
+    if (hmacs.length > 0) {
+      // The TPM's answer is accepted only with its HMAC: nothing on the way may alter it.
+      const rpHash = sha256(u32be(0), u32be(cc), rpBytes);
+      auths.forEach((a, i) => {
+        const h = hmacs.find((x) => 'hmacSession' in a && x.session === a.hmacSession);
+        const s = sessions[i];
+        if (!h) return;
+        if (!s) throw new Error(`TPM2_${def.name}: the response carries no authorization for session 0x${h.session.handle.toString(16)}`);
+        const expected = sessionHmac(h.key, rpHash, s.nonce, h.nonceCaller, s.attributes);
+        if (s.hmac.length !== expected.length || !timingSafeEqual(s.hmac, expected)) {
+          throw new Error(`TPM2_${def.name}: the response HMAC of session 0x${h.session.handle.toString(16)} does not verify`);
+        }
+        h.session.nonceTPM = s.nonce;
+      });
+    }
+    return result;
+  }
+
+  /** An unsalted, unbound HMAC session with SHA-256 (its HMACs rest on the authValues used with it). */
+  async startHmacSession(): Promise<HmacSession> {
+    const r = await this.call(CC.StartAuthSession, [RH.NULL, RH.NULL], [], {
+      nonceCaller: randomBytes(32),
+      encryptedSalt: EMPTY,
+      sessionType: SESSION_TYPE.HMAC,
+      symmetric: { algorithm: ALG.NULL, keyBits: 0, mode: 0 },
+      authHash: ALG.SHA256,
+    });
+    return { handle: r.handle!, nonceTPM: r.params.nonceTPM };
   }
 
   startup(type: number = SU.CLEAR): Promise<CallResult> {
@@ -233,7 +286,36 @@ export function pcrSelection(hash: number, pcrs: Iterable<number>, bytes = 3): P
   return { hash, select };
 }
 
-function parseResponse(def: CommandDef, raw: Buffer): CallResult {
+const u32be = (v: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(v >>> 0);
+  return b;
+};
+
+function sha256(...parts: Uint8Array[]): Buffer {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+/** An unbound, unsalted session's HMAC key: the authValue without trailing zero octets (Part 1, 19.6.8). */
+function hmacKey(authValue: Uint8Array): Buffer {
+  let n = authValue.length;
+  while (n > 0 && authValue[n - 1] === 0) n--;
+  return Buffer.from(authValue.subarray(0, n));
+}
+
+function sessionHmac(key: Buffer, pHash: Buffer, nonceNewer: Buffer, nonceOlder: Buffer, attributes: number): Buffer {
+  return createHmac('sha256', key).update(pHash).update(nonceNewer).update(nonceOlder).update(Buffer.from([attributes])).digest();
+}
+
+interface ResponseSession {
+  readonly nonce: Buffer;
+  readonly attributes: number;
+  readonly hmac: Buffer;
+}
+
+function parseResponse(def: CommandDef, raw: Buffer): { result: CallResult; rpBytes: Buffer; sessions: ResponseSession[] } {
   if (raw.length < 10 || raw.readUInt32BE(2) !== raw.length) throw new Error(`TPM2_${def.name}: malformed response (${raw.length} bytes)`);
   const tag = raw.readUInt16BE(0);
   const rc = raw.readUInt32BE(6);
@@ -245,9 +327,18 @@ function parseResponse(def: CommandDef, raw: Buffer): CallResult {
   if (tag === ST.SESSIONS) {
     const size = r.u32();
     end = r.offset + size;
+    if (end > raw.length) throw new Error(`TPM2_${def.name}: malformed response (parameter size ${size})`);
   }
-  const pr = new Reader(raw.subarray(0, end), r.offset);
+  const rpStart = r.offset;
+  const pr = new Reader(raw.subarray(0, end), rpStart);
   for (const [field, c] of Object.entries(def.response)) result.params[field] = c.decode(pr);
   if (pr.remaining !== 0) throw new Error(`TPM2_${def.name}: ${pr.remaining} unexpected bytes after the response parameters`);
-  return result;
+  const sessions: ResponseSession[] = [];
+  const ar = new Reader(raw, end);
+  while (ar.remaining > 0) {
+    const nonce = Buffer.from(ar.bytes(ar.u16()));
+    const attributes = ar.u8();
+    sessions.push({ nonce, attributes, hmac: Buffer.from(ar.bytes(ar.u16())) });
+  }
+  return { result, rpBytes: raw.subarray(rpStart, end), sessions };
 }

@@ -19,6 +19,8 @@ import { isOuterBlob, unwrapBoundKey, wrapBoundKey, type BoundKey } from './key-
 export interface ChipCreateResult {
   outPrivate: Buffer;
   outPublic: Public;
+  /** The authValue the chip key was made with. */
+  chipAuth: Buffer;
 }
 
 /** The template the chip gets: the guest's key without the vTPM-level rules the model enforces. */
@@ -89,6 +91,7 @@ export class ChipKeyBackend implements HardwareKeyBackend {
       innerPrivate: made.outPrivate,
       innerPublic: made.outPublic,
       authValue,
+      chipAuth: made.chipAuth,
       publicDigest: publicDigestOf(pub),
       pcrSelection,
       pcrDigest: pcrSelection.length ? this.pcrDigest(pcrSelection) : Buffer.alloc(0),
@@ -115,7 +118,7 @@ export class ChipKeyBackend implements HardwareKeyBackend {
 
   private use<T>(outer: Buffer, pub: Public, use: KeyUse): T {
     const k = this.checked(outer, pub);
-    const result = this.take<T | ChipRefused>({ innerPrivate: k.innerPrivate, innerPublic: k.innerPublic, ...use });
+    const result = this.take<T | ChipRefused>({ innerPrivate: k.innerPrivate, innerPublic: k.innerPublic, chipAuth: k.chipAuth, ...use });
     if (result && typeof result === 'object' && 'refused' in result) throw new TpmError(result.refused);
     return result as T;
   }

@@ -1,43 +1,96 @@
 /**
- * The key and session manager's work on the chip for hardware-backed vTPMs. Many vTPMs' keys share
- * a chip with three object slots: a key is swapped in for one operation (ContextLoad of the
- * context saved last time, or Load of its blob under the hwSRK the first time) and swapped out
- * again (ContextSave, FlushContext) before the chip serves anyone else. Keys sign, decrypt
- * (RSA_Decrypt) and derive ECDH secrets (ECDH_ZGen) there.
+ * The key and session manager's work on the chip for hardware-backed vTPMs. Many vTPMs share a
+ * chip with three object and three session slots:
+ *
+ * - Keys are swapped in for one operation (ContextLoad of the context saved last time, or Load of
+ *   the key's blob under the hwSRK the first time) and out again (ContextSave, FlushContext)
+ *   before the chip serves anyone else. Keys sign, decrypt (RSA_Decrypt) and derive ECDH secrets
+ *   (ECDH_ZGen) there.
+ * - Each vTPM has its own HMAC session on the chip, through which its keys are used with their
+ *   chip-side authValue: rolling nonces make every authorization single-use, and the chip's
+ *   answers are accepted only with the session's HMAC. The session is swapped like the keys —
+ *   ContextLoad before an operation, ContextSave after — so it holds a slot only while in use;
+ *   saved, it still counts against the chip's active sessions (64), and when they run out the
+ *   least recently used vTPM's session is flushed (it starts a new one when next needed).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Chip } from '../hwtpm/chip.ts';
-import { Tpm2Client, Tpm2CommandError } from '../hwtpm/tpm2-client.ts';
+import { Tpm2Client, Tpm2CommandError, type Authorization, type HmacSession } from '../hwtpm/tpm2-client.ts';
 import { HANDLES } from '../hwtpm/tpm2-templates.ts';
 import { CC, RH, ST } from '../tpm/tpm2/constants.ts';
 import type { ChipRefused, ExternalRequest, KeyUse } from '../tpm/tpm2/hardware-keys.ts';
-import { unnumbered } from '../tpm/tpm2/rc.ts';
+import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
 import type { Public } from '../tpm/tpm2/types/public.ts';
+import type { ChipCreateResult } from './chip-key-backend.ts';
+
+/** Bytes of a chip key's authValue: a SHA-256 digest's worth. */
+const CHIP_AUTH_BYTES = 32;
+
+interface SavedKey {
+  readonly context: unknown;
+  readonly name: Buffer;
+}
+
+interface SavedSession {
+  readonly session: HmacSession;
+  readonly context: unknown;
+}
 
 export class HardwareKeyService {
-  /** Saved chip contexts by key, least recently used first. */
-  private readonly contexts = new Map<string, unknown>();
+  /** Saved chip key contexts by key, least recently used first. */
+  private readonly contexts = new Map<string, SavedKey>();
+  /** Each vTPM's saved chip session, least recently used first. */
+  private readonly sessions = new Map<string, SavedSession>();
 
   constructor(
     private readonly chip: Chip,
     private readonly maxContexts = 4096,
   ) {}
 
-  perform(request: ExternalRequest): Promise<unknown> {
+  /** The service as one vTPM uses it: its operations go through its own chip session. */
+  forVm(owner: string): { perform(request: ExternalRequest): Promise<unknown> } {
+    return { perform: (request) => this.perform(owner, request) };
+  }
+
+  perform(owner: string, request: ExternalRequest): Promise<unknown> {
     return this.chip.exclusive(async (exec) => {
       const tpm = new Tpm2Client(exec);
-      if (request.kind === 'create') return tpm.create(HANDLES.SRK, request.template);
+      if (request.kind === 'create') {
+        const chipAuth = newChipAuth();
+        const made = await tpm.create(HANDLES.SRK, request.template, { userAuth: chipAuth });
+        return { ...made, chipAuth } satisfies ChipCreateResult;
+      }
       const id = createHash('sha256').update(request.innerPrivate).digest('hex');
-      const handle = await this.swapIn(tpm, id, request.innerPrivate, request.innerPublic);
+      const key = await this.swapIn(tpm, id, request.innerPrivate, request.innerPublic);
       try {
-        return await use(tpm, handle, request);
+        const session = await this.sessionIn(tpm, owner);
+        let done = false;
+        try {
+          const result = await use(tpm, key.handle, request, { hmacSession: session, authValue: request.chipAuth, names: [key.name] });
+          done = true;
+          return result;
+        } finally {
+          // A session whose command failed is not trusted to be in step with the chip: it goes.
+          if (done) await this.sessionOut(tpm, owner, session);
+          else await tpm.flushContext(session.handle).catch(() => undefined);
+        }
       } catch (e) {
         // The guest's input can make the chip refuse (a bad padding, a point off the curve).
         if (e instanceof Tpm2CommandError && request.kind !== 'sign') return { refused: unnumbered(e.rc) } satisfies ChipRefused;
         throw e;
       } finally {
-        await this.swapOut(tpm, id, handle);
+        await this.swapOut(tpm, id, key);
       }
+    });
+  }
+
+  /** Ends `owner`'s chip session (a vTPM destroyed). */
+  forget(owner: string): Promise<void> {
+    const saved = this.sessions.get(owner);
+    if (!saved) return Promise.resolve();
+    this.sessions.delete(owner);
+    return this.chip.exclusive(async (exec) => {
+      await new Tpm2Client(exec).flushContext(saved.session.handle).catch(() => undefined);
     });
   }
 
@@ -46,45 +99,86 @@ export class HardwareKeyService {
     return this.contexts.size;
   }
 
-  private async swapIn(tpm: Tpm2Client, id: string, inPrivate: Buffer, inPublic: Public): Promise<number> {
+  /** vTPMs holding a (saved) chip session (for metrics and tests). */
+  get savedSessions(): number {
+    return this.sessions.size;
+  }
+
+  private async swapIn(tpm: Tpm2Client, id: string, inPrivate: Buffer, inPublic: Public): Promise<{ handle: number; name: Buffer }> {
     const saved = this.contexts.get(id);
     if (saved) {
       this.contexts.delete(id);
       try {
-        return (await tpm.call(CC.ContextLoad, [], [], { context: saved })).handle!;
+        return { handle: (await tpm.call(CC.ContextLoad, [], [], { context: saved.context })).handle!, name: saved.name };
       } catch (e) {
         // A chip reset since the save voids the context; the blob still loads.
         if (!(e instanceof Tpm2CommandError)) throw e;
       }
     }
-    return (await tpm.load(HANDLES.SRK, inPrivate, inPublic)).handle;
+    return tpm.load(HANDLES.SRK, inPrivate, inPublic);
   }
 
-  private async swapOut(tpm: Tpm2Client, id: string, handle: number): Promise<void> {
+  private async swapOut(tpm: Tpm2Client, id: string, key: { handle: number; name: Buffer }): Promise<void> {
     try {
-      const saved: unknown = (await tpm.call(CC.ContextSave, [handle], [])).params.context;
-      this.contexts.set(id, saved);
+      const context: unknown = (await tpm.call(CC.ContextSave, [key.handle], [])).params.context;
+      this.contexts.set(id, { context, name: key.name });
       if (this.contexts.size > this.maxContexts) this.contexts.delete(this.contexts.keys().next().value!);
     } finally {
-      await tpm.flushContext(handle);
+      await tpm.flushContext(key.handle);
     }
+  }
+
+  private async sessionIn(tpm: Tpm2Client, owner: string): Promise<HmacSession> {
+    const saved = this.sessions.get(owner);
+    if (saved) {
+      this.sessions.delete(owner);
+      try {
+        await tpm.call(CC.ContextLoad, [], [], { context: saved.context });
+        return saved.session;
+      } catch (e) {
+        // A chip reset voids saved sessions (and a flushed one is gone): start another.
+        if (!(e instanceof Tpm2CommandError)) throw e;
+      }
+    }
+    for (;;) {
+      try {
+        return await tpm.startHmacSession();
+      } catch (e) {
+        const lru = this.sessions.keys().next();
+        if (!(e instanceof Tpm2CommandError && e.rc === RC.SESSION_HANDLES) || lru.done) throw e;
+        const victim = this.sessions.get(lru.value)!;
+        this.sessions.delete(lru.value);
+        await tpm.flushContext(victim.session.handle).catch(() => undefined);
+      }
+    }
+  }
+
+  private async sessionOut(tpm: Tpm2Client, owner: string, session: HmacSession): Promise<void> {
+    const context: unknown = (await tpm.call(CC.ContextSave, [session.handle], [])).params.context;
+    this.sessions.set(owner, { session, context });
   }
 }
 
+/** A chip key's authValue; its last octet is never zero, which the HMAC key would drop. */
+function newChipAuth(): Buffer {
+  const auth = randomBytes(CHIP_AUTH_BYTES);
+  auth[CHIP_AUTH_BYTES - 1]! |= 1;
+  return auth;
+}
 
-async function use(tpm: Tpm2Client, handle: number, u: KeyUse): Promise<unknown> {
+async function use(tpm: Tpm2Client, handle: number, u: KeyUse, auth: Authorization): Promise<unknown> {
   switch (u.kind) {
     case 'sign':
       return (
-        await tpm.call(CC.Sign, [handle], [{}], {
+        await tpm.call(CC.Sign, [handle], [auth], {
           digest: u.digest,
           inScheme: u.scheme,
           validation: { tag: ST.HASHCHECK, hierarchy: RH.NULL, digest: Buffer.alloc(0) },
         })
       ).params.signature;
     case 'rsa-decrypt':
-      return (await tpm.call(CC.RSA_Decrypt, [handle], [{}], { cipherText: u.cipherText, inScheme: u.scheme, label: u.label })).params.message;
+      return (await tpm.call(CC.RSA_Decrypt, [handle], [auth], { cipherText: u.cipherText, inScheme: u.scheme, label: u.label })).params.message;
     case 'ecdh-zgen':
-      return (await tpm.call(CC.ECDH_ZGen, [handle], [{}], { inPoint: u.point })).params.outPoint;
+      return (await tpm.call(CC.ECDH_ZGen, [handle], [auth], { inPoint: u.point })).params.outPoint;
   }
 }

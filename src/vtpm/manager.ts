@@ -60,6 +60,12 @@ export interface ManagerOptions {
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
+/** What the manager shares among hardware-backed vTPMs: the key-binding key and the chip's key and session manager. */
+interface SharedBacking {
+  readonly kbk: Buffer;
+  readonly keys: HardwareKeyService;
+}
+
 export class GvtpmManager {
   private readonly handles = new Map<string, VtpmHandle>();
   private readonly measurer: ModelMeasurer;
@@ -69,7 +75,7 @@ export class GvtpmManager {
     private readonly registry: VmRegistry,
     private readonly storage: ModelStorage,
     opts: ManagerOptions,
-    private readonly backing: HardwareBacking | VtpmError | undefined,
+    private readonly backing: SharedBacking | VtpmError | undefined,
   ) {
     this.measurer = opts.measurer ?? new ModelMeasurer();
     this.idleUnloadMs = opts.idleUnloadMs ?? 60_000;
@@ -78,10 +84,10 @@ export class GvtpmManager {
   static async open(opts: ManagerOptions): Promise<GvtpmManager> {
     const registry = await VmRegistry.open(opts.registryDir);
     try {
-      let backing: HardwareBacking | VtpmError | undefined;
+      let backing: SharedBacking | VtpmError | undefined;
       if (opts.hardware) {
         try {
-          backing = { kbk: await keyBindingKey(registry, opts.hardware), service: new HardwareKeyService(opts.hardware.chip) };
+          backing = { kbk: await keyBindingKey(registry, opts.hardware), keys: new HardwareKeyService(opts.hardware.chip) };
         } catch (e) {
           if (!(e instanceof ChipRefusal && e.reason === 'pcr-mismatch')) throw e;
           // Software vTPMs keep running; only those whose keys live in the chip are refused.
@@ -144,12 +150,13 @@ export class GvtpmManager {
     this.handles.delete(name);
     await this.registry.delete(name);
     await this.storage.remove(name);
+    if (this.backing && !(this.backing instanceof VtpmError)) await this.backing.keys.forget(name);
   }
 
   private hardwareBacking(name: string): HardwareBacking {
     if (this.backing instanceof VtpmError) throw this.backing;
     if (!this.backing) throw new VtpmError('unsupported', `VM '${name}' is hardware-backed and this manager was opened without the host chip`);
-    return this.backing;
+    return { kbk: this.backing.kbk, service: this.backing.keys.forVm(name) };
   }
 
   private handleFor(record: VmRecord): VtpmHandle {

@@ -87,4 +87,18 @@ describe('ContextSave and ContextLoad', () => {
     flush(tpm, extra.handle);
     assert.equal(ok(tpm, loadCmd(c)).handle, sessions[0]!.handle);
   });
+
+  test('64 sessions are active at most, saved ones included: the 65th start is TPM_RC_SESSION_HANDLES until one is flushed', () => {
+    const tpm = startedEngine();
+    const saved: Context[] = [];
+    for (let i = 0; i < 64; i++) saved.push(save(tpm, startPolicySession(tpm).handle));
+    const start = buildCommand({ cc: CC.StartAuthSession, handles: [0x40000007, 0x40000007], params: Buffer.from('0010' + '07'.repeat(16) + '0000' + '01' + '0010' + '000b', 'hex') });
+    fails(tpm, start, RC.SESSION_HANDLES);
+    // Flushing a saved session by its handle gives its place back.
+    flush(tpm, saved[5]!.savedHandle);
+    assert.equal(ok(tpm, start).handle! >>> 24, HT.POLICY_SESSION);
+    fails(tpm, start, RC.SESSION_HANDLES);
+    fails(tpm, loadCmd(saved[5]!), HANDLE_P1);
+    assert.equal(ok(tpm, loadCmd(saved[6]!)).handle, saved[6]!.savedHandle);
+  });
 });

@@ -13,6 +13,14 @@ import { OBJECT_ATTR as A, type Public } from '../../src/tpm/tpm2/types/public.t
 import { eccTemplate, rsaTemplate } from '../helpers/tpm2-keys.ts';
 import type { Signature } from '../../src/tpm/tpm2/types/signature.ts';
 import { HardwareKeyService } from '../../src/vtpm/hardware-key-service.ts';
+import { chipTemplateFor, type ChipCreateResult } from '../../src/vtpm/chip-key-backend.ts';
+import { unwrapBoundKey, wrapBoundKey } from '../../src/vtpm/key-binding.ts';
+import { aesGcmSeal } from '../../src/tpm/crypto/aead.ts';
+import { Writer } from '../../src/tpm/wire/buffer.ts';
+import { privateBuf } from '../../src/tpm/tpm2/types/creation.ts';
+import { pcrSelectionList } from '../../src/tpm/tpm2/types/pcr.ts';
+import { public2b } from '../../src/tpm/tpm2/types/public.ts';
+import { CAP, PT } from '../../src/tpm/tpm2/constants.ts';
 import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
 
 async function setup(objectSlots = 3) {
@@ -22,7 +30,7 @@ async function setup(objectSlots = 3) {
   const snapshots: Buffer[] = [];
   const kbk = randomBytes(32);
   const persist = async (s: Buffer) => void snapshots.push(s);
-  const model = await Tpm2VtpmModel.create(persist, { hardware: { kbk, service }, objectSlots });
+  const model = await Tpm2VtpmModel.create(persist, { hardware: { kbk, service: service.forVm('vm-a') }, objectSlots });
   const vtpm = new Tpm2Client((c) => model.execute(c, 0));
   await vtpm.startup();
   const vsrk = (await vtpm.createPrimary(RH.OWNER, srkTemplate())).handle;
@@ -52,7 +60,7 @@ describe('hardware-backed vTPM', () => {
   test('a key made through the vTPM signs through it, and the signature verifies under the vTPM public key', async () => {
     const { vtpm, vsrk } = await setup();
     const key = await vtpm.create(vsrk, eccSigningTemplate(false));
-    assert.equal(key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK1', 'the guest holds the double-wrapped blob');
+    assert.equal(key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK2', 'the guest holds the double-wrapped blob');
     const { handle } = await vtpm.load(vsrk, key.outPrivate, key.outPublic);
     assert.ok(verifies(key.outPublic, 'hello', await signWith(vtpm, handle, 'hello')));
   });
@@ -121,7 +129,7 @@ describe('hardware-backed vTPM', () => {
     const k = await vtpm.create(vsrk, eccSigningTemplate(false));
     const { handle } = await vtpm.load(vsrk, k.outPrivate, k.outPublic);
     await vtpm.evictControl(RH.OWNER, handle, 0x81000042);
-    const restored = Tpm2VtpmModel.restore(async () => undefined, snapshots[snapshots.length - 1]!, { hardware: { kbk, service } });
+    const restored = Tpm2VtpmModel.restore(async () => undefined, snapshots[snapshots.length - 1]!, { hardware: { kbk, service: service.forVm('vm-a') } });
     const again = new Tpm2Client((c) => restored.execute(c, 0));
     assert.ok(verifies(k.outPublic, 'after restart', await signWith(again, 0x81000042, 'after restart')));
   });
@@ -137,7 +145,7 @@ describe('hardware-backed vTPM', () => {
     });
     const outPrivate = made.params.outPrivate as Buffer;
     const outPublic = made.params.outPublic as Public;
-    assert.equal(outPrivate.subarray(0, 4).toString('latin1'), 'vHK1', 'the guest holds the double-wrapped blob');
+    assert.equal(outPrivate.subarray(0, 4).toString('latin1'), 'vHK2', 'the guest holds the double-wrapped blob');
     const { handle } = await vtpm.load(vsrk, outPrivate, outPublic);
     const oaep = { scheme: ALG.OAEP, hashAlg: ALG.SHA256 };
     const label = Buffer.from('label\0');
@@ -159,10 +167,123 @@ describe('hardware-backed vTPM', () => {
     const { vtpm, vsrk } = await setup();
     const template = eccTemplate(A.fixedTPM | A.fixedParent | A.sensitiveDataOrigin | A.userWithAuth | A.decrypt);
     const made = await vtpm.create(vsrk, template);
-    assert.equal(made.outPrivate.subarray(0, 4).toString('latin1'), 'vHK1');
+    assert.equal(made.outPrivate.subarray(0, 4).toString('latin1'), 'vHK2');
     const { handle } = await vtpm.load(vsrk, made.outPrivate, made.outPublic);
     const gen = await vtpm.call(CC.ECDH_KeyGen, [handle], [], {});
     const z = await vtpm.call(CC.ECDH_ZGen, [handle], [{}], { inPoint: gen.params.pubPoint });
     assert.deepEqual(z.params.outPoint, gen.params.zPoint);
+  });
+
+  test('the chip key inside an outer blob is no use on its own: without its chip-side authValue the chip refuses it', async () => {
+    const { vtpm, vsrk, hw, kbk } = await setup();
+    const key = await vtpm.create(vsrk, eccSigningTemplate(false));
+    const bound = unwrapBoundKey(kbk, key.outPrivate)!;
+    assert.equal(bound.chipAuth.length, 32);
+    const inner = await hw.load(HANDLES.SRK, bound.innerPrivate, bound.innerPublic);
+    await assert.rejects(signWith(hw, inner.handle, 'stolen'), (e) => rcOf(e) === (RC.BAD_AUTH | 0x900));
+    const session = await hw.startHmacSession();
+    const digest = createHash('sha256').update('with the secret').digest();
+    await hw.call(CC.Sign, [inner.handle], [{ hmacSession: session, authValue: bound.chipAuth, names: [inner.name] }], {
+      digest,
+      inScheme: { scheme: ALG.ECDSA, hashAlg: ALG.SHA256 },
+      validation: { tag: ST.HASHCHECK, hierarchy: RH.NULL, digest: Buffer.alloc(0) },
+    });
+  });
+
+  test('each vTPM uses its chip keys through its own HMAC session, swapped in for the operation and saved after it', async () => {
+    const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+    await (await openChipClient(chip)).takeOwnership();
+    const service = new HardwareKeyService(chip);
+    // Which session authorized each chip Sign: the handle at the start of the authorization area.
+    const signers: number[] = [];
+    const exclusive = chip.exclusive.bind(chip);
+    chip.exclusive = (job, locality) =>
+      exclusive((exec) => job((c) => {
+        const b = Buffer.from(c);
+        if (b.readUInt32BE(6) === CC.Sign) signers.push(b.readUInt32BE(18));
+        return exec(c);
+      }), locality);
+    const vtpms = await Promise.all(
+      ['vm-a', 'vm-b'].map(async (name) => {
+        const model = await Tpm2VtpmModel.create(async () => undefined, { hardware: { kbk: randomBytes(32), service: service.forVm(name) } });
+        const vtpm = new Tpm2Client((c) => model.execute(c, 0));
+        await vtpm.startup();
+        const srk = (await vtpm.createPrimary(RH.OWNER, srkTemplate())).handle;
+        const k = await vtpm.create(srk, eccSigningTemplate(false));
+        return { vtpm, handle: (await vtpm.load(srk, k.outPrivate, k.outPublic)).handle };
+      }),
+    );
+    for (let round = 0; round < 2; round++) for (const v of vtpms) await signWith(v.vtpm, v.handle, `round ${round}`);
+    assert.equal(signers.length, 4);
+    for (const h of signers) assert.equal(h >>> 24, 0x02, `Sign authorized by 0x${h.toString(16)}, an HMAC session`);
+    assert.equal(signers[0], signers[2], "vm-a's session comes back for its next operation");
+    assert.equal(signers[1], signers[3]);
+    assert.notEqual(signers[0], signers[1], 'each vTPM has its own');
+    const hw = new Tpm2Client((c) => chip.execute(c, 0));
+    const property = async (pt: number) => {
+      const cap = await hw.getCapability(CAP.TPM_PROPERTIES, pt, 1);
+      assert.ok('properties' in cap.capabilityData);
+      return cap.capabilityData.properties[0]!.value;
+    };
+    assert.equal(await property(PT.HR_LOADED), 0, 'no session stays loaded between operations');
+    assert.equal(await property(PT.HR_TRANSIENT_AVAIL), 3, 'nor any key');
+    assert.equal(await property(PT.HR_ACTIVE), 2, 'the two saved sessions stay active');
+    assert.equal(service.savedSessions, 2);
+  });
+
+  test('when the chip runs out of active sessions, the least recently used vTPM loses its saved one and starts another when it next needs it', async () => {
+    const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+    await (await openChipClient(chip)).takeOwnership();
+    const service = new HardwareKeyService(chip);
+    const made = (await service.perform('maker', { kind: 'create', template: chipTemplateFor(eccSigningTemplate(false)) })) as ChipCreateResult;
+    const sign = (owner: string) =>
+      service.perform(owner, {
+        kind: 'sign',
+        innerPrivate: made.outPrivate,
+        innerPublic: made.outPublic,
+        chipAuth: made.chipAuth,
+        scheme: { scheme: ALG.ECDSA, hashAlg: ALG.SHA256 },
+        digest: Buffer.alloc(32, 3),
+      }) as Promise<Signature>;
+    for (let i = 0; i < 70; i++) assert.equal((await sign(`vm-${i}`)).sigAlg, ALG.ECDSA);
+    assert.equal(service.savedSessions, 64, 'the chip tracks 64 active sessions');
+    assert.equal((await sign('vm-0')).sigAlg, ALG.ECDSA, 'an evicted vTPM gets a new session');
+    await service.forget('vm-0');
+    assert.equal(service.savedSessions, 63);
+  });
+
+  test("a key made by vtpmd 0.1 ('vHK1', no chip-side authValue) still opens and is used with an empty one", async () => {
+    const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+    await (await openChipClient(chip)).takeOwnership();
+    const hw = new Tpm2Client((c) => chip.execute(c, 0));
+    const made = await hw.create(HANDLES.SRK, chipTemplateFor(eccSigningTemplate(false)));
+    const kbk = randomBytes(32);
+    // The 'vHK1' layout: the same fields without chipAuth, MAGIC as the associated data.
+    const w = new Writer(1024);
+    privateBuf.encode(w, made.outPrivate);
+    public2b.encode(w, made.outPublic);
+    w.u16(3).bytes(Buffer.from('pin'));
+    w.u16(32).bytes(Buffer.alloc(32, 4));
+    pcrSelectionList.encode(w, []);
+    w.u16(0);
+    const magic = Buffer.from('vHK1', 'latin1');
+    const iv = randomBytes(12);
+    const v1 = Buffer.concat([magic, iv, aesGcmSeal(kbk, iv, w.finish(), magic)]);
+    const bound = unwrapBoundKey(kbk, v1)!;
+    assert.equal(bound.authValue.toString(), 'pin');
+    assert.equal(bound.chipAuth.length, 0);
+    assert.deepEqual(bound.innerPrivate, made.outPrivate);
+    const again = unwrapBoundKey(kbk, wrapBoundKey(kbk, bound))!;
+    assert.deepEqual(again, bound, "rewrapped as 'vHK2' it reads back the same");
+    const service = new HardwareKeyService(chip);
+    const sig = (await service.perform('vm-old', {
+      kind: 'sign',
+      innerPrivate: bound.innerPrivate,
+      innerPublic: bound.innerPublic,
+      chipAuth: bound.chipAuth,
+      scheme: { scheme: ALG.ECDSA, hashAlg: ALG.SHA256 },
+      digest: Buffer.alloc(32, 5),
+    })) as Signature;
+    assert.equal(sig.sigAlg, ALG.ECDSA);
   });
 });

@@ -54,7 +54,7 @@ export function backendOf(ref: HardwareKeyRef): HardwareKeyBackend {
 /** Something only the chip can do, requested by the engine of a hardware-backed vTPM. */
 export type ExternalRequest =
   | { readonly kind: 'create'; readonly template: Public }
-  | ({ readonly innerPrivate: Buffer; readonly innerPublic: Public } & KeyUse);
+  | ({ readonly innerPrivate: Buffer; readonly innerPublic: Public; readonly chipAuth: Buffer } & KeyUse);
 
 /** What a chip-resident key is used for. */
 export type KeyUse =

@@ -85,6 +85,17 @@ export function resetPolicy(s: Session): void {
 const EMPTY = Buffer.alloc(0);
 
 /**
+ * Sessions a TPM tracks at once, loaded or saved (TPM_PT_ACTIVE_SESSIONS_MAX): a saved session
+ * keeps its handle reserved, so starting one beyond this is TPM_RC_SESSION_HANDLES until one is
+ * flushed.
+ */
+export const MAX_ACTIVE_SESSIONS = 64;
+
+export function activeSessions(tpm: { sessions: SessionSlots; savedSessions: ReadonlyMap<number, unknown> }): number {
+  return tpm.sessions.used + tpm.savedSessions.size;
+}
+
+/**
  * The session slots. Like object slots, they are few on a chip (TPM_PT_HR_LOADED_MIN);
  * StartAuthSession beyond them is TPM_RC_SESSION_MEMORY.
  */

@@ -8,6 +8,7 @@ import { MAX_NV_INDICES } from '../state/nv-indices.ts';
 import { auditCounterProperties } from '../audit.ts';
 import { MAX_PERSISTENT } from '../limits.ts';
 import { CURVES } from './algorithms.ts';
+import { activeSessions, MAX_ACTIVE_SESSIONS } from '../auth/sessions.ts';
 
 /** Four ASCII characters as a big-endian u32, the way vendor strings are reported. */
 function chars(s: string): number {
@@ -34,7 +35,6 @@ const SPEC = { revision: 159, year: 2019, day: 312 };
 /** PC-Client Platform TPM Profile 1.05. */
 const PLATFORM_SPEC = { family: 1, level: 0, revision: 105, year: 2020, day: 136 };
 
-const MAX_ACTIVE_SESSIONS = 64;
 
 
 /** Every TPM property (fixed and variable) with its current value, in tag order. */
@@ -104,8 +104,8 @@ export function tpmProperties(tpm: Tpm2Engine): [number, number][] {
     [PT.HR_NV_INDEX, nv.nvIndices.size],
     [PT.HR_LOADED, tpm.sessions.used],
     [PT.HR_LOADED_AVAIL, tpm.sessions.capacity - tpm.sessions.used],
-    [PT.HR_ACTIVE, tpm.sessions.used],
-    [PT.HR_ACTIVE_AVAIL, MAX_ACTIVE_SESSIONS - tpm.sessions.used],
+    [PT.HR_ACTIVE, activeSessions(tpm)],
+    [PT.HR_ACTIVE_AVAIL, MAX_ACTIVE_SESSIONS - activeSessions(tpm)],
     [PT.HR_TRANSIENT_AVAIL, tpm.objects.capacity - tpm.objects.used],
     [PT.HR_PERSISTENT, nv.persistent.size],
     [PT.HR_PERSISTENT_AVAIL, MAX_PERSISTENT - nv.persistent.size],

@@ -4,7 +4,7 @@ import { kdfa } from '../../crypto/kdf.ts';
 import { ALG, CC, HT, RH } from '../constants.ts';
 import { command } from '../command.ts';
 import { RC, TpmError } from '../rc.ts';
-import { SESSION_TYPE, newPolicyState, type Session } from '../auth/sessions.ts';
+import { activeSessions, MAX_ACTIVE_SESSIONS, SESSION_TYPE, newPolicyState, type Session } from '../auth/sessions.ts';
 import { algHash, nonceBuf } from '../types/basic.ts';
 import { symDefOrNull } from '../types/public-parms.ts';
 import { decryptSalt } from '../objects/secret.ts';
@@ -45,6 +45,7 @@ export const sessionCommands = [
       const salt = tpmKey === RH.NULL ? Buffer.alloc(0) : decryptSalt(tpm.objectAt(tpmKey), encryptedSalt);
       if (tpmKey === RH.NULL && encryptedSalt.length !== 0) throw TpmError.parameter(RC.VALUE, 2);
       if (symmetric.algorithm === ALG.AES && symmetric.mode !== ALG.CFB) throw TpmError.parameter(RC.MODE, 4);
+      if (activeSessions(tpm) >= MAX_ACTIVE_SESSIONS) throw new TpmError(RC.SESSION_HANDLES);
       const handle = tpm.sessions.nextHandle(sessionType);
       const nonceTPM = tpm.random.bytes(digestSize(authHash));
       const bindAuth = bind === RH.NULL ? undefined : tpm.authValue(bind);
