@@ -23,10 +23,15 @@ export interface ChipCreateResult {
   chipAuth: Buffer;
 }
 
-/** The template the chip gets: the guest's key without the vTPM-level rules the model enforces. */
+/**
+ * The template the chip gets: the guest's object without the vTPM-level rules the model enforces
+ * (restrictions, policies); keys always of the chip's own making, sealed data as the guest gave it.
+ */
 export function chipTemplateFor(t: Public): Public {
-  const a = (t.objectAttributes & ~(A.restricted | A.adminWithPolicy)) | A.fixedTPM | A.fixedParent | A.sensitiveDataOrigin | A.userWithAuth | A.noDA;
-  return { ...t, objectAttributes: a, authPolicy: Buffer.alloc(0), unique: t.type === ALG.RSA ? { rsa: Buffer.alloc(0) } : { ecc: { x: Buffer.alloc(0), y: Buffer.alloc(0) } } };
+  const origin = t.type === ALG.KEYEDHASH ? t.objectAttributes & A.sensitiveDataOrigin : A.sensitiveDataOrigin;
+  const a = (t.objectAttributes & ~(A.restricted | A.adminWithPolicy | A.sensitiveDataOrigin)) | origin | A.fixedTPM | A.fixedParent | A.userWithAuth | A.noDA;
+  const unique = t.type === ALG.RSA ? { rsa: Buffer.alloc(0) } : t.type === ALG.ECC ? { ecc: { x: Buffer.alloc(0), y: Buffer.alloc(0) } } : { digest: Buffer.alloc(0) };
+  return { ...t, objectAttributes: a, authPolicy: Buffer.alloc(0), unique };
 }
 
 /**
@@ -59,15 +64,17 @@ export class ChipKeyBackend implements HardwareKeyBackend {
   ) {}
 
   /**
-   * Asymmetric signing keys (attestation keys included) and unrestricted decryption keys. Storage
-   * keys stay in the model: the keys under them are the guest's, made through the vTPM.
+   * Asymmetric signing keys (attestation keys included), unrestricted decryption keys (and keys
+   * that do both) and sealed data. Storage keys stay in the model: the keys under them are the guest's, made through the
+   * vTPM; so do HMAC and symmetric keys.
    */
   backs(t: Public): boolean {
     const a = t.objectAttributes;
+    if (t.type === ALG.KEYEDHASH) return (a & (A.sign | A.decrypt | A.restricted)) === 0;
     if (t.type !== ALG.RSA && t.type !== ALG.ECC) return false;
-    const sign = (a & A.sign) !== 0;
-    const decrypt = (a & A.decrypt) !== 0;
-    return sign ? !decrypt : decrypt && (a & A.restricted) === 0;
+    // Everything but a restricted decryption key (a storage parent); tpm2_create's default key is
+    // an unrestricted one that both signs and decrypts.
+    return (a & A.sign) !== 0 || ((a & A.decrypt) !== 0 && (a & A.restricted) === 0);
   }
 
   /** The model hands over what the chip did for `request`; the next attempt of the command uses it. */
@@ -83,8 +90,8 @@ export class ChipKeyBackend implements HardwareKeyBackend {
     return r;
   }
 
-  create(template: Public, authValue: Buffer, creationPcrs: readonly PcrSelection[]): { outPrivate: Buffer; public: Public } {
-    const made = this.take<ChipCreateResult>({ kind: 'create', template: chipTemplateFor(template) });
+  create(template: Public, authValue: Buffer, creationPcrs: readonly PcrSelection[], data: Buffer): { outPrivate: Buffer; public: Public } {
+    const made = this.take<ChipCreateResult>({ kind: 'create', template: chipTemplateFor(template), data });
     const pub: Public = { ...template, unique: made.outPublic.unique };
     const pcrSelection = creationPcrs.filter((s) => s.select.some((b) => b !== 0));
     const outer = wrapBoundKey(this.kbk, {
@@ -116,6 +123,14 @@ export class ChipKeyBackend implements HardwareKeyBackend {
     return this.use<EccPoint>(outer, pub, { kind: 'ecdh-zgen', point });
   }
 
+  unseal(outer: Buffer, pub: Public): Buffer {
+    return this.use<Buffer>(outer, pub, { kind: 'unseal' });
+  }
+
+  changeAuth(outer: Buffer, pub: Public, newAuth: Buffer): Buffer {
+    return wrapBoundKey(this.kbk, { ...this.opened(outer, pub), authValue: newAuth });
+  }
+
   private use<T>(outer: Buffer, pub: Public, use: KeyUse): T {
     const k = this.checked(outer, pub);
     const result = this.take<T | ChipRefused>({ innerPrivate: k.innerPrivate, innerPublic: k.innerPublic, chipAuth: k.chipAuth, ...use });
@@ -123,9 +138,16 @@ export class ChipKeyBackend implements HardwareKeyBackend {
     return result as T;
   }
 
-  private checked(outer: Buffer, pub: Public): BoundKey {
+  /** The bound key, if `outer` was made here for `pub`. */
+  private opened(outer: Buffer, pub: Public): BoundKey {
     const k = unwrapBoundKey(this.kbk, outer);
     if (!k || !k.publicDigest.equals(publicDigestOf(pub))) throw new TpmError(RC.INTEGRITY);
+    return k;
+  }
+
+  /** The bound key, opened and with its virtual PCR binding holding. */
+  private checked(outer: Buffer, pub: Public): BoundKey {
+    const k = this.opened(outer, pub);
     if (k.pcrSelection.length && !this.pcrDigest(k.pcrSelection).equals(k.pcrDigest)) throw new TpmError(RC.PCR);
     return k;
   }

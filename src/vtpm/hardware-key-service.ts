@@ -5,7 +5,7 @@
  * - Keys are swapped in for one operation (ContextLoad of the context saved last time, or Load of
  *   the key's blob under the hwSRK the first time) and out again (ContextSave, FlushContext)
  *   before the chip serves anyone else. Keys sign, decrypt (RSA_Decrypt) and derive ECDH secrets
- *   (ECDH_ZGen) there.
+ *   (ECDH_ZGen) there, and sealed data is unsealed there.
  * - Each vTPM has its own HMAC session on the chip, through which its keys are used with their
  *   chip-side authValue: rolling nonces make every authorization single-use, and the chip's
  *   answers are accepted only with the session's HMAC. The session is swapped like the keys —
@@ -57,7 +57,7 @@ export class HardwareKeyService {
       const tpm = new Tpm2Client(exec);
       if (request.kind === 'create') {
         const chipAuth = newChipAuth();
-        const made = await tpm.create(HANDLES.SRK, request.template, { userAuth: chipAuth });
+        const made = await tpm.create(HANDLES.SRK, request.template, { userAuth: chipAuth, data: request.data });
         return { ...made, chipAuth } satisfies ChipCreateResult;
       }
       const id = createHash('sha256').update(request.innerPrivate).digest('hex');
@@ -76,7 +76,7 @@ export class HardwareKeyService {
         }
       } catch (e) {
         // The guest's input can make the chip refuse (a bad padding, a point off the curve).
-        if (e instanceof Tpm2CommandError && request.kind !== 'sign') return { refused: unnumbered(e.rc) } satisfies ChipRefused;
+        if (e instanceof Tpm2CommandError && request.kind !== 'sign' && request.kind !== 'unseal') return { refused: unnumbered(e.rc) } satisfies ChipRefused;
         throw e;
       } finally {
         await this.swapOut(tpm, id, key);
@@ -180,5 +180,7 @@ async function use(tpm: Tpm2Client, handle: number, u: KeyUse, auth: Authorizati
       return (await tpm.call(CC.RSA_Decrypt, [handle], [auth], { cipherText: u.cipherText, inScheme: u.scheme, label: u.label })).params.message;
     case 'ecdh-zgen':
       return (await tpm.call(CC.ECDH_ZGen, [handle], [auth], { inPoint: u.point })).params.outPoint;
+    case 'unseal':
+      return (await tpm.call(CC.Unseal, [handle], [auth])).params.outData;
   }
 }

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
@@ -137,6 +137,54 @@ describe('vtpmd serve', { skip }, () => {
     await run('tpm2_checkquote', ['-u', w('ak.pub'), '-m', w('quote.msg'), '-s', w('quote.sig'), '-f', w('quote.pcrs'), '-g', 'sha256', '-q', 'abcdef0123456789']);
     const dbPcr = parsePcrRead(await tool(tcti(db), 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16);
     assert.equal(dbPcr, '00'.repeat(32), "VM2's PCR 16 is untouched");
+  });
+
+  test('a hardware-backed VM serves tpm2-tools as a chip would: its keys sign, change auth and quote, and its data unseals, through the host chip', async () => {
+    const r = await cli(state.path, ['vm', 'create', 'hsm', '--dm', 'hardware']);
+    assert.equal(r.code, 0, r.stderr);
+    const vm = JSON.parse(r.stdout);
+    const t = tcti(vm);
+    const w = (n: string) => join(work.path, `hsm-${n}`);
+    const chipMade = (file: string) => readFileSync(file).subarray(2, 6).toString('latin1') === 'vHK2';
+    // Without a resource manager every tool leaves its objects loaded: flush between tools (3 slots).
+    const flush = () => tool(t, 'tpm2_flushcontext', ['-t']);
+    await tool(t, 'tpm2_createprimary', ['-C', 'o', '-c', w('primary.ctx')]);
+    await flush();
+    await tool(t, 'tpm2_create', ['-C', w('primary.ctx'), '-G', 'ecc', '-p', 'signpin', '-u', w('sign.pub'), '-r', w('sign.priv')]);
+    assert.ok(chipMade(w('sign.priv')), 'the signing key was made in the chip (the guest holds the double-wrapped blob)');
+    await flush();
+    await tool(t, 'tpm2_load', ['-C', w('primary.ctx'), '-u', w('sign.pub'), '-r', w('sign.priv'), '-c', w('sign.ctx')]);
+    writeFileSync(w('msg'), 'signed in the host chip');
+    await flush();
+    await tool(t, 'tpm2_sign', ['-c', w('sign.ctx'), '-p', 'signpin', '-g', 'sha256', '-o', w('sig'), w('msg')]);
+    await flush();
+    await tool(t, 'tpm2_verifysignature', ['-c', w('sign.ctx'), '-g', 'sha256', '-m', w('msg'), '-s', w('sig')]);
+    await flush();
+    await tool(t, 'tpm2_changeauth', ['-c', w('sign.ctx'), '-C', w('primary.ctx'), '-p', 'signpin', '-r', w('sign2.priv'), 'newpin']);
+    await flush();
+    await tool(t, 'tpm2_load', ['-C', w('primary.ctx'), '-u', w('sign.pub'), '-r', w('sign2.priv'), '-c', w('sign2.ctx')]);
+    await flush();
+    await tool(t, 'tpm2_sign', ['-c', w('sign2.ctx'), '-p', 'newpin', '-g', 'sha256', '-o', w('sig2'), w('msg')]);
+    await flush();
+    await assert.rejects(tool(t, 'tpm2_sign', ['-c', w('sign2.ctx'), '-p', 'signpin', '-g', 'sha256', '-o', w('sig3'), w('msg')]));
+    await flush();
+    await tool(t, 'tpm2_create', ['-C', w('primary.ctx'), '-i', '-', '-u', w('seal.pub'), '-r', w('seal.priv')], Buffer.from('kept by the chip'));
+    assert.ok(chipMade(w('seal.priv')), 'the sealed data was made in the chip');
+    await flush();
+    await tool(t, 'tpm2_load', ['-C', w('primary.ctx'), '-u', w('seal.pub'), '-r', w('seal.priv'), '-c', w('seal.ctx')]);
+    await flush();
+    assert.equal(await tool(t, 'tpm2_unseal', ['-c', w('seal.ctx')]), 'kept by the chip');
+    await flush();
+    await tool(t, 'tpm2_createek', ['-c', w('ek.ctx'), '-G', 'ecc']);
+    await flush();
+    await tool(t, 'tpm2_createak', ['-C', w('ek.ctx'), '-c', w('ak.ctx'), '-G', 'ecc', '-u', w('ak.pub'), '-f', 'pem', '-r', w('ak.priv')]);
+    assert.ok(chipMade(w('ak.priv')), 'the attestation key was made in the chip');
+    await flush();
+    await tool(t, 'tpm2_flushcontext', ['-s']);
+    await tool(t, 'tpm2_quote', ['-c', w('ak.ctx'), '-l', 'sha256:0,16', '-q', '0badc0de', '-m', w('quote.msg'), '-s', w('quote.sig'), '-o', w('quote.pcrs'), '-g', 'sha256']);
+    await run('tpm2_checkquote', ['-u', w('ak.pub'), '-m', w('quote.msg'), '-s', w('quote.sig'), '-f', w('quote.pcrs'), '-g', 'sha256', '-q', '0badc0de']);
+    // The tests below count the VMs.
+    assert.equal((await cli(state.path, ['vm', 'destroy', 'hsm'])).code, 0);
   });
 
   test('bad requests get clear errors and change nothing', async () => {

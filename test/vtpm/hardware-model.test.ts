@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import { Chip } from '../../src/hwtpm/chip.ts';
 import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
 import { Tpm2Client, Tpm2CommandError, pcrSelection } from '../../src/hwtpm/tpm2-client.ts';
-import { HANDLES, eccSigningTemplate, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
+import { HANDLES, eccSigningTemplate, sealedTemplate, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
 import { ALG, CC, RH, ST } from '../../src/tpm/tpm2/constants.ts';
 import { RC } from '../../src/tpm/tpm2/rc.ts';
 import { publicKeyOf } from '../../src/tpm/tpm2/objects/model.ts';
@@ -19,7 +19,10 @@ import { aesGcmSeal } from '../../src/tpm/crypto/aead.ts';
 import { Writer } from '../../src/tpm/wire/buffer.ts';
 import { privateBuf } from '../../src/tpm/tpm2/types/creation.ts';
 import { pcrSelectionList } from '../../src/tpm/tpm2/types/pcr.ts';
-import { public2b } from '../../src/tpm/tpm2/types/public.ts';
+import { public2b, publicArea } from '../../src/tpm/tpm2/types/public.ts';
+import { encode } from '../../src/tpm/wire/codec.ts';
+
+const encodeTemplate = (t: Public): Buffer => Buffer.from(encode(publicArea, t));
 import { CAP, PT } from '../../src/tpm/tpm2/constants.ts';
 import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
 
@@ -235,7 +238,7 @@ describe('hardware-backed vTPM', () => {
     const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
     await (await openChipClient(chip)).takeOwnership();
     const service = new HardwareKeyService(chip);
-    const made = (await service.perform('maker', { kind: 'create', template: chipTemplateFor(eccSigningTemplate(false)) })) as ChipCreateResult;
+    const made = (await service.perform('maker', { kind: 'create', template: chipTemplateFor(eccSigningTemplate(false)), data: Buffer.alloc(0) })) as ChipCreateResult;
     const sign = (owner: string) =>
       service.perform(owner, {
         kind: 'sign',
@@ -285,5 +288,51 @@ describe('hardware-backed vTPM', () => {
       digest: Buffer.alloc(32, 5),
     })) as Signature;
     assert.equal(sig.sigAlg, ALG.ECDSA);
+  });
+
+  test('sealed data lives in the chip: a PolicyPCR seal on a virtual PCR unseals through the vTPM until that PCR moves, and its inner blob is no use alone', async () => {
+    const { vtpm, vsrk, hw, kbk } = await setup();
+    const sel = [pcrSelection(ALG.SHA256, [16])];
+    const trial = await vtpm.startPolicySession(true);
+    await vtpm.policyPcr(trial, sel);
+    const policy = await vtpm.policyGetDigest(trial);
+    await vtpm.flushContext(trial);
+    const secret = Buffer.from('disk key of the guest');
+    const sealed = await vtpm.create(vsrk, sealedTemplate(policy), { data: secret });
+    assert.equal(sealed.outPrivate.subarray(0, 4).toString('latin1'), 'vHK2', 'the guest holds the double-wrapped blob');
+    const { handle } = await vtpm.load(vsrk, sealed.outPrivate, sealed.outPublic);
+    const unseal = async () => {
+      const s = await vtpm.startPolicySession();
+      await vtpm.policyPcr(s, sel);
+      try {
+        return await vtpm.unseal(handle, { policySession: s });
+      } finally {
+        await vtpm.flushContext(s).catch(() => undefined);
+      }
+    };
+    assert.deepEqual(await unseal(), secret);
+    const bound = unwrapBoundKey(kbk, sealed.outPrivate)!;
+    const inner = await hw.load(HANDLES.SRK, bound.innerPrivate, bound.innerPublic);
+    await assert.rejects(hw.unseal(inner.handle), (e) => rcOf(e) === (RC.BAD_AUTH | 0x900), 'the chip wants the chip-side authValue');
+    await hw.flushContext(inner.handle);
+    await vtpm.pcrExtend(16, [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, 9) }]);
+    await assert.rejects(unseal(), (e) => (rcOf(e) & 0xff) === (RC.POLICY_FAIL & 0xff), 'the virtual PCR policy holds');
+  });
+
+  test('CreateLoaded makes its key in the chip too, and ObjectChangeAuth rewraps a chip key under a new auth without touching the chip', async () => {
+    const { vtpm, vsrk } = await setup();
+    const made = await vtpm.call(CC.CreateLoaded, [vsrk], [{}], {
+      inSensitive: { userAuth: Buffer.from('old'), data: Buffer.alloc(0) },
+      inPublic: encodeTemplate(eccSigningTemplate(false)),
+    });
+    assert.equal((made.params.outPrivate as Buffer).subarray(0, 4).toString('latin1'), 'vHK2');
+    const pub = made.params.outPublic as Public;
+    assert.ok(verifies(pub, 'loaded', await signWith(vtpm, made.handle!, 'loaded', 'old')));
+    const changed = await vtpm.call(CC.ObjectChangeAuth, [made.handle!, vsrk], [{ password: 'old' }], { newAuth: Buffer.from('new') });
+    const outPrivate = changed.params.outPrivate as Buffer;
+    assert.equal(outPrivate.subarray(0, 4).toString('latin1'), 'vHK2');
+    const again = (await vtpm.load(vsrk, outPrivate, pub)).handle;
+    assert.ok(verifies(pub, 'new auth', await signWith(vtpm, again, 'new auth', 'new')));
+    await assert.rejects(signWith(vtpm, again, 'old auth', 'old'), (e) => rcOf(e) === (RC.AUTH_FAIL | 0x900));
   });
 });

@@ -16,13 +16,18 @@ import type { EccPoint, Public } from './types/public.ts';
 import type { SigScheme, Signature } from './types/signature.ts';
 
 export interface HardwareKeyBackend {
-  /** Whether keys made from `template` live in the chip (asymmetric signing and decryption keys). */
+  /** Whether objects made from `template` live in the chip (asymmetric signing and decryption keys, sealed data). */
   backs(template: Public): boolean;
   /**
-   * Makes the key in the chip and returns the blob the guest gets (double-wrapped) and the key's
-   * public area as the vTPM reports it. `creationPcrs` become the key's virtual PCR binding.
+   * Makes the object in the chip (sealed data: holding `data`) and returns the blob the guest
+   * gets (double-wrapped) and the object's public area as the vTPM reports it. `creationPcrs`
+   * become its virtual PCR binding.
    */
-  create(template: Public, authValue: Buffer, creationPcrs: readonly PcrSelection[]): { outPrivate: Buffer; public: Public };
+  create(template: Public, authValue: Buffer, creationPcrs: readonly PcrSelection[], data: Buffer): { outPrivate: Buffer; public: Public };
+  /** The same object under a new (vTPM-level) authValue: a new outer blob, the chip untouched. */
+  changeAuth(outer: Buffer, pub: Public, newAuth: Buffer): Buffer;
+  /** The data of a chip-resident sealed data object, its binding checked first. */
+  unseal(outer: Buffer, pub: Public): Buffer;
   /**
    * The authValue of a hardware-backed blob, after checking that it belongs to `pub` and that its
    * virtual PCR binding holds; undefined if `outPrivate` is an ordinary (software) private area.
@@ -53,14 +58,15 @@ export function backendOf(ref: HardwareKeyRef): HardwareKeyBackend {
 
 /** Something only the chip can do, requested by the engine of a hardware-backed vTPM. */
 export type ExternalRequest =
-  | { readonly kind: 'create'; readonly template: Public }
+  | { readonly kind: 'create'; readonly template: Public; readonly data: Buffer }
   | ({ readonly innerPrivate: Buffer; readonly innerPublic: Public; readonly chipAuth: Buffer } & KeyUse);
 
 /** What a chip-resident key is used for. */
 export type KeyUse =
   | { readonly kind: 'sign'; readonly scheme: SigScheme; readonly digest: Buffer }
   | { readonly kind: 'rsa-decrypt'; readonly scheme: Scheme; readonly label: Buffer; readonly cipherText: Buffer }
-  | { readonly kind: 'ecdh-zgen'; readonly point: EccPoint };
+  | { readonly kind: 'ecdh-zgen'; readonly point: EccPoint }
+  | { readonly kind: 'unseal' };
 
 /**
  * A TPM error the chip answered for a key use (a bad padding, a point off the curve): the vTPM

@@ -17,6 +17,7 @@ import { unwrapSensitive, wrapSensitive } from '../objects/protection.ts';
 import { serializeObject } from '../objects/persistent.ts';
 import { validateTemplate } from '../objects/template.ts';
 import { MAX_PERSISTENT } from '../limits.ts';
+import { backendOf } from '../hardware-keys.ts';
 
 /** TPMI_RH_HIERARCHY+ as a handle (CreatePrimary's primaryHandle). */
 const primaryHierarchy = checked(u32, (h) => h === RH.OWNER || h === RH.ENDORSEMENT || h === RH.PLATFORM || h === RH.NULL, RC.VALUE);
@@ -100,6 +101,14 @@ function createOrdinary(tpm: Tpm2Engine, parent: TpmObject, inSensitive: { userA
   return makeObject(made.pub, made.sensitive, parent.hierarchy, parent.qualifiedName);
 }
 
+/** An object a hardware-backed vTPM makes in its chip: the guest gets the double-wrapped blob. */
+function createInChip(tpm: Tpm2Engine, parent: TpmObject, inSensitive: { userAuth: Buffer; data: Buffer }, template: Public, creationPCR: readonly PcrSelection[]) {
+  withParam(2, () => validateTemplate(template, { parent, dataSize: inSensitive.data.length }));
+  const made = tpm.hardwareKeys!.create(template, inSensitive.userAuth, creationPCR, inSensitive.data);
+  const o = makeHardwareObject(made.public, { outer: made.outPrivate, authValue: inSensitive.userAuth }, parent.hierarchy, parent.qualifiedName);
+  return { o, outPrivate: made.outPrivate };
+}
+
 const createParams = { inSensitive: sensitiveCreate, inPublic: public2b, outsideInfo: dataBuf, creationPCR: pcrSelectionList };
 
 export const objectCommands = [
@@ -127,10 +136,8 @@ export const objectCommands = [
     handler: ({ tpm, handles, locality }, { inSensitive, inPublic, outsideInfo, creationPCR }) => {
       const parent = storageParent(tpm, handles[0]!);
       if (tpm.hardwareKeys?.backs(inPublic)) {
-        withParam(2, () => validateTemplate(inPublic, { parent, dataSize: inSensitive.data.length }));
-        const made = tpm.hardwareKeys.create(inPublic, inSensitive.userAuth, creationPCR);
-        const o = makeHardwareObject(made.public, { outer: made.outPrivate, authValue: inSensitive.userAuth }, parent.hierarchy, parent.qualifiedName);
-        return { outPrivate: made.outPrivate, outPublic: o.public, ...creation(tpm, o, parent.name, parent.qualifiedName, parent.public.nameAlg, outsideInfo, creationPCR, locality) };
+        const { o, outPrivate } = createInChip(tpm, parent, inSensitive, inPublic, creationPCR);
+        return { outPrivate, outPublic: o.public, ...creation(tpm, o, parent.name, parent.qualifiedName, parent.public.nameAlg, outsideInfo, creationPCR, locality) };
       }
       const o = createOrdinary(tpm, parent, inSensitive, inPublic);
       const outPrivate = wrapSensitive(parent, o.name, o.sensitive!);
@@ -152,6 +159,10 @@ export const objectCommands = [
         return { handle: tpm.objects.add(o), outPrivate: Buffer.alloc(0), outPublic: o.public, name: o.name };
       }
       const parent = storageParent(tpm, h);
+      if (tpm.hardwareKeys?.backs(template)) {
+        const { o, outPrivate } = createInChip(tpm, parent, inSensitive, template, []);
+        return { handle: tpm.objects.add(tpm.attachBackend(o)), outPrivate, outPublic: o.public, name: o.name };
+      }
       const o = createOrdinary(tpm, parent, inSensitive, template);
       const outPrivate = wrapSensitive(parent, o.name, o.sensitive!);
       return { handle: tpm.objects.add(o), outPrivate, outPublic: o.public, name: o.name };
@@ -222,6 +233,7 @@ export const objectCommands = [
       const o = objectAt(tpm, handles[0]!, 1);
       if (o.public.type !== ALG.KEYEDHASH) throw TpmError.handle(RC.TYPE, 1);
       if (o.public.objectAttributes & (A.sign | A.decrypt | A.restricted)) throw TpmError.handle(RC.ATTRIBUTES, 1);
+      if (o.hardware) return { outData: backendOf(o.hardware).unseal(o.hardware.outer, o.public) };
       if (!o.sensitive) throw TpmError.handle(RC.TYPE, 1);
       return { outData: o.sensitive.sensitive };
     },
@@ -238,10 +250,12 @@ export const objectCommands = [
     handler: ({ tpm, handles }, { newAuth }) => {
       const o = objectAt(tpm, handles[0]!, 1);
       const parent = storageParent(tpm, handles[1]!);
-      if (!o.sensitive || o.external) throw TpmError.handle(RC.TYPE, 1);
+      if ((!o.sensitive && !o.hardware) || o.external) throw TpmError.handle(RC.TYPE, 1);
       if (!o.parentQn.equals(parent.qualifiedName)) throw TpmError.handle(RC.TYPE, 2);
       if (newAuth.length > digestSizeOf(o)) throw TpmError.parameter(RC.SIZE, 1);
-      return { outPrivate: wrapSensitive(parent, o.name, { ...o.sensitive, authValue: newAuth }) };
+      // A chip-resident object keeps its chip part: only the outer blob, which holds the vTPM-level auth, changes.
+      if (o.hardware) return { outPrivate: backendOf(o.hardware).changeAuth(o.hardware.outer, o.public, newAuth) };
+      return { outPrivate: wrapSensitive(parent, o.name, { ...o.sensitive!, authValue: newAuth }) };
     },
   }),
   command({
