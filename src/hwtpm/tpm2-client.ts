@@ -15,25 +15,46 @@ import type { PcrSelection } from '../tpm/tpm2/types/pcr.ts';
 import type { Signature, SigScheme } from '../tpm/tpm2/types/signature.ts';
 import type { NvPublic } from '../tpm/tpm2/types/nv.ts';
 import type { CapabilityData } from '../tpm/tpm2/types/capability.ts';
+import { kdfa } from '../tpm/crypto/kdf.ts';
+import { cryptParameter } from '../tpm/tpm2/auth/param-crypt.ts';
+import { makeObject } from '../tpm/tpm2/objects/model.ts';
+import { makeSecret } from '../tpm/tpm2/objects/secret.ts';
+import type { SymDef } from '../tpm/tpm2/types/public-parms.ts';
 
 export type Exec = (command: Uint8Array) => Promise<Uint8Array>;
 
-/** An unsalted, unbound HMAC session the client holds: its handle and the TPM's latest nonce. */
+/**
+ * An unbound HMAC session the client holds: its handle, the TPM's latest nonce and, for a salted
+ * session, the session key (empty unsalted) and the AES-CFB cipher that parameter encryption uses.
+ */
 export interface HmacSession {
   readonly handle: number;
   nonceTPM: Buffer;
+  readonly sessionKey: Buffer;
+  readonly symmetric: SymDef;
 }
+
+/** A key StartAuthSession can salt with: its handle in the TPM and its public area (RSA or ECC, decrypt set). */
+export interface SaltKey {
+  readonly handle: number;
+  readonly public: Public;
+}
+
+const NO_SYMMETRIC: SymDef = { algorithm: ALG.NULL, keyBits: 0, mode: 0 };
+const AES_128_CFB: SymDef = { algorithm: ALG.AES, keyBits: 128, mode: ALG.CFB };
 
 /**
  * How one handle is authorized: a password (TPM_RS_PW), an already satisfied policy session, or
  * an HMAC session proving knowledge of `authValue` — over the command's parameters and `names`
  * (the Names of all the command's handles, in order), with the TPM's response checked the same
- * way. The session's key is empty (unsalted, unbound), so the HMACs rest on `authValue` alone.
+ * way. A salted session can also encrypt the command's first parameter (`decrypt`, when it is a
+ * TPM2B) and have the TPM encrypt the response's first parameter (`encrypt`), so neither crosses
+ * the bus in the clear.
  */
 export type Authorization =
   | { password?: Uint8Array | string }
   | { policySession: number }
-  | { hmacSession: HmacSession; authValue: Uint8Array; names: readonly Uint8Array[] };
+  | { hmacSession: HmacSession; authValue: Uint8Array; names: readonly Uint8Array[]; decrypt?: boolean; encrypt?: boolean };
 
 const BY_CODE: ReadonlyMap<number, CommandDef> = new Map(COMMANDS.map((d) => [d.cc, d]));
 const EMPTY = Buffer.alloc(0);
@@ -69,7 +90,18 @@ export class Tpm2Client {
     if (!def) throw new Error(`command 0x${cc.toString(16)} is not in the TPM 2.0 command table`);
     const pw = new Writer(256);
     for (const [field, c] of Object.entries(def.params)) c.encode(pw, params[field]);
-    const parameters = pw.finish();
+    let parameters = pw.finish();
+    const crypt = auths.find((a): a is Extract<Authorization, { hmacSession: HmacSession }> => 'hmacSession' in a && (a.decrypt === true || a.encrypt === true));
+    // One nonceCaller per HMAC session, made up front: command encryption needs it before the cpHash.
+    const nonces = auths.map(() => randomBytes(32));
+    if (crypt?.decrypt) {
+      if (Object.values(def.params)[0]?.sized !== true) throw new Error(`TPM2_${def.name}: its first parameter is not a TPM2B, so it cannot be encrypted`);
+      const i = auths.indexOf(crypt);
+      const size = parameters.readUInt16BE(0);
+      const body = cryptParameter(crypt.hmacSession.symmetric, ALG.SHA256, cryptValue(crypt), nonces[i]!, crypt.hmacSession.nonceTPM, parameters.subarray(2, 2 + size), 'encrypt');
+      parameters = Buffer.concat([parameters.subarray(0, 2), body, parameters.subarray(2 + size)]);
+    }
+    if (crypt?.encrypt && Object.values(def.response)[0]?.sized !== true) throw new Error(`TPM2_${def.name}: its first response parameter is not a TPM2B, so it cannot be encrypted`);
     const w = new Writer(256 + parameters.length);
     w.u16(auths.length > 0 ? ST.SESSIONS : ST.NO_SESSIONS);
     const sizeAt = w.reserveU32();
@@ -79,13 +111,14 @@ export class Tpm2Client {
     if (auths.length > 0) {
       const at = w.reserveU32();
       const start = w.length;
-      for (const a of auths) {
+      for (const [i, a] of auths.entries()) {
         if ('hmacSession' in a) {
-          const nonceCaller = randomBytes(32);
-          const key = hmacKey(a.authValue);
+          const nonceCaller = nonces[i]!;
+          const key = Buffer.concat([a.hmacSession.sessionKey, hmacKey(a.authValue)]);
+          const attributes = SESSION_ATTR.continueSession | (a.decrypt ? SESSION_ATTR.decrypt : 0) | (a.encrypt ? SESSION_ATTR.encrypt : 0);
           const cpHash = sha256(u32be(cc), ...a.names, parameters);
-          const hmac = sessionHmac(key, cpHash, nonceCaller, a.hmacSession.nonceTPM, SESSION_ATTR.continueSession);
-          w.u32(a.hmacSession.handle).u16(nonceCaller.length).bytes(nonceCaller).u8(SESSION_ATTR.continueSession).u16(hmac.length).bytes(hmac);
+          const hmac = sessionHmac(key, cpHash, nonceCaller, a.hmacSession.nonceTPM, attributes);
+          w.u32(a.hmacSession.handle).u16(nonceCaller.length).bytes(nonceCaller).u8(attributes).u16(hmac.length).bytes(hmac);
           hmacs.push({ session: a.hmacSession, key, nonceCaller });
         } else if ('policySession' in a) {
           const nonce = randomBytes(16);
@@ -100,7 +133,7 @@ export class Tpm2Client {
     w.bytes(parameters);
     w.patchU32(sizeAt, w.length);
     const response = Buffer.from(await this.exec(Buffer.from(w.finish())));
-    const { result, rpBytes, sessions } = parseResponse(def, response);
+    const { rpBytes, sessions, decode } = parseResponse(def, response);
     if (hmacs.length > 0) {
       // The TPM's answer is accepted only with its HMAC: nothing on the way may alter it.
       const rpHash = sha256(u32be(0), u32be(cc), rpBytes);
@@ -116,19 +149,35 @@ export class Tpm2Client {
         h.session.nonceTPM = s.nonce;
       });
     }
-    return result;
+    if (crypt?.encrypt) {
+      const h = hmacs.find((x) => x.session === crypt.hmacSession)!;
+      const size = rpBytes.readUInt16BE(0);
+      const plain = cryptParameter(crypt.hmacSession.symmetric, ALG.SHA256, cryptValue(crypt), crypt.hmacSession.nonceTPM, h.nonceCaller, rpBytes.subarray(2, 2 + size), 'decrypt');
+      return decode(Buffer.concat([rpBytes.subarray(0, 2), plain, rpBytes.subarray(2 + size)]));
+    }
+    return decode(rpBytes);
   }
 
-  /** An unsalted, unbound HMAC session with SHA-256 (its HMACs rest on the authValues used with it). */
-  async startHmacSession(): Promise<HmacSession> {
-    const r = await this.call(CC.StartAuthSession, [RH.NULL, RH.NULL], [], {
-      nonceCaller: randomBytes(32),
-      encryptedSalt: EMPTY,
+  /**
+   * An unbound HMAC session with SHA-256. Unsalted, its HMACs rest on the authValues used with it;
+   * salted with `salt` (a secret only that key's holder recovers), it has a session key of its own
+   * and encrypts parameters with AES-128-CFB.
+   */
+  async startHmacSession(salt?: SaltKey): Promise<HmacSession> {
+    const nonceCaller = randomBytes(32);
+    const secret = salt ? makeSecret(makeObject(salt.public, undefined, RH.NULL, EMPTY), 'SECRET', randomBytes) : undefined;
+    const symmetric = salt ? AES_128_CFB : NO_SYMMETRIC;
+    const r = await this.call(CC.StartAuthSession, [salt?.handle ?? RH.NULL, RH.NULL], [], {
+      nonceCaller,
+      encryptedSalt: secret?.encryptedSecret ?? EMPTY,
       sessionType: SESSION_TYPE.HMAC,
-      symmetric: { algorithm: ALG.NULL, keyBits: 0, mode: 0 },
+      symmetric,
       authHash: ALG.SHA256,
     });
-    return { handle: r.handle!, nonceTPM: r.params.nonceTPM };
+    const nonceTPM: Buffer = r.params.nonceTPM;
+    const sessionKey = secret ? kdfa(ALG.SHA256, secret.seed, 'ATH', nonceTPM, nonceCaller, 256) : EMPTY;
+    secret?.seed.fill(0);
+    return { handle: r.handle!, nonceTPM, sessionKey, symmetric };
   }
 
   startup(type: number = SU.CLEAR): Promise<CallResult> {
@@ -305,6 +354,11 @@ function hmacKey(authValue: Uint8Array): Buffer {
   return Buffer.from(authValue.subarray(0, n));
 }
 
+/** What parameter encryption keys derive from: the session key and the authorized entity's authValue. */
+function cryptValue(a: { hmacSession: HmacSession; authValue: Uint8Array }): Buffer {
+  return Buffer.concat([a.hmacSession.sessionKey, Buffer.from(a.authValue)]);
+}
+
 function sessionHmac(key: Buffer, pHash: Buffer, nonceNewer: Buffer, nonceOlder: Buffer, attributes: number): Buffer {
   return createHmac('sha256', key).update(pHash).update(nonceNewer).update(nonceOlder).update(Buffer.from([attributes])).digest();
 }
@@ -315,7 +369,11 @@ interface ResponseSession {
   readonly hmac: Buffer;
 }
 
-function parseResponse(def: CommandDef, raw: Buffer): { result: CallResult; rpBytes: Buffer; sessions: ResponseSession[] } {
+/**
+ * A response split into its parameter area and its authorizations; `decode` reads the parameters
+ * (after the caller has checked the HMACs and decrypted what was encrypted).
+ */
+function parseResponse(def: CommandDef, raw: Buffer): { rpBytes: Buffer; sessions: ResponseSession[]; decode: (rp: Buffer) => CallResult } {
   if (raw.length < 10 || raw.readUInt32BE(2) !== raw.length) throw new Error(`TPM2_${def.name}: malformed response (${raw.length} bytes)`);
   const tag = raw.readUInt16BE(0);
   const rc = raw.readUInt32BE(6);
@@ -330,9 +388,12 @@ function parseResponse(def: CommandDef, raw: Buffer): { result: CallResult; rpBy
     if (end > raw.length) throw new Error(`TPM2_${def.name}: malformed response (parameter size ${size})`);
   }
   const rpStart = r.offset;
-  const pr = new Reader(raw.subarray(0, end), rpStart);
-  for (const [field, c] of Object.entries(def.response)) result.params[field] = c.decode(pr);
-  if (pr.remaining !== 0) throw new Error(`TPM2_${def.name}: ${pr.remaining} unexpected bytes after the response parameters`);
+  const decode = (rp: Buffer): CallResult => {
+    const pr = new Reader(rp);
+    for (const [field, c] of Object.entries(def.response)) result.params[field] = c.decode(pr);
+    if (pr.remaining !== 0) throw new Error(`TPM2_${def.name}: ${pr.remaining} unexpected bytes after the response parameters`);
+    return result;
+  };
   const sessions: ResponseSession[] = [];
   const ar = new Reader(raw, end);
   while (ar.remaining > 0) {
@@ -340,5 +401,5 @@ function parseResponse(def: CommandDef, raw: Buffer): { result: CallResult; rpBy
     const attributes = ar.u8();
     sessions.push({ nonce, attributes, hmac: Buffer.from(ar.bytes(ar.u16())) });
   }
-  return { result, rpBytes: raw.subarray(rpStart, end), sessions };
+  return { rpBytes: raw.subarray(rpStart, end), sessions, decode };
 }

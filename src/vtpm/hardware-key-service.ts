@@ -6,16 +6,18 @@
  *   the key's blob under the hwSRK the first time) and out again (ContextSave, FlushContext)
  *   before the chip serves anyone else. Keys sign, decrypt (RSA_Decrypt) and derive ECDH secrets
  *   (ECDH_ZGen) there, and sealed data is unsealed there.
- * - Each vTPM has its own HMAC session on the chip, through which its keys are used with their
- *   chip-side authValue: rolling nonces make every authorization single-use, and the chip's
- *   answers are accepted only with the session's HMAC. The session is swapped like the keys —
+ * - Each vTPM has its own HMAC session on the chip, salted to the hwSRK, through which its keys
+ *   are made and used with their chip-side authValue: rolling nonces make every authorization
+ *   single-use, the chip's answers are accepted only with the session's HMAC, and what is secret
+ *   travels encrypted (AES-128-CFB) — a new object's authValue and sealed data on the way in,
+ *   unsealed data, decrypted messages and ECDH secrets on the way out. The session is swapped like the keys —
  *   ContextLoad before an operation, ContextSave after — so it holds a slot only while in use;
  *   saved, it still counts against the chip's active sessions (64), and when they run out the
  *   least recently used vTPM's session is flushed (it starts a new one when next needed).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Chip } from '../hwtpm/chip.ts';
-import { Tpm2Client, Tpm2CommandError, type Authorization, type HmacSession } from '../hwtpm/tpm2-client.ts';
+import { Tpm2Client, Tpm2CommandError, type Authorization, type HmacSession, type SaltKey } from '../hwtpm/tpm2-client.ts';
 import { HANDLES } from '../hwtpm/tpm2-templates.ts';
 import { CC, RH, ST } from '../tpm/tpm2/constants.ts';
 import type { ChipRefused, ExternalRequest, KeyUse } from '../tpm/tpm2/hardware-keys.ts';
@@ -41,6 +43,8 @@ export class HardwareKeyService {
   private readonly contexts = new Map<string, SavedKey>();
   /** Each vTPM's saved chip session, least recently used first. */
   private readonly sessions = new Map<string, SavedSession>();
+  /** The hwSRK's public area and Name, read from the chip once: sessions are salted to it. */
+  private srk: (SaltKey & { name: Buffer }) | undefined;
 
   constructor(
     private readonly chip: Chip,
@@ -56,24 +60,25 @@ export class HardwareKeyService {
     return this.chip.exclusive(async (exec) => {
       const tpm = new Tpm2Client(exec);
       if (request.kind === 'create') {
+        const srk = await this.srkOf(tpm);
         const chipAuth = newChipAuth();
-        const made = await tpm.create(HANDLES.SRK, request.template, { userAuth: chipAuth, data: request.data });
-        return { ...made, chipAuth } satisfies ChipCreateResult;
+        const made = await this.inSession(tpm, owner, (session) =>
+          tpm.call(CC.Create, [HANDLES.SRK], [{ hmacSession: session, authValue: Buffer.alloc(0), names: [srk.name], decrypt: true }], {
+            inSensitive: { userAuth: chipAuth, data: request.data },
+            inPublic: request.template,
+            outsideInfo: Buffer.alloc(0),
+            creationPCR: [],
+          }),
+        );
+        return { outPrivate: made.params.outPrivate, outPublic: made.params.outPublic, chipAuth } satisfies ChipCreateResult;
       }
       const id = createHash('sha256').update(request.innerPrivate).digest('hex');
       const key = await this.swapIn(tpm, id, request.innerPrivate, request.innerPublic);
       try {
-        const session = await this.sessionIn(tpm, owner);
-        let done = false;
-        try {
-          const result = await use(tpm, key.handle, request, { hmacSession: session, authValue: request.chipAuth, names: [key.name] });
-          done = true;
-          return result;
-        } finally {
-          // A session whose command failed is not trusted to be in step with the chip: it goes.
-          if (done) await this.sessionOut(tpm, owner, session);
-          else await tpm.flushContext(session.handle).catch(() => undefined);
-        }
+        // A signature is public; everything else the chip answers here is a secret.
+        return await this.inSession(tpm, owner, (session) =>
+          use(tpm, key.handle, request, { hmacSession: session, authValue: request.chipAuth, names: [key.name], encrypt: request.kind !== 'sign' }),
+        );
       } catch (e) {
         // The guest's input can make the chip refuse (a bad padding, a point off the curve).
         if (e instanceof Tpm2CommandError && request.kind !== 'sign' && request.kind !== 'unseal') return { refused: unnumbered(e.rc) } satisfies ChipRefused;
@@ -128,6 +133,29 @@ export class HardwareKeyService {
     }
   }
 
+  /** Runs `job` in `owner`'s chip session, swapped in for it and out after it. */
+  private async inSession<T>(tpm: Tpm2Client, owner: string, job: (session: HmacSession) => Promise<T>): Promise<T> {
+    const session = await this.sessionIn(tpm, owner);
+    let done = false;
+    try {
+      const result = await job(session);
+      done = true;
+      return result;
+    } finally {
+      // A session whose command failed is not trusted to be in step with the chip: it goes.
+      if (done) await this.sessionOut(tpm, owner, session);
+      else await tpm.flushContext(session.handle).catch(() => undefined);
+    }
+  }
+
+  private async srkOf(tpm: Tpm2Client): Promise<SaltKey & { name: Buffer }> {
+    if (!this.srk) {
+      const { outPublic, name } = await tpm.readPublic(HANDLES.SRK);
+      this.srk = { handle: HANDLES.SRK, public: outPublic, name };
+    }
+    return this.srk;
+  }
+
   private async sessionIn(tpm: Tpm2Client, owner: string): Promise<HmacSession> {
     const saved = this.sessions.get(owner);
     if (saved) {
@@ -142,7 +170,7 @@ export class HardwareKeyService {
     }
     for (;;) {
       try {
-        return await tpm.startHmacSession();
+        return await tpm.startHmacSession(await this.srkOf(tpm));
       } catch (e) {
         const lru = this.sessions.keys().next();
         if (!(e instanceof Tpm2CommandError && e.rc === RC.SESSION_HANDLES) || lru.done) throw e;

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Chip } from '../../src/hwtpm/chip.ts';
 import { Tpm2Client, Tpm2CommandError, type Exec } from '../../src/hwtpm/tpm2-client.ts';
-import { eccSigningTemplate } from '../../src/hwtpm/tpm2-templates.ts';
+import { eccSigningTemplate, sealedTemplate, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
+import { OBJECT_ATTR as A } from '../../src/tpm/tpm2/types/public.ts';
 import { CC, RH, ST } from '../../src/tpm/tpm2/constants.ts';
 import { RC } from '../../src/tpm/tpm2/rc.ts';
 import { MemoryStateStore } from '../../src/tpm/tpm2/state/store.ts';
@@ -59,5 +60,50 @@ describe('Tpm2Client HMAC sessions', () => {
     const session = await tpm.startHmacSession();
     tamper = true;
     await assert.rejects(sign(tpm, key, { hmacSession: session, authValue: AUTH, names: [key.name] }), /response HMAC .* does not verify/);
+  });
+
+  test('a salted session keeps a secret off the bus both ways: sealed data encrypted in Create, unsealed data encrypted in the response', async () => {
+    const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+    const seen: Buffer[] = [];
+    const tpm = new Tpm2Client(async (c) => {
+      seen.push(Buffer.from(c));
+      const r = Buffer.from(await chip.execute(c, 0));
+      seen.push(r);
+      return r;
+    });
+    await tpm.startup();
+    const srk = await tpm.createPrimary(RH.OWNER, srkTemplate());
+    const salted = await tpm.startHmacSession({ handle: srk.handle, public: srk.outPublic });
+    assert.equal(salted.sessionKey.length, 32);
+    const secret = Buffer.from('only the two ends may read this');
+    const unsealable = { ...sealedTemplate(Buffer.alloc(0)), objectAttributes: A.fixedTPM | A.fixedParent | A.noDA | A.userWithAuth };
+    const created = await tpm.call(CC.Create, [srk.handle], [{ hmacSession: salted, authValue: Buffer.alloc(0), names: [srk.name], decrypt: true }], {
+      inSensitive: { userAuth: AUTH, data: secret },
+      inPublic: unsealable,
+      outsideInfo: Buffer.alloc(0),
+      creationPCR: [],
+    });
+    const item = await tpm.load(srk.handle, created.params.outPrivate, created.params.outPublic);
+    const out = await tpm.call(CC.Unseal, [item.handle], [{ hmacSession: salted, authValue: AUTH, names: [item.name], encrypt: true }]);
+    assert.deepEqual(out.params.outData, secret);
+    for (const bytes of seen) {
+      assert.equal(bytes.indexOf(secret), -1, 'the secret never crossed in the clear');
+      assert.equal(bytes.indexOf(AUTH), -1, 'nor the authValue');
+    }
+    // The same unseal without response encryption shows what the salted session hid.
+    seen.length = 0;
+    await tpm.call(CC.Unseal, [item.handle], [{ hmacSession: salted, authValue: AUTH, names: [item.name] }]);
+    assert.ok(seen.some((b) => b.indexOf(secret) >= 0));
+  });
+
+  test('a salt for another key does not start a session; a TPM2B-less parameter cannot be encrypted', async () => {
+    const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+    const tpm = new Tpm2Client((c) => chip.execute(c, 0));
+    await tpm.startup();
+    const srk = await tpm.createPrimary(RH.OWNER, srkTemplate());
+    const other = await tpm.createPrimary(RH.ENDORSEMENT, srkTemplate());
+    await assert.rejects(tpm.startHmacSession({ handle: srk.handle, public: other.outPublic }), (e) => e instanceof Tpm2CommandError && e.rc === (RC.VALUE | 0x2c0));
+    const salted = await tpm.startHmacSession({ handle: srk.handle, public: srk.outPublic });
+    await assert.rejects(tpm.call(CC.FlushContext, [], [{ hmacSession: salted, authValue: Buffer.alloc(0), names: [], decrypt: true }], { flushHandle: 0x80000000 }), /not a TPM2B/);
   });
 });

@@ -59,6 +59,24 @@ function verifies(pub: Public, message: string | Buffer, sig: Signature): boolea
 
 const rcOf = (e: unknown) => (e instanceof Tpm2CommandError ? e.rc : -1);
 
+/** Every command the key and session manager sends the chip, and every response, as a bus analyser would see them. */
+function tapChip(chip: Chip): Buffer[] {
+  const seen: Buffer[] = [];
+  const exclusive = chip.exclusive.bind(chip);
+  chip.exclusive = (job, locality) =>
+    exclusive(
+      (exec) =>
+        job(async (c) => {
+          seen.push(Buffer.from(c));
+          const r = await exec(c);
+          seen.push(Buffer.from(r));
+          return r;
+        }),
+      locality,
+    );
+  return seen;
+}
+
 describe('hardware-backed vTPM', () => {
   test('a key made through the vTPM signs through it, and the signature verifies under the vTPM public key', async () => {
     const { vtpm, vsrk } = await setup();
@@ -197,15 +215,7 @@ describe('hardware-backed vTPM', () => {
     const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
     await (await openChipClient(chip)).takeOwnership();
     const service = new HardwareKeyService(chip);
-    // Which session authorized each chip Sign: the handle at the start of the authorization area.
-    const signers: number[] = [];
-    const exclusive = chip.exclusive.bind(chip);
-    chip.exclusive = (job, locality) =>
-      exclusive((exec) => job((c) => {
-        const b = Buffer.from(c);
-        if (b.readUInt32BE(6) === CC.Sign) signers.push(b.readUInt32BE(18));
-        return exec(c);
-      }), locality);
+    const bus = tapChip(chip);
     const vtpms = await Promise.all(
       ['vm-a', 'vm-b'].map(async (name) => {
         const model = await Tpm2VtpmModel.create(async () => undefined, { hardware: { kbk: randomBytes(32), service: service.forVm(name) } });
@@ -217,6 +227,8 @@ describe('hardware-backed vTPM', () => {
       }),
     );
     for (let round = 0; round < 2; round++) for (const v of vtpms) await signWith(v.vtpm, v.handle, `round ${round}`);
+    // Which session authorized each chip Sign: the handle at the start of the authorization area.
+    const signers = bus.filter((b) => b.readUInt16BE(0) === ST.SESSIONS && b.readUInt32BE(6) === CC.Sign).map((b) => b.readUInt32BE(18));
     assert.equal(signers.length, 4);
     for (const h of signers) assert.equal(h >>> 24, 0x02, `Sign authorized by 0x${h.toString(16)}, an HMAC session`);
     assert.equal(signers[0], signers[2], "vm-a's session comes back for its next operation");
@@ -291,7 +303,8 @@ describe('hardware-backed vTPM', () => {
   });
 
   test('sealed data lives in the chip: a PolicyPCR seal on a virtual PCR unseals through the vTPM until that PCR moves, and its inner blob is no use alone', async () => {
-    const { vtpm, vsrk, hw, kbk } = await setup();
+    const { vtpm, vsrk, hw, kbk, chip } = await setup();
+    const bus = tapChip(chip);
     const sel = [pcrSelection(ALG.SHA256, [16])];
     const trial = await vtpm.startPolicySession(true);
     await vtpm.policyPcr(trial, sel);
@@ -311,7 +324,10 @@ describe('hardware-backed vTPM', () => {
       }
     };
     assert.deepEqual(await unseal(), secret);
+    assert.ok(bus.length > 0);
+    for (const bytes of bus) assert.equal(bytes.indexOf(secret), -1, 'the sealed data crossed the bus encrypted, both ways');
     const bound = unwrapBoundKey(kbk, sealed.outPrivate)!;
+    for (const bytes of bus) assert.equal(bytes.indexOf(bound.chipAuth), -1, 'and so did the chip key authValue');
     const inner = await hw.load(HANDLES.SRK, bound.innerPrivate, bound.innerPublic);
     await assert.rejects(hw.unseal(inner.handle), (e) => rcOf(e) === (RC.BAD_AUTH | 0x900), 'the chip wants the chip-side authValue');
     await hw.flushContext(inner.handle);
