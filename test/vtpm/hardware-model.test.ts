@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { constants, createHash, publicEncrypt, randomBytes, verify } from 'node:crypto';
 import { describe, test } from 'node:test';
+import fc from 'fast-check';
 import { Chip } from '../../src/hwtpm/chip.ts';
 import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
 import { Tpm2Client, Tpm2CommandError, pcrSelection } from '../../src/hwtpm/tpm2-client.ts';
@@ -13,7 +14,8 @@ import { OBJECT_ATTR as A, type Public } from '../../src/tpm/tpm2/types/public.t
 import { eccTemplate, rsaTemplate } from '../helpers/tpm2-keys.ts';
 import type { Signature } from '../../src/tpm/tpm2/types/signature.ts';
 import { HardwareKeyService } from '../../src/vtpm/hardware-key-service.ts';
-import { chipTemplateFor, type ChipCreateResult } from '../../src/vtpm/chip-key-backend.ts';
+import { ChipKeyBackend, chipTemplateFor, type ChipCreateResult } from '../../src/vtpm/chip-key-backend.ts';
+import { TpmError } from '../../src/tpm/tpm2/rc.ts';
 import { unwrapBoundKey, wrapBoundKey } from '../../src/vtpm/key-binding.ts';
 import { aesGcmSeal } from '../../src/tpm/crypto/aead.ts';
 import { Writer } from '../../src/tpm/wire/buffer.ts';
@@ -350,5 +352,35 @@ describe('hardware-backed vTPM', () => {
     const again = (await vtpm.load(vsrk, outPrivate, pub)).handle;
     assert.ok(verifies(pub, 'new auth', await signWith(vtpm, again, 'new auth', 'new')));
     await assert.rejects(signWith(vtpm, again, 'old auth', 'old'), (e) => rcOf(e) === (RC.AUTH_FAIL | 0x900));
+  });
+
+  test('whatever a guest hands over as a private blob, the model answers TPM_RC_INTEGRITY or treats it as a software blob; nothing else escapes', () => {
+    const kbk = randomBytes(32);
+    const backend = new ChipKeyBackend(kbk, () => Buffer.alloc(32));
+    const pub = eccSigningTemplate(false);
+    const valid = wrapBoundKey(kbk, {
+      innerPrivate: Buffer.alloc(40, 1),
+      innerPublic: pub,
+      authValue: Buffer.from('pin'),
+      chipAuth: Buffer.alloc(32, 2),
+      publicDigest: Buffer.alloc(32, 3),
+      pcrSelection: [],
+      pcrDigest: Buffer.alloc(0),
+    });
+    const magics = [Buffer.from('vHK1'), Buffer.from('vHK2'), Buffer.alloc(0)];
+    fc.assert(
+      fc.property(fc.constantFrom(...magics), fc.uint8Array({ maxLength: 300 }), fc.nat(valid.length), fc.nat(255), (magic, junk, at, flip) => {
+        const mutated = Buffer.from(valid);
+        mutated[at % mutated.length]! ^= flip;
+        for (const blob of [Buffer.concat([magic, junk]), mutated, mutated.subarray(0, at)]) {
+          try {
+            backend.open(blob, pub);
+          } catch (e) {
+            assert.ok(e instanceof TpmError && e.rc === RC.INTEGRITY, `threw ${String(e)}`);
+          }
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
