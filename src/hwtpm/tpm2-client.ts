@@ -93,7 +93,7 @@ export class Tpm2Client {
     let parameters = pw.finish();
     const crypt = auths.find((a): a is Extract<Authorization, { hmacSession: HmacSession }> => 'hmacSession' in a && (a.decrypt === true || a.encrypt === true));
     // One nonceCaller per HMAC session, made up front: command encryption needs it before the cpHash.
-    const nonces = auths.map(() => randomBytes(32));
+    const nonces = auths.map((a) => ('hmacSession' in a ? randomBytes(32) : EMPTY));
     if (crypt?.decrypt) {
       if (Object.values(def.params)[0]?.sized !== true) throw new Error(`TPM2_${def.name}: its first parameter is not a TPM2B, so it cannot be encrypted`);
       const i = auths.indexOf(crypt);

@@ -65,8 +65,8 @@ export class ChipKeyBackend implements HardwareKeyBackend {
 
   /**
    * Asymmetric signing keys (attestation keys included), unrestricted decryption keys (and keys
-   * that do both) and sealed data. Storage keys stay in the model: the keys under them are the guest's, made through the
-   * vTPM; so do HMAC and symmetric keys.
+   * that do both) and sealed data. Storage keys stay in the model — the objects under them are the
+   * guest's, made through the vTPM — and so do HMAC and symmetric keys.
    */
   backs(t: Public): boolean {
     const a = t.objectAttributes;

@@ -10,10 +10,11 @@
  *   are made and used with their chip-side authValue: rolling nonces make every authorization
  *   single-use, the chip's answers are accepted only with the session's HMAC, and what is secret
  *   travels encrypted (AES-128-CFB) — a new object's authValue and sealed data on the way in,
- *   unsealed data, decrypted messages and ECDH secrets on the way out. The session is swapped like the keys —
- *   ContextLoad before an operation, ContextSave after — so it holds a slot only while in use;
- *   saved, it still counts against the chip's active sessions (64), and when they run out the
- *   least recently used vTPM's session is flushed (it starts a new one when next needed).
+ *   unsealed data, decrypted messages and ECDH secrets on the way out. The session is swapped
+ *   like the keys — ContextLoad before an operation, ContextSave after — so it holds a slot only
+ *   while in use; saved, it still counts against the chip's active sessions (64), and when they
+ *   run out the least recently used vTPM's session is flushed (it starts a new one when next
+ *   needed). The hwSRK's public area is read from the chip the first time it is needed.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Chip } from '../hwtpm/chip.ts';
