@@ -5,6 +5,7 @@
  *  1. PolicyAuthorize: a PolicyPCR policy approved by a signing authority (a TPM-resident ECC key,
  *     and an RSA key generated off-TPM and loaded with tpm2_loadexternal), the ticket from
  *     tpm2_verifysignature, and a re-approval after the PCR moves without re-sealing;
+ *     PolicyAuthorizeNV: the approved policy held in an NV index, re-approved by rewriting it;
  *  2. PolicySecret bound to the owner hierarchy's authValue;
  *  3. PolicyOR of two PolicyPCR branches (PCR 16 in two states);
  *  4. tpm2_changeauth of an object (signing key and sealed object);
@@ -227,6 +228,34 @@ for (const tcti of ['swtpm', 'mssim'] as Tcti[]) {
       // The old approval does not stretch to the new state.
       await assert.rejects(unsealWithPolicy(`${tag}-sealed.ctx`, ['tpm2_policypcr', '-l', 'sha256:16'], authorize(`${tag}-pcr0.policy`, `${tag}-pcr0.tkt`)), /0x1C4/i);
     };
+
+    it('PolicyAuthorizeNV: the policy an NV index holds unseals; rewriting the index re-approves without re-sealing', async () => {
+      const ix = '0x1500020';
+      await tool('tpm2_nvdefine', '-C', 'o', '-a', 'authread|authwrite', '-s', '34', ix);
+      try {
+        const approve = async (policy: Buffer) => {
+          writeFileSync(f('anv.ha'), Buffer.concat([Buffer.from('000b', 'hex'), policy]));
+          await tool('tpm2_nvwrite', '-C', ix, '-i', f('anv.ha'), ix);
+        };
+        await pcr16.reset();
+        await approve(await trial('anv-pcr0.policy', 'tpm2_policypcr', '-l', 'sha256:16'));
+        const anv = await trial('anv.policy', 'tpm2_policyauthorizenv', '-C', ix, ix);
+        const nvName = Buffer.from(/name: ([0-9a-f]+)/.exec(await tool('tpm2_nvreadpublic', ix))![1]!, 'hex');
+        assert.deepEqual(anv, sha256(Buffer.alloc(32), u32(0x192), nvName), 'PolicyAuthorizeNV digest = H(0 ‖ CC ‖ nvIndex.name)');
+        const secret = randomBytes(20).toString('hex');
+        await sealUnderPolicy('anv-sealed', secret, 'anv.policy');
+        const policy = [['tpm2_policypcr', '-l', 'sha256:16'], ['tpm2_policyauthorizenv', '-C', ix, ix]];
+        assert.equal(await unsealWithPolicy('anv-sealed.ctx', ...policy), secret);
+        // PCR 16 moves: the session's digest no longer matches the index (TPM_RC_VALUE)…
+        await pcr16.extend(randomBytes(32));
+        await assert.rejects(unsealWithPolicy('anv-sealed.ctx', ...policy), /0x84\b|0x084/i);
+        // …until the index is rewritten with the new state's policy.
+        await approve(await trial('anv-pcr1.policy', 'tpm2_policypcr', '-l', 'sha256:16'));
+        assert.equal(await unsealWithPolicy('anv-sealed.ctx', ...policy), secret);
+      } finally {
+        await tool('tpm2_nvundefine', '-C', 'o', ix);
+      }
+    });
 
     it('PolicyAuthorize: a PolicyPCR policy approved by a TPM-resident ECC key unseals through a real policy session', async () => {
       await step('tpm2_create', '-C', f('primary.ctx'), '-G', 'ecc256:ecdsa-sha256', '-a', 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign', '-u', f('authority.pub'), '-r', f('authority.priv'));

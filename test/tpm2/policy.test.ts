@@ -43,6 +43,8 @@ const RC = {
   SIZE_P2: 0x2d5,
   SIZE_P3: 0x3d5,
   HASH_P3: 0x3c3,
+  HASH_H2: 0x283,
+  VALUE: 0x084,
   NONCE_P1: 0x1cf,
   RANGE_P1: 0x1cd,
   EXPIRED_P1: 0x1e3,
@@ -855,6 +857,37 @@ describe('policy sessions: authorization', () => {
     tpm.nv.nvIndices.get(NV_IX)!.attributes |= NV.WRITTEN;
     fails(tpm, cmd(RH.OWNER), RC.NV_AUTHORIZATION);
     ok(tpm, cmd(NV_IX));
+  });
+
+  test('PolicyAuthorizeNV: the policy held in an index (a TPMT_HA) is replaced by H(0 || CC || nvName); another policy, another hash or an unreadable index is refused', () => {
+    const tpm = startedEngine();
+    // PolicyPassword extends as PolicyAuthValue does.
+    const approved = ext(ALG.SHA256, ZERO(), CC.PolicyAuthValue);
+    const name = defineIndex(tpm, NV.AUTHREAD | NV.AUTHWRITE | NV.WRITTEN, Buffer.concat([u16b(ALG.SHA256), approved]), { auth: 'ix' });
+    const authorizeNv = (s: Sess, auth = pw('ix'), authHandle = NV_IX) => policy(CC.PolicyAuthorizeNV, [authHandle, NV_IX, s.handle], Buffer.alloc(0), [auth]);
+    const expected = ext(ALG.SHA256, ZERO(), CC.PolicyAuthorizeNV, name);
+    // A trial session computes the digest without comparing the index's policy.
+    const trial = startSession(tpm, SE.TRIAL);
+    ok(tpm, authorizeNv(trial));
+    assert.deepEqual(getDigest(tpm, trial), expected);
+    const flush = (x: Sess) => ok(tpm, buildCommand({ cc: CC.FlushContext, params: u32b(x.handle) }));
+    flush(trial);
+    const s = startSession(tpm, SE.POLICY);
+    fails(tpm, authorizeNv(s), RC.VALUE);
+    ok(tpm, policy(CC.PolicyPassword, [s.handle]));
+    ok(tpm, authorizeNv(s));
+    assert.deepEqual(getDigest(tpm, s), expected);
+    // The owner cannot read this index (no OWNERREAD).
+    const s2 = startSession(tpm, SE.POLICY);
+    ok(tpm, policy(CC.PolicyPassword, [s2.handle]));
+    fails(tpm, authorizeNv(s2, pw(''), RH.OWNER), RC.NV_AUTHORIZATION);
+    flush(s2);
+    // A SHA-384 session does not match the SHA-256 policy in the index.
+    const s384 = startSession(tpm, SE.POLICY, ALG.SHA384);
+    fails(tpm, authorizeNv(s384), RC.HASH_H2);
+    // The policy satisfied through the index authorizes.
+    setOwnerPolicy(tpm, expected);
+    ok(tpm, clockSet(NEW_TIME, policyAuth(s)));
   });
 
   test('PolicyCounterTimer: a false comparison with TPMS_TIME_INFO is TPM_RC_POLICY; a true one extends the digest', () => {

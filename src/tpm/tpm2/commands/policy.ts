@@ -460,6 +460,32 @@ export const policyCommands = [
     },
   }),
   command({
+    cc: CC.PolicyAuthorizeNV,
+    name: 'PolicyAuthorizeNV',
+    handles: [
+      { name: 'authHandle', type: rhNvAuth, auth: 'user' },
+      { name: 'nvIndex', type: nvIndexHandle, auth: 'none' },
+      policySessionHandle,
+    ],
+    params: {},
+    response: {},
+    handler: ({ tpm, handles }) => {
+      const [authHandle, nvIndex, policySession] = handles as [number, number, number];
+      const s = sessionAt(tpm, policySession);
+      if (!isTrial(s)) {
+        // The index holds a TPMT_HA: the policy now approved, in the session's hash.
+        const ix = tpm.nv.nvIndices.get(nvIndex)!;
+        checkNvRead(authHandle, ix);
+        const held = ix.data.subarray(0, Math.min(ix.dataSize, 2 + digestSize(s.authHash)));
+        if (held.length < 2 || held.readUInt16BE(0) !== s.authHash) throw TpmError.handle(RC.HASH, 2);
+        if (held.length !== 2 + s.policyDigest.length || !constantTimeEqual(held.subarray(2), s.policyDigest)) throw new TpmError(RC.VALUE);
+      }
+      s.policyDigest = Buffer.alloc(digestSize(s.authHash));
+      extend(s, CC.PolicyAuthorizeNV, tpm.nameOf(nvIndex));
+      return {};
+    },
+  }),
+  command({
     cc: CC.PolicySecret,
     name: 'PolicySecret',
     handles: [{ name: 'authHandle', type: dhEntity, auth: 'user' }, policySessionHandle],
