@@ -155,7 +155,13 @@ export class VmService {
   }
 
   renderMetrics(): string {
-    return renderMetrics(this.metrics, { vtpmd_vms_loaded: this.manager.loadedCount(), vtpmd_vms_running: this.endpoints.size });
+    const chip = this.manager.chipContexts();
+    return renderMetrics(this.metrics, {
+      vtpmd_vms_loaded: this.manager.loadedCount(),
+      vtpmd_vms_running: this.endpoints.size,
+      vtpmd_chip_saved_sessions: chip.sessions,
+      vtpmd_chip_saved_key_contexts: chip.keys,
+    });
   }
 
   async health(): Promise<{ status: 'ok' | 'degraded'; vms: number; running: number; pss: string }> {

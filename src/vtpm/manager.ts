@@ -173,6 +173,12 @@ export class GvtpmManager {
     return this.registry.putMeta(`daemon/${key}`, value);
   }
 
+  /** What the chip holds for hardware-backed vTPMs between their operations (saved sessions and key contexts), for metrics. */
+  chipContexts(): { sessions: number; keys: number } {
+    const keys = this.backing instanceof VtpmError ? undefined : this.backing?.keys;
+    return { sessions: keys?.savedSessions ?? 0, keys: keys?.savedContexts ?? 0 };
+  }
+
   /** Loaded models, for metrics and tests. */
   loadedCount(): number {
     let n = 0;

@@ -183,8 +183,16 @@ describe('vtpmd serve', { skip }, () => {
     await tool(t, 'tpm2_flushcontext', ['-s']);
     await tool(t, 'tpm2_quote', ['-c', w('ak.ctx'), '-l', 'sha256:0,16', '-q', '0badc0de', '-m', w('quote.msg'), '-s', w('quote.sig'), '-o', w('quote.pcrs'), '-g', 'sha256']);
     await run('tpm2_checkquote', ['-u', w('ak.pub'), '-m', w('quote.msg'), '-s', w('quote.sig'), '-f', w('quote.pcrs'), '-g', 'sha256', '-q', '0badc0de']);
+    const chipGauges = async () => {
+      const m = (await http(join(state.path, 'vtpmd.sock'), 'GET', '/metrics')).body;
+      return { sessions: Number(/^vtpmd_chip_saved_sessions (\d+)$/m.exec(m)![1]), keys: Number(/^vtpmd_chip_saved_key_contexts (\d+)$/m.exec(m)![1]) };
+    };
+    const held = await chipGauges();
+    assert.equal(held.sessions, 1, "the VM's chip session is saved between its operations");
+    assert.ok(held.keys >= 2, 'and so are the contexts of its chip keys');
     // The tests below count the VMs.
     assert.equal((await cli(state.path, ['vm', 'destroy', 'hsm'])).code, 0);
+    assert.equal((await chipGauges()).sessions, 0, 'destroying the VM ends its chip session');
   });
 
   test('bad requests get clear errors and change nothing', async () => {
