@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { Chip } from '../../src/hwtpm/chip.ts';
 import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
+import { startChip } from '../../src/hwtpm/chip-startup.ts';
 import { Tpm2Client, Tpm2CommandError, pcrSelection } from '../../src/hwtpm/tpm2-client.ts';
 import { HANDLES, eccSigningTemplate, sealedTemplate, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
 import { ALG, CC, RH, ST } from '../../src/tpm/tpm2/constants.ts';
@@ -382,5 +383,20 @@ describe('hardware-backed vTPM', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  test('after the chip loses power, the saved key contexts and chip sessions are void and are made again: the vTPM goes on signing', async () => {
+    const { vtpm, vsrk, chip, service } = await setup();
+    const k = await vtpm.create(vsrk, eccSigningTemplate(false));
+    const { handle } = await vtpm.load(vsrk, k.outPrivate, k.outPublic);
+    assert.ok(verifies(k.outPublic, 'before', await signWith(vtpm, handle, 'before')));
+    assert.equal(service.savedSessions, 1);
+    await chip.powerOff();
+    await startChip(chip);
+    assert.ok(verifies(k.outPublic, 'after', await signWith(vtpm, handle, 'after')), 'signs after the chip restarted');
+    assert.equal(service.savedSessions, 1, 'with a new session saved in place of the void one');
+    const loaded = await new Tpm2Client((c) => chip.execute(c, 0)).getCapability(CAP.TPM_PROPERTIES, PT.HR_ACTIVE, 1);
+    assert.ok('properties' in loaded.capabilityData);
+    assert.equal(loaded.capabilityData.properties[0]!.value, 1, 'and only that one active on the chip');
   });
 });
