@@ -179,6 +179,12 @@ function conditionHolds(operation: number, a: Buffer, b: Buffer): boolean {
 }
 
 const policySessionHandle = { name: 'policySession', type: shPolicy, auth: 'none' } as const;
+/** PolicyNV and PolicyAuthorizeNV: who reads the index, the index, the session. */
+const nvPolicyHandles = [
+  { name: 'authHandle', type: rhNvAuth, auth: 'user' },
+  { name: 'nvIndex', type: nvIndexHandle, auth: 'none' },
+  policySessionHandle,
+] as const;
 
 export const policyCommands = [
   command({
@@ -435,11 +441,7 @@ export const policyCommands = [
   command({
     cc: CC.PolicyNV,
     name: 'PolicyNV',
-    handles: [
-      { name: 'authHandle', type: rhNvAuth, auth: 'user' },
-      { name: 'nvIndex', type: nvIndexHandle, auth: 'none' },
-      policySessionHandle,
-    ],
+    handles: nvPolicyHandles,
     params: { operandB: digestBuf, offset: u16, operation: eo },
     response: {},
     handler: ({ tpm, handles }, { operandB, offset, operation }) => {
@@ -462,11 +464,7 @@ export const policyCommands = [
   command({
     cc: CC.PolicyAuthorizeNV,
     name: 'PolicyAuthorizeNV',
-    handles: [
-      { name: 'authHandle', type: rhNvAuth, auth: 'user' },
-      { name: 'nvIndex', type: nvIndexHandle, auth: 'none' },
-      policySessionHandle,
-    ],
+    handles: nvPolicyHandles,
     params: {},
     response: {},
     handler: ({ tpm, handles }) => {
