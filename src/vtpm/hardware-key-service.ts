@@ -23,7 +23,8 @@ import { HANDLES } from '../hwtpm/tpm2-templates.ts';
 import { CC, RH, ST } from '../tpm/tpm2/constants.ts';
 import type { ChipRefused, ExternalRequest, KeyUse } from '../tpm/tpm2/hardware-keys.ts';
 import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
-import type { Public } from '../tpm/tpm2/types/public.ts';
+import { objectName, publicArea, type Public } from '../tpm/tpm2/types/public.ts';
+import { encode } from '../tpm/wire/codec.ts';
 import type { ChipCreateResult } from './chip-key-backend.ts';
 
 /** Bytes of a chip key's authValue: a SHA-256 digest's worth. */
@@ -47,10 +48,21 @@ export class HardwareKeyService {
   /** The hwSRK's public area and Name, read from the chip once: sessions are salted to it. */
   private srk: (SaltKey & { name: Buffer }) | undefined;
 
+  private readonly maxContexts: number;
+  private readonly expectedSrkName: Buffer | undefined;
+
+  /**
+   * `srkName`: the hwSRK's Name as the manager recorded it when it was set up; sessions are salted
+   * only to a key with that Name (otherwise to whatever key the chip names, checked against its
+   * public area).
+   */
   constructor(
     private readonly chip: Chip,
-    private readonly maxContexts = 4096,
-  ) {}
+    opts: { maxContexts?: number; srkName?: Buffer } = {},
+  ) {
+    this.maxContexts = opts.maxContexts ?? 4096;
+    this.expectedSrkName = opts.srkName;
+  }
 
   /** The service as one vTPM uses it: its operations go through its own chip session. */
   forVm(owner: string): { perform(request: ExternalRequest): Promise<unknown> } {
@@ -151,7 +163,10 @@ export class HardwareKeyService {
 
   private async srkOf(tpm: Tpm2Client): Promise<SaltKey & { name: Buffer }> {
     if (!this.srk) {
-      const { outPublic, name } = await tpm.readPublic(HANDLES.SRK);
+      const { outPublic, name } = await readSrk(tpm);
+      if (this.expectedSrkName && !name.equals(this.expectedSrkName)) {
+        throw new Error(`the chip's hwSRK (Name ${name.toString('hex')}) is not the one this manager was set up with; hardware-backed vTPMs will not salt their sessions to it`);
+      }
       this.srk = { handle: HANDLES.SRK, public: outPublic, name };
     }
     return this.srk;
@@ -186,6 +201,18 @@ export class HardwareKeyService {
     const context: unknown = (await tpm.call(CC.ContextSave, [session.handle], [])).params.context;
     this.sessions.set(owner, { session, context });
   }
+}
+
+/**
+ * The hwSRK's public area and Name as the chip reports them, the Name checked against the public
+ * area (a Name is the digest of it), so what sessions are salted to is the key the Name names.
+ */
+export async function readSrk(tpm: Tpm2Client): Promise<{ outPublic: Public; name: Buffer }> {
+  const { outPublic, name } = await tpm.readPublic(HANDLES.SRK);
+  if (!objectName(outPublic, encode(publicArea, outPublic)).equals(name)) {
+    throw new Error("the chip's answer to ReadPublic of the hwSRK has a Name that is not its public area's");
+  }
+  return { outPublic, name };
 }
 
 /** A chip key's authValue; its last octet is never zero, which the HMAC key would drop. */

@@ -14,7 +14,8 @@ import { Tpm12VtpmModel } from './tpm12-model.ts';
 import type { Chip } from '../hwtpm/chip.ts';
 import { ChipRefusal, type ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
-import { HardwareKeyService } from './hardware-key-service.ts';
+import { HardwareKeyService, readSrk } from './hardware-key-service.ts';
+import { Tpm2Client } from '../hwtpm/tpm2-client.ts';
 import { randomBytes } from 'node:crypto';
 import { detached } from '../tpm/wire/buffer.ts';
 
@@ -87,7 +88,8 @@ export class GvtpmManager {
       let backing: SharedBacking | VtpmError | undefined;
       if (opts.hardware) {
         try {
-          backing = { kbk: await keyBindingKey(registry, opts.hardware), keys: new HardwareKeyService(opts.hardware.chip) };
+          const kbk = await keyBindingKey(registry, opts.hardware);
+          backing = { kbk, keys: new HardwareKeyService(opts.hardware.chip, { srkName: await pinnedSrkName(registry, opts.hardware.chip) }) };
         } catch (e) {
           if (!(e instanceof ChipRefusal && e.reason === 'pcr-mismatch')) throw e;
           // Software vTPMs keep running; only those whose keys live in the chip are refused.
@@ -329,6 +331,20 @@ export class VtpmHandle implements TpmDevice {
 }
 
 const KBK_META = 'kbk-sealed';
+const SRK_NAME_META = 'hwsrk-name';
+
+/**
+ * The hwSRK's Name, recorded when the manager first runs on this chip and read back after: chip
+ * sessions are salted only to that key, so a changed answer on the way to the chip cannot redirect
+ * them. Undefined for a TPM 1.2 chip (hardware-backed vTPMs need a TPM 2.0 one).
+ */
+async function pinnedSrkName(registry: VmRegistry, chip: Chip): Promise<Buffer | undefined> {
+  const recorded = await registry.getMeta(SRK_NAME_META);
+  if (recorded || chip.family !== 'tpm2') return recorded;
+  const { name } = await chip.exclusive((exec) => readSrk(new Tpm2Client(exec)));
+  await registry.putMeta(SRK_NAME_META, name);
+  return name;
+}
 
 /**
  * The key-binding key: made once, sealed by the chip to the host TCB and the GVTPM manager, and

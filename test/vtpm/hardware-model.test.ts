@@ -14,7 +14,7 @@ import { MemoryStateStore } from '../../src/tpm/tpm2/state/store.ts';
 import { OBJECT_ATTR as A, type Public } from '../../src/tpm/tpm2/types/public.ts';
 import { eccTemplate, rsaTemplate } from '../helpers/tpm2-keys.ts';
 import type { Signature } from '../../src/tpm/tpm2/types/signature.ts';
-import { HardwareKeyService } from '../../src/vtpm/hardware-key-service.ts';
+import { HardwareKeyService, readSrk } from '../../src/vtpm/hardware-key-service.ts';
 import { ChipKeyBackend, chipTemplateFor, type ChipCreateResult } from '../../src/vtpm/chip-key-backend.ts';
 import { TpmError } from '../../src/tpm/tpm2/rc.ts';
 import { unwrapBoundKey, wrapBoundKey } from '../../src/vtpm/key-binding.ts';
@@ -398,5 +398,26 @@ describe('hardware-backed vTPM', () => {
     const loaded = await new Tpm2Client((c) => chip.execute(c, 0)).getCapability(CAP.TPM_PROPERTIES, PT.HR_ACTIVE, 1);
     assert.ok('properties' in loaded.capabilityData);
     assert.equal(loaded.capabilityData.properties[0]!.value, 1, 'and only that one active on the chip');
+  });
+
+  test('chip sessions are salted only to the hwSRK the manager recorded, and only to a public area that matches its Name', async () => {
+    const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+    await (await openChipClient(chip)).takeOwnership();
+    const hw = new Tpm2Client((c) => chip.execute(c, 0));
+    const { name } = await readSrk(hw);
+    const request = { kind: 'create' as const, template: chipTemplateFor(eccSigningTemplate(false)), data: Buffer.alloc(0) };
+    const pinned = new HardwareKeyService(chip, { srkName: name });
+    assert.equal(((await pinned.perform('vm-a', request)) as ChipCreateResult).chipAuth.length, 32);
+    const other = Buffer.from(name);
+    other[other.length - 1]! ^= 1;
+    await assert.rejects(new HardwareKeyService(chip, { srkName: other }).perform('vm-a', request), /not the one this manager was set up with/);
+    // An answer whose public area was swapped on the way no longer matches the Name it came with.
+    const swapped = new Tpm2Client(async (c) => {
+      const r = Buffer.from(await chip.execute(c, 0));
+      // The answer ends with the Name and the qualified Name (36 bytes each): this byte is the modulus.
+      if (Buffer.from(c).readUInt32BE(6) === CC.ReadPublic) r[r.length - 80]! ^= 1;
+      return r;
+    });
+    await assert.rejects(readSrk(swapped), /Name that is not its public area's/);
   });
 });
