@@ -189,12 +189,13 @@ export class ProtectedStorage {
     const prev = this.latest.get(vmId);
     const version = (prev?.version ?? 0) + 1;
     const nonce = this.entropy(NONCE_BYTES);
+    const sameModel = prev !== undefined && prev.measurement.equals(measurement);
     // The record keeps it for as long as the VM exists: the previous record's copy when it is the same.
-    const m = prev?.measurement.equals(measurement) ? prev.measurement : detached(measurement);
+    const m = sameModel ? prev.measurement : detached(measurement);
     const header = { pssId: state.pssId, vmId, measurement: m, version, nonce };
     const before = this.images.get(vmId);
     // A chain holds one model's saves only: a new measurement starts a new image.
-    const delta = prev && before && version - prev.base < MAX_CHAIN && prev.measurement.equals(m) ? encodeDelta(before, image) : undefined;
+    const delta = sameModel && before && version - prev.base < MAX_CHAIN ? encodeDelta(before, image) : undefined;
     let change: Change;
     if (prev && delta) {
       const blob = state.blobKey.seal({ ...header, prevId: prev.blobId }, delta);
