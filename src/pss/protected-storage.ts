@@ -16,11 +16,14 @@
  * PCR_Extend then writes tens of bytes, not the vTPM's whole NVM.
  *
  * `{ durable: false }` is the per-VM batching option and trades durability for speed: the save
- * returns as soon as the blob is sealed in memory and goes into the next commit window. If no
- * durable save shares that window, it is written without sync and without a counter increment,
- * so (a) a process crash before the window lands loses it, a host crash before the next synced
- * commit may lose it, and (b) until a durable commit follows, a rollback to the last durable state
- * is not detected. Loads see it immediately either way.
+ * returns at once, holding the image in memory, and only the newest image of each VM is sealed,
+ * when the next commit window takes it — a vTPM saving faster than windows land pays for one
+ * seal, delta and record per window, not per command. If no durable save shares that window, it
+ * is written without sync and without a counter increment, so (a) a process crash before the
+ * window lands loses it, a host crash before the next synced commit may lose it, and (b) until a
+ * durable commit follows, a rollback to the last durable state is not detected. Loads see it
+ * immediately either way. Versions count sealed images, so a batched VM's advance by one per
+ * window it saved in, not per save.
  *
  * A violation concerns one vTPM and leaves the others running; only a condition of the database
  * as a whole (found at open: TCB changed, rollback, foreign or edited database) refuses them all.
@@ -83,10 +86,22 @@ interface Change {
   readonly record: VmRecord | undefined;
   readonly dels: readonly string[];
   readonly puts: readonly (readonly [string, Buffer])[];
+  /** Followed by the VM's batched image, sealed when the window takes this change. */
+  readonly sealUnsealed?: true;
+}
+
+/** What a batched save queues: nothing yet but the promise to seal the VM's image in time. */
+function unsealedChange(vmId: string): Change {
+  return { vmId, record: undefined, dels: [], puts: [], sealUnsealed: true };
+}
+
+function isOnlyUnsealed(c: Change): boolean {
+  return c.record === undefined && c.dels.length === 0 && c.puts.length === 0;
 }
 
 /** A save still waiting for its window and a later one: the later's deltas need the earlier's blobs. */
 function mergeChanges(earlier: Change, later: Change): Change {
+  if (later.sealUnsealed && isOnlyUnsealed(later)) return isOnlyUnsealed(earlier) ? later : { ...earlier, sealUnsealed: true };
   const restarts = later.record === undefined || later.record.base === later.record.version;
   return { vmId: later.vmId, record: later.record, dels: [...earlier.dels, ...later.dels], puts: restarts ? later.puts : [...earlier.puts, ...later.puts] };
 }
@@ -118,6 +133,8 @@ export class ProtectedStorage {
   private readonly pendingBlobs = new Map<string, Buffer>();
   /** The latest image of each VM the PSS saved or loaded since it last released it: what deltas are made against. */
   private readonly images = new Map<string, Buffer>();
+  /** Batched saves' newest images, not sealed yet (see the module comment). */
+  private readonly unsealed = new Map<string, { measurement: Uint8Array; image: Buffer }>();
   /** Digests of the records as committed, and their XOR as the head holds it. */
   private readonly committedDigests = new Map<string, Buffer>();
   private aggregate: Buffer;
@@ -186,6 +203,20 @@ export class ProtectedStorage {
       return Promise.reject(e);
     }
     const image = Buffer.isBuffer(nvm) ? nvm : Buffer.from(nvm.buffer, nvm.byteOffset, nvm.byteLength);
+    if (opts.durable ?? true) {
+      // The batched image this one supersedes needs no blob of its own: deltas are made against
+      // the last sealed image, whatever came between.
+      this.unsealed.delete(vmId);
+      return this.committer.submit(vmId, this.seal(state, vmId, measurement, image));
+    }
+    this.unsealed.set(vmId, { measurement, image });
+    // A failed commit is recorded in `failure` and reported by the next operation.
+    this.committer.defer(vmId, unsealedChange(vmId));
+    return Promise.resolve();
+  }
+
+  /** Seals `image` as `vmId`'s next version: a delta against its last sealed image where one will do. */
+  private seal(state: Established, vmId: string, measurement: Uint8Array, image: Buffer): Change {
     const prev = this.latest.get(vmId);
     const version = (prev?.version ?? 0) + 1;
     const nonce = this.entropy(NONCE_BYTES);
@@ -210,14 +241,31 @@ export class ProtectedStorage {
     this.images.set(vmId, image);
     for (const key of change.dels) this.pendingBlobs.delete(key);
     for (const [key, blob] of change.puts) this.pendingBlobs.set(key, blob);
-    if (opts.durable ?? true) return this.committer.submit(vmId, change);
-    // A failed commit is recorded in `failure` and reported by the next operation.
-    this.committer.defer(vmId, change);
-    return Promise.resolve();
+    return change;
+  }
+
+  /** Seals `vmId`'s batched image now, into the next window, if it has one waiting. */
+  private sealWaiting(vmId: string): void {
+    const u = this.unsealed.get(vmId);
+    if (!u) return;
+    this.unsealed.delete(vmId);
+    this.committer.defer(vmId, this.seal(this.state!, vmId, u.measurement, u.image));
+  }
+
+  /** A window's change with its batched image sealed in; undefined when nothing is left to write. */
+  private sealedForWindow(c: Change): Change | undefined {
+    if (!c.sealUnsealed) return c;
+    const u = this.unsealed.get(c.vmId);
+    const base = isOnlyUnsealed(c) ? undefined : { vmId: c.vmId, record: c.record, dels: c.dels, puts: c.puts };
+    if (!u) return base;
+    this.unsealed.delete(c.vmId);
+    const sealed = this.seal(this.state!, c.vmId, u.measurement, u.image);
+    return base ? mergeChanges(base, sealed) : sealed;
   }
 
   /** Forgets the image deltas are made against (a vTPM leaving memory); its next save is whole. */
   release(vmId: string): void {
+    if (this.state) this.sealWaiting(vmId);
     this.images.delete(vmId);
   }
 
@@ -229,6 +277,7 @@ export class ProtectedStorage {
     for (;;) {
       const state = this.usable(vmId);
       checkRequest(vmId, measurement);
+      this.sealWaiting(vmId);
       const record = this.latest.get(vmId);
       if (!record) return undefined;
       // Queued blobs leave this map only once they are in the database, so whatever is not
@@ -255,6 +304,7 @@ export class ProtectedStorage {
   /** Forgets `vmId`'s state; durable when it resolves. */
   async remove(vmId: string): Promise<void> {
     this.usable(vmId);
+    this.unsealed.delete(vmId);
     const prev = this.latest.get(vmId);
     if (!prev) return;
     this.latest.delete(vmId);
@@ -267,13 +317,14 @@ export class ProtectedStorage {
   /** The version of `vmId`'s latest save (1 for its first), or undefined when it has none. */
   version(vmId: string): number | undefined {
     this.usable(vmId);
+    this.sealWaiting(vmId);
     return this.latest.get(vmId)?.version;
   }
 
   /** The VMs with stored state. */
   list(): string[] {
     this.usable(undefined);
-    return [...this.latest.keys()].sort();
+    return [...new Set([...this.latest.keys(), ...this.unsealed.keys()])].sort();
   }
 
   /** Resolves once every save made so far (durable or not) is committed. */
@@ -298,7 +349,7 @@ export class ProtectedStorage {
       pssId: this.ids.pssId?.toString('hex'),
       counterId: this.ids.counterId,
       epoch: this.state ? this.epoch : undefined,
-      vms: this.latest.size,
+      vms: this.latest.size + [...this.unsealed.keys()].filter((vmId) => !this.latest.has(vmId)).length,
       commits: this.committer.committed,
       refusal: this.refusal?.condition,
     };
@@ -315,7 +366,10 @@ export class ProtectedStorage {
     if (this.failure) throw this.failure;
     const state = this.state!;
     const last = new Map<string, Change>();
-    for (const c of changes) last.set(c.vmId, c);
+    for (const c of changes) {
+      const sealed = this.sealedForWindow(c);
+      if (sealed) last.set(c.vmId, sealed);
+    }
 
     const aggregate = Buffer.from(this.aggregate);
     let count = this.committedDigests.size;

@@ -85,4 +85,30 @@ describe('a lab host with three VMs', () => {
     }
     await host.close();
   });
+
+  test('a VM with batched saves keeps every extend across a clean host restart, sealed once per commit window', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'vtpmd-host-'));
+    dirs.push(stateDir);
+    let host = await Host.open({ stateDir, hostId: 'lab-a', idleUnloadMs: 0 });
+    await host.manager.create('fast', { durability: 'batched' });
+    const tpm = new Tpm2Client((c) => host.manager.device('fast').then((d) => d.execute(c, 0)));
+    await tpm.startup();
+    const before = host.pss.version('fast')!;
+    let expected = Buffer.alloc(32);
+    for (let i = 0; i < 200; i++) {
+      const digest = createHash('sha256').update(`event ${i}`).digest();
+      expected = createHash('sha256').update(expected).update(digest).digest();
+      await tpm.pcrExtend(16, [{ hashAlg: ALG.SHA256, digest }]);
+    }
+    assert.deepEqual((await tpm.pcrRead(ALG.SHA256, [16]))[0], expected);
+    await host.pss.flush();
+    const sealed = host.pss.version('fast')! - before;
+    assert.ok(sealed >= 1 && sealed < 200, `${sealed} sealed versions for 200 extends`);
+    await host.close();
+
+    host = await Host.open({ stateDir, hostId: 'lab-a', idleUnloadMs: 0 });
+    const again = new Tpm2Client((c) => host.manager.device('fast').then((d) => d.execute(c, 0)));
+    assert.deepEqual((await again.pcrRead(ALG.SHA256, [16]))[0], expected, 'the last extend is there');
+    await host.close();
+  });
 });

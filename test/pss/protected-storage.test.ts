@@ -494,3 +494,78 @@ describe('protected storage: delta chains', () => {
     assert.equal(await withDatabase(dir, (db) => db.get(KEY.blob('vm-a'))), undefined);
   });
 });
+
+describe('protected storage: batched saves', () => {
+  const batched = { durable: false } as const;
+
+  test('a burst of batched saves seals only the newest image of each VM, once per window', async () => {
+    const { open } = await setup();
+    let pss = await open();
+    await pss.save('vm-a', MODEL, nvm('vm-a', 1));
+    await pss.save('vm-b', MODEL, nvm('vm-b', 1));
+    const commits = pss.status().commits;
+    for (let i = 2; i <= 50; i++) {
+      await pss.save('vm-a', MODEL, nvm('vm-a', i), batched);
+      await pss.save('vm-b', MODEL, nvm('vm-b', i), batched);
+    }
+    await pss.flush();
+    assert.equal(pss.status().commits, commits + 1, 'one window took the whole burst');
+    assert.equal(pss.version('vm-a'), 2, 'one sealed version for 49 saves');
+    assert.equal(pss.version('vm-b'), 2);
+    await pss.close();
+    pss = await open();
+    assert.equal(pss.refusal, undefined);
+    assert.deepEqual(await pss.load('vm-a', MODEL), nvm('vm-a', 50));
+    assert.deepEqual(await pss.load('vm-b', MODEL), nvm('vm-b', 50));
+    await pss.close();
+  });
+
+  test('loads, versions and the VM list see a batched save before its window', async () => {
+    const { open } = await setup();
+    const pss = await open();
+    await pss.save('vm-new', MODEL, nvm('vm-new', 1), batched);
+    assert.deepEqual(pss.list(), ['vm-new']);
+    assert.equal(pss.status().vms, 1);
+    assert.deepEqual(await pss.load('vm-new', MODEL), nvm('vm-new', 1));
+    await pss.save('vm-new', MODEL, nvm('vm-new', 2), batched);
+    assert.equal(pss.version('vm-new'), 2);
+    await pss.save('vm-new', MODEL, nvm('vm-new', 3), batched);
+    pss.release('vm-new');
+    assert.deepEqual(await pss.load('vm-new', MODEL), nvm('vm-new', 3));
+    await pss.close();
+  });
+
+  test('a durable save supersedes a batched one still waiting, and a removal drops it', async () => {
+    const { open } = await setup();
+    let pss = await open();
+    await pss.save('vm-a', MODEL, nvm('vm-a', 1));
+    await pss.save('vm-a', MODEL, nvm('vm-a', 2), batched);
+    await pss.save('vm-a', MODEL, nvm('vm-a', 3));
+    await pss.save('vm-b', MODEL, nvm('vm-b', 1));
+    await pss.save('vm-b', MODEL, nvm('vm-b', 2), batched);
+    await pss.remove('vm-b');
+    await pss.save('vm-c', MODEL, nvm('vm-c', 1), batched);
+    await pss.remove('vm-c');
+    assert.deepEqual(pss.list(), ['vm-a']);
+    await pss.close();
+    pss = await open();
+    assert.equal(pss.refusal, undefined);
+    assert.deepEqual(pss.list(), ['vm-a']);
+    assert.deepEqual(await pss.load('vm-a', MODEL), nvm('vm-a', 3));
+    assert.equal(pss.version('vm-a'), 2, 'the superseded batched image was never sealed');
+    assert.equal(await pss.load('vm-b', MODEL), undefined);
+    await pss.close();
+  });
+
+  test('a batched save with a new model measurement is sealed under it', async () => {
+    const { open } = await setup();
+    let pss = await open();
+    await pss.save('vm-a', MODEL, nvm('vm-a', 1));
+    await pss.save('vm-a', OTHER_MODEL, nvm('vm-a', 2), batched);
+    await pss.close();
+    pss = await open();
+    await assert.rejects(pss.load('vm-a', MODEL), isViolation('wrong-measurement', 'vm-a'));
+    assert.deepEqual(await pss.load('vm-a', OTHER_MODEL), nvm('vm-a', 2));
+    await pss.close();
+  });
+});
