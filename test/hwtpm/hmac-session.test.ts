@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { Chip } from '../../src/hwtpm/chip.ts';
 import { Tpm2Client, Tpm2CommandError, type Exec } from '../../src/hwtpm/tpm2-client.ts';
@@ -36,6 +37,19 @@ describe('Tpm2Client HMAC sessions', () => {
     await sign(tpm, key, { hmacSession: session, authValue: AUTH, names: [key.name] });
     assert.ok(!session.nonceTPM.equals(first), 'the TPM answered with a new nonce');
     await sign(tpm, key, { hmacSession: session, authValue: AUTH, names: [key.name] });
+  });
+
+  test('SequenceComplete flushes the sequence, yet its response HMAC is keyed with the sequence authValue', async () => {
+    const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+    const tpm = new Tpm2Client((c) => chip.execute(c, 0));
+    await tpm.startup();
+    const seqAuth = Buffer.from('sequence auth');
+    const seq = (await tpm.call(CC.HashSequenceStart, [], [], { auth: seqAuth, hashAlg: 0x000b })).handle!;
+    const session = await tpm.startHmacSession();
+    const auth = { hmacSession: session, authValue: seqAuth, names: [Buffer.alloc(0)] };
+    await tpm.call(CC.SequenceUpdate, [seq], [auth], { buffer: Buffer.from('hello, ') });
+    const done = await tpm.call(CC.SequenceComplete, [seq], [auth], { buffer: Buffer.from('world'), hierarchy: RH.NULL });
+    assert.deepEqual(done.params.result, createHash('sha256').update('hello, world').digest());
   });
 
   test('a wrong authValue or a wrong Name is TPM_RC_AUTH_FAIL for session 1 (0x98E)', async () => {

@@ -26,6 +26,11 @@ interface Slot {
    * checked and kept for the response (the entity's auth may change in between).
    */
   includeAuth?: boolean;
+  /**
+   * The entity's authValue as the command found it, when the command flushes the entity
+   * (SequenceComplete): the response HMAC and response encryption still use it.
+   */
+  authOfFlushed?: Buffer;
 }
 
 /** The sessions of one command, checked for structure before any parameter is decoded. */
@@ -130,7 +135,7 @@ export function planSessions(
 /** sessionKey || authValue when the slot includes the entity's authValue, else sessionKey alone. */
 function hmacKey(tpm: Tpm2Engine, slot: Slot): Buffer {
   const s = slot.session!;
-  return slot.includeAuth && slot.authHandle !== undefined ? Buffer.concat([s.sessionKey, tpm.authValue(slot.authHandle)]) : s.sessionKey;
+  return slot.includeAuth && slot.authHandle !== undefined ? Buffer.concat([s.sessionKey, entityAuth(tpm, slot)]) : s.sessionKey;
 }
 
 /**
@@ -145,7 +150,11 @@ function isBoundTo(tpm: Tpm2Engine, s: Session, h: number): boolean {
 /** The key for parameter encryption: sessionKey plus the authValue of the entity it authorizes. */
 function cryptKey(tpm: Tpm2Engine, slot: Slot): Buffer {
   const s = slot.session!;
-  return slot.authHandle === undefined ? s.sessionKey : Buffer.concat([s.sessionKey, tpm.authValue(slot.authHandle)]);
+  return slot.authHandle === undefined ? s.sessionKey : Buffer.concat([s.sessionKey, entityAuth(tpm, slot)]);
+}
+
+function entityAuth(tpm: Tpm2Engine, slot: Slot): Buffer {
+  return slot.authOfFlushed ?? tpm.authValue(slot.authHandle!);
 }
 
 /** Decrypts the first parameter in place of a copy of the parameter area. */
@@ -457,6 +466,7 @@ export function checkAuthorizations(tpm: Tpm2Engine, plan: SessionPlan, cc: numb
       continue;
     }
     cp ??= new CpHashes(tpm, cc, handles, cpBuffer);
+    if (h !== undefined && slot.authIndex === 0 && tpm.commands.get(cc)?.def.flushed) slot.authOfFlushed = tpm.authValue(h);
     if (h === undefined) {
       // A session that only encrypts or decrypts proves knowledge of its session key.
       if (!sessionHmacMatches(plan, i, s, s.sessionKey, cp)) throw new TpmError(atSession(RC.AUTH_FAIL, i + 1));
