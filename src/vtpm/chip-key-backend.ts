@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ALG } from '../tpm/tpm2/constants.ts';
-import { ExternalOperationNeeded, type ChipRefused, type ExternalRequest, type HardwareKeyBackend, type KeyUse } from '../tpm/tpm2/hardware-keys.ts';
+import { ExternalOperationNeeded, type ChipRefused, type ExternalRequest, type HardwareKeyBackend, type KeyUse, type SymmetricUse } from '../tpm/tpm2/hardware-keys.ts';
 import { RC, TpmError } from '../tpm/tpm2/rc.ts';
 import type { PcrSelection } from '../tpm/tpm2/types/pcr.ts';
 import type { Scheme } from '../tpm/tpm2/types/public-parms.ts';
@@ -28,7 +28,8 @@ export interface ChipCreateResult {
  * (restrictions, policies); keys always of the chip's own making, sealed data as the guest gave it.
  */
 export function chipTemplateFor(t: Public): Public {
-  const origin = t.type === ALG.KEYEDHASH ? t.objectAttributes & A.sensitiveDataOrigin : A.sensitiveDataOrigin;
+  // Keyed-hash and symmetric objects may carry the guest's own bits (sensitiveDataOrigin CLEAR).
+  const origin = t.type === ALG.KEYEDHASH || t.type === ALG.SYMCIPHER ? t.objectAttributes & A.sensitiveDataOrigin : A.sensitiveDataOrigin;
   const a = (t.objectAttributes & ~(A.restricted | A.adminWithPolicy | A.sensitiveDataOrigin)) | origin | A.fixedTPM | A.fixedParent | A.userWithAuth | A.noDA;
   const unique = t.type === ALG.RSA ? { rsa: Buffer.alloc(0) } : t.type === ALG.ECC ? { ecc: { x: Buffer.alloc(0), y: Buffer.alloc(0) } } : { digest: Buffer.alloc(0) };
   return { ...t, objectAttributes: a, authPolicy: Buffer.alloc(0), unique };
@@ -65,12 +66,15 @@ export class ChipKeyBackend implements HardwareKeyBackend {
 
   /**
    * Asymmetric signing keys (attestation keys included), unrestricted decryption keys (and keys
-   * that do both) and sealed data. Storage keys stay in the model — the objects under them are the
-   * guest's, made through the vTPM — and so do HMAC and symmetric keys.
+   * that do both), sealed data, HMAC keys and unrestricted symmetric keys. Storage keys and
+   * derivation parents stay in the model — the objects under them are the guest's, made through
+   * the vTPM.
    */
   backs(t: Public): boolean {
     const a = t.objectAttributes;
-    if (t.type === ALG.KEYEDHASH) return (a & (A.sign | A.decrypt | A.restricted)) === 0;
+    // Sealed data (neither sign nor decrypt) or an HMAC key; a keyed-hash decrypt key is a derivation parent.
+    if (t.type === ALG.KEYEDHASH) return (a & (A.decrypt | A.restricted)) === 0;
+    if (t.type === ALG.SYMCIPHER) return (a & A.restricted) === 0 && (a & (A.sign | A.decrypt)) !== 0;
     if (t.type !== ALG.RSA && t.type !== ALG.ECC) return false;
     // Everything but a restricted decryption key (a storage parent); tpm2_create's default key is
     // an unrestricted one that both signs and decrypts.
@@ -125,6 +129,14 @@ export class ChipKeyBackend implements HardwareKeyBackend {
 
   unseal(outer: Buffer, pub: Public): Buffer {
     return this.use<Buffer>(outer, pub, { kind: 'unseal' });
+  }
+
+  hmac(outer: Buffer, pub: Public, hashAlg: number, data: Buffer): Buffer {
+    return this.use<Buffer>(outer, pub, { kind: 'hmac', hashAlg, data });
+  }
+
+  encryptDecrypt(outer: Buffer, pub: Public, use: SymmetricUse): { outData: Buffer; ivOut: Buffer } {
+    return this.use<{ outData: Buffer; ivOut: Buffer }>(outer, pub, { kind: 'encrypt-decrypt', ...use });
   }
 
   changeAuth(outer: Buffer, pub: Public, newAuth: Buffer): Buffer {

@@ -5,16 +5,18 @@
  * - Keys are swapped in for one operation (ContextLoad of the context saved last time, or Load of
  *   the key's blob under the hwSRK the first time) and out again (ContextSave, FlushContext)
  *   before the chip serves anyone else. Keys sign, decrypt (RSA_Decrypt) and derive ECDH secrets
- *   (ECDH_ZGen) there, and sealed data is unsealed there.
+ *   (ECDH_ZGen) there, HMAC keys compute HMACs (TPM2_HMAC, or a chip HMAC sequence for longer
+ *   data), symmetric keys encrypt and decrypt (EncryptDecrypt2), and sealed data is unsealed there.
  * - Each vTPM has its own HMAC session on the chip, salted to the hwSRK, through which its keys
  *   are made and used with their chip-side authValue: rolling nonces make every authorization
  *   single-use, the chip's answers are accepted only with the session's HMAC, and what is secret
- *   travels encrypted (AES-128-CFB) — a new object's authValue and sealed data on the way in,
- *   unsealed data, decrypted messages and ECDH secrets on the way out. The session is swapped
- *   like the keys — ContextLoad before an operation, ContextSave after — so it holds a slot only
- *   while in use; saved, it still counts against the chip's active sessions (64), and when they
- *   run out the least recently used vTPM's session is flushed (it starts a new one when next
- *   needed). The hwSRK's public area is read from the chip the first time it is needed.
+ *   travels encrypted (AES-128-CFB) — a new object's authValue and sealed data, and data to be
+ *   encrypted or decrypted, on the way in; unsealed data, decrypted messages, ECDH secrets and
+ *   EncryptDecrypt2 output on the way out. The session is swapped like the keys — ContextLoad
+ *   before an operation, ContextSave after — so it holds a slot only while in use; saved, it
+ *   still counts against the chip's active sessions (64), and when they run out the least
+ *   recently used vTPM's session is flushed (it starts a new one when next needed). The hwSRK's
+ *   public area is read from the chip the first time it is needed.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Chip } from '../hwtpm/chip.ts';
@@ -88,13 +90,15 @@ export class HardwareKeyService {
       const id = createHash('sha256').update(request.innerPrivate).digest('hex');
       const key = await this.swapIn(tpm, id, request.innerPrivate, request.innerPublic);
       try {
-        // A signature is public; everything else the chip answers here is a secret.
+        // Signatures and HMACs are public; everything else the chip answers here is a secret, and
+        // so is what the guest asks to have encrypted.
+        const secretOut = request.kind !== 'sign' && request.kind !== 'hmac';
         return await this.inSession(tpm, owner, (session) =>
-          use(tpm, key.handle, request, { hmacSession: session, authValue: request.chipAuth, names: [key.name], encrypt: request.kind !== 'sign' }),
+          use(tpm, key.handle, request, { hmacSession: session, authValue: request.chipAuth, names: [key.name], encrypt: secretOut, decrypt: request.kind === 'encrypt-decrypt' }),
         );
       } catch (e) {
         // The guest's input can make the chip refuse (a bad padding, a point off the curve).
-        if (e instanceof Tpm2CommandError && request.kind !== 'sign' && request.kind !== 'unseal') return { refused: unnumbered(e.rc) } satisfies ChipRefused;
+        if (e instanceof Tpm2CommandError && REFUSABLE.has(request.kind)) return { refused: unnumbered(e.rc) } satisfies ChipRefused;
         throw e;
       } finally {
         await this.swapOut(tpm, id, key);
@@ -222,6 +226,12 @@ function newChipAuth(): Buffer {
   return auth;
 }
 
+/** Uses whose chip errors the guest's input can cause, and which the vTPM answers as the chip did. */
+const REFUSABLE = new Set<KeyUse['kind']>(['rsa-decrypt', 'ecdh-zgen', 'encrypt-decrypt']);
+
+/** What TPM2_HMAC and SequenceUpdate take at once (MAX_DIGEST_BUFFER). */
+const MAX_DIGEST_BUFFER = 1024;
+
 async function use(tpm: Tpm2Client, handle: number, u: KeyUse, auth: Authorization): Promise<unknown> {
   switch (u.kind) {
     case 'sign':
@@ -238,5 +248,33 @@ async function use(tpm: Tpm2Client, handle: number, u: KeyUse, auth: Authorizati
       return (await tpm.call(CC.ECDH_ZGen, [handle], [auth], { inPoint: u.point })).params.outPoint;
     case 'unseal':
       return (await tpm.call(CC.Unseal, [handle], [auth])).params.outData;
+    case 'hmac':
+      return hmacInChip(tpm, handle, u.hashAlg, u.data, auth);
+    case 'encrypt-decrypt': {
+      const r = await tpm.call(CC.EncryptDecrypt2, [handle], [auth], { inData: u.data, decrypt: u.decrypt, mode: u.mode, ivIn: u.ivIn });
+      return { outData: r.params.outData, ivOut: r.params.ivOut };
+    }
+  }
+}
+
+/**
+ * TPM2_HMAC for what fits one command; longer data through an HMAC sequence on the chip, started,
+ * fed and completed while this operation holds the chip.
+ */
+async function hmacInChip(tpm: Tpm2Client, handle: number, hashAlg: number, data: Buffer, auth: Authorization): Promise<Buffer> {
+  if (data.length <= MAX_DIGEST_BUFFER) return (await tpm.call(CC.HMAC, [handle], [auth], { buffer: data, hashAlg })).params.outHMAC as Buffer;
+  const seqAuth = newChipAuth();
+  const seq = (await tpm.call(CC.HMAC_Start, [handle], [auth], { auth: seqAuth, hashAlg })).handle!;
+  const seqAuthorization: Authorization = 'hmacSession' in auth ? { hmacSession: auth.hmacSession, authValue: seqAuth, names: [Buffer.alloc(0)] } : { password: seqAuth };
+  try {
+    let at = 0;
+    for (; data.length - at > MAX_DIGEST_BUFFER; at += MAX_DIGEST_BUFFER) {
+      await tpm.call(CC.SequenceUpdate, [seq], [seqAuthorization], { buffer: data.subarray(at, at + MAX_DIGEST_BUFFER) });
+    }
+    return (await tpm.call(CC.SequenceComplete, [seq], [seqAuthorization], { buffer: data.subarray(at), hierarchy: RH.NULL })).params.result as Buffer;
+  } catch (e) {
+    // A completed sequence is gone from the chip; one that failed on the way is flushed here.
+    await tpm.flushContext(seq).catch(() => undefined);
+    throw e;
   }
 }

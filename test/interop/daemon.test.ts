@@ -139,7 +139,7 @@ describe('vtpmd serve', { skip }, () => {
     assert.equal(dbPcr, '00'.repeat(32), "VM2's PCR 16 is untouched");
   });
 
-  test('a hardware-backed VM serves tpm2-tools as a chip would: its keys sign, change auth and quote, and its data unseals, through the host chip', async () => {
+  test('a hardware-backed VM serves tpm2-tools as a chip would: its keys sign, change auth and quote, HMAC and encrypt, and its data unseals, through the host chip', async () => {
     const r = await cli(state.path, ['vm', 'create', 'hsm', '--dm', 'hardware']);
     assert.equal(r.code, 0, r.stderr);
     const vm = JSON.parse(r.stdout);
@@ -183,6 +183,40 @@ describe('vtpmd serve', { skip }, () => {
     await tool(t, 'tpm2_flushcontext', ['-s']);
     await tool(t, 'tpm2_quote', ['-c', w('ak.ctx'), '-l', 'sha256:0,16', '-q', '0badc0de', '-m', w('quote.msg'), '-s', w('quote.sig'), '-o', w('quote.pcrs'), '-g', 'sha256']);
     await run('tpm2_checkquote', ['-u', w('ak.pub'), '-m', w('quote.msg'), '-s', w('quote.sig'), '-f', w('quote.pcrs'), '-g', 'sha256', '-q', '0badc0de']);
+    await tool(t, 'tpm2_flushcontext', ['-t']);
+    await tool(t, 'tpm2_create', ['-C', w('primary.ctx'), '-G', 'hmac', '-u', w('hmac.pub'), '-r', w('hmac.priv')]);
+    assert.ok(chipMade(w('hmac.priv')), 'the HMAC key was made in the chip');
+    await flush();
+    await tool(t, 'tpm2_load', ['-C', w('primary.ctx'), '-u', w('hmac.pub'), '-r', w('hmac.priv'), '-c', w('hmac.ctx')]);
+    await flush();
+    // Up to 1,024 bytes tpm2_hmac sends TPM2_HMAC; longer data goes through an HMAC sequence.
+    const hmacOf = async (bytes: number) => {
+      writeFileSync(w(`data${bytes}`), Buffer.from(Array.from({ length: bytes }, (_, i) => (i * 31) & 0xff)));
+      const mac = await tool(t, 'tpm2_hmac', ['-c', w('hmac.ctx'), '--hex', w(`data${bytes}`)]);
+      await flush();
+      return mac.trim();
+    };
+    const short = await hmacOf(100);
+    const long = await hmacOf(3000);
+    assert.match(short, /^[0-9a-f]{64}$/);
+    assert.match(long, /^[0-9a-f]{64}$/);
+    assert.notEqual(short, long);
+    assert.equal(await hmacOf(3000), long, 'the chip HMAC key gives the same HMAC for the same data');
+    await tool(t, 'tpm2_create', ['-C', w('primary.ctx'), '-G', 'aes128cfb', '-u', w('aes.pub'), '-r', w('aes.priv')]);
+    assert.ok(chipMade(w('aes.priv')), 'the AES key was made in the chip');
+    await flush();
+    await tool(t, 'tpm2_load', ['-C', w('primary.ctx'), '-u', w('aes.pub'), '-r', w('aes.priv'), '-c', w('aes.ctx')]);
+    await flush();
+    const plain = Buffer.from('a guest secret encrypted by the host chip, '.repeat(5));
+    writeFileSync(w('plain'), plain);
+    await tool(t, 'tpm2_encryptdecrypt', ['-c', w('aes.ctx'), '-o', w('cipher'), w('plain')]);
+    await flush();
+    const cipher = readFileSync(w('cipher'));
+    assert.equal(cipher.length, plain.length);
+    assert.notDeepEqual(cipher, plain);
+    await tool(t, 'tpm2_encryptdecrypt', ['-d', '-c', w('aes.ctx'), '-o', w('back'), w('cipher')]);
+    await flush();
+    assert.deepEqual(readFileSync(w('back')), plain, 'decrypting in the chip gives the plaintext back');
     const chipGauges = async () => {
       const m = (await http(join(state.path, 'vtpmd.sock'), 'GET', '/metrics')).body;
       return { sessions: Number(/^vtpmd_chip_saved_sessions (\d+)$/m.exec(m)![1]), keys: Number(/^vtpmd_chip_saved_key_contexts (\d+)$/m.exec(m)![1]) };

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { constants, createHash, publicEncrypt, randomBytes, verify } from 'node:crypto';
+import { constants, createCipheriv, createHash, createHmac, publicEncrypt, randomBytes, verify } from 'node:crypto';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { Chip } from '../../src/hwtpm/chip.ts';
@@ -12,7 +12,9 @@ import { RC } from '../../src/tpm/tpm2/rc.ts';
 import { publicKeyOf } from '../../src/tpm/tpm2/objects/model.ts';
 import { MemoryStateStore } from '../../src/tpm/tpm2/state/store.ts';
 import { OBJECT_ATTR as A, type Public } from '../../src/tpm/tpm2/types/public.ts';
-import { eccTemplate, rsaTemplate } from '../helpers/tpm2-keys.ts';
+import { eccTemplate, hmacTemplate, rsaTemplate, scheme } from '../helpers/tpm2-keys.ts';
+import { aesKey } from '../helpers/tpm2-objects.ts';
+import { MAX_CHIP_SEQUENCE_BYTES } from '../../src/tpm/tpm2/commands/hash.ts';
 import type { Signature } from '../../src/tpm/tpm2/types/signature.ts';
 import { HardwareKeyService, readSrk } from '../../src/vtpm/hardware-key-service.ts';
 import { ChipKeyBackend, chipTemplateFor, type ChipCreateResult } from '../../src/vtpm/chip-key-backend.ts';
@@ -353,6 +355,75 @@ describe('hardware-backed vTPM', () => {
     const again = (await vtpm.load(vsrk, outPrivate, pub)).handle;
     assert.ok(verifies(pub, 'new auth', await signWith(vtpm, again, 'new auth', 'new')));
     await assert.rejects(signWith(vtpm, again, 'old auth', 'old'), (e) => rcOf(e) === (RC.AUTH_FAIL | 0x900));
+  });
+
+  test('an HMAC key lives in the chip: TPM2_HMAC and HMAC sequences through the vTPM give the HMAC of the guest key, which never crosses the bus in the clear', async () => {
+    const { vtpm, vsrk, chip, kbk } = await setup();
+    const bus = tapChip(chip);
+    const secret = createHash('sha256').update('guest HMAC key').digest();
+    const template = hmacTemplate(A.fixedTPM | A.fixedParent | A.userWithAuth | A.sign, scheme(ALG.HMAC));
+    const key = await vtpm.call(CC.Create, [vsrk], [{}], {
+      inSensitive: { userAuth: Buffer.alloc(0), data: secret },
+      inPublic: template,
+      outsideInfo: Buffer.alloc(0),
+      creationPCR: [pcrSelection(ALG.SHA256, [16])],
+    });
+    const outPrivate = key.params.outPrivate as Buffer;
+    assert.equal(outPrivate.subarray(0, 4).toString('latin1'), 'vHK2', 'the guest holds the double-wrapped blob');
+    const { handle } = await vtpm.load(vsrk, outPrivate, key.params.outPublic);
+    const expect = (data: Buffer) => createHmac('sha256', secret).update(data).digest();
+    const short = Buffer.from('a short message');
+    const hmacOnce = await vtpm.call(CC.HMAC, [handle], [{}], { buffer: short, hashAlg: ALG.NULL });
+    assert.deepEqual(hmacOnce.params.outHMAC, expect(short));
+    // tpm2_hmac's way for data over MAX_DIGEST_BUFFER; the chip gets the whole of it at the end.
+    const long = Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 13) & 0xff));
+    const seq = (await vtpm.call(CC.HMAC_Start, [handle], [{}], { auth: Buffer.from('seq'), hashAlg: ALG.SHA256 })).handle!;
+    await vtpm.call(CC.SequenceUpdate, [seq], [{ password: 'seq' }], { buffer: long.subarray(0, 1024) });
+    await vtpm.call(CC.SequenceUpdate, [seq], [{ password: 'seq' }], { buffer: long.subarray(1024, 2048) });
+    const done = await vtpm.call(CC.SequenceComplete, [seq], [{ password: 'seq' }], { buffer: long.subarray(2048), hierarchy: RH.NULL });
+    assert.deepEqual(done.params.result, expect(long));
+    const ccs = new Set(bus.filter((_, i) => i % 2 === 0).map((c) => c.readUInt32BE(6)));
+    for (const cc of [CC.HMAC, CC.HMAC_Start, CC.SequenceUpdate, CC.SequenceComplete]) assert.ok(ccs.has(cc), `the chip computed it (CC 0x${cc.toString(16)})`);
+    for (const bytes of bus) assert.equal(bytes.indexOf(secret), -1, 'the HMAC key crossed the bus encrypted');
+    assert.equal(bus.some((b) => b.indexOf(unwrapBoundKey(kbk, outPrivate)!.chipAuth) >= 0), false);
+    await vtpm.pcrExtend(16, [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, 3) }]);
+    await assert.rejects(vtpm.call(CC.HMAC, [handle], [{}], { buffer: short, hashAlg: ALG.NULL }), (e) => rcOf(e) === RC.PCR, 'the virtual PCR binding holds');
+  });
+
+  test('an HMAC sequence of a chip key holds at most MAX_CHIP_SEQUENCE_BYTES in the vTPM; beyond, SequenceUpdate is TPM_RC_MEMORY and the sequence still completes', async () => {
+    const { vtpm, vsrk } = await setup();
+    const secret = Buffer.alloc(32, 0x42);
+    const key = await vtpm.create(vsrk, hmacTemplate(A.fixedTPM | A.fixedParent | A.userWithAuth | A.sign, scheme(ALG.HMAC)), { data: secret });
+    const { handle } = await vtpm.load(vsrk, key.outPrivate, key.outPublic);
+    const seq = (await vtpm.call(CC.HMAC_Start, [handle], [{}], { auth: Buffer.alloc(0), hashAlg: ALG.NULL })).handle!;
+    const chunk = Buffer.alloc(1024, 0x61);
+    for (let i = 0; i < MAX_CHIP_SEQUENCE_BYTES / chunk.length; i++) await vtpm.call(CC.SequenceUpdate, [seq], [{}], { buffer: chunk });
+    await assert.rejects(vtpm.call(CC.SequenceUpdate, [seq], [{}], { buffer: Buffer.alloc(1) }), (e) => rcOf(e) === RC.MEMORY);
+    const done = await vtpm.call(CC.SequenceComplete, [seq], [{}], { buffer: Buffer.alloc(0), hierarchy: RH.NULL });
+    assert.deepEqual(done.params.result, createHmac('sha256', secret).update(Buffer.alloc(MAX_CHIP_SEQUENCE_BYTES, 0x61)).digest());
+  });
+
+  test('a symmetric key lives in the chip: EncryptDecrypt and EncryptDecrypt2 through the vTPM match AES with the guest key, data crossing the bus encrypted; a bad IV is TPM_RC_SIZE for ivIn before the chip is asked', async () => {
+    const { vtpm, vsrk, chip } = await setup();
+    const bus = tapChip(chip);
+    const aes = randomBytes(16);
+    const key = await vtpm.create(vsrk, aesKey(ALG.CFB, A.decrypt | A.sign, 128, true), { data: aes });
+    assert.equal(key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK2');
+    const { handle } = await vtpm.load(vsrk, key.outPrivate, key.outPublic);
+    const iv = randomBytes(16);
+    const plain = Buffer.from('the guest disk sector, in the clear'.repeat(4));
+    const expected = createCipheriv('aes-128-cfb', aes, iv).update(plain);
+    const enc2 = await vtpm.call(CC.EncryptDecrypt2, [handle], [{}], { inData: plain, decrypt: false, mode: ALG.NULL, ivIn: iv });
+    assert.deepEqual(enc2.params.outData, expected);
+    const dec1 = await vtpm.call(CC.EncryptDecrypt, [handle], [{}], { decrypt: true, mode: ALG.CFB, ivIn: iv, inData: expected });
+    assert.deepEqual(dec1.params.outData, plain);
+    assert.equal((enc2.params.ivOut as Buffer).length, 16);
+    assert.ok(bus.some((b) => b.length > 10 && b.readUInt32BE(6) === CC.EncryptDecrypt2), 'the chip did the work');
+    for (const bytes of bus) {
+      assert.equal(bytes.indexOf(aes), -1, 'the key crossed the bus encrypted');
+      assert.equal(bytes.indexOf(plain.subarray(0, 24)), -1, 'and so did the plaintext, both ways');
+    }
+    await assert.rejects(vtpm.call(CC.EncryptDecrypt2, [handle], [{}], { inData: plain, decrypt: false, mode: ALG.NULL, ivIn: Buffer.alloc(5) }), (e) => rcOf(e) === (RC.SIZE | 0x40 | (4 << 8)));
   });
 
   test('whatever a guest hands over as a private blob, the model answers TPM_RC_INTEGRITY or treats it as a software blob; nothing else escapes', () => {

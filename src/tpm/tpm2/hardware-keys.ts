@@ -16,7 +16,7 @@ import type { EccPoint, Public } from './types/public.ts';
 import type { SigScheme, Signature } from './types/signature.ts';
 
 export interface HardwareKeyBackend {
-  /** Whether objects made from `template` live in the chip (asymmetric signing and decryption keys, sealed data). */
+  /** Whether objects made from `template` live in the chip (signing, decryption, HMAC and symmetric keys; sealed data). */
   backs(template: Public): boolean;
   /**
    * Makes the object in the chip (sealed data: holding `data`) and returns the blob the guest
@@ -40,6 +40,17 @@ export interface HardwareKeyBackend {
   rsaDecrypt(outer: Buffer, pub: Public, scheme: Scheme, label: Buffer, cipherText: Buffer): Buffer;
   /** ECDH_ZGen in the chip: `point` times the key's private scalar, binding checked first. */
   ecdhZGen(outer: Buffer, pub: Public, point: EccPoint): EccPoint;
+  /** The HMAC of `data` (any length) with `hashAlg` under the chip-resident keyed-hash key, binding checked first. */
+  hmac(outer: Buffer, pub: Public, hashAlg: number, data: Buffer): Buffer;
+  /** EncryptDecrypt in the chip with a chip-resident symmetric key and a resolved `mode`, binding checked first. */
+  encryptDecrypt(outer: Buffer, pub: Public, use: SymmetricUse): { outData: Buffer; ivOut: Buffer };
+}
+
+export interface SymmetricUse {
+  readonly decrypt: boolean;
+  readonly mode: number;
+  readonly ivIn: Buffer;
+  readonly data: Buffer;
 }
 
 /** What a loaded hardware-backed object carries instead of a sensitive area. */
@@ -66,7 +77,9 @@ export type KeyUse =
   | { readonly kind: 'sign'; readonly scheme: SigScheme; readonly digest: Buffer }
   | { readonly kind: 'rsa-decrypt'; readonly scheme: Scheme; readonly label: Buffer; readonly cipherText: Buffer }
   | { readonly kind: 'ecdh-zgen'; readonly point: EccPoint }
-  | { readonly kind: 'unseal' };
+  | { readonly kind: 'unseal' }
+  | { readonly kind: 'hmac'; readonly hashAlg: number; readonly data: Buffer }
+  | ({ readonly kind: 'encrypt-decrypt' } & SymmetricUse);
 
 /**
  * A TPM error the chip answered for a key use (a bad padding, a point off the curve): the vTPM

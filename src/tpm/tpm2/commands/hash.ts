@@ -18,6 +18,7 @@ import {
 } from '../types/basic.ts';
 import { dhObject, dhPcrOrNull } from '../types/handles.ts';
 import { checkExtendLocality, extendPcr } from './pcr.ts';
+import { hmacWith, type HmacKey } from './signing.ts';
 
 /** A hash, event or HMAC sequence (HMAC_Start, in signing.ts) in an object slot. */
 export interface SequenceObject extends TransientObject {
@@ -26,7 +27,15 @@ export interface SequenceObject extends TransientObject {
   readonly states: { alg: number; state: HashState }[];
   /** The first bytes hashed, kept until four are known: TPM-generated-looking data gets no ticket. */
   prefix: Buffer;
+  /** An HMAC sequence of a chip-resident key: its data so far, HMACed by the chip at completion. */
+  readonly chip?: { readonly key: HmacKey; readonly chunks: Buffer[]; bytes: number };
 }
+
+/**
+ * What an HMAC sequence of a chip-resident key may collect: the data waits in the vTPM until the
+ * chip computes the HMAC over all of it, so it is bounded (TPM_RC_MEMORY beyond).
+ */
+export const MAX_CHIP_SEQUENCE_BYTES = 1 << 20;
 
 function startsGenerated(data: Uint8Array): boolean {
   return data.length >= 4 && Buffer.from(data.buffer, data.byteOffset, 4).readUInt32BE(0) === TPM_GENERATED_VALUE;
@@ -46,8 +55,13 @@ function sequenceAt(tpm: Tpm2Engine, handle: number, handleNumber: number, kind:
 }
 
 function updateSequence(seq: SequenceObject, data: Buffer): void {
+  if (seq.chip && seq.chip.bytes + data.length > MAX_CHIP_SEQUENCE_BYTES) throw new TpmError(RC.MEMORY);
   if (seq.prefix.length < 4) seq.prefix = Buffer.concat([seq.prefix, data.subarray(0, 4 - seq.prefix.length)]);
   for (const s of seq.states) s.state.update(data);
+  if (seq.chip && data.length > 0) {
+    seq.chip.chunks.push(Buffer.from(data));
+    seq.chip.bytes += data.length;
+  }
 }
 
 export const hashCommands = [
@@ -110,6 +124,13 @@ export const hashCommands = [
     handler: ({ tpm, handles }, { buffer, hierarchy }) => {
       const obj = tpm.objects.get(handles[0]!) as SequenceObject | undefined;
       const seq = obj?.kind === 'hmacSequence' ? obj : sequenceAt(tpm, handles[0]!, 1, 'hashSequence');
+      if (seq.chip) {
+        // Before anything changes: the chip's answer may first have to be fetched, and the
+        // command then runs again.
+        const result = hmacWith(seq.chip.key, seq.hashAlg, Buffer.concat([...seq.chip.chunks, buffer]));
+        tpm.objects.remove(handles[0]!);
+        return { result, validation: ticketFor(tpm, RH.NULL, seq.hashAlg, result, seq.prefix) };
+      }
       updateSequence(seq, buffer);
       tpm.objects.remove(handles[0]!);
       const result = seq.states[0]!.state.digest();

@@ -9,8 +9,9 @@ import { command } from '../command.ts';
 import { RC, TpmError } from '../rc.ts';
 import type { Tpm2Engine } from '../engine.ts';
 import { algHashOrNull, authBuf, digestBuf, hashCheckTicket, maxBuffer, type HashCheckTicket } from '../types/basic.ts';
+import { backendOf, type HardwareKeyRef } from '../hardware-keys.ts';
 import { dhObject } from '../types/handles.ts';
-import { OBJECT_ATTR as A } from '../types/public.ts';
+import { OBJECT_ATTR as A, type Public } from '../types/public.ts';
 import { tkVerified } from '../types/policy.ts';
 import { sigScheme, signature } from '../types/signature.ts';
 import { verifiedTicket } from '../auth/tickets.ts';
@@ -18,23 +19,31 @@ import { selectSignScheme, signDigest, verifyDigest } from '../objects/sign.ts';
 import { signerAt } from './attestation.ts';
 import type { SequenceObject } from './hash.ts';
 
+/** An HMAC key's bits: in the engine, or in the chip behind a hardware-backed object. */
+export type HmacKey = { readonly key: Buffer } | { readonly hardware: HardwareKeyRef; readonly pub: Public };
+
 /**
  * The HMAC key and hash of HMAC and HMAC_Start: an unrestricted keyed-hash signing key
  * (TPM_RC_TYPE, _ATTRIBUTES, _KEY for handle 1), and the key's hash or the caller's — the
  * caller may name the key's own or NULL when the key has one, and must name one when it has
  * none (TPM_RC_VALUE for parameter 2).
  */
-function hmacKey(tpm: Tpm2Engine, h: number, hashAlg: number): { key: Buffer; alg: number } {
+function hmacKey(tpm: Tpm2Engine, h: number, hashAlg: number): { key: HmacKey; alg: number } {
   const o = objectAt(tpm, h, 1);
   const p = o.public;
   if (p.type !== ALG.KEYEDHASH || p.parameters.type !== ALG.KEYEDHASH) throw TpmError.handle(RC.TYPE, 1);
   if (p.objectAttributes & A.restricted) throw TpmError.handle(RC.ATTRIBUTES, 1);
-  if (!(p.objectAttributes & A.sign) || !o.sensitive) throw TpmError.handle(RC.KEY, 1);
+  if (!(p.objectAttributes & A.sign) || (!o.sensitive && !o.hardware)) throw TpmError.handle(RC.KEY, 1);
   const own = p.parameters.scheme;
   let alg = hashAlg;
   if (own.scheme !== ALG.NULL) alg = hashAlg === ALG.NULL || hashAlg === own.hashAlg ? own.hashAlg : ALG.NULL;
   if (alg === ALG.NULL) throw TpmError.parameter(RC.VALUE, 2);
-  return { key: o.sensitive.sensitive, alg };
+  return { key: o.hardware ? { hardware: o.hardware, pub: p } : { key: o.sensitive!.sensitive }, alg };
+}
+
+/** The HMAC of `data` under `key`, computed where the key is. */
+export function hmacWith(key: HmacKey, alg: number, data: Buffer): Buffer {
+  return 'key' in key ? hmac(alg, key.key, data) : backendOf(key.hardware).hmac(key.hardware.outer, key.pub, alg, data);
 }
 
 const HASHCHECK_TAG = Buffer.from([ST.HASHCHECK >> 8, ST.HASHCHECK & 0xff]);
@@ -54,7 +63,7 @@ export const signingCommands = [
     response: { outHMAC: digestBuf },
     handler: ({ tpm, handles }, { buffer, hashAlg }) => {
       const { key, alg } = hmacKey(tpm, handles[0]!, hashAlg);
-      return { outHMAC: hmac(alg, key, buffer) };
+      return { outHMAC: hmacWith(key, alg, buffer) };
     },
   }),
   command({
@@ -73,7 +82,8 @@ export const signingCommands = [
         name: Buffer.alloc(0),
         noDA: true,
         hashAlg: alg,
-        states: [{ alg, state: startHmac(alg, key) }],
+        // A chip-resident key's sequence collects the data, which the chip HMACs at completion.
+        ...('key' in key ? { states: [{ alg, state: startHmac(alg, key.key) }] } : { states: [], chip: { key, chunks: [], bytes: 0 } }),
         prefix: Buffer.alloc(0),
       };
       return { handle: tpm.objects.add(seq) };

@@ -8,6 +8,7 @@ import { maxBuffer } from '../types/basic.ts';
 import { dhObject } from '../types/handles.ts';
 import { OBJECT_ATTR as A } from '../types/public.ts';
 import { cipherModeOrNull, ivBuf } from '../types/secret.ts';
+import { backendOf } from '../hardware-keys.ts';
 import { objectAt } from './object.ts';
 
 const MODES: Record<number, CipherMode> = {
@@ -48,6 +49,7 @@ function encryptDecrypt(tpm: Tpm2Engine, h: number, decrypt: boolean, modeIn: nu
   const m = MODES[mode]!;
   if (m === 'ecb' ? ivIn.length !== 0 : ivIn.length !== AES_BLOCK) throw TpmError.parameter(RC.SIZE, at.ivIn);
   if ((m === 'cbc' || m === 'ecb') && inData.length % AES_BLOCK !== 0) throw TpmError.parameter(RC.SIZE, at.inData);
+  if (key.hardware) return backendOf(key.hardware).encryptDecrypt(key.hardware.outer, key.public, { decrypt, mode, ivIn, data: inData });
   if (!key.sensitive) throw TpmError.handle(RC.KEY, 1);
   const { out, ivOut } = aesWithIv(m, key.sensitive.sensitive, ivIn, inData, decrypt ? 'decrypt' : 'encrypt');
   return { outData: out, ivOut };
