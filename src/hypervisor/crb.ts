@@ -388,7 +388,11 @@ export class CrbDevice {
       this.#writeRc(TPM_RC_COMMAND_SIZE);
       return this.#finishStart();
     }
-    const cmd: CrbCommand = { command: this.#buf.slice(0, size), locality: loc, crb: this, generation: this.#generation, withdrawn: false };
+    // A copy from Node's buffer pool: a typed array of more than 64 bytes made with slice() gets
+    // its own off-heap store, which costs more than the rest of the trap.
+    const command = Buffer.allocUnsafe(size);
+    command.set(this.#buf.subarray(0, size));
+    const cmd: CrbCommand = { command, locality: loc, crb: this, generation: this.#generation, withdrawn: false };
     this.#outstanding = cmd;
     if (this.#hasPlace) return this.#submit(cmd);
     if (this.backend.reserve()) {

@@ -112,14 +112,16 @@ function writeBuffer(d: CrbDevice, w: number, bytes: Uint8Array): void {
 
 function readResponse(d: CrbDevice, w: number): Uint8Array {
   const base = w + CRB_REG.DATA_BUFFER;
-  const head = new Uint8Array(8);
-  putLe(head, 0, d.read(base));
-  putLe(head, 4, d.read(base + 4));
-  const size = ((head[2]! << 24) | (head[3]! << 16) | (head[4]! << 8) | head[5]!) >>> 0;
+  const w0 = d.read(base);
+  const w1 = d.read(base + 4);
+  // responseSize: header bytes 2–5, big-endian, across the two little-endian words.
+  const size = (((w0 >>> 16) & 0xff) << 24) | ((w0 >>> 24) << 16) | ((w1 & 0xff) << 8) | ((w1 >>> 8) & 0xff);
   const room = d.read(w + CRB_REG.RSP_SIZE);
-  if (size < 10 || size > room) throw new GuestError('bad-response', `the response header gives ${size} bytes; the buffer holds ${room}`);
-  const out = new Uint8Array((size + 3) & ~3);
-  out.set(head);
+  if (size < 10 || size > room) throw new GuestError('bad-response', `the response header gives ${size >>> 0} bytes; the buffer holds ${room}`);
+  // From Node's buffer pool, as the CRB's command copies are.
+  const out = Buffer.allocUnsafe((size + 3) & ~3);
+  putLe(out, 0, w0);
+  putLe(out, 4, w1);
   for (let i = 8; i < size; i += 4) putLe(out, i, d.read(base + i));
   return out.subarray(0, size);
 }
