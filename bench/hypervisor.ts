@@ -4,7 +4,9 @@
  *
  *   throughput  PCR_Extend SHA-256 ops/s aggregate across 1, 8, 64 partitions (one guest client
  *               each, in-memory Tpm2Device engines), next to the bare engine in the same run
- *               (`vtpmd bench --paths hypervisor` measures every scenario on this path)
+ *               (`vtpmd bench --paths hypervisor` measures every scenario on this path), and
+ *               the same path with a device that answers at once: what the guest driver, the CRB
+ *               trap, the queues and the scheduler cost without any TPM work
  *   fairness    a victim partition's p99 latency while one other partition floods from 8
  *               concurrent clients (8 CRB channels), against the victim's p99 unloaded
  *
@@ -12,6 +14,7 @@
  */
 import { parseArgs } from 'node:util';
 import { Hypervisor } from '../src/hypervisor/hypervisor.ts';
+import type { TpmDevice } from '../src/tpm/device.ts';
 import { Tpm2Device } from '../src/tpm/tpm2/device.ts';
 import { Tpm2Engine } from '../src/tpm/tpm2/engine.ts';
 import { startupClear } from './lib/commands.ts';
@@ -48,10 +51,32 @@ function bareEngine(): number {
   return n / ((performance.now() - t0) / 1000);
 }
 
-async function throughput(n: number): Promise<{ partitions: number; opsPerSecond: number }> {
+/** A TPM that does nothing: every command gets the same 10-byte success response at once. */
+function answeringDevice(): TpmDevice {
+  const ok = Buffer.from([0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0]);
+  return {
+    family: 'tpm2',
+    execute: async () => ok,
+    executeSync: () => ok,
+    powerOn: async () => undefined,
+    powerOff: async () => undefined,
+    powered: true,
+    established: false,
+    resetEstablished: () => true,
+    maxCommandSize: 4096,
+    flush: async () => undefined,
+  };
+}
+
+async function throughput(n: number, floor = false): Promise<{ partitions: number; opsPerSecond: number }> {
   const hv = await Hypervisor.start();
   const names = Array.from({ length: n }, (_, i) => `vm-${i}`);
-  await startPartitions(hv, names);
+  if (floor) {
+    for (const name of names) {
+      await hv.createPartition(name, { device: answeringDevice() }, 'destroy');
+      await hv.startPartition(name);
+    }
+  } else await startPartitions(hv, names);
   const guests = names.map((name) => hv.guest(name));
   const commands = guests.map(() => extend);
   await driveGuests(guests, commands, 0.5, 1, null);
@@ -102,6 +127,11 @@ for (const n of counts) {
   log(`PCR_Extend through the guest CRB path, ${n} partition(s)…`);
   rows.push(await throughput(n));
 }
+const floorRows: { partitions: number; opsPerSecond: number }[] = [];
+for (const n of counts) {
+  log(`the guest CRB path alone (a device that answers at once), ${n} partition(s)…`);
+  floorRows.push(await throughput(n, true));
+}
 log('victim latency, unloaded…');
 const unloaded = await victimP99(false);
 log('victim latency, one partition flooding from 8 clients…');
@@ -111,6 +141,7 @@ const result = {
   seconds,
   bareEngineOpsPerSecond: engine,
   throughput: rows.map((r) => ({ ...r, shareOfBareEngine: r.opsPerSecond / engine })),
+  pathAlone: floorRows,
   fairness: { unloaded, flooded: loaded, p99Ratio: loaded.p99 / unloaded.p99 },
 };
 
@@ -123,6 +154,9 @@ else {
     `PCR_Extend SHA-256, guest CRB path (${seconds} s per row)`,
     `  bare engine, sequential            ${k(engine)}`,
     ...result.throughput.map((r) => `  ${String(r.partitions).padStart(3)} partition(s), 1 client each   ${k(r.opsPerSecond).padStart(10)}   (${(r.shareOfBareEngine * 100).toFixed(0)}% of bare engine)`),
+    '',
+    'the same path with a device that answers at once (no TPM work)',
+    ...floorRows.map((r) => `  ${String(r.partitions).padStart(3)} partition(s), 1 client each   ${k(r.opsPerSecond).padStart(10)}`),
     '',
     'fairness: victim partition, sequential PCR_Extend',
     `  unloaded                 p50 ${unloaded.p50.toFixed(1)} µs   p99 ${unloaded.p99.toFixed(1)} µs   (${unloaded.samples} samples)`,
