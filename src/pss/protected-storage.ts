@@ -87,21 +87,21 @@ interface Change {
   readonly dels: readonly string[];
   readonly puts: readonly (readonly [string, Buffer])[];
   /** Followed by the VM's batched image, sealed when the window takes this change. */
-  readonly sealUnsealed?: true;
+  readonly sealsWaitingImage?: true;
 }
 
 /** What a batched save queues: nothing yet but the promise to seal the VM's image in time. */
-function unsealedChange(vmId: string): Change {
-  return { vmId, record: undefined, dels: [], puts: [], sealUnsealed: true };
+function waitingImageChange(vmId: string): Change {
+  return { vmId, record: undefined, dels: [], puts: [], sealsWaitingImage: true };
 }
 
-function isOnlyUnsealed(c: Change): boolean {
+function isOnlyWaitingImage(c: Change): boolean {
   return c.record === undefined && c.dels.length === 0 && c.puts.length === 0;
 }
 
 /** A save still waiting for its window and a later one: the later's deltas need the earlier's blobs. */
 function mergeChanges(earlier: Change, later: Change): Change {
-  if (later.sealUnsealed && isOnlyUnsealed(later)) return isOnlyUnsealed(earlier) ? later : { ...earlier, sealUnsealed: true };
+  if (later.sealsWaitingImage && isOnlyWaitingImage(later)) return isOnlyWaitingImage(earlier) ? later : { ...earlier, sealsWaitingImage: true };
   const restarts = later.record === undefined || later.record.base === later.record.version;
   return { vmId: later.vmId, record: later.record, dels: [...earlier.dels, ...later.dels], puts: restarts ? later.puts : [...earlier.puts, ...later.puts] };
 }
@@ -134,7 +134,7 @@ export class ProtectedStorage {
   /** The latest image of each VM the PSS saved or loaded since it last released it: what deltas are made against. */
   private readonly images = new Map<string, Buffer>();
   /** Batched saves' newest images, not sealed yet (see the module comment). */
-  private readonly unsealed = new Map<string, { measurement: Uint8Array; image: Buffer }>();
+  private readonly waitingImages = new Map<string, { measurement: Uint8Array; image: Buffer }>();
   /** Digests of the records as committed, and their XOR as the head holds it. */
   private readonly committedDigests = new Map<string, Buffer>();
   private aggregate: Buffer;
@@ -206,12 +206,12 @@ export class ProtectedStorage {
     if (opts.durable ?? true) {
       // The batched image this one supersedes needs no blob of its own: deltas are made against
       // the last sealed image, whatever came between.
-      this.unsealed.delete(vmId);
+      this.waitingImages.delete(vmId);
       return this.committer.submit(vmId, this.seal(state, vmId, measurement, image));
     }
-    this.unsealed.set(vmId, { measurement, image });
+    this.waitingImages.set(vmId, { measurement, image });
     // A failed commit is recorded in `failure` and reported by the next operation.
-    this.committer.defer(vmId, unsealedChange(vmId));
+    this.committer.defer(vmId, waitingImageChange(vmId));
     return Promise.resolve();
   }
 
@@ -246,19 +246,19 @@ export class ProtectedStorage {
 
   /** Seals `vmId`'s batched image now, into the next window, if it has one waiting. */
   private sealWaiting(vmId: string): void {
-    const u = this.unsealed.get(vmId);
+    const u = this.waitingImages.get(vmId);
     if (!u) return;
-    this.unsealed.delete(vmId);
+    this.waitingImages.delete(vmId);
     this.committer.defer(vmId, this.seal(this.state!, vmId, u.measurement, u.image));
   }
 
   /** A window's change with its batched image sealed in; undefined when nothing is left to write. */
   private sealedForWindow(c: Change): Change | undefined {
-    if (!c.sealUnsealed) return c;
-    const u = this.unsealed.get(c.vmId);
-    const base = isOnlyUnsealed(c) ? undefined : { vmId: c.vmId, record: c.record, dels: c.dels, puts: c.puts };
+    if (!c.sealsWaitingImage) return c;
+    const u = this.waitingImages.get(c.vmId);
+    const base = isOnlyWaitingImage(c) ? undefined : { vmId: c.vmId, record: c.record, dels: c.dels, puts: c.puts };
     if (!u) return base;
-    this.unsealed.delete(c.vmId);
+    this.waitingImages.delete(c.vmId);
     const sealed = this.seal(this.state!, c.vmId, u.measurement, u.image);
     return base ? mergeChanges(base, sealed) : sealed;
   }
@@ -304,7 +304,7 @@ export class ProtectedStorage {
   /** Forgets `vmId`'s state; durable when it resolves. */
   async remove(vmId: string): Promise<void> {
     this.usable(vmId);
-    this.unsealed.delete(vmId);
+    this.waitingImages.delete(vmId);
     const prev = this.latest.get(vmId);
     if (!prev) return;
     this.latest.delete(vmId);
@@ -324,7 +324,7 @@ export class ProtectedStorage {
   /** The VMs with stored state. */
   list(): string[] {
     this.usable(undefined);
-    return [...new Set([...this.latest.keys(), ...this.unsealed.keys()])].sort();
+    return [...new Set([...this.latest.keys(), ...this.waitingImages.keys()])].sort();
   }
 
   /** Resolves once every save made so far (durable or not) is committed. */
@@ -349,7 +349,7 @@ export class ProtectedStorage {
       pssId: this.ids.pssId?.toString('hex'),
       counterId: this.ids.counterId,
       epoch: this.state ? this.epoch : undefined,
-      vms: this.latest.size + [...this.unsealed.keys()].filter((vmId) => !this.latest.has(vmId)).length,
+      vms: this.latest.size + [...this.waitingImages.keys()].filter((vmId) => !this.latest.has(vmId)).length,
       commits: this.committer.committed,
       refusal: this.refusal?.condition,
     };
