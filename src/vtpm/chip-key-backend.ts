@@ -68,10 +68,12 @@ export class ChipKeyBackend implements HardwareKeyBackend {
    * Asymmetric signing keys (attestation keys included), unrestricted decryption keys (and keys
    * that do both), sealed data, HMAC keys and unrestricted symmetric keys. Storage keys and
    * derivation parents stay in the model — the objects under them are the guest's, made through
-   * the vTPM.
+   * the vTPM — and so do objects the guest may duplicate (fixedTPM CLEAR), which TPM2_Duplicate
+   * must be able to wrap for another TPM.
    */
   backs(t: Public): boolean {
     const a = t.objectAttributes;
+    if (!(a & A.fixedTPM)) return false;
     // Sealed data (neither sign nor decrypt) or an HMAC key; a keyed-hash decrypt key is a derivation parent.
     if (t.type === ALG.KEYEDHASH) return (a & (A.decrypt | A.restricted)) === 0;
     if (t.type === ALG.SYMCIPHER) return (a & A.restricted) === 0 && (a & (A.sign | A.decrypt)) !== 0;

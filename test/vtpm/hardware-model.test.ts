@@ -390,6 +390,83 @@ describe('hardware-backed vTPM', () => {
     await assert.rejects(vtpm.call(CC.HMAC, [handle], [{}], { buffer: short, hashAlg: ALG.NULL }), (e) => rcOf(e) === RC.PCR, 'the virtual PCR binding holds');
   });
 
+  test('a chip HMAC key signs (an HMAC signature over the digest) and verifies through the vTPM; a wrong HMAC is TPM_RC_SIGNATURE', async () => {
+    const { vtpm, vsrk } = await setup();
+    const secret = randomBytes(32);
+    const key = await vtpm.create(vsrk, hmacTemplate(A.fixedTPM | A.fixedParent | A.userWithAuth | A.sign, scheme(ALG.HMAC)), { data: secret });
+    const { handle } = await vtpm.load(vsrk, key.outPrivate, key.outPublic);
+    const digest = createHash('sha256').update('message').digest();
+    const signed = await vtpm.call(CC.Sign, [handle], [{}], {
+      digest,
+      inScheme: { scheme: ALG.NULL, hashAlg: ALG.NULL },
+      validation: { tag: ST.HASHCHECK, hierarchy: RH.NULL, digest: Buffer.alloc(0) },
+    });
+    const sig = signed.params.signature as { sigAlg: number; hash: number; digest: Buffer };
+    assert.deepEqual(sig, { sigAlg: ALG.HMAC, hash: ALG.SHA256, digest: createHmac('sha256', secret).update(digest).digest() });
+    const verified = await vtpm.call(CC.VerifySignature, [handle], [], { digest, signature: sig });
+    assert.equal((verified.params.validation as { tag: number }).tag, ST.VERIFIED);
+    const forged = { ...sig, digest: Buffer.alloc(32, 1) };
+    await assert.rejects(vtpm.call(CC.VerifySignature, [handle], [], { digest, signature: forged }), (e) => (rcOf(e) & 0x3f) === (RC.SIGNATURE & 0x3f));
+  });
+
+  test('a key the guest may duplicate (fixedTPM CLEAR) stays in the model, where TPM2_Duplicate can wrap it', async () => {
+    const { vtpm, vsrk, chip } = await setup();
+    const bus = tapChip(chip);
+    const template = eccSigningTemplate(false);
+    template.objectAttributes &= ~(A.fixedTPM | A.fixedParent);
+    const key = await vtpm.create(vsrk, template);
+    assert.notEqual(key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK2');
+    assert.equal(bus.length, 0, 'the chip was not asked');
+    const { handle } = await vtpm.load(vsrk, key.outPrivate, key.outPublic);
+    assert.ok(verifies(key.outPublic, 'portable', await signWith(vtpm, handle, 'portable')));
+  });
+
+  test('differential: whatever HMAC and EncryptDecrypt2 requests a guest makes, a chip-backed key answers exactly as the same key in a software vTPM', async () => {
+    const { vtpm: hwTpm, vsrk: hwSrk } = await setup();
+    const swModel = await Tpm2VtpmModel.create(async () => undefined);
+    const swTpm = new Tpm2Client((c) => swModel.execute(c, 0));
+    await swTpm.startup();
+    const swSrk = (await swTpm.createPrimary(RH.OWNER, srkTemplate())).handle;
+    const aesBits = randomBytes(16);
+    const hmacBits = randomBytes(32);
+    const keys = async (tpm: Tpm2Client, srk: number) => {
+      const aes = await tpm.create(srk, aesKey(ALG.NULL, A.decrypt | A.sign, 128, true), { data: aesBits });
+      const mac = await tpm.create(srk, hmacTemplate(A.fixedTPM | A.fixedParent | A.userWithAuth | A.sign), { data: hmacBits });
+      return { aes: (await tpm.load(srk, aes.outPrivate, aes.outPublic)).handle, mac: (await tpm.load(srk, mac.outPrivate, mac.outPublic)).handle, chip: aes.outPrivate.subarray(0, 4).toString('latin1') };
+    };
+    const hw = await keys(hwTpm, hwSrk);
+    const sw = await keys(swTpm, swSrk);
+    assert.equal(hw.chip, 'vHK2');
+    assert.notEqual(sw.chip, 'vHK2');
+    const outcome = (p: Promise<{ params: Record<string, unknown> }>) =>
+      p.then(
+        (r) => ({ rc: 0, params: r.params }),
+        (e: unknown) => {
+          if (!(e instanceof Tpm2CommandError)) throw e;
+          return { rc: e.rc, params: {} };
+        },
+      );
+    const algId = fc.oneof(fc.constantFrom(ALG.NULL, ALG.SHA1, ALG.SHA256, ALG.SHA384, ALG.SHA512, ALG.CFB, ALG.CBC, ALG.CTR, ALG.OFB, ALG.ECB), fc.integer({ min: 0, max: 0xffff }));
+    let answered = 0;
+    const request = fc.oneof(
+      fc.record({ kind: fc.constant('hmac' as const), hashAlg: algId, data: fc.uint8Array({ maxLength: 200 }) }),
+      fc.record({ kind: fc.constant('crypt' as const), decrypt: fc.boolean(), mode: algId, iv: fc.oneof(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.uint8Array({ maxLength: 20 })), data: fc.uint8Array({ maxLength: 100 }) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(request, async (r) => {
+        const run = (tpm: Tpm2Client, k: { aes: number; mac: number }) =>
+          r.kind === 'hmac'
+            ? outcome(tpm.call(CC.HMAC, [k.mac], [{}], { buffer: Buffer.from(r.data), hashAlg: r.hashAlg }))
+            : outcome(tpm.call(CC.EncryptDecrypt2, [k.aes], [{}], { inData: Buffer.from(r.data), decrypt: r.decrypt, mode: r.mode, ivIn: Buffer.from(r.iv) }));
+        const answer = await run(hwTpm, hw);
+        assert.deepEqual(answer, await run(swTpm, sw));
+        if (answer.rc === 0) answered++;
+      }),
+      { numRuns: 150 },
+    );
+    assert.ok(answered >= 20, `enough requests succeeded to compare outputs (${answered})`);
+  });
+
   test('an HMAC sequence of a chip key holds at most MAX_CHIP_SEQUENCE_BYTES in the vTPM; beyond, SequenceUpdate is TPM_RC_MEMORY and the sequence still completes', async () => {
     const { vtpm, vsrk } = await setup();
     const secret = Buffer.alloc(32, 0x42);

@@ -327,11 +327,13 @@ export function verifyDigest(o: TpmObject, digest: Buffer, sig: Signature): numb
       return verifyEcdsa(o, digest, sig.r, sig.s);
     case ALG.KEYEDHASH: {
       if (sig.sigAlg !== ALG.HMAC) return RC.SCHEME;
-      if (!o.sensitive) return RC.HANDLE;
+      if (!o.sensitive && !o.hardware) return RC.HANDLE;
       const own = objectScheme(o);
       // A key with a scheme verifies only signatures of that scheme and hash.
       if (own.scheme !== ALG.NULL && (own.scheme !== ALG.HMAC || own.hashAlg !== sig.hash)) return RC.SIGNATURE;
-      return constantTimeEqual(hmac(sig.hash, o.sensitive.sensitive, digest), sig.digest) ? RC.SUCCESS : RC.SIGNATURE;
+      // A chip-resident HMAC key recomputes the HMAC in the chip.
+      const expected = o.hardware ? backendOf(o.hardware).hmac(o.hardware.outer, o.public, sig.hash, digest) : hmac(sig.hash, o.sensitive!.sensitive, digest);
+      return constantTimeEqual(expected, sig.digest) ? RC.SUCCESS : RC.SIGNATURE;
     }
     default:
       return RC.SCHEME;
