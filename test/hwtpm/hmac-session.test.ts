@@ -52,6 +52,21 @@ describe('Tpm2Client HMAC sessions', () => {
     assert.deepEqual(done.params.result, createHash('sha256').update('hello, world').digest());
   });
 
+  test('EventSequenceComplete flushes the sequence (its second handle), yet the response HMAC is keyed with the sequence authValue', async () => {
+    const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+    const tpm = new Tpm2Client((c) => chip.execute(c, 0));
+    await tpm.startup();
+    const seqAuth = Buffer.from('event auth');
+    const seq = (await tpm.call(CC.HashSequenceStart, [], [], { auth: seqAuth, hashAlg: 0x0010 })).handle!;
+    const session = await tpm.startHmacSession();
+    const pcr = 16;
+    const pcrName = Buffer.alloc(4);
+    pcrName.writeUInt32BE(pcr);
+    const done = await tpm.call(CC.EventSequenceComplete, [pcr, seq], [{ password: '' }, { hmacSession: session, authValue: seqAuth, names: [pcrName, Buffer.alloc(0)] }], { buffer: Buffer.from('event') });
+    const sha256 = (done.params.results as { hashAlg: number; digest: Buffer }[]).find((d) => d.hashAlg === 0x000b)!;
+    assert.deepEqual(sha256.digest, createHash('sha256').update('event').digest());
+  });
+
   test('a wrong authValue or a wrong Name is TPM_RC_AUTH_FAIL for session 1 (0x98E)', async () => {
     const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
     const { tpm, key, parent } = await keyWithAuth((c) => chip.execute(c, 0));

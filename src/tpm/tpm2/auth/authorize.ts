@@ -28,7 +28,8 @@ interface Slot {
   includeAuth?: boolean;
   /**
    * The entity's authValue as the command found it, when the command flushes the entity
-   * (SequenceComplete): the response HMAC and response encryption still use it.
+   * (SequenceComplete, EventSequenceComplete): the response HMAC and response encryption still
+   * use it.
    */
   authOfFlushed?: Buffer;
 }
@@ -466,7 +467,8 @@ export function checkAuthorizations(tpm: Tpm2Engine, plan: SessionPlan, cc: numb
       continue;
     }
     cp ??= new CpHashes(tpm, cc, handles, cpBuffer);
-    if (h !== undefined && slot.authIndex === 0 && tpm.commands.get(cc)?.def.flushed) slot.authOfFlushed = tpm.authValue(h);
+    // TPMA_CC.flushed: the command flushes the transient objects it names.
+    if (h !== undefined && h >>> 24 === HT.TRANSIENT && tpm.commands.get(cc)?.def.flushed) slot.authOfFlushed = tpm.authValue(h);
     if (h === undefined) {
       // A session that only encrypts or decrypts proves knowledge of its session key.
       if (!sessionHmacMatches(plan, i, s, s.sessionKey, cp)) throw new TpmError(atSession(RC.AUTH_FAIL, i + 1));
