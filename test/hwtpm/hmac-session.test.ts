@@ -28,6 +28,15 @@ function sign(tpm: Tpm2Client, key: { handle: number; name: Buffer }, auth: Para
   });
 }
 
+/** A started chip with a hash (or, for hashAlg NULL, event) sequence under `seqAuth` and an HMAC session. */
+async function sequenceWithSession(seqAuth: Buffer, hashAlg: number) {
+  const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+  const tpm = new Tpm2Client((c) => chip.execute(c, 0));
+  await tpm.startup();
+  const seq = (await tpm.call(CC.HashSequenceStart, [], [], { auth: seqAuth, hashAlg })).handle!;
+  return { tpm, seq, session: await tpm.startHmacSession() };
+}
+
 describe('Tpm2Client HMAC sessions', () => {
   test('a key is used through an HMAC session with its authValue; nonces roll from one command to the next', async () => {
     const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
@@ -40,12 +49,8 @@ describe('Tpm2Client HMAC sessions', () => {
   });
 
   test('SequenceComplete flushes the sequence, yet its response HMAC is keyed with the sequence authValue', async () => {
-    const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
-    const tpm = new Tpm2Client((c) => chip.execute(c, 0));
-    await tpm.startup();
     const seqAuth = Buffer.from('sequence auth');
-    const seq = (await tpm.call(CC.HashSequenceStart, [], [], { auth: seqAuth, hashAlg: 0x000b })).handle!;
-    const session = await tpm.startHmacSession();
+    const { tpm, seq, session } = await sequenceWithSession(seqAuth, 0x000b);
     const auth = { hmacSession: session, authValue: seqAuth, names: [Buffer.alloc(0)] };
     await tpm.call(CC.SequenceUpdate, [seq], [auth], { buffer: Buffer.from('hello, ') });
     const done = await tpm.call(CC.SequenceComplete, [seq], [auth], { buffer: Buffer.from('world'), hierarchy: RH.NULL });
@@ -53,12 +58,8 @@ describe('Tpm2Client HMAC sessions', () => {
   });
 
   test('EventSequenceComplete flushes the sequence (its second handle), yet the response HMAC is keyed with the sequence authValue', async () => {
-    const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
-    const tpm = new Tpm2Client((c) => chip.execute(c, 0));
-    await tpm.startup();
     const seqAuth = Buffer.from('event auth');
-    const seq = (await tpm.call(CC.HashSequenceStart, [], [], { auth: seqAuth, hashAlg: 0x0010 })).handle!;
-    const session = await tpm.startHmacSession();
+    const { tpm, seq, session } = await sequenceWithSession(seqAuth, 0x0010);
     const pcr = 16;
     const pcrName = Buffer.alloc(4);
     pcrName.writeUInt32BE(pcr);
