@@ -446,7 +446,11 @@ describe('hardware-backed vTPM', () => {
           return { rc: e.rc, params: {} };
         },
       );
-    const algId = fc.oneof(fc.constantFrom(ALG.NULL, ALG.SHA1, ALG.SHA256, ALG.SHA384, ALG.SHA512, ALG.CFB, ALG.CBC, ALG.CTR, ALG.OFB, ALG.ECB), fc.integer({ min: 0, max: 0xffff }));
+    // Mostly ids the TPM knows, so that enough requests succeed for their outputs to be compared.
+    const algId = fc.oneof(
+      { arbitrary: fc.constantFrom(ALG.NULL, ALG.SHA1, ALG.SHA256, ALG.SHA384, ALG.SHA512, ALG.CFB, ALG.CBC, ALG.CTR, ALG.OFB, ALG.ECB), weight: 4 },
+      { arbitrary: fc.integer({ min: 0, max: 0xffff }), weight: 1 },
+    );
     let answered = 0;
     const request = fc.oneof(
       fc.record({ kind: fc.constant('hmac' as const), hashAlg: algId, data: fc.uint8Array({ maxLength: 200 }) }),
