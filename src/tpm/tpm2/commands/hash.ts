@@ -18,7 +18,8 @@ import {
 } from '../types/basic.ts';
 import { dhObject, dhPcrOrNull } from '../types/handles.ts';
 import { checkExtendLocality, extendPcr } from './pcr.ts';
-import { hmacWith, type HmacKey } from './signing.ts';
+import type { TpmObject } from '../objects/model.ts';
+import { keyedHashHmac } from '../objects/sign.ts';
 
 /** A hash, event or HMAC sequence (HMAC_Start, in signing.ts) in an object slot. */
 export interface SequenceObject extends TransientObject {
@@ -28,7 +29,7 @@ export interface SequenceObject extends TransientObject {
   /** The first bytes hashed, kept until four are known: TPM-generated-looking data gets no ticket. */
   prefix: Buffer;
   /** An HMAC sequence of a chip-resident key: its data so far, HMACed by the chip at completion. */
-  readonly chip?: { readonly key: HmacKey; readonly chunks: Buffer[]; bytes: number };
+  readonly chip?: { readonly key: TpmObject; readonly chunks: Buffer[]; bytes: number };
 }
 
 /**
@@ -127,7 +128,7 @@ export const hashCommands = [
       if (seq.chip) {
         // Before anything changes: the chip's answer may first have to be fetched, and the
         // command then runs again.
-        const result = hmacWith(seq.chip.key, seq.hashAlg, Buffer.concat([...seq.chip.chunks, buffer]));
+        const result = keyedHashHmac(seq.chip.key, seq.hashAlg, Buffer.concat([...seq.chip.chunks, buffer]));
         tpm.objects.remove(handles[0]!);
         return { result, validation: ticketFor(tpm, RH.NULL, seq.hashAlg, result, seq.prefix) };
       }

@@ -9,18 +9,15 @@ import { command } from '../command.ts';
 import { RC, TpmError } from '../rc.ts';
 import type { Tpm2Engine } from '../engine.ts';
 import { algHashOrNull, authBuf, digestBuf, hashCheckTicket, maxBuffer, type HashCheckTicket } from '../types/basic.ts';
-import { backendOf, type HardwareKeyRef } from '../hardware-keys.ts';
 import { dhObject } from '../types/handles.ts';
-import { OBJECT_ATTR as A, type Public } from '../types/public.ts';
+import { OBJECT_ATTR as A } from '../types/public.ts';
 import { tkVerified } from '../types/policy.ts';
 import { sigScheme, signature } from '../types/signature.ts';
 import { verifiedTicket } from '../auth/tickets.ts';
-import { selectSignScheme, signDigest, verifyDigest } from '../objects/sign.ts';
+import { keyedHashHmac, selectSignScheme, signDigest, verifyDigest } from '../objects/sign.ts';
+import type { TpmObject } from '../objects/model.ts';
 import { signerAt } from './attestation.ts';
 import type { SequenceObject } from './hash.ts';
-
-/** An HMAC key's bits: in the engine, or in the chip behind a hardware-backed object. */
-export type HmacKey = { readonly key: Buffer } | { readonly hardware: HardwareKeyRef; readonly pub: Public };
 
 /**
  * The HMAC key and hash of HMAC and HMAC_Start: an unrestricted keyed-hash signing key
@@ -28,7 +25,7 @@ export type HmacKey = { readonly key: Buffer } | { readonly hardware: HardwareKe
  * caller may name the key's own or NULL when the key has one, and must name one when it has
  * none (TPM_RC_VALUE for parameter 2).
  */
-function hmacKey(tpm: Tpm2Engine, h: number, hashAlg: number): { key: HmacKey; alg: number } {
+function hmacKey(tpm: Tpm2Engine, h: number, hashAlg: number): { key: TpmObject; alg: number } {
   const o = objectAt(tpm, h, 1);
   const p = o.public;
   if (p.type !== ALG.KEYEDHASH || p.parameters.type !== ALG.KEYEDHASH) throw TpmError.handle(RC.TYPE, 1);
@@ -38,12 +35,7 @@ function hmacKey(tpm: Tpm2Engine, h: number, hashAlg: number): { key: HmacKey; a
   let alg = hashAlg;
   if (own.scheme !== ALG.NULL) alg = hashAlg === ALG.NULL || hashAlg === own.hashAlg ? own.hashAlg : ALG.NULL;
   if (alg === ALG.NULL) throw TpmError.parameter(RC.VALUE, 2);
-  return { key: o.hardware ? { hardware: o.hardware, pub: p } : { key: o.sensitive!.sensitive }, alg };
-}
-
-/** The HMAC of `data` under `key`, computed where the key is. */
-export function hmacWith(key: HmacKey, alg: number, data: Buffer): Buffer {
-  return 'key' in key ? hmac(alg, key.key, data) : backendOf(key.hardware).hmac(key.hardware.outer, key.pub, alg, data);
+  return { key: o, alg };
 }
 
 const HASHCHECK_TAG = Buffer.from([ST.HASHCHECK >> 8, ST.HASHCHECK & 0xff]);
@@ -63,7 +55,7 @@ export const signingCommands = [
     response: { outHMAC: digestBuf },
     handler: ({ tpm, handles }, { buffer, hashAlg }) => {
       const { key, alg } = hmacKey(tpm, handles[0]!, hashAlg);
-      return { outHMAC: hmacWith(key, alg, buffer) };
+      return { outHMAC: keyedHashHmac(key, alg, buffer) };
     },
   }),
   command({
@@ -83,7 +75,7 @@ export const signingCommands = [
         noDA: true,
         hashAlg: alg,
         // A chip-resident key's sequence collects the data, which the chip HMACs at completion.
-        ...('key' in key ? { states: [{ alg, state: startHmac(alg, key.key) }] } : { states: [], chip: { key, chunks: [], bytes: 0 } }),
+        ...(key.hardware ? { states: [], chip: { key, chunks: [], bytes: 0 } } : { states: [{ alg, state: startHmac(alg, key.sensitive!.sensitive) }] }),
         prefix: Buffer.alloc(0),
       };
       return { handle: tpm.objects.add(seq) };

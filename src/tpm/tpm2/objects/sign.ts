@@ -164,7 +164,7 @@ export function signMessage(o: TpmObject | undefined, scheme: SigScheme, message
       return { sigAlg: ALG.ECDSA, hash, r: rs.subarray(0, half), s: rs.subarray(half) };
     }
     default:
-      return { sigAlg: ALG.HMAC, hash, digest: hmac(hash, o.sensitive!.sensitive, hashOf(hash, message)) };
+      return { sigAlg: ALG.HMAC, hash, digest: keyedHashHmac(o, hash, hashOf(hash, message)) };
   }
 }
 
@@ -219,7 +219,7 @@ export function signDigest(o: TpmObject, scheme: SigScheme, digest: Buffer, rand
       return { sigAlg: ALG.ECDSA, hash, r, s };
     }
     default:
-      return { sigAlg: ALG.HMAC, hash, digest: hmac(hash, o.sensitive!.sensitive, digest) };
+      return { sigAlg: ALG.HMAC, hash, digest: keyedHashHmac(o, hash, digest) };
   }
 }
 
@@ -316,6 +316,11 @@ function ecdsaSignDigest(key: EcdsaKey, digest: Buffer, random: RandomSource): {
  * TPM_RC_SIGNATURE (not genuine) or TPM_RC_HANDLE (an HMAC key loaded without its secret).
  * The caller has checked that the key is a signing key.
  */
+/** The HMAC of `data` under a keyed-hash key, computed where its bits are: the engine, or the chip behind a hardware-backed object. */
+export function keyedHashHmac(o: TpmObject, alg: number, data: Buffer): Buffer {
+  return o.hardware ? backendOf(o.hardware).hmac(o.hardware.outer, o.public, alg, data) : hmac(alg, o.sensitive!.sensitive, data);
+}
+
 export function verifyDigest(o: TpmObject, digest: Buffer, sig: Signature): number {
   if (sig.sigAlg === ALG.NULL) return RC.SIGNATURE;
   switch (o.public.type) {
@@ -331,9 +336,7 @@ export function verifyDigest(o: TpmObject, digest: Buffer, sig: Signature): numb
       const own = objectScheme(o);
       // A key with a scheme verifies only signatures of that scheme and hash.
       if (own.scheme !== ALG.NULL && (own.scheme !== ALG.HMAC || own.hashAlg !== sig.hash)) return RC.SIGNATURE;
-      // A chip-resident HMAC key recomputes the HMAC in the chip.
-      const expected = o.hardware ? backendOf(o.hardware).hmac(o.hardware.outer, o.public, sig.hash, digest) : hmac(sig.hash, o.sensitive!.sensitive, digest);
-      return constantTimeEqual(expected, sig.digest) ? RC.SUCCESS : RC.SIGNATURE;
+      return constantTimeEqual(keyedHashHmac(o, sig.hash, digest), sig.digest) ? RC.SUCCESS : RC.SIGNATURE;
     }
     default:
       return RC.SCHEME;
