@@ -244,22 +244,26 @@ export class ProtectedStorage {
     return change;
   }
 
+  /** `vmId`'s waiting batched image, sealed and no longer waiting; undefined when it has none. */
+  private takeWaiting(vmId: string): Change | undefined {
+    const u = this.waitingImages.get(vmId);
+    if (!u) return undefined;
+    this.waitingImages.delete(vmId);
+    return this.seal(this.state!, vmId, u.measurement, u.image);
+  }
+
   /** Seals `vmId`'s batched image now, into the next window, if it has one waiting. */
   private sealWaiting(vmId: string): void {
-    const u = this.waitingImages.get(vmId);
-    if (!u) return;
-    this.waitingImages.delete(vmId);
-    this.committer.defer(vmId, this.seal(this.state!, vmId, u.measurement, u.image));
+    const sealed = this.takeWaiting(vmId);
+    if (sealed) this.committer.defer(vmId, sealed);
   }
 
   /** A window's change with its batched image sealed in; undefined when nothing is left to write. */
   private sealedForWindow(c: Change): Change | undefined {
     if (!c.sealsWaitingImage) return c;
-    const u = this.waitingImages.get(c.vmId);
     const base = isOnlyWaitingImage(c) ? undefined : { vmId: c.vmId, record: c.record, dels: c.dels, puts: c.puts };
-    if (!u) return base;
-    this.waitingImages.delete(c.vmId);
-    const sealed = this.seal(this.state!, c.vmId, u.measurement, u.image);
+    const sealed = this.takeWaiting(c.vmId);
+    if (!sealed) return base;
     return base ? mergeChanges(base, sealed) : sealed;
   }
 
