@@ -25,6 +25,11 @@
  * immediately either way. Versions count sealed images, so a batched VM's advance by one per
  * window it saved in, not per save.
  *
+ * Memory. Of a VM whose vTPM is not loaded the PSS keeps only its chain's span and its record's
+ * keyed digest (StoredRef): the record itself is read back, and checked against that digest, when
+ * the vTPM loads again. Records stay in memory only while the PSS holds the VM's image or a change
+ * of its is not yet committed.
+ *
  * A violation concerns one vTPM and leaves the others running; only a condition of the database
  * as a whole (found at open: TCB changed, rollback, foreign or edited database) refuses them all.
  */
@@ -38,7 +43,8 @@ import { PssError, PssViolation, type PssCondition } from './errors.ts';
 import { establish, type Established } from './establish.ts';
 import { GroupCommit } from './group-commit.ts';
 import { headMac, recordDigest, xorInto } from './integrity.ts';
-import { encodeHead, encodeRecord, KEY, openDatabase, type PssDatabase, type VmRecord } from './records.ts';
+import { decodeRecord, encodeHead, encodeRecord, KEY, openDatabase, type PssDatabase, type VmRecord } from './records.ts';
+import { constantTimeEqual } from '../tpm/crypto/hash.ts';
 import { verifyRestore } from './verify.ts';
 import { detached } from '../tpm/wire/buffer.ts';
 
@@ -75,6 +81,19 @@ export interface PssStatus {
   readonly commits: number;
   /** Set when the PSS refuses every vTPM. */
   readonly refusal: PssCondition | undefined;
+  /** VMs whose record or image is in memory (loaded vTPMs, uncommitted changes); the rest are on disk only. */
+  readonly held: number;
+}
+
+/**
+ * What the PSS keeps in memory of a VM whose state is on disk only: its chain's span (to name its
+ * blobs, and to delete them) and its committed record's keyed digest, as a latin1 string (a
+ * Buffer per VM costs several times its 32 bytes), which the record read back must match.
+ */
+interface StoredRef {
+  readonly version: number;
+  readonly base: number;
+  readonly digest: string;
 }
 
 /**
@@ -106,15 +125,18 @@ function mergeChanges(earlier: Change, later: Change): Change {
   return { vmId: later.vmId, record: later.record, dels: [...earlier.dels, ...later.dels], puts: restarts ? later.puts : [...earlier.puts, ...later.puts] };
 }
 
+/** Which versions a VM's chain holds: base (the whole image) … version. */
+type ChainSpan = Pick<VmRecord, 'base' | 'version'>;
+
 /** The deltas a record's chain holds (versions base + 1 … version). */
-function deltaKeys(vmId: string, r: VmRecord): string[] {
+function deltaKeys(vmId: string, r: ChainSpan): string[] {
   const keys: string[] = [];
   for (let v = r.base + 1; v <= r.version; v++) keys.push(KEY.delta(vmId, v));
   return keys;
 }
 
 /** Every key of a record's chain, whole image first. */
-function chainKeys(vmId: string, r: VmRecord): string[] {
+function chainKeys(vmId: string, r: ChainSpan): string[] {
   return [KEY.blob(vmId), ...deltaKeys(vmId, r)];
 }
 
@@ -127,16 +149,21 @@ export function defaultBindPcrs(): number[] {
 }
 
 export class ProtectedStorage {
-  /** What loads check against: committed records overlaid by queued ones. */
-  private readonly latest = new Map<string, VmRecord>();
+  /**
+   * Records held in memory, overlaying `stored`: those of VMs whose image the PSS holds and those
+   * not yet committed; null for a removal not yet committed. What loads check against.
+   */
+  private readonly latest = new Map<string, VmRecord | null>();
+  /** VMs with a change queued or in flight: their `latest` entry must stay until it is committed. */
+  private readonly unsettled = new Set<string>();
   /** Blobs queued but not yet in the database, by key. */
   private readonly pendingBlobs = new Map<string, Buffer>();
   /** The latest image of each VM the PSS saved or loaded since it last released it: what deltas are made against. */
   private readonly images = new Map<string, Buffer>();
   /** Batched saves' newest images, not sealed yet (see the module comment). */
   private readonly waitingImages = new Map<string, { measurement: Uint8Array; image: Buffer }>();
-  /** Digests of the records as committed, and their XOR as the head holds it. */
-  private readonly committedDigests = new Map<string, Buffer>();
+  /** Every committed record, as a span and digest; `aggregate` is the XOR of the digests, as the head holds it. */
+  private readonly stored = new Map<string, StoredRef>();
   private aggregate: Buffer;
   private epoch: bigint;
   private readonly committer: GroupCommit<Change>;
@@ -157,10 +184,9 @@ export class ProtectedStorage {
     this.committer = new GroupCommit<Change>((changes, durable) => this.commit(changes, durable), maxCommitBatch, mergeChanges);
     this.aggregate = Buffer.from(state?.aggregate ?? Buffer.alloc(32));
     this.epoch = state?.epoch ?? 0n;
-    for (const [vmId, { record, digest }] of state?.records ?? []) {
-      this.latest.set(vmId, record);
-      this.committedDigests.set(vmId, digest);
-    }
+    for (const [vmId, { record, digest }] of state?.records ?? []) this.stored.set(vmId, storedRef(record, digest));
+    // The records themselves are read back when their VM loads.
+    state?.records.clear();
   }
 
   /**
@@ -217,20 +243,22 @@ export class ProtectedStorage {
 
   /** Seals `image` as `vmId`'s next version: a delta against its last sealed image where one will do. */
   private seal(state: Established, vmId: string, measurement: Uint8Array, image: Buffer): Change {
-    const prev = this.latest.get(vmId);
+    const prev = this.current(vmId);
     const version = (prev?.version ?? 0) + 1;
     const nonce = this.entropy(NONCE_BYTES);
-    const sameModel = prev !== undefined && prev.measurement.equals(measurement);
-    // The record keeps it for as long as the VM exists: the previous record's copy when it is the same.
-    const m = sameModel ? prev.measurement : detached(measurement);
+    // Only a record in memory can start a delta: its image is held (a VM on disk only has none).
+    const held = prev && 'measurement' in prev ? prev : undefined;
+    const sameModel = held !== undefined && held.measurement.equals(measurement);
+    // The record keeps it while it is in memory: the previous record's copy when it is the same.
+    const m = sameModel ? held.measurement : detached(measurement);
     const header = { pssId: state.pssId, vmId, measurement: m, version, nonce };
     const before = this.images.get(vmId);
     // A chain holds one model's saves only: a new measurement starts a new image.
-    const delta = sameModel && before && version - prev.base < MAX_CHAIN ? encodeDelta(before, image) : undefined;
+    const delta = sameModel && before && version - held.base < MAX_CHAIN ? encodeDelta(before, image) : undefined;
     let change: Change;
-    if (prev && delta) {
-      const blob = state.blobKey.seal({ ...header, prevId: prev.blobId }, delta);
-      const record: VmRecord = { vmId, measurement: m, version, base: prev.base, blobId: blobId(blob), nonce };
+    if (held && delta) {
+      const blob = state.blobKey.seal({ ...header, prevId: held.blobId }, delta);
+      const record: VmRecord = { vmId, measurement: m, version, base: held.base, blobId: blobId(blob), nonce };
       change = { vmId, record, dels: [], puts: [[KEY.delta(vmId, version), blob]] };
     } else {
       const blob = state.blobKey.seal(header, image);
@@ -238,6 +266,7 @@ export class ProtectedStorage {
       change = { vmId, record, dels: prev ? deltaKeys(vmId, prev) : [], puts: [[KEY.blob(vmId), blob]] };
     }
     this.latest.set(vmId, change.record!);
+    this.unsettled.add(vmId);
     this.images.set(vmId, image);
     for (const key of change.dels) this.pendingBlobs.delete(key);
     for (const [key, blob] of change.puts) this.pendingBlobs.set(key, blob);
@@ -267,10 +296,25 @@ export class ProtectedStorage {
     return base ? mergeChanges(base, sealed) : sealed;
   }
 
-  /** Forgets the image deltas are made against (a vTPM leaving memory); its next save is whole. */
+  /** `vmId`'s latest record (in memory) or stored span (on disk only); undefined when it has none. */
+  private current(vmId: string): VmRecord | StoredRef | undefined {
+    const held = this.latest.get(vmId);
+    return held === undefined ? this.stored.get(vmId) : (held ?? undefined);
+  }
+
+  /** Drops `vmId`'s record from memory once nothing needs it there: it is committed and its image not held. */
+  private settle(vmId: string): void {
+    if (!this.unsettled.has(vmId) && !this.images.has(vmId) && !this.waitingImages.has(vmId)) this.latest.delete(vmId);
+  }
+
+  /**
+   * Forgets the image deltas are made against (a vTPM leaving memory); its next save is whole, and
+   * its record leaves memory once committed.
+   */
   release(vmId: string): void {
     if (this.state) this.sealWaiting(vmId);
     this.images.delete(vmId);
+    this.settle(vmId);
   }
 
   /**
@@ -282,21 +326,25 @@ export class ProtectedStorage {
       const state = this.usable(vmId);
       checkRequest(vmId, measurement);
       this.sealWaiting(vmId);
-      const record = this.latest.get(vmId);
-      if (!record) return undefined;
+      const latest = this.current(vmId);
+      if (!latest) return undefined;
       // Queued blobs leave this map only once they are in the database, so whatever is not
-      // here now is read from there.
-      const keys = chainKeys(vmId, record);
+      // here now is read from there; so is the record of a VM on disk only.
+      const keys = chainKeys(vmId, latest);
       const queued = keys.map((k) => this.pendingBlobs.get(k));
       const missing = keys.filter((_, i) => queued[i] === undefined);
+      const onDiskOnly = !('measurement' in latest);
+      if (onDiskOnly) missing.push(KEY.record(vmId));
       const stored = missing.length ? ((await this.db.getMany(missing)) as (Buffer | undefined)[]) : [];
       // A save or removal that landed while the blobs were being read: check against the new state.
-      if (this.latest.get(vmId) !== record) continue;
+      if (this.current(vmId) !== latest) continue;
       let next = 0;
       const blobs = queued.map((b) => b ?? stored[next++]);
       try {
+        const record = onDiskOnly ? this.readBack(state, vmId, latest, stored[next]) : latest;
         const nvm = verifyRestore({ blobKey: state.blobKey, pssId: state.pssId, vmId, measurement: Buffer.from(measurement), record, blobs });
         this.images.set(vmId, Buffer.from(nvm));
+        if (onDiskOnly) this.latest.set(vmId, record);
         return nvm;
       } catch (e) {
         if (e instanceof PssViolation) this.log.warn({ vmId, condition: e.condition }, e.message);
@@ -305,13 +353,26 @@ export class ProtectedStorage {
     }
   }
 
+  /**
+   * The record of a VM on disk only, as read back from the database: it must be the one committed,
+   * which the open checked against the head, or the database was changed under the running PSS.
+   */
+  private readBack(state: Established, vmId: string, ref: StoredRef, bytes: Buffer | undefined): VmRecord {
+    const key = KEY.record(vmId);
+    if (!bytes || !constantTimeEqual(recordDigest(state.keys, key, bytes), Buffer.from(ref.digest, 'latin1'))) {
+      throw new PssViolation('modified', vmId, `its record in the database was ${bytes ? 'altered or replaced' : 'removed'} after the PSS opened`);
+    }
+    return decodeRecord(bytes);
+  }
+
   /** Forgets `vmId`'s state; durable when it resolves. */
   async remove(vmId: string): Promise<void> {
     this.usable(vmId);
     this.waitingImages.delete(vmId);
-    const prev = this.latest.get(vmId);
+    const prev = this.current(vmId);
     if (!prev) return;
-    this.latest.delete(vmId);
+    this.latest.set(vmId, null);
+    this.unsettled.add(vmId);
     this.images.delete(vmId);
     const dels = chainKeys(vmId, prev);
     for (const key of dels) this.pendingBlobs.delete(key);
@@ -322,13 +383,17 @@ export class ProtectedStorage {
   version(vmId: string): number | undefined {
     this.usable(vmId);
     this.sealWaiting(vmId);
-    return this.latest.get(vmId)?.version;
+    return this.current(vmId)?.version;
   }
 
   /** The VMs with stored state. */
   list(): string[] {
     this.usable(undefined);
-    return [...new Set([...this.latest.keys(), ...this.waitingImages.keys()])].sort();
+    return this.vmIds().sort();
+  }
+
+  private vmIds(): string[] {
+    return [...new Set([...this.stored.keys(), ...this.latest.keys(), ...this.waitingImages.keys()])].filter((vmId) => this.current(vmId) || this.waitingImages.has(vmId));
   }
 
   /** Resolves once every save made so far (durable or not) is committed. */
@@ -353,9 +418,10 @@ export class ProtectedStorage {
       pssId: this.ids.pssId?.toString('hex'),
       counterId: this.ids.counterId,
       epoch: this.state ? this.epoch : undefined,
-      vms: this.latest.size + [...this.waitingImages.keys()].filter((vmId) => !this.latest.has(vmId)).length,
+      vms: this.vmIds().length,
       commits: this.committer.committed,
       refusal: this.refusal?.condition,
+      held: new Set([...this.latest.keys(), ...this.images.keys(), ...this.waitingImages.keys()]).size,
     };
   }
 
@@ -376,16 +442,16 @@ export class ProtectedStorage {
     }
 
     const aggregate = Buffer.from(this.aggregate);
-    let count = this.committedDigests.size;
+    let count = this.stored.size;
     const digests: [string, Buffer | undefined][] = [];
     // A chained batch: the array form costs several microseconds of main-thread time per
     // operation, which at hundreds of saves per window is most of the commit.
     const batch = this.db.batch();
     try {
       for (const [vmId, c] of last) {
-        const before = this.committedDigests.get(vmId);
+        const before = this.stored.get(vmId);
         if (before) {
-          xorInto(aggregate, before);
+          xorInto(aggregate, Buffer.from(before.digest, 'latin1'));
           count--;
         }
         for (const key of c.dels) batch.del(key);
@@ -421,11 +487,21 @@ export class ProtectedStorage {
 
     this.aggregate = aggregate;
     for (const [vmId, digest] of digests) {
-      if (digest) this.committedDigests.set(vmId, digest);
-      else this.committedDigests.delete(vmId);
+      const c = last.get(vmId)!;
+      if (digest) this.stored.set(vmId, storedRef(c.record!, digest));
+      else this.stored.delete(vmId);
+      // Unless a later change is already queued, this one is the VM's latest and now on disk.
+      if (this.latest.get(vmId) === (c.record ?? null)) {
+        this.unsettled.delete(vmId);
+        this.settle(vmId);
+      }
     }
     for (const c of last.values()) for (const [key, blob] of c.puts) if (this.pendingBlobs.get(key) === blob) this.pendingBlobs.delete(key);
   }
+}
+
+function storedRef(r: VmRecord, digest: Buffer): StoredRef {
+  return { version: r.version, base: r.base, digest: digest.toString('latin1') };
 }
 
 function checkRequest(vmId: string, measurement: Uint8Array): void {

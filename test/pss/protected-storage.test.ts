@@ -334,6 +334,54 @@ describe('protected storage', () => {
     await pss.close();
   });
 
+  test('a released VM leaves only its digest in memory; its record is read back and checked when it loads again', async () => {
+    const { open } = await setup();
+    const pss = await open();
+    for (const vm of ['vm-a', 'vm-b']) for (let n = 1; n <= 3; n++) await pss.save(vm, MODEL, nvm(vm, n));
+    assert.equal(pss.status().held, 2, 'saved images are held for deltas');
+    pss.release('vm-a');
+    pss.release('vm-b');
+    assert.equal(pss.status().held, 0);
+    assert.deepEqual(pss.list(), ['vm-a', 'vm-b']);
+    assert.equal(pss.status().vms, 2);
+    assert.equal(pss.version('vm-a'), 3);
+    assert.deepEqual(await pss.load('vm-a', MODEL), nvm('vm-a', 3));
+    assert.equal(pss.status().held, 1, 'a load holds the record again');
+    await pss.save('vm-a', MODEL, nvm('vm-a', 4));
+    assert.equal(pss.version('vm-a'), 4);
+    // A record only on disk: removal still deletes its whole chain, and the VM is gone.
+    await pss.remove('vm-b');
+    assert.deepEqual(pss.list(), ['vm-a']);
+    assert.equal(await pss.load('vm-b', MODEL), undefined);
+    await pss.close();
+    const again = await open();
+    assert.equal(again.refusal, undefined);
+    assert.deepEqual(await again.load('vm-a', MODEL), nvm('vm-a', 4));
+    assert.equal(await again.load('vm-b', MODEL), undefined);
+    await again.close();
+  });
+
+  test('a record changed in the database under the running PSS is refused as modified for that VM only', async () => {
+    const { open } = await setup();
+    const pss = await open();
+    // What another writer of its files could do to the running PSS's database.
+    const db = (pss as unknown as { db: { get(k: string): Promise<Buffer | undefined>; put(k: string, v: Buffer): Promise<void>; del(k: string): Promise<void> } }).db;
+    await pss.save('vm-a', MODEL, nvm('vm-a', 1));
+    const first = (await db.get(KEY.record('vm-a')))!;
+    for (const vm of ['vm-a', 'vm-b']) {
+      await pss.save(vm, MODEL, nvm(vm, 2));
+      pss.release(vm);
+    }
+    // vm-a's first record put back: a valid record under this PSS's key, just not the latest.
+    await db.put(KEY.record('vm-a'), first);
+    await assert.rejects(pss.load('vm-a', MODEL), isViolation('modified', 'vm-a'));
+    assert.deepEqual(await pss.load('vm-b', MODEL), nvm('vm-b', 2), 'the other VM loads');
+    pss.release('vm-b');
+    await db.del(KEY.record('vm-b'));
+    await assert.rejects(pss.load('vm-b', MODEL), (e: unknown) => isViolation('modified', 'vm-b')(e) && /removed/.test((e as Error).message));
+    await pss.close();
+  });
+
   test('a commit whose counter increment failed stops the PSS, and the reopened PSS recovers that commit', async () => {
     const { dir, client } = await setup();
     let failing = false;
