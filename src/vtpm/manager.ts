@@ -217,15 +217,15 @@ export class VtpmHandle implements TpmDevice {
   private model: Model | undefined;
   private readonly queue = new SerialQueue();
   private idleTimer: NodeJS.Timeout | undefined;
-  private readonly measurement: Buffer;
 
+  // An unloaded vTPM is this handle alone, kept by its endpoint: what only a loaded model needs
+  // (the measurement as bytes, the save callback) lives in the model's closures, not here.
   constructor(
     readonly record: VmRecord,
     private readonly storage: ModelStorage,
     private readonly idleUnloadMs: number,
     private readonly hardware: HardwareBacking | undefined,
   ) {
-    this.measurement = detached(Buffer.from(record.measurement, 'hex'));
     this.family = record.config.tpm === '1.2' ? 'tpm12' : 'tpm2';
   }
 
@@ -253,8 +253,18 @@ export class VtpmHandle implements TpmDevice {
     return locality >= 3;
   }
 
-  private persist = (snapshot: Buffer): Promise<void> =>
-    this.storage.save(this.record.name, this.measurement, snapshot, { durable: this.record.config.durability === 'per-command' });
+  private measurement(): Buffer {
+    // Off the shared pool: a loaded model keeps it, and a pool slice would keep 8 KB alive.
+    return detached(Buffer.from(this.record.measurement, 'hex'));
+  }
+
+  /** What the model calls with its NVM after each state-changing command. */
+  private persister(): (snapshot: Buffer) => Promise<void> {
+    const { storage, record } = this;
+    const measurement = this.measurement();
+    const opts = { durable: record.config.durability === 'per-command' };
+    return (snapshot) => storage.save(record.name, measurement, snapshot, opts);
+  }
 
   private tpm2Options() {
     return { pcrCount: this.record.config.pcrCount, ...(this.hardware ? { hardware: this.hardware } : {}) };
@@ -263,16 +273,18 @@ export class VtpmHandle implements TpmDevice {
   /** Makes the brand-new vTPM and hands its first state to the PSS. */
   async manufacture(): Promise<void> {
     await this.queue.run(async () => {
-      this.model = this.family === 'tpm12' ? await Tpm12VtpmModel.create(this.persist) : await Tpm2VtpmModel.create(this.persist, this.tpm2Options());
+      const persist = this.persister();
+      this.model = this.family === 'tpm12' ? await Tpm12VtpmModel.create(persist) : await Tpm2VtpmModel.create(persist, this.tpm2Options());
       this.touch();
     });
   }
 
   private async ensureLoaded(): Promise<Model> {
     if (this.model) return this.model;
-    const snapshot = await this.storage.load(this.record.name, this.measurement);
+    const snapshot = await this.storage.load(this.record.name, this.measurement());
     if (!snapshot) throw new VtpmError('unknown-vm', `the PSS holds no state for VM '${this.record.name}'`);
-    this.model = this.family === 'tpm12' ? Tpm12VtpmModel.restore(this.persist, snapshot) : Tpm2VtpmModel.restore(this.persist, snapshot, this.tpm2Options());
+    const persist = this.persister();
+    this.model = this.family === 'tpm12' ? Tpm12VtpmModel.restore(persist, snapshot) : Tpm2VtpmModel.restore(persist, snapshot, this.tpm2Options());
     return this.model;
   }
 
