@@ -257,6 +257,9 @@ describe('vtpmd serve', { skip }, () => {
     assert.match(metrics, /vtpmd_vm_queue_depth\{vm="web"\} 0/);
     // PCR_Extend is 0x00000182.
     assert.match(metrics, /vtpmd_vm_command_duration_ms_count\{vm="web",code="0x00000182"\} [1-9]/);
+    const gauge = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics)![1]);
+    assert.ok(gauge('vtpmd_vms_loaded') >= 1);
+    assert.equal(gauge('vtpmd_pss_vms_held'), gauge('vtpmd_vms_loaded'), 'the PSS holds in memory the state of loaded vTPMs only');
   });
 
   test('a daemon restart is invisible to the guest: same endpoint, same PCRs, no Startup', async () => {
