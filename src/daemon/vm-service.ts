@@ -160,7 +160,7 @@ export class VmService {
       vtpmd_vms_loaded: this.manager.loadedCount(),
       vtpmd_vms_running: this.endpoints.size,
       // VMs whose state the PSS keeps in memory; every other VM's is on disk only.
-      vtpmd_pss_vms_held: this.host.pss.refusal ? 0 : this.host.pss.status().held,
+      vtpmd_pss_vms_held: this.host.pss.status().held,
       vtpmd_chip_saved_sessions: chip.sessions,
       vtpmd_chip_saved_key_contexts: chip.keys,
     });

@@ -259,9 +259,8 @@ export class VtpmHandle implements TpmDevice {
   }
 
   /** What the model calls with its NVM after each state-changing command. */
-  private persister(): (snapshot: Buffer) => Promise<void> {
+  private persister(measurement: Buffer): (snapshot: Buffer) => Promise<void> {
     const { storage, record } = this;
-    const measurement = this.measurement();
     const opts = { durable: record.config.durability === 'per-command' };
     return (snapshot) => storage.save(record.name, measurement, snapshot, opts);
   }
@@ -273,7 +272,7 @@ export class VtpmHandle implements TpmDevice {
   /** Makes the brand-new vTPM and hands its first state to the PSS. */
   async manufacture(): Promise<void> {
     await this.queue.run(async () => {
-      const persist = this.persister();
+      const persist = this.persister(this.measurement());
       this.model = this.family === 'tpm12' ? await Tpm12VtpmModel.create(persist) : await Tpm2VtpmModel.create(persist, this.tpm2Options());
       this.touch();
     });
@@ -281,9 +280,10 @@ export class VtpmHandle implements TpmDevice {
 
   private async ensureLoaded(): Promise<Model> {
     if (this.model) return this.model;
-    const snapshot = await this.storage.load(this.record.name, this.measurement());
+    const measurement = this.measurement();
+    const snapshot = await this.storage.load(this.record.name, measurement);
     if (!snapshot) throw new VtpmError('unknown-vm', `the PSS holds no state for VM '${this.record.name}'`);
-    const persist = this.persister();
+    const persist = this.persister(measurement);
     this.model = this.family === 'tpm12' ? Tpm12VtpmModel.restore(persist, snapshot) : Tpm2VtpmModel.restore(persist, snapshot, this.tpm2Options());
     return this.model;
   }
