@@ -66,12 +66,25 @@ export interface ParsedBlob {
   readonly sealed: Buffer;
 }
 
-export function encodeHeader(h: Omit<BlobHeader, 'format' | 'protection'>): Buffer {
+/** What a save knows of its blob's header before sealing it. */
+export type HeaderFields = Omit<BlobHeader, 'format' | 'protection'>;
+
+/** The length of `h` encoded. */
+export function headerLength(h: HeaderFields): number {
+  return 4 + 2 + PSS_ID_BYTES + 1 + Buffer.byteLength(h.vmId, 'utf8') + 1 + h.measurement.length + 8 + NONCE_BYTES + (h.prevId ? BLOB_ID_BYTES : 0);
+}
+
+/** The length of the blob sealing `bodyLength` bytes under header `h`. */
+export function sealedLength(h: HeaderFields, bodyLength: number): number {
+  return headerLength(h) + bodyLength + AES_GCM_TAG_BYTES;
+}
+
+export function encodeHeader(h: HeaderFields): Buffer {
   if (h.pssId.length !== PSS_ID_BYTES) throw new RangeError(`a PSS id is ${PSS_ID_BYTES} bytes`);
   if (h.nonce.length !== NONCE_BYTES) throw new RangeError(`a blob nonce is ${NONCE_BYTES} bytes`);
   if (h.prevId && h.prevId.length !== BLOB_ID_BYTES) throw new RangeError(`a blob id is ${BLOB_ID_BYTES} bytes`);
   const vmIdBytes = Buffer.byteLength(h.vmId, 'utf8');
-  const out = Buffer.allocUnsafe(4 + 2 + PSS_ID_BYTES + 1 + vmIdBytes + 1 + h.measurement.length + 8 + NONCE_BYTES + (h.prevId ? BLOB_ID_BYTES : 0));
+  const out = Buffer.allocUnsafe(headerLength(h));
   let at = MAGIC.copy(out, 0);
   out[at++] = h.prevId ? DELTA_BLOB_FORMAT : BLOB_FORMAT;
   out[at++] = PROTECTION_XAES_256_GCM;
@@ -137,9 +150,16 @@ export class BlobKey {
   }
 
   /** Encrypts `nvm` under this key and the header's nonce, the header as associated data. */
-  seal(header: Omit<BlobHeader, 'format' | 'protection'>, nvm: Uint8Array): Buffer {
-    const headerBytes = encodeHeader(header);
-    return this.xaes.seal(header.nonce.subarray(0, XAES_NONCE_BYTES), nvm, headerBytes, headerBytes);
+  seal(header: HeaderFields, nvm: Uint8Array): Buffer {
+    return this.sealEncoded(encodeHeader(header), nvm);
+  }
+
+  /** `seal` for a header already encoded (by encodeHeader): what a sealing thread receives. */
+  sealEncoded(headerBytes: Buffer, nvm: Uint8Array): Buffer {
+    // The nonce ends the header, or precedes the predecessor's id in a delta's.
+    const end = headerBytes.length - (headerBytes[4] === DELTA_BLOB_FORMAT ? BLOB_ID_BYTES : 0);
+    const nonce = headerBytes.subarray(end - NONCE_BYTES, end - NONCE_BYTES + XAES_NONCE_BYTES);
+    return this.xaes.seal(nonce, nvm, headerBytes, headerBytes);
   }
 
   /** The NVM inside a parsed blob, or undefined when its tag does not verify under this key. */

@@ -37,7 +37,8 @@ import pino, { type Logger } from 'pino';
 import type { ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { bufferedEntropy, systemEntropy, type EntropySource } from '../tpm/crypto/random.ts';
-import { blobId, MAX_MEASUREMENT_BYTES, MAX_VM_ID_BYTES, NONCE_BYTES } from './blob.ts';
+import { MAX_MEASUREMENT_BYTES, MAX_VM_ID_BYTES, NONCE_BYTES } from './blob.ts';
+import { BlobSealer, type SealThreadMode } from './blob-sealer.ts';
 import { encodeDelta } from './delta.ts';
 import { PssError, PssViolation, type PssCondition } from './errors.ts';
 import { establish, type Established } from './establish.ts';
@@ -63,6 +64,12 @@ export interface ProtectedStorageOptions {
    * preparing theirs, which overlaps encryption with the disk write (group-commit.ts).
    */
   maxCommitBatch?: number;
+  /**
+   * Where blobs are sealed (blob-sealer.ts): 'auto' (the default) moves sealing to a worker
+   * thread once a commit window carries a crowd of saves; 'always' from the start; 'never' keeps
+   * it on the calling thread.
+   */
+  sealThread?: SealThreadMode;
 }
 
 export interface SaveOptions {
@@ -107,6 +114,8 @@ interface Change {
   readonly puts: readonly (readonly [string, Buffer])[];
   /** Followed by the VM's batched image, sealed when the window takes this change. */
   readonly sealsWaitingImage?: true;
+  /** Settles when the bytes of `puts` and the record's blob id are final (blob-sealer.ts). */
+  readonly sealing?: Promise<void> | undefined;
 }
 
 /** What a batched save queues: nothing yet but the promise to seal the VM's image in time. */
@@ -122,7 +131,9 @@ function isOnlyWaitingImage(c: Change): boolean {
 function mergeChanges(earlier: Change, later: Change): Change {
   if (later.sealsWaitingImage && isOnlyWaitingImage(later)) return isOnlyWaitingImage(earlier) ? later : { ...earlier, sealsWaitingImage: true };
   const restarts = later.record === undefined || later.record.base === later.record.version;
-  return { vmId: later.vmId, record: later.record, dels: [...earlier.dels, ...later.dels], puts: restarts ? later.puts : [...earlier.puts, ...later.puts] };
+  // One VM's seals complete in order, so the later one's completion covers the earlier's.
+  const sealing = later.sealing ?? earlier.sealing;
+  return { vmId: later.vmId, record: later.record, dels: [...earlier.dels, ...later.dels], puts: restarts ? later.puts : [...earlier.puts, ...later.puts], sealing };
 }
 
 /** Which versions a VM's chain holds: base (the whole image) … version. */
@@ -141,6 +152,8 @@ function chainKeys(vmId: string, r: ChainSpan): string[] {
 }
 
 const DEFAULT_MAX_COMMIT_BATCH = 256;
+/** Saves in one commit window that make sealing worth a thread of its own. */
+const SEALING_CROWD = 32;
 /** Saves per whole image: bounds what a load reads and verifies, and what a chain costs on disk. */
 const MAX_CHAIN = 64;
 
@@ -167,6 +180,7 @@ export class ProtectedStorage {
   private aggregate: Buffer;
   private epoch: bigint;
   private readonly committer: GroupCommit<Change>;
+  private readonly sealer: BlobSealer | undefined;
   private failure: PssError | undefined;
   private closed = false;
 
@@ -180,7 +194,9 @@ export class ProtectedStorage {
     readonly refusal: PssViolation | undefined,
     private readonly ids: { pssId: Buffer | undefined; counterId: number | undefined },
     maxCommitBatch: number,
+    sealThread: SealThreadMode,
   ) {
+    this.sealer = state && new BlobSealer(state.blobKey, state.storageKey, sealThread, log);
     this.committer = new GroupCommit<Change>((changes, durable) => this.commit(changes, durable), maxCommitBatch, mergeChanges);
     this.aggregate = Buffer.from(state?.aggregate ?? Buffer.alloc(32));
     this.epoch = state?.epoch ?? 0n;
@@ -205,10 +221,10 @@ export class ProtectedStorage {
       const r = await establish(db, opts.chip, opts.bindPcrs ?? defaultBindPcrs(), entropy, log);
       if ('refusal' in r) {
         log.error({ condition: r.refusal.condition }, r.refusal.message);
-        return new ProtectedStorage(db, opts.chip, log, entropy, undefined, r.refusal, { pssId: r.pssId, counterId: r.counterId }, batch);
+        return new ProtectedStorage(db, opts.chip, log, entropy, undefined, r.refusal, { pssId: r.pssId, counterId: r.counterId }, batch, 'never');
       }
       log.info({ pssId: r.pssId.toString('hex'), epoch: r.epoch.toString(), vms: r.records.size }, 'PSS opened');
-      return new ProtectedStorage(db, opts.chip, log, entropy, r, undefined, { pssId: r.pssId, counterId: r.counterId }, batch);
+      return new ProtectedStorage(db, opts.chip, log, entropy, r, undefined, { pssId: r.pssId, counterId: r.counterId }, batch, opts.sealThread ?? 'auto');
     } catch (e) {
       await db.close().catch(() => undefined);
       throw e;
@@ -257,13 +273,13 @@ export class ProtectedStorage {
     const delta = sameModel && before && version - held.base < MAX_CHAIN ? encodeDelta(before, image) : undefined;
     let change: Change;
     if (held && delta) {
-      const blob = state.blobKey.seal({ ...header, prevId: held.blobId }, delta);
-      const record: VmRecord = { vmId, measurement: m, version, base: held.base, blobId: blobId(blob), nonce };
-      change = { vmId, record, dels: [], puts: [[KEY.delta(vmId, version), blob]] };
+      const sealed = this.sealer!.seal(vmId, { ...header, prevId: held.blobId }, delta);
+      const record: VmRecord = { vmId, measurement: m, version, base: held.base, blobId: sealed.id, nonce };
+      change = { vmId, record, dels: [], puts: [[KEY.delta(vmId, version), sealed.blob]], sealing: sealed.done };
     } else {
-      const blob = state.blobKey.seal(header, image);
-      const record: VmRecord = { vmId, measurement: m, version, base: version, blobId: blobId(blob), nonce };
-      change = { vmId, record, dels: prev ? deltaKeys(vmId, prev) : [], puts: [[KEY.blob(vmId), blob]] };
+      const sealed = this.sealer!.seal(vmId, header, image);
+      const record: VmRecord = { vmId, measurement: m, version, base: version, blobId: sealed.id, nonce };
+      change = { vmId, record, dels: prev ? deltaKeys(vmId, prev) : [], puts: [[KEY.blob(vmId), sealed.blob]], sealing: sealed.done };
     }
     this.latest.set(vmId, change.record!);
     this.unsettled.add(vmId);
@@ -290,7 +306,7 @@ export class ProtectedStorage {
   /** A window's change with its batched image sealed in; undefined when nothing is left to write. */
   private sealedForWindow(c: Change): Change | undefined {
     if (!c.sealsWaitingImage) return c;
-    const base = isOnlyWaitingImage(c) ? undefined : { vmId: c.vmId, record: c.record, dels: c.dels, puts: c.puts };
+    const base = isOnlyWaitingImage(c) ? undefined : { vmId: c.vmId, record: c.record, dels: c.dels, puts: c.puts, sealing: c.sealing };
     const sealed = this.takeWaiting(c.vmId);
     if (!sealed) return base;
     return base ? mergeChanges(base, sealed) : sealed;
@@ -326,6 +342,12 @@ export class ProtectedStorage {
       const state = this.usable(vmId);
       checkRequest(vmId, measurement);
       this.sealWaiting(vmId);
+      // Its latest blobs and record are final only once sealed.
+      const sealing = this.sealer!.pending(vmId);
+      if (sealing) {
+        await sealing.catch(() => undefined);
+        continue;
+      }
       const latest = this.current(vmId);
       if (!latest) return undefined;
       // Queued blobs leave this map only once they are in the database, so whatever is not
@@ -407,6 +429,7 @@ export class ProtectedStorage {
     if (this.closed) return;
     this.closed = true;
     await this.committer.drain();
+    await this.sealer?.close();
     await this.db.close();
     this.state?.storageKey.fill(0);
     this.state?.keys.record.fill(0);
@@ -439,6 +462,12 @@ export class ProtectedStorage {
     for (const c of changes) {
       const sealed = this.sealedForWindow(c);
       if (sealed) last.set(c.vmId, sealed);
+    }
+    this.sealer!.crowded(last.size >= SEALING_CROWD);
+    try {
+      await Promise.all([...last.values()].map((c) => c.sealing));
+    } catch (e) {
+      throw this.failed(e);
     }
 
     const aggregate = Buffer.from(this.aggregate);
@@ -480,9 +509,7 @@ export class ProtectedStorage {
     } catch (e) {
       await batch.close().catch(() => undefined);
       // The database and the counter may now disagree by one commit, which only a reopen sorts out.
-      this.failure = new PssError('commit-failed', `a PSS commit failed (${(e as Error).message}); the PSS accepts no more saves — reopen it to recover`, { cause: e });
-      this.log.error({ err: this.failure.message }, 'PSS commit failed');
-      throw this.failure;
+      throw this.failed(e);
     }
 
     this.aggregate = aggregate;
@@ -497,6 +524,12 @@ export class ProtectedStorage {
       }
     }
     for (const c of last.values()) for (const [key, blob] of c.puts) if (this.pendingBlobs.get(key) === blob) this.pendingBlobs.delete(key);
+  }
+
+  private failed(e: unknown): PssError {
+    this.failure = new PssError('commit-failed', `a PSS commit failed (${(e as Error).message}); the PSS accepts no more saves — reopen it to recover`, { cause: e });
+    this.log.error({ err: this.failure.message }, 'PSS commit failed');
+    return this.failure;
   }
 }
 

@@ -617,3 +617,46 @@ describe('protected storage: batched saves', () => {
     await pss.close();
   });
 });
+
+describe('protected storage sealing on a worker thread', () => {
+  test('saves of many VMs at once, deltas and batched saves among them, load back exactly, also after a reopen', async () => {
+    const { dir, client } = await setup();
+    let pss = await ProtectedStorage.open({ dir, chip: client, sealThread: 'always' });
+    const vms = Array.from({ length: 40 }, (_, i) => `vm-${i}`);
+    for (let round = 1; round <= 4; round++) await Promise.all(vms.map((vm) => pss.save(vm, MODEL, nvm(vm, round))));
+    for (const vm of vms) assert.equal(pss.version(vm), 4);
+    // A load right behind a save that is still being sealed gets that save.
+    const saving = pss.save('vm-0', MODEL, nvm('vm-0', 5));
+    assert.deepEqual(await pss.load('vm-0', MODEL), nvm('vm-0', 5));
+    await saving;
+    // Batched saves: sealed when their window takes them, in the worker; loads see the newest.
+    for (let n = 6; n <= 8; n++) await pss.save('vm-1', MODEL, nvm('vm-1', n), { durable: false });
+    assert.deepEqual(await pss.load('vm-1', MODEL), nvm('vm-1', 8));
+    await pss.save('vm-1', MODEL, nvm('vm-1', 9));
+    await pss.close();
+
+    pss = await ProtectedStorage.open({ dir, chip: client });
+    assert.equal(pss.refusal, undefined);
+    assert.deepEqual(await pss.load('vm-0', MODEL), nvm('vm-0', 5));
+    assert.deepEqual(await pss.load('vm-1', MODEL), nvm('vm-1', 9));
+    for (const vm of vms.slice(2)) assert.deepEqual(await pss.load(vm, MODEL), nvm(vm, 4));
+    await pss.close();
+  });
+
+  test('a blob sealed on the worker and then altered on disk is refused as modified', async () => {
+    const { dir, client } = await setup();
+    let pss = await ProtectedStorage.open({ dir, chip: client, sealThread: 'always' });
+    await Promise.all(['vm-a', 'vm-b'].map((vm) => pss.save(vm, MODEL, nvm(vm, 1))));
+    await pss.save('vm-a', MODEL, nvm('vm-a', 2));
+    await pss.close();
+    await withDatabase(dir, async (db) => {
+      const delta = await db.get(KEY.delta('vm-a', 2));
+      delta![delta!.length - 1]! ^= 1;
+      await db.put(KEY.delta('vm-a', 2), delta!);
+    });
+    pss = await ProtectedStorage.open({ dir, chip: client });
+    await assert.rejects(pss.load('vm-a', MODEL), isViolation('modified', 'vm-a'));
+    assert.deepEqual(await pss.load('vm-b', MODEL), nvm('vm-b', 1));
+    await pss.close();
+  });
+});
