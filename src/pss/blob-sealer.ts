@@ -1,31 +1,42 @@
 /**
  * Seals a PSS's blobs, on a thread of their own once saves come in crowds.
  *
- * Sealing (AES-GCM under a per-blob XAES subkey, then SHA-256 for the blob id) is a third of the
- * main thread's work per durable save, and the main thread is what bounds a crowd of vTPMs
- * saving at once. So when the PSS sees a crowd (`crowded`), the sealer starts a worker holding
- * a copy of the storage key and, for as long as the crowd lasts, hands it every blob, a few dozen
- * to a message: the main thread runs the next vTPMs' commands while the worker encrypts. A lone
- * saver is better served here (a round trip to the worker costs more than its blob), and so are
- * all blobs until the worker is ready, and for good if it fails (the ones it held are then sealed
- * again here): the thread changes where the work runs, never what is written.
+ * Sealing (AES-GCM under a per-blob XAES subkey, then SHA-256 for the blob id) and encoding the
+ * save's record with its keyed digest are nearly half the main thread's work per durable save,
+ * and the main thread is what bounds a crowd of vTPMs saving at once. So when the PSS sees a
+ * crowd (`crowded`), the sealer starts a worker holding copies of the storage and record keys
+ * and, for as long as the crowd lasts, hands it every save, a few dozen to a message: the main
+ * thread runs the next vTPMs' commands while the worker encrypts and encodes. A lone saver is
+ * better served here (a round trip to the worker costs more than its blob), and so are all saves
+ * until the worker is ready, and for good if it fails (the ones it held are then sealed again
+ * here): the thread changes where the work runs, never what is written.
  *
  * A blob sealed elsewhere exists at once as a buffer of its final length whose bytes arrive
- * later; `done` says when. One VM's seals complete in the order they were made, and a seal of a
- * VM waits for the one before it (a delta names its predecessor's id, known only then).
+ * later, with its encoded record; `done` says when. A blob sealed here leaves its record for the
+ * commit to encode. One VM's seals complete in the order they were made, and a seal of a VM
+ * waits for the one before it (a delta names its predecessor's id, known only then).
  */
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { blobId, BLOB_ID_BYTES, encodeHeader, sealedLength, type BlobKey, type HeaderFields } from './blob.ts';
+import { DIGEST_BYTES } from './integrity.ts';
 
 /** Where blobs are sealed: on a worker once the PSS sees a crowd (auto), from the start, or never. */
 export type SealThreadMode = 'auto' | 'always' | 'never';
+
+/** A save's record as the commit writes it (records.ts), and its keyed digest (integrity.ts). */
+export interface EncodedRecord {
+  bytes?: Buffer;
+  digest?: Buffer;
+}
 
 export interface SealedBlob {
   /** The blob, of its final length; its bytes are final once `done` resolves (at once when undefined). */
   readonly blob: Buffer;
   /** SHA-256 of the blob, final with it. */
   readonly id: Buffer;
+  /** Filled when sealed on the worker. */
+  readonly record: EncodedRecord;
   readonly done: Promise<void> | undefined;
 }
 
@@ -35,6 +46,9 @@ const MESSAGE_JOBS = 32;
 interface Job {
   readonly header: HeaderFields;
   readonly body: Buffer;
+  /** The record's chain base: with the header's fields and the blob id, the whole record. */
+  readonly base: number;
+  readonly record: EncodedRecord;
   readonly blob: Buffer;
   readonly id: Buffer;
   readonly resolve: () => void;
@@ -58,6 +72,7 @@ export class BlobSealer {
   constructor(
     private readonly key: BlobKey,
     private readonly storageKey: Buffer,
+    private readonly recordKey: Buffer,
     private readonly mode: SealThreadMode,
     private readonly log: Logger,
   ) {
@@ -80,17 +95,19 @@ export class BlobSealer {
     return this.inFlight.get(vmId);
   }
 
-  seal(vmId: string, header: HeaderFields, body: Buffer): SealedBlob {
+  /** Seals `body` as the blob of the save whose record has chain base `base`. */
+  seal(vmId: string, header: HeaderFields, body: Buffer, base: number): SealedBlob {
     const prior = this.inFlight.get(vmId);
     if (!prior && !this.offThread) {
       const blob = this.key.seal(header, body);
-      return { blob, id: blobId(blob), done: undefined };
+      return { blob, id: blobId(blob), record: {}, done: undefined };
     }
     const blob = Buffer.allocUnsafe(sealedLength(header, body.length));
     // Its own memory: it outlives the blob, as the record's blob id, while the vTPM is loaded.
     const id = Buffer.allocUnsafeSlow(BLOB_ID_BYTES);
+    const record: EncodedRecord = {};
     const done = new Promise<void>((resolve, reject) => {
-      const job: Job = { header, body, blob, id, resolve, reject };
+      const job: Job = { header, body, base, record, blob, id, resolve, reject };
       // Its header may name the prior seal's id, whose bytes are final only once it is done.
       if (prior) void prior.then(() => this.enqueue(job), () => this.enqueue(job));
       else this.enqueue(job);
@@ -100,7 +117,7 @@ export class BlobSealer {
       if (this.inFlight.get(vmId) === done) this.inFlight.delete(vmId);
     };
     done.then(forget, forget);
-    return { blob, id, done };
+    return { blob, id, record, done };
   }
 
   /** Stops the worker; seals made later run on this thread. */
@@ -140,13 +157,14 @@ export class BlobSealer {
     if (jobs.length === 0) return;
     const headers = jobs.map((j) => encodeHeader(j.header));
     let size = 4;
-    for (let i = 0; i < jobs.length; i++) size += 8 + headers[i]!.length + jobs[i]!.body.length;
+    for (let i = 0; i < jobs.length; i++) size += 16 + headers[i]!.length + jobs[i]!.body.length;
     // Its own ArrayBuffer (not the shared pool's), so it can be transferred rather than copied.
     const message = Buffer.allocUnsafeSlow(size);
     let at = message.writeUInt32LE(jobs.length, 0);
     for (let i = 0; i < jobs.length; i++) {
       at = message.writeUInt32LE(headers[i]!.length, at);
       at = message.writeUInt32LE(jobs[i]!.body.length, at);
+      at = message.writeDoubleLE(jobs[i]!.base, at);
       at += headers[i]!.copy(message, at);
       at += jobs[i]!.body.copy(message, at);
     }
@@ -164,6 +182,10 @@ export class BlobSealer {
     for (const job of jobs) {
       at += out.copy(job.blob, 0, at, at + job.blob.length);
       at += out.copy(job.id, 0, at, at + BLOB_ID_BYTES);
+      const length = out.readUInt32LE(at);
+      // Views of the answer: they live until their commit is written.
+      job.record.bytes = out.subarray(at + 4, (at += 4 + length));
+      job.record.digest = out.subarray(at, (at += DIGEST_BYTES));
       job.resolve();
     }
   }
@@ -181,7 +203,9 @@ export class BlobSealer {
 
   private start(): void {
     // A copy: the PSS zeroes its key on close, and the worker owns what it is given.
-    const worker = new Worker(new URL('./seal-thread-boot.mjs', import.meta.url), { workerData: { storageKey: new Uint8Array(this.storageKey) } });
+    const worker = new Worker(new URL('./seal-thread-boot.mjs', import.meta.url), {
+      workerData: { storageKey: new Uint8Array(this.storageKey), recordKey: new Uint8Array(this.recordKey) },
+    });
     this.worker = worker;
     worker.unref();
     worker.on('message', (m: unknown) => {

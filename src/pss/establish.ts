@@ -15,7 +15,8 @@ import type { EntropySource } from '../tpm/crypto/random.ts';
 import { PssError, PssViolation } from './errors.ts';
 import { DIGEST_BYTES, headMac, headMacValid, integrityKeys, recordDigest, xorInto, type IntegrityKeys } from './integrity.ts';
 import { BlobKey, PSS_ID_BYTES } from './blob.ts';
-import { decodeHead, decodeMeta, decodeRecord, encodeHead, encodeMeta, KEY, RECORD_RANGE, type Meta, type PssDatabase, type VmRecord } from './records.ts';
+import { decodeHead, decodeMeta, decodeRecord, encodeHead, encodeMeta, KEY, RECORD_RANGE, type Meta, type VmRecord } from './records.ts';
+import type { PssDatabase } from './database.ts';
 
 export const STORAGE_KEY_BYTES = 32;
 
@@ -94,7 +95,7 @@ export async function establish(
   const aggregate = Buffer.alloc(DIGEST_BYTES);
   const raw: [string, Buffer][] = [];
   for await (const [key, value] of db.iterator(RECORD_RANGE)) {
-    xorInto(aggregate, recordDigest(keys, key, value));
+    xorInto(aggregate, recordDigest(keys.record, key, value));
     raw.push([key, value]);
   }
   if (raw.length !== head.count || !aggregate.equals(head.aggregate)) {
@@ -106,7 +107,7 @@ export async function establish(
   for (const [key, value] of raw) {
     const record = decodeRecord(value);
     if (KEY.record(record.vmId) !== key) return refuse('modified', `the record under ${JSON.stringify(key)} names another VM`);
-    records.set(record.vmId, { record, digest: recordDigest(keys, key, value) });
+    records.set(record.vmId, { record, digest: recordDigest(keys.record, key, value) });
   }
 
   let counter: bigint;

@@ -25,8 +25,8 @@ export function integrityKeys(storageKey: Buffer, pssId: Buffer): IntegrityKeys 
 }
 
 /** A record's contribution to the set digest; the level key is bound so a record cannot move. */
-export function recordDigest(keys: IntegrityKeys, levelKey: string, value: Buffer): Buffer {
-  return hmac(ALG.SHA256, keys.record, Buffer.from(levelKey, 'utf8'), Buffer.from([0]), value);
+export function recordDigest(recordKey: Buffer, levelKey: string, value: Buffer): Buffer {
+  return hmac(ALG.SHA256, recordKey, Buffer.from(levelKey, 'utf8'), Buffer.from([0]), value);
 }
 
 /** Adds or removes (the same operation) a digest from an aggregate, in place. */

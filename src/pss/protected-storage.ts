@@ -38,13 +38,14 @@ import type { ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { bufferedEntropy, systemEntropy, type EntropySource } from '../tpm/crypto/random.ts';
 import { MAX_MEASUREMENT_BYTES, MAX_VM_ID_BYTES, NONCE_BYTES } from './blob.ts';
-import { BlobSealer, type SealThreadMode } from './blob-sealer.ts';
+import { BlobSealer, type EncodedRecord, type SealThreadMode } from './blob-sealer.ts';
 import { encodeDelta } from './delta.ts';
 import { PssError, PssViolation, type PssCondition } from './errors.ts';
 import { establish, type Established } from './establish.ts';
 import { GroupCommit } from './group-commit.ts';
 import { headMac, recordDigest, xorInto } from './integrity.ts';
-import { decodeRecord, encodeHead, encodeRecord, KEY, openDatabase, type PssDatabase, type VmRecord } from './records.ts';
+import { openDatabase, type PssDatabase } from './database.ts';
+import { decodeRecord, encodeHead, encodeRecord, KEY, type VmRecord } from './records.ts';
 import { constantTimeEqual } from '../tpm/crypto/hash.ts';
 import { verifyRestore } from './verify.ts';
 import { detached } from '../tpm/wire/buffer.ts';
@@ -116,6 +117,8 @@ interface Change {
   readonly sealsWaitingImage?: true;
   /** Settles when the bytes of `puts` and the record's blob id are final (blob-sealer.ts). */
   readonly sealing?: Promise<void> | undefined;
+  /** The record encoded with its digest, when sealed where that was done too; else the commit encodes it. */
+  readonly encoded?: EncodedRecord | undefined;
 }
 
 /** What a batched save queues: nothing yet but the promise to seal the VM's image in time. */
@@ -133,7 +136,7 @@ function mergeChanges(earlier: Change, later: Change): Change {
   const restarts = later.record === undefined || later.record.base === later.record.version;
   // One VM's seals complete in order, so the later one's completion covers the earlier's.
   const sealing = later.sealing ?? earlier.sealing;
-  return { vmId: later.vmId, record: later.record, dels: [...earlier.dels, ...later.dels], puts: restarts ? later.puts : [...earlier.puts, ...later.puts], sealing };
+  return { vmId: later.vmId, record: later.record, dels: [...earlier.dels, ...later.dels], puts: restarts ? later.puts : [...earlier.puts, ...later.puts], sealing, encoded: later.encoded };
 }
 
 /** Which versions a VM's chain holds: base (the whole image) … version. */
@@ -196,7 +199,7 @@ export class ProtectedStorage {
     maxCommitBatch: number,
     sealThread: SealThreadMode,
   ) {
-    this.sealer = state && new BlobSealer(state.blobKey, state.storageKey, sealThread, log);
+    this.sealer = state && new BlobSealer(state.blobKey, state.storageKey, state.keys.record, sealThread, log);
     this.committer = new GroupCommit<Change>((changes, durable) => this.commit(changes, durable), maxCommitBatch, mergeChanges);
     this.aggregate = Buffer.from(state?.aggregate ?? Buffer.alloc(32));
     this.epoch = state?.epoch ?? 0n;
@@ -273,13 +276,13 @@ export class ProtectedStorage {
     const delta = sameModel && before && version - held.base < MAX_CHAIN ? encodeDelta(before, image) : undefined;
     let change: Change;
     if (held && delta) {
-      const sealed = this.sealer!.seal(vmId, { ...header, prevId: held.blobId }, delta);
+      const sealed = this.sealer!.seal(vmId, { ...header, prevId: held.blobId }, delta, held.base);
       const record: VmRecord = { vmId, measurement: m, version, base: held.base, blobId: sealed.id, nonce };
-      change = { vmId, record, dels: [], puts: [[KEY.delta(vmId, version), sealed.blob]], sealing: sealed.done };
+      change = { vmId, record, dels: [], puts: [[KEY.delta(vmId, version), sealed.blob]], sealing: sealed.done, encoded: sealed.record };
     } else {
-      const sealed = this.sealer!.seal(vmId, header, image);
+      const sealed = this.sealer!.seal(vmId, header, image, version);
       const record: VmRecord = { vmId, measurement: m, version, base: version, blobId: sealed.id, nonce };
-      change = { vmId, record, dels: prev ? deltaKeys(vmId, prev) : [], puts: [[KEY.blob(vmId), sealed.blob]], sealing: sealed.done };
+      change = { vmId, record, dels: prev ? deltaKeys(vmId, prev) : [], puts: [[KEY.blob(vmId), sealed.blob]], sealing: sealed.done, encoded: sealed.record };
     }
     this.latest.set(vmId, change.record!);
     this.unsettled.add(vmId);
@@ -306,7 +309,7 @@ export class ProtectedStorage {
   /** A window's change with its batched image sealed in; undefined when nothing is left to write. */
   private sealedForWindow(c: Change): Change | undefined {
     if (!c.sealsWaitingImage) return c;
-    const base = isOnlyWaitingImage(c) ? undefined : { vmId: c.vmId, record: c.record, dels: c.dels, puts: c.puts, sealing: c.sealing };
+    const base = isOnlyWaitingImage(c) ? undefined : { vmId: c.vmId, record: c.record, dels: c.dels, puts: c.puts, sealing: c.sealing, encoded: c.encoded };
     const sealed = this.takeWaiting(c.vmId);
     if (!sealed) return base;
     return base ? mergeChanges(base, sealed) : sealed;
@@ -381,7 +384,7 @@ export class ProtectedStorage {
    */
   private readBack(state: Established, vmId: string, ref: StoredRef, bytes: Buffer | undefined): VmRecord {
     const key = KEY.record(vmId);
-    if (!bytes || !constantTimeEqual(recordDigest(state.keys, key, bytes), Buffer.from(ref.digest, 'latin1'))) {
+    if (!bytes || !constantTimeEqual(recordDigest(state.keys.record, key, bytes), Buffer.from(ref.digest, 'latin1'))) {
       throw new PssViolation('modified', vmId, `its record in the database was ${bytes ? 'altered or replaced' : 'removed'} after the PSS opened`);
     }
     return decodeRecord(bytes);
@@ -486,8 +489,8 @@ export class ProtectedStorage {
         for (const key of c.dels) batch.del(key);
         for (const [key, blob] of c.puts) batch.put(key, blob);
         if (c.record) {
-          const bytes = encodeRecord(c.record);
-          const digest = recordDigest(state.keys, KEY.record(vmId), bytes);
+          const bytes = c.encoded?.bytes ?? encodeRecord(c.record);
+          const digest = c.encoded?.digest ?? recordDigest(state.keys.record, KEY.record(vmId), bytes);
           xorInto(aggregate, digest);
           count++;
           digests.push([vmId, digest]);

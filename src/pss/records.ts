@@ -14,7 +14,6 @@
  * after a crash. Buffers appear as lowercase hex (the sealed key as base64); the epoch, a chip
  * counter value, as a decimal string.
  */
-import { Level } from 'level';
 import { PssError, PssViolation } from './errors.ts';
 import { detached } from '../tpm/wire/buffer.ts';
 export const KEY = {
@@ -28,19 +27,6 @@ export const KEY = {
 
 /** Every record key, and nothing else ('0' follows '/'). */
 export const RECORD_RANGE = { gte: 'rec/', lt: 'rec0' } as const;
-
-export type PssDatabase = Level<string, Buffer>;
-
-
-export async function openDatabase(dir: string): Promise<PssDatabase> {
-  const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
-  try {
-    await db.open();
-  } catch (e) {
-    throw new PssError('bad-database', `cannot open the PSS database in ${dir} (${(e as Error).message}); check that no other vtpmd holds it and that the directory is writable`, { cause: e });
-  }
-  return db;
-}
 
 export const META_FORMAT = 1;
 export const HEAD_FORMAT = 1;

@@ -1,15 +1,20 @@
 /**
  * The sealing thread (blob-sealer.ts): seals each message's blobs under the storage key it was
- * started with and answers, in order, with each blob followed by its id.
+ * started with, encodes each save's record with its keyed digest, and answers in order.
  *
- * A message: u32 count, then per blob u32 header length, u32 body length, the header (as
- * encodeHeader made it), the body.
+ * A message: u32 count, then per save u32 header length, u32 body length, f64 the record's chain
+ * base, the header (as encodeHeader made it), the body. The answer, per save: the blob, its id,
+ * u32 record length, the record, its digest.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { blobId, BlobKey } from './blob.ts';
+import { blobId, BlobKey, parseBlob } from './blob.ts';
+import { recordDigest } from './integrity.ts';
+import { encodeRecord, KEY } from './records.ts';
 
 const port = parentPort!;
-const key = new BlobKey(Buffer.from((workerData as { storageKey: Uint8Array }).storageKey));
+const keys = workerData as { storageKey: Uint8Array; recordKey: Uint8Array };
+const blobKey = new BlobKey(Buffer.from(keys.storageKey));
+const recordKey = Buffer.from(keys.recordKey);
 
 port.on('message', (message: ArrayBuffer) => {
   const input = Buffer.from(message);
@@ -20,12 +25,18 @@ port.on('message', (message: ArrayBuffer) => {
   for (let i = 0; i < count; i++) {
     const headerLength = input.readUInt32LE(at);
     const bodyLength = input.readUInt32LE(at + 4);
-    at += 8;
+    const base = input.readDoubleLE(at + 8);
+    at += 16;
     const header = input.subarray(at, (at += headerLength));
-    const blob = key.sealEncoded(header, input.subarray(at, (at += bodyLength)));
+    const blob = blobKey.sealEncoded(header, input.subarray(at, (at += bodyLength)));
     const id = blobId(blob);
-    out.push(blob, id);
-    size += blob.length + id.length;
+    const h = parseBlob(blob)!.header;
+    const record = encodeRecord({ vmId: h.vmId, measurement: h.measurement, version: h.version, base, blobId: id, nonce: h.nonce });
+    const length = Buffer.allocUnsafe(4);
+    length.writeUInt32LE(record.length);
+    const parts = [blob, id, length, record, recordDigest(recordKey, KEY.record(h.vmId), record)];
+    out.push(...parts);
+    for (const p of parts) size += p.length;
   }
   const reply = Buffer.allocUnsafeSlow(size);
   let to = 0;
