@@ -156,11 +156,13 @@ export class VmService {
 
   renderMetrics(): string {
     const chip = this.manager.chipContexts();
+    const pss = this.host.pss.status();
     return renderMetrics(this.metrics, {
       vtpmd_vms_loaded: this.manager.loadedCount(),
       vtpmd_vms_running: this.endpoints.size,
       // VMs whose state the PSS keeps in memory; every other VM's is on disk only.
-      vtpmd_pss_vms_held: this.host.pss.status().held,
+      vtpmd_pss_vms_held: pss.held,
+      vtpmd_pss_sealing_thread: pss.sealingThread ? 1 : 0,
       vtpmd_chip_saved_sessions: chip.sessions,
       vtpmd_chip_saved_key_contexts: chip.keys,
     });

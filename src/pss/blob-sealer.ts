@@ -85,6 +85,11 @@ export class BlobSealer {
     if (crowd && this.mode === 'auto' && !this.worker && !this.closed) this.start();
   }
 
+  /** Whether the worker is up (it stays up once started, until close or failure). */
+  get threadRunning(): boolean {
+    return this.ready;
+  }
+
   /** Whether blobs go to the worker: while crowded once it is ready; in 'always' mode from its start. */
   private get offThread(): boolean {
     return this.mode === 'always' ? this.worker !== undefined : this.ready && this.crowd;

@@ -91,6 +91,8 @@ export interface PssStatus {
   readonly refusal: PssCondition | undefined;
   /** VMs whose record or image is in memory (loaded vTPMs, uncommitted changes); the rest are on disk only. */
   readonly held: number;
+  /** Whether the sealing thread is running (blob-sealer.ts): it starts with the first crowded commit window. */
+  readonly sealingThread: boolean;
 }
 
 /**
@@ -448,6 +450,7 @@ export class ProtectedStorage {
       commits: this.committer.committed,
       refusal: this.refusal?.condition,
       held: new Set([...this.latest.keys(), ...this.images.keys(), ...this.waitingImages.keys()]).size,
+      sealingThread: this.sealer?.threadRunning ?? false,
     };
   }
 

@@ -260,6 +260,7 @@ describe('vtpmd serve', { skip }, () => {
     const gauge = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics)![1]);
     assert.ok(gauge('vtpmd_vms_loaded') >= 1);
     assert.equal(gauge('vtpmd_pss_vms_held'), gauge('vtpmd_vms_loaded'), 'the PSS holds in memory the state of loaded vTPMs only');
+    assert.equal(gauge('vtpmd_pss_sealing_thread'), 0, 'a few VMs saving one at a time do not start the sealing thread');
   });
 
   test('a daemon restart is invisible to the guest: same endpoint, same PCRs, no Startup', async () => {

@@ -625,6 +625,7 @@ describe('protected storage sealing on a worker thread', () => {
     const vms = Array.from({ length: 40 }, (_, i) => `vm-${i}`);
     for (let round = 1; round <= 4; round++) await Promise.all(vms.map((vm) => pss.save(vm, MODEL, nvm(vm, round))));
     for (const vm of vms) assert.equal(pss.version(vm), 4);
+    assert.equal(pss.status().sealingThread, true);
     // A load right behind a save that is still being sealed gets that save.
     const saving = pss.save('vm-0', MODEL, nvm('vm-0', 5));
     assert.deepEqual(await pss.load('vm-0', MODEL), nvm('vm-0', 5));
@@ -640,6 +641,25 @@ describe('protected storage sealing on a worker thread', () => {
     assert.deepEqual(await pss.load('vm-0', MODEL), nvm('vm-0', 5));
     assert.deepEqual(await pss.load('vm-1', MODEL), nvm('vm-1', 9));
     for (const vm of vms.slice(2)) assert.deepEqual(await pss.load(vm, MODEL), nvm(vm, 4));
+    await pss.close();
+  });
+
+  test('by default the thread starts with the first crowded commit window, not before', async () => {
+    const { open } = await setup();
+    const pss = await open();
+    const vms = Array.from({ length: 40 }, (_, i) => `vm-${i}`);
+    for (const vm of vms.slice(0, 8)) await pss.save(vm, MODEL, nvm(vm, 1));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(pss.status().sealingThread, false, 'saves one at a time');
+    let round = 1;
+    for (let waited = 0; !pss.status().sealingThread; waited++) {
+      assert.ok(waited < 400, 'the sealing thread never started');
+      round++;
+      await Promise.all(vms.map((vm) => pss.save(vm, MODEL, nvm(vm, round))));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await Promise.all(vms.map((vm) => pss.save(vm, MODEL, nvm(vm, round + 1))));
+    for (const vm of vms) assert.deepEqual(await pss.load(vm, MODEL), nvm(vm, round + 1));
     await pss.close();
   });
 
