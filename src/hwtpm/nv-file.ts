@@ -1,19 +1,23 @@
 /**
- * The chip's non-volatile memory as one file. A real chip's NV survives power loss mid-write
- * with either the old or the new contents, and a chip whose NV is damaged enters failure mode
- * rather than quietly forgetting its seeds. The file therefore carries a header with a format
- * version, the payload length and its SHA-256, is replaced atomically (temp + fsync + rename +
- * directory fsync), and is checked on every load: a torn or altered file is an error that names
- * the file, never a reason to manufacture a fresh chip.
+ * The chip's non-volatile memory in two files written in turn. A real chip's NV survives power
+ * loss mid-write with either the old or the new contents, and a chip whose NV is damaged enters
+ * failure mode rather than quietly forgetting its seeds. Each file carries a header with a format
+ * version, a write sequence number, the payload length and its SHA-256; a write overwrites the
+ * file not holding the latest contents, in place, then syncs its data — two system calls where a
+ * replace-by-rename takes eight and two full syncs, and the chip writes its NV on every counter
+ * increment the PSS commits. Power-on takes the valid file with the higher sequence number: a
+ * write cut short damages only the file being written, whose predecessor is the other. Both
+ * files damaged (or the only one) is an error that names them, never a reason to manufacture a
+ * fresh chip. A single file of format 1 (one file, replaced by rename) reads as sequence 0.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StateStore } from '../tpm/tpm2/state/store.ts';
 
 const MAGIC = 'vtpmd-chip-nv';
-const VERSION = 1;
+const VERSION = 2;
 
 /** The chip's NV file is unreadable: torn, altered or of another format. */
 export class ChipNvError extends Error {
@@ -23,38 +27,52 @@ export class ChipNvError extends Error {
   }
 }
 
+interface Slot {
+  readonly path: string;
+  /** The sequence number of its valid contents; undefined when missing or damaged. */
+  seq: number | undefined;
+  /** Its length in bytes (0 when missing). */
+  size: number;
+}
+
 /**
  * The engine hands NV over synchronously (`save`); the chip then awaits `durable()` before its
  * response leaves, so a command is acknowledged only once its NV write is on disk — without
  * blocking the process while the disk syncs.
  */
 export class ChipNvFile implements StateStore {
+  /** The first of the two files (the only one a format 1 chip has). */
   readonly path: string;
+  private readonly slots: readonly [Slot, Slot];
+  private scanned = false;
   private pending: Buffer | undefined;
   private writing: Promise<void> = Promise.resolve();
 
   constructor(readonly dir: string, name: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.path = join(dir, name);
+    this.slots = [
+      { path: this.path, seq: undefined, size: 0 },
+      { path: `${this.path}.alt`, seq: undefined, size: 0 },
+    ];
   }
 
   load(): Buffer | undefined {
-    let raw: Buffer;
-    try {
-      raw = readFileSync(this.path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
-    }
-    const eol = raw.indexOf(0x0a);
-    if (eol < 0 || eol > 200) throw new ChipNvError(this.path, 'has no valid header (torn or not a chip NV file)');
-    const m = /^(\S+) (\d+) length=(\d+) sha256=([0-9a-f]{64})$/.exec(raw.subarray(0, eol).toString('latin1'));
-    if (!m || m[1] !== MAGIC) throw new ChipNvError(this.path, 'has no valid header (torn or not a chip NV file)');
-    if (Number(m[2]) !== VERSION) throw new ChipNvError(this.path, `has format version ${m[2]}; this vtpmd reads version ${VERSION}`);
-    const payload = raw.subarray(eol + 1);
-    if (payload.length !== Number(m[3])) throw new ChipNvError(this.path, `is truncated or extended (${payload.length} bytes where the header says ${m[3]})`);
-    if (createHash('sha256').update(payload).digest('hex') !== m[4]) throw new ChipNvError(this.path, 'fails its integrity check (altered or corrupted)');
-    return Buffer.from(payload);
+    const read = this.slots.map((slot) => readSlot(slot.path));
+    this.slots.forEach((slot, i) => {
+      const r = read[i]!;
+      slot.seq = r.kind === 'valid' ? r.seq : undefined;
+      slot.size = r.kind === 'missing' ? 0 : r.size;
+    });
+    this.scanned = true;
+    const newer = read.find((r): r is NewerFormat => r.kind === 'newer');
+    if (newer) throw new ChipNvError(newer.path, `has format version ${newer.version}; this vtpmd reads versions up to ${VERSION}`);
+    const valid = read.filter((r): r is Valid => r.kind === 'valid').sort((a, b) => b.seq - a.seq);
+    if (valid[0]) return valid[0].payload;
+    const [first, second] = read.filter((r): r is Damaged => r.kind === 'damaged');
+    if (!first) return undefined;
+    if (!second) throw new ChipNvError(first.path, first.problem);
+    throw new ChipNvError(`${first.path} and its alternate ${second.path}`, `are both damaged (the first ${first.problem}; the second ${second.problem})`);
   }
 
   save(data: Buffer): void {
@@ -73,21 +91,77 @@ export class ChipNvFile implements StateStore {
   }
 
   private async write(data: Buffer): Promise<void> {
-    const header = `${MAGIC} ${VERSION} length=${data.length} sha256=${createHash('sha256').update(data).digest('hex')}\n`;
-    const tmp = `${this.path}.tmp`;
-    const fh = await open(tmp, 'w', 0o600);
+    if (!this.scanned) this.load();
+    const [a, b] = this.slots;
+    const latest = Math.max(a.seq ?? -1, b.seq ?? -1);
+    // Overwrite the file that does not hold the latest contents.
+    const target = (a.seq ?? -1) === latest ? b : a;
+    const seq = latest + 1;
+    const header = Buffer.from(`${MAGIC} ${VERSION} seq=${seq} length=${data.length} sha256=${createHash('sha256').update(data).digest('hex')}\n`, 'latin1');
+    const created = target.seq === undefined;
+    // Until this write is synced the file holds neither its old contents nor the new.
+    target.seq = undefined;
+    const fh = await open(target.path, created ? 'w' : 'r+', 0o600);
     try {
-      await fh.writeFile(Buffer.concat([Buffer.from(header, 'latin1'), data]));
-      await fh.sync();
+      const contents = Buffer.concat([header, data]);
+      await fh.write(contents, 0, contents.length, 0);
+      if (target.size > contents.length) await fh.truncate(contents.length);
+      await fh.datasync();
+      target.size = contents.length;
     } finally {
       await fh.close();
     }
-    await rename(tmp, this.path);
-    const dir = await open(this.dir, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    // A new file's directory entry must survive power loss too (once per file).
+    if (created) await syncDirectory(this.dir);
+    target.seq = seq;
+  }
+}
+
+interface Valid {
+  readonly kind: 'valid';
+  readonly size: number;
+  readonly seq: number;
+  readonly payload: Buffer;
+}
+interface Damaged {
+  readonly kind: 'damaged';
+  readonly size: number;
+  readonly path: string;
+  readonly problem: string;
+}
+interface NewerFormat {
+  readonly kind: 'newer';
+  readonly size: number;
+  readonly path: string;
+  readonly version: number;
+}
+
+function readSlot(path: string): Valid | Damaged | NewerFormat | { kind: 'missing' } {
+  let raw: Buffer;
+  try {
+    raw = readFileSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+    throw e;
+  }
+  const damaged = (problem: string): Damaged => ({ kind: 'damaged', size: raw.length, path, problem });
+  const eol = raw.indexOf(0x0a);
+  const m = eol >= 0 && eol <= 200 ? /^(\S+) (\d+) (?:seq=(\d+) )?length=(\d+) sha256=([0-9a-f]{64})$/.exec(raw.subarray(0, eol).toString('latin1')) : null;
+  if (!m || m[1] !== MAGIC) return damaged('has no valid header (torn or not a chip NV file)');
+  const version = Number(m[2]);
+  if (version > VERSION) return { kind: 'newer', size: raw.length, path, version };
+  if ((version === 1) !== (m[3] === undefined) || version < 1) return damaged('has no valid header (torn or not a chip NV file)');
+  const payload = raw.subarray(eol + 1);
+  if (payload.length !== Number(m[4])) return damaged(`is truncated or extended (${payload.length} bytes where the header says ${m[4]})`);
+  if (createHash('sha256').update(payload).digest('hex') !== m[5]) return damaged('fails its integrity check (altered or corrupted)');
+  return { kind: 'valid', size: raw.length, seq: version === 1 ? 0 : Number(m[3]), payload: Buffer.from(payload) };
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }

@@ -90,7 +90,20 @@ describe('chip', () => {
     assert.deepEqual((await (await started(again)).readPublic(0x81000010)).name, name);
   });
 
-  for (const [what, damage] of [
+  /** The chip's two NV files, the one holding its latest contents first. */
+  function nvFiles(dir: string): [newest: string, other: string] {
+    const a = join(dir, NV_FILE_NAMES.tpm2);
+    const b = `${a}.alt`;
+    return nvSeq(a) > nvSeq(b) ? [a, b] : [b, a];
+  }
+
+  /** An NV file's write sequence number (a format 1 file's is 0). */
+  function nvSeq(path: string): number {
+    const header = readFileSync(path, 'latin1').split('\n', 1)[0]!;
+    return header.startsWith('vtpmd-chip-nv 1 ') ? 0 : Number(/ seq=(\d+) /.exec(header)![1]);
+  }
+
+  const damages = [
     ['torn (truncated)', (p: string) => truncateSync(p, Math.floor(readFileSync(p).length / 2))],
     ['altered (one byte flipped)', (p: string) => {
       const b = readFileSync(p);
@@ -98,23 +111,96 @@ describe('chip', () => {
       writeFileSync(p, b);
     }],
     ['not a chip NV file', (p: string) => writeFileSync(p, '{"format":"something else"}')],
-    ['from a newer vtpmd', (p: string) => writeFileSync(p, readFileSync(p, 'latin1').replace(/^vtpmd-chip-nv 1 /, 'vtpmd-chip-nv 2 '), 'latin1')],
-  ] as const) {
-    test(`an NV file that is ${what} stops power-on with an error naming the file`, async () => {
+  ] as const;
+
+  for (const [what, damage] of damages) {
+    test(`NV files that are both ${what} stop power-on with an error naming them`, async () => {
       const dir = tempDir();
       const chip = Chip.open({ personality: 'tpm2', stateDir: dir });
       await started(chip);
       await chip.flush();
-      const path = join(dir, NV_FILE_NAMES.tpm2);
-      const before = readFileSync(path);
-      damage(path);
+      const files = nvFiles(dir);
+      const before = files.map((f) => readFileSync(f));
+      files.forEach((f) => damage(f));
       assert.throws(
         () => Chip.open({ personality: 'tpm2', stateDir: dir }),
-        (e: unknown) => e instanceof ChipNvError && e.message.includes(path),
+        (e: unknown) => e instanceof ChipNvError && files.every((f) => e.message.includes(f)) && /both damaged/.test(e.message),
       );
-      assert.notDeepEqual(readFileSync(path), before, 'the damaged file is left for inspection, not replaced');
+      files.forEach((f, i) => assert.notDeepEqual(readFileSync(f), before[i], 'the damaged files are left for inspection, not replaced'));
     });
   }
+
+  test('an NV file of a newer vtpmd stops power-on, even with the other file valid', async () => {
+    const dir = tempDir();
+    const chip = Chip.open({ personality: 'tpm2', stateDir: dir });
+    await started(chip);
+    await chip.flush();
+    const [, other] = nvFiles(dir);
+    writeFileSync(other, readFileSync(other, 'latin1').replace(/^vtpmd-chip-nv 2 /, 'vtpmd-chip-nv 3 '), 'latin1');
+    assert.throws(
+      () => Chip.open({ personality: 'tpm2', stateDir: dir }),
+      (e: unknown) => e instanceof ChipNvError && e.message.includes(other) && /format version 3/.test(e.message),
+    );
+  });
+
+  for (const [what, damage] of damages) {
+    test(`a write cut short (the newer NV file ${what}) powers on with the contents before it`, async () => {
+      const dir = tempDir();
+      const chip = Chip.open({ personality: 'tpm2', stateDir: dir });
+      const tpm = await started(chip);
+      const { handle } = await tpm.createPrimary(RH.OWNER, eccSigningTemplate(true));
+      await chip.flush();
+      // Its response waits for its NV write, the last: the persistent object is in the newer file only.
+      await tpm.evictControl(RH.OWNER, handle, 0x81000010);
+      const [newest, other] = nvFiles(dir);
+      damage(newest);
+      const again = Chip.open({ personality: 'tpm2', stateDir: dir });
+      assert.equal(again.fresh, false);
+      const back = await started(again);
+      await assert.rejects(back.readPublic(0x81000010), (e: unknown) => rcOf(e) !== -1, 'the object made by the cut write is not there');
+      // The next write replaces the damaged file; both are valid again.
+      const { handle: h2 } = await back.createPrimary(RH.OWNER, eccSigningTemplate(true));
+      await back.evictControl(RH.OWNER, h2, 0x81000011);
+      await again.flush();
+      assert.equal(nvFiles(dir)[0], newest);
+      const third = await started(Chip.open({ personality: 'tpm2', stateDir: dir }));
+      assert.ok((await third.readPublic(0x81000011)).name.length > 0);
+      assert.ok(readFileSync(other).length > 0);
+    });
+  }
+
+  test('a chip NV file of format 1 (one file) powers on; later writes go to both files in turn', async () => {
+    const dir = tempDir();
+    const chip = Chip.open({ personality: 'tpm2', stateDir: dir });
+    const tpm = await started(chip);
+    const { handle } = await tpm.createPrimary(RH.OWNER, eccSigningTemplate(true));
+    await tpm.evictControl(RH.OWNER, handle, 0x81000010);
+    await chip.flush();
+    // What vtpmd wrote before: one file, no sequence number.
+    const [newest, other] = nvFiles(dir);
+    const raw = readFileSync(newest);
+    const eol = raw.indexOf(0x0a);
+    const v1 = Buffer.concat([Buffer.from(raw.subarray(0, eol).toString('latin1').replace(/^vtpmd-chip-nv 2 seq=\d+ /, 'vtpmd-chip-nv 1 ')), raw.subarray(eol)]);
+    const first = join(dir, NV_FILE_NAMES.tpm2);
+    rmSync(other);
+    if (newest !== first) rmSync(newest);
+    writeFileSync(first, v1);
+    const again = Chip.open({ personality: 'tpm2', stateDir: dir });
+    assert.equal(again.fresh, false);
+    const back = await started(again);
+    assert.ok((await back.readPublic(0x81000010)).name.length > 0);
+    // Writes since: sequence numbers 1, 2, … from the format 1 file's 0, alternating files.
+    const [n1] = nvFiles(dir);
+    const s1 = nvSeq(n1);
+    assert.ok(s1 >= 1);
+    assert.equal(n1, s1 % 2 === 1 ? `${first}.alt` : first);
+    await back.evictControl(RH.OWNER, 0x81000010, 0x81000010);
+    const [n2, o2] = nvFiles(dir);
+    assert.equal(nvSeq(n2), s1 + 1);
+    assert.equal(o2, n1);
+    const third = await started(Chip.open({ personality: 'tpm2', stateDir: dir }));
+    await assert.rejects(third.readPublic(0x81000010), (e: unknown) => rcOf(e) !== -1, 'the eviction was kept');
+  });
 
   test('the latency model asks for the time a discrete chip takes per command', async () => {
     const waits: number[] = [];
