@@ -93,10 +93,10 @@ export class ChipNvFile implements StateStore {
   private async write(data: Buffer): Promise<void> {
     if (!this.scanned) this.load();
     const [a, b] = this.slots;
-    const latest = Math.max(a.seq ?? -1, b.seq ?? -1);
-    // Overwrite the file that does not hold the latest contents.
-    const target = (a.seq ?? -1) === latest ? b : a;
-    const seq = latest + 1;
+    const latest = a.seq === undefined ? (b.seq === undefined ? undefined : b) : b.seq === undefined || a.seq > b.seq ? a : b;
+    // Overwrite the file that does not hold the latest contents (a fresh chip's first write: the first file).
+    const target = latest === a ? b : a;
+    const seq = (latest?.seq ?? 0) + 1;
     const header = Buffer.from(`${MAGIC} ${VERSION} seq=${seq} length=${data.length} sha256=${createHash('sha256').update(data).digest('hex')}\n`, 'latin1');
     const created = target.seq === undefined;
     // Until this write is synced the file holds neither its old contents nor the new.
