@@ -347,10 +347,10 @@ export class ProtectedStorage {
       const state = this.usable(vmId);
       checkRequest(vmId, measurement);
       this.sealWaiting(vmId);
-      // Its latest blobs and record are final only once sealed.
+      // Its latest blobs and record are final only once sealed (a seal that failed fails the load).
       const sealing = this.sealer!.pending(vmId);
       if (sealing) {
-        await sealing.catch(() => undefined);
+        await sealing;
         continue;
       }
       const latest = this.current(vmId);
