@@ -276,17 +276,15 @@ export class ProtectedStorage {
     const before = this.images.get(vmId);
     // A chain holds one model's saves only: a new measurement starts a new image.
     const delta = sameModel && before && version - held.base < MAX_CHAIN ? encodeDelta(before, image) : undefined;
-    let change: Change;
-    if (held && delta) {
-      const sealed = this.sealer!.seal(vmId, { ...header, prevId: held.blobId }, delta, held.base);
-      const record: VmRecord = { vmId, measurement: m, version, base: held.base, blobId: sealed.id, nonce };
-      change = { vmId, record, dels: [], puts: [[KEY.delta(vmId, version), sealed.blob]], sealing: sealed.done, encoded: sealed.record };
-    } else {
-      const sealed = this.sealer!.seal(vmId, header, image, version);
-      const record: VmRecord = { vmId, measurement: m, version, base: version, blobId: sealed.id, nonce };
-      change = { vmId, record, dels: prev ? deltaKeys(vmId, prev) : [], puts: [[KEY.blob(vmId), sealed.blob]], sealing: sealed.done, encoded: sealed.record };
-    }
-    this.latest.set(vmId, change.record!);
+    // A delta continues the held chain; a whole image starts a new one, dropping the old deltas.
+    const chain =
+      held && delta
+        ? { base: held.base, key: KEY.delta(vmId, version), header: { ...header, prevId: held.blobId }, body: delta, dels: [] }
+        : { base: version, key: KEY.blob(vmId), header, body: image, dels: prev ? deltaKeys(vmId, prev) : [] };
+    const sealed = this.sealer!.seal(vmId, chain.header, chain.body, chain.base);
+    const record: VmRecord = { vmId, measurement: m, version, base: chain.base, blobId: sealed.id, nonce };
+    const change: Change = { vmId, record, dels: chain.dels, puts: [[chain.key, sealed.blob]], sealing: sealed.done, encoded: sealed.record };
+    this.latest.set(vmId, record);
     this.unsettled.add(vmId);
     this.images.set(vmId, image);
     for (const key of change.dels) this.pendingBlobs.delete(key);
@@ -311,7 +309,8 @@ export class ProtectedStorage {
   /** A window's change with its batched image sealed in; undefined when nothing is left to write. */
   private sealedForWindow(c: Change): Change | undefined {
     if (!c.sealsWaitingImage) return c;
-    const base = isOnlyWaitingImage(c) ? undefined : { vmId: c.vmId, record: c.record, dels: c.dels, puts: c.puts, sealing: c.sealing, encoded: c.encoded };
+    const { sealsWaitingImage: _, ...written } = c;
+    const base = isOnlyWaitingImage(c) ? undefined : written;
     const sealed = this.takeWaiting(c.vmId);
     if (!sealed) return base;
     return base ? mergeChanges(base, sealed) : sealed;
