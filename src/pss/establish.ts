@@ -3,11 +3,14 @@
  * chip and proving the database is the latest one before anything in it is trusted.
  *
  * Commit order is: write the batch (records, blobs, head with epoch E+1) synced, then increment
- * the chip counter to E+1. A crash between the two leaves the database one ahead of the counter;
- * that commit's saves were never acknowledged, but they are intact, so opening catches the counter
- * up. The other order (counter first) would have to accept a database one *behind* the counter,
- * which is exactly what a copy taken one commit earlier looks like; this order refuses every copy
- * older than the last durable commit.
+ * the chip counter to E+1, and only then acknowledge the commit's saves. The next commits may be
+ * written while that increment runs (group-commit.ts), at most MAX_UNCONFIRMED_COMMITS of them
+ * ahead of the counter. A crash leaves the database up to that many epochs ahead of the counter;
+ * those commits' saves were never acknowledged, but they are intact, so opening catches the
+ * counter up. The other order (counter first) would have to accept a database *behind* the
+ * counter, which is exactly what a copy taken a commit earlier looks like; this order refuses
+ * every copy older than the last acknowledged durable commit. A database further ahead than
+ * that cannot come from this PSS and is refused too.
  */
 import type { Logger } from 'pino';
 import { ChipRefusal, type ChipClient } from '../hwtpm/chip-client.ts';
@@ -19,6 +22,9 @@ import { decodeHead, decodeMeta, decodeRecord, encodeHead, encodeMeta, KEY, RECO
 import type { PssDatabase } from './database.ts';
 
 export const STORAGE_KEY_BYTES = 32;
+
+/** Durable commits the database may hold beyond the chip counter: written, their increments pending. */
+export const MAX_UNCONFIRMED_COMMITS = 2;
 
 /** Everything a working PSS holds in memory, established and checked at open. */
 export interface Established {
@@ -116,9 +122,10 @@ export async function establish(
   } catch {
     return refuse('rollback', `the PSS's chip counter 0x${meta.counterId.toString(16)} cannot be read (the chip was cleared or replaced), so the database's freshness cannot be proven`);
   }
-  if (head.epoch === counter + 1n) {
-    counter = await chip.incrementCounter(meta.counterId);
-    log.info({ epoch: head.epoch.toString() }, 'the last commit landed but its counter increment did not; counter caught up');
+  const behind = head.epoch - counter;
+  if (behind > 0n && behind <= BigInt(MAX_UNCONFIRMED_COMMITS)) {
+    while (counter < head.epoch) counter = await chip.incrementCounter(meta.counterId);
+    log.info({ epoch: head.epoch.toString(), increments: Number(behind) }, 'the last commits landed but not all their counter increments did; counter caught up');
   }
   if (head.epoch !== counter) {
     return refuse('rollback', `the database is at epoch ${head.epoch} but the chip's monotonic counter is at ${counter}`);

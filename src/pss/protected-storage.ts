@@ -7,7 +7,9 @@
  * Durability. `save` resolves once the blob, its record and the head are in a synced level batch
  * and the chip's monotonic counter has moved to the batch's epoch: a vTPM that releases its
  * response only then loses nothing to a crash. Concurrent saves share one batch and one counter
- * increment (group-commit.ts), so throughput grows with the number of vTPMs saving at once.
+ * increment (group-commit.ts), so throughput grows with the number of vTPMs saving at once; the
+ * next batch is written while the previous one's increment runs (establish.ts says why that is
+ * safe), and a crowd larger than a window runs its commands while the window before it syncs.
  *
  * Deltas. While the PSS holds a VM's latest image (after saving or loading it, until `release`),
  * a save that changes little of it stores only the change, as a delta blob naming its
@@ -41,8 +43,8 @@ import { MAX_MEASUREMENT_BYTES, MAX_VM_ID_BYTES, NONCE_BYTES } from './blob.ts';
 import { BlobSealer, type EncodedRecord, type SealThreadMode } from './blob-sealer.ts';
 import { encodeDelta } from './delta.ts';
 import { PssError, PssViolation, type PssCondition } from './errors.ts';
-import { establish, type Established } from './establish.ts';
-import { GroupCommit } from './group-commit.ts';
+import { establish, MAX_UNCONFIRMED_COMMITS, type Established } from './establish.ts';
+import { GroupCommit, type Written } from './group-commit.ts';
 import { headMac, recordDigest, xorInto } from './integrity.ts';
 import { openDatabase, type PssDatabase } from './database.ts';
 import { decodeRecord, encodeHead, encodeRecord, KEY, type VmRecord } from './records.ts';
@@ -61,8 +63,9 @@ export interface ProtectedStorageOptions {
   /** Where storage keys, PSS ids and nonces come from; default the system's. */
   entropy?: EntropySource;
   /**
-   * Most saves one commit carries (default 256). Beyond it, saves wait for the next commit while
-   * preparing theirs, which overlaps encryption with the disk write (group-commit.ts).
+   * Most saves one commit carries (default 128). Beyond it, saves wait for the next commit while
+   * preparing theirs, so one crowd's commands run while another's commit is on its way to disk
+   * (group-commit.ts).
    */
   maxCommitBatch?: number;
   /**
@@ -156,7 +159,9 @@ function chainKeys(vmId: string, r: ChainSpan): string[] {
   return [KEY.blob(vmId), ...deltaKeys(vmId, r)];
 }
 
-const DEFAULT_MAX_COMMIT_BATCH = 256;
+const DEFAULT_MAX_COMMIT_BATCH = 128;
+/** Waiters a commit answers per turn of the event loop (group-commit.ts). */
+const ANSWER_SLICE = 64;
 /** Saves in one commit window that make sealing worth a thread of its own. */
 const SEALING_CROWD = 32;
 /** Saves per whole image: bounds what a load reads and verifies, and what a chain costs on disk. */
@@ -187,6 +192,8 @@ export class ProtectedStorage {
   private readonly committer: GroupCommit<Change>;
   private readonly sealer: BlobSealer | undefined;
   private failure: PssError | undefined;
+  /** The chip counter's last increment, or the one in progress. */
+  private counting: Promise<void> = Promise.resolve();
   private closed = false;
 
   private constructor(
@@ -202,7 +209,12 @@ export class ProtectedStorage {
     sealThread: SealThreadMode,
   ) {
     this.sealer = state && new BlobSealer(state.blobKey, state.storageKey, state.keys.record, sealThread, log);
-    this.committer = new GroupCommit<Change>((changes, durable) => this.commit(changes, durable), maxCommitBatch, mergeChanges);
+    this.committer = new GroupCommit<Change>((changes, durable) => this.commit(changes, durable), {
+      maxWindow: maxCommitBatch,
+      maxUnconfirmed: MAX_UNCONFIRMED_COMMITS,
+      answerSlice: ANSWER_SLICE,
+      merge: mergeChanges,
+    });
     this.aggregate = Buffer.from(state?.aggregate ?? Buffer.alloc(32));
     this.epoch = state?.epoch ?? 0n;
     for (const [vmId, { record, digest }] of state?.records ?? []) this.stored.set(vmId, storedRef(record, digest));
@@ -460,7 +472,7 @@ export class ProtectedStorage {
     return this.state!;
   }
 
-  private async commit(changes: readonly Change[], durable: boolean): Promise<void> {
+  private async commit(changes: readonly Change[], durable: boolean): Promise<Written | undefined> {
     if (this.failure) throw this.failure;
     const state = this.state!;
     const last = new Map<string, Change>();
@@ -506,14 +518,9 @@ export class ProtectedStorage {
       const fields = { pssId: state.pssId, counterId: state.counterId, epoch, count, aggregate };
       batch.put(KEY.head, encodeHead({ ...fields, mac: headMac(state.keys, fields) }));
       await batch.write({ sync: durable });
-      if (durable) {
-        const counter = await this.chip.incrementCounter(state.counterId);
-        if (counter !== epoch) throw new Error(`the chip counter moved to ${counter} where ${epoch} was expected`);
-      }
       this.epoch = epoch;
     } catch (e) {
       await batch.close().catch(() => undefined);
-      // The database and the counter may now disagree by one commit, which only a reopen sorts out.
       throw this.failed(e);
     }
 
@@ -529,6 +536,28 @@ export class ProtectedStorage {
       }
     }
     for (const c of last.values()) for (const [key, blob] of c.puts) if (this.pendingBlobs.get(key) === blob) this.pendingBlobs.delete(key);
+    return durable ? { confirmed: this.advanceCounter(state.counterId, this.epoch) } : undefined;
+  }
+
+  /**
+   * Raises the chip counter to `epoch`, after every earlier durable commit's increment: a durable
+   * commit is acknowledged only then, since a database without it would otherwise still pass the
+   * rollback check. The next window is written meanwhile, so the database may run ahead of the
+   * counter by up to MAX_UNCONFIRMED_COMMITS epochs, which opening the PSS catches up (establish.ts).
+   */
+  private advanceCounter(counterId: number, epoch: bigint): Promise<void> {
+    const advanced = this.counting.then(async () => {
+      if (this.failure) throw this.failure;
+      try {
+        const counter = await this.chip.incrementCounter(counterId);
+        if (counter !== epoch) throw new Error(`the chip counter moved to ${counter} where ${epoch} was expected`);
+      } catch (e) {
+        // The database and the counter now disagree, which only a reopen sorts out.
+        throw this.failed(e);
+      }
+    });
+    this.counting = advanced.catch(() => undefined);
+    return advanced;
   }
 
   private failed(e: unknown): PssError {

@@ -5,6 +5,7 @@ import { after, describe, test } from 'node:test';
 import type { ChipClient } from '../../src/hwtpm/chip-client.ts';
 import { GVTPM_PCR } from '../../src/hwtpm/host-boot.ts';
 import { PssError, PssViolation, type PssCondition } from '../../src/pss/errors.ts';
+import { MAX_UNCONFIRMED_COMMITS } from '../../src/pss/establish.ts';
 import { ProtectedStorage } from '../../src/pss/protected-storage.ts';
 import { KEY } from '../../src/pss/records.ts';
 import { measurementOf, memoryChip, scratchDir, withDatabase } from './helpers.ts';
@@ -23,6 +24,14 @@ function dbDir(): string {
 
 function nvm(vm: string, n: number): Buffer {
   return Buffer.from(`NVM of ${vm}, save ${n}`.padEnd(600, '#'));
+}
+
+/** Waits, a turn of the event loop at a time, until `done`; fails rather than hang. */
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (let turns = 0; !done(); turns++) {
+    if (turns > 10_000) assert.fail(`never happened: ${what}`);
+    await new Promise((turn) => setImmediate(turn));
+  }
 }
 
 function isViolation(condition: PssCondition, vmId?: string): (e: unknown) => boolean {
@@ -404,6 +413,60 @@ describe('protected storage', () => {
     await pss.close();
     pss = await ProtectedStorage.open({ dir, chip: client });
     assert.deepEqual(await pss.load('vm-a', MODEL), nvm('vm-a', 3));
+    await pss.close();
+  });
+
+  for (const ahead of [MAX_UNCONFIRMED_COMMITS, MAX_UNCONFIRMED_COMMITS + 1]) {
+    test(`a database ${ahead} durable commits ahead of the chip counter is ${ahead <= MAX_UNCONFIRMED_COMMITS ? 'caught up' : 'refused: no crash leaves it that far ahead'}`, async () => {
+      const { dir, client } = await setup();
+      let pss = await ProtectedStorage.open({ dir, chip: client });
+      await pss.save('vm-a', MODEL, nvm('vm-a', 1));
+      const start = await client.readCounter(pss.status().counterId!);
+      // A chip whose increments never reach its NV: what a crash before them leaves behind.
+      let unsaved = 0n;
+      const forgetful: ChipClient = Object.create(client, {
+        incrementCounter: { value: async () => start + ++unsaved },
+      });
+      await pss.close();
+      pss = await ProtectedStorage.open({ dir, chip: forgetful });
+      for (let n = 2; n < 2 + ahead; n++) await pss.save('vm-a', MODEL, nvm('vm-a', n));
+      await pss.close();
+      pss = await ProtectedStorage.open({ dir, chip: client });
+      if (ahead <= MAX_UNCONFIRMED_COMMITS) {
+        assert.equal(pss.refusal, undefined);
+        assert.equal(await client.readCounter(pss.status().counterId!), start + BigInt(ahead), 'the counter caught up');
+        assert.deepEqual(await pss.load('vm-a', MODEL), nvm('vm-a', 1 + ahead), 'the unacknowledged commits are intact');
+      } else {
+        assert.equal(pss.refusal?.condition, 'rollback');
+        assert.match(pss.refusal!.message, new RegExp(`epoch ${start + BigInt(ahead)}.*counter is at ${start}`));
+        assert.equal(await client.readCounter(pss.status().counterId!), start, 'the counter was left alone');
+      }
+      await pss.close();
+    });
+  }
+
+  test('a commit is written while the one before it waits for its counter increment, but answered only after its own', async () => {
+    const { dir, client } = await setup();
+    const held: (() => void)[] = [];
+    const slow: ChipClient = Object.create(client, {
+      incrementCounter: { value: (id: number) => new Promise<void>((go) => held.push(go)).then(() => client.incrementCounter(id)) },
+    });
+    const pss = await ProtectedStorage.open({ dir, chip: slow });
+    const answered: string[] = [];
+    const a = pss.save('vm-a', MODEL, nvm('vm-a', 1)).then(() => answered.push('vm-a'));
+    await until(() => held.length === 1, 'the first increment is asked for');
+    const b = pss.save('vm-b', MODEL, nvm('vm-b', 1)).then(() => answered.push('vm-b'));
+    const counted = await client.readCounter(pss.status().counterId!);
+    await until(() => pss.status().epoch === counted + 2n, 'the second window is written');
+    assert.deepEqual(answered, [], 'both windows are written, neither answered before its increment');
+    assert.equal(held.length, 1, "the second window's increment waits for the first's");
+    held[0]!();
+    await a;
+    assert.deepEqual(answered, ['vm-a']);
+    await until(() => held.length === 2, 'the second increment is asked for');
+    held[1]!();
+    await b;
+    assert.equal(await client.readCounter(pss.status().counterId!), pss.status().epoch);
     await pss.close();
   });
 
