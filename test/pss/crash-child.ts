@@ -13,7 +13,9 @@ import { crashNvm, crashNvmCounter, CRASH_MODEL } from './crash-nvm.ts';
 const [pssDir, chipDir, vmCount] = process.argv.slice(2);
 const client = await openChipClient(Chip.open({ personality: 'tpm2', stateDir: chipDir! }));
 await client.takeOwnership();
-const pss = await ProtectedStorage.open({ dir: pssDir!, chip: client });
+// Windows smaller than the crowd of savers, so that a window is written while the one before it
+// still waits for its counter increment, and kills land between the two as well.
+const pss = await ProtectedStorage.open({ dir: pssDir!, chip: client, maxCommitBatch: 3 });
 if (pss.refusal) throw pss.refusal;
 
 async function run(vm: string): Promise<never> {
