@@ -85,7 +85,7 @@ export interface PssStatus {
   /** Hex; undefined only when the database is unreadable. */
   readonly pssId: string | undefined;
   readonly counterId: number | undefined;
-  /** The chip counter value of the last durable commit. */
+  /** The epoch of the last durable commit written; the chip counter reaches it before that commit is acknowledged. */
   readonly epoch: bigint | undefined;
   readonly vms: number;
   /** Commit windows since open. */
