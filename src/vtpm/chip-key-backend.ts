@@ -5,12 +5,13 @@
  * use the key. Chip operations themselves are performed by the model (see ExternalOperationNeeded);
  * this class only hands their results to the engine.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { digestSize } from '../tpm/crypto/hash.ts';
 import { ALG } from '../tpm/tpm2/constants.ts';
 import { ExternalOperationNeeded, type ChipRefused, type ExternalRequest, type HardwareKeyBackend, type KeyUse, type SymmetricUse } from '../tpm/tpm2/hardware-keys.ts';
 import { RC, TpmError } from '../tpm/tpm2/rc.ts';
 import type { PcrSelection } from '../tpm/tpm2/types/pcr.ts';
-import type { Scheme } from '../tpm/tpm2/types/public-parms.ts';
+import { NULL_SYM, type Scheme } from '../tpm/tpm2/types/public-parms.ts';
 import { OBJECT_ATTR as A, publicArea, type EccPoint, type Public } from '../tpm/tpm2/types/public.ts';
 import type { SigScheme, Signature } from '../tpm/tpm2/types/signature.ts';
 import { encode } from '../tpm/wire/codec.ts';
@@ -26,13 +27,24 @@ export interface ChipCreateResult {
 /**
  * The template the chip gets: the guest's object without the vTPM-level rules the model enforces
  * (restrictions, policies); keys always of the chip's own making, sealed data as the guest gave it.
+ * A storage parent becomes a plain decryption key there: the chip decrypts the secrets guests
+ * share with it (RSA_Decrypt, ECDH_ZGen), which it refuses for a restricted key, and the model
+ * does the rest as the parent's restrictions allow.
  */
 export function chipTemplateFor(t: Public): Public {
   // Keyed-hash and symmetric objects may carry the guest's own bits (sensitiveDataOrigin CLEAR).
   const origin = t.type === ALG.KEYEDHASH || t.type === ALG.SYMCIPHER ? t.objectAttributes & A.sensitiveDataOrigin : A.sensitiveDataOrigin;
   const a = (t.objectAttributes & ~(A.restricted | A.adminWithPolicy | A.sensitiveDataOrigin)) | origin | A.fixedTPM | A.fixedParent | A.userWithAuth | A.noDA;
   const unique = t.type === ALG.RSA ? { rsa: Buffer.alloc(0) } : t.type === ALG.ECC ? { ecc: { x: Buffer.alloc(0), y: Buffer.alloc(0) } } : { digest: Buffer.alloc(0) };
-  return { ...t, objectAttributes: a, authPolicy: Buffer.alloc(0), unique };
+  const p = t.parameters;
+  // Only a storage key (restricted decryption) names a symmetric algorithm; an unrestricted key may not.
+  const parameters = p.type === ALG.RSA || p.type === ALG.ECC ? { ...p, symmetric: NULL_SYM } : p;
+  return { ...t, objectAttributes: a, authPolicy: Buffer.alloc(0), unique, parameters };
+}
+
+/** A storage parent: a restricted decryption key that does not sign. */
+function isStorageTemplate(t: Public): boolean {
+  return (t.objectAttributes & (A.restricted | A.decrypt | A.sign)) === (A.restricted | A.decrypt);
 }
 
 /**
@@ -65,10 +77,10 @@ export class ChipKeyBackend implements HardwareKeyBackend {
   ) {}
 
   /**
-   * Asymmetric signing keys (attestation keys included), unrestricted decryption keys (and keys
-   * that do both), sealed data, HMAC keys and unrestricted symmetric keys. Storage keys and
-   * derivation parents stay in the model — the objects under them are the guest's, made through
-   * the vTPM — and so do objects the guest may duplicate (fixedTPM CLEAR), which TPM2_Duplicate
+   * Asymmetric signing keys (attestation keys included), decryption keys — storage parents too,
+   * restricted or not, and keys that do both — sealed data, HMAC keys and unrestricted symmetric
+   * keys. Derivation parents stay in the model (the chip has no way to derive a key for the model
+   * to hand out), and so do objects the guest may duplicate (fixedTPM CLEAR), which TPM2_Duplicate
    * must be able to wrap for another TPM.
    */
   backs(t: Public): boolean {
@@ -77,10 +89,7 @@ export class ChipKeyBackend implements HardwareKeyBackend {
     // Sealed data (neither sign nor decrypt) or an HMAC key; a keyed-hash decrypt key is a derivation parent.
     if (t.type === ALG.KEYEDHASH) return (a & (A.decrypt | A.restricted)) === 0;
     if (t.type === ALG.SYMCIPHER) return (a & A.restricted) === 0 && (a & (A.sign | A.decrypt)) !== 0;
-    if (t.type !== ALG.RSA && t.type !== ALG.ECC) return false;
-    // Everything but a restricted decryption key (a storage parent); tpm2_create's default key is
-    // an unrestricted one that both signs and decrypts.
-    return (a & A.sign) !== 0 || ((a & A.decrypt) !== 0 && (a & A.restricted) === 0);
+    return (t.type === ALG.RSA || t.type === ALG.ECC) && (a & (A.sign | A.decrypt)) !== 0;
   }
 
   /** The model hands over what the chip did for `request`; the next attempt of the command uses it. */
@@ -105,6 +114,7 @@ export class ChipKeyBackend implements HardwareKeyBackend {
       innerPublic: made.outPublic,
       authValue,
       chipAuth: made.chipAuth,
+      seedValue: isStorageTemplate(template) ? randomBytes(digestSize(template.nameAlg)) : Buffer.alloc(0),
       publicDigest: publicDigestOf(pub),
       pcrSelection,
       pcrDigest: pcrSelection.length ? this.pcrDigest(pcrSelection) : Buffer.alloc(0),
@@ -123,6 +133,13 @@ export class ChipKeyBackend implements HardwareKeyBackend {
 
   rsaDecrypt(outer: Buffer, pub: Public, scheme: Scheme, label: Buffer, cipherText: Buffer): Buffer {
     return this.use<Buffer>(outer, pub, { kind: 'rsa-decrypt', scheme, label, cipherText });
+  }
+
+  storageSeed(outer: Buffer, pub: Public): Buffer {
+    const { seedValue } = this.checked(outer, pub);
+    // Only a storage parent's blob carries one; the model asks only of a parent it loaded.
+    if (seedValue.length === 0) throw new TpmError(RC.TYPE);
+    return seedValue;
   }
 
   ecdhZGen(outer: Buffer, pub: Public, point: EccPoint): EccPoint {

@@ -7,8 +7,13 @@
  * TPM2B_PRIVATE the chip made), the guest cannot alter it, and even the inner blob alone is of no
  * use without the chip-side authValue, which never leaves the manager.
  *
- * Format 'vHK2' carries the chip-side authValue; 'vHK1' (keys made by vtpmd 0.1) has none and
- * still opens, its chip key having an empty authValue.
+ * A storage parent's outer blob also carries its seedValue: the chip holds the parent's private
+ * key, which recovers the secrets guests share with it, but the children are the vTPM's, wrapped
+ * by the model under this seed as a TPM wraps them under its storage key's.
+ *
+ * Format 'vHK3' carries the chip-side authValue and the seed (empty for other keys); 'vHK2' (keys
+ * made before storage parents lived in the chip) has no seed, and 'vHK1' (keys made by vtpmd 0.1)
+ * neither seed nor chip-side authValue, its chip key having an empty one. Both still open.
  */
 import { randomBytes } from 'node:crypto';
 import { aesGcmOpen, aesGcmSeal, AES_GCM_IV_BYTES } from '../tpm/crypto/aead.ts';
@@ -18,7 +23,9 @@ import { pcrSelectionList, type PcrSelection } from '../tpm/tpm2/types/pcr.ts';
 import { public2b, type Public } from '../tpm/tpm2/types/public.ts';
 
 const MAGIC_V1 = Buffer.from('vHK1', 'latin1');
-const MAGIC = Buffer.from('vHK2', 'latin1');
+const MAGIC_V2 = Buffer.from('vHK2', 'latin1');
+const MAGIC = Buffer.from('vHK3', 'latin1');
+const KNOWN_MAGICS = [MAGIC, MAGIC_V2, MAGIC_V1];
 
 export interface BoundKey {
   /** The chip's TPM2B_PRIVATE and TPM2B_PUBLIC for the key, under the hwSRK. */
@@ -27,6 +34,8 @@ export interface BoundKey {
   readonly authValue: Buffer;
   /** The chip key's own authValue (random, made with the key); empty for a 'vHK1' key. */
   readonly chipAuth: Buffer;
+  /** A storage parent's seedValue, which its children are wrapped under; empty for other keys. */
+  readonly seedValue: Buffer;
   /** SHA-256 of the vTPM's TPMT_PUBLIC for the key. */
   readonly publicDigest: Buffer;
   /** The vTPM PCRs the key is bound to and their digest at creation; empty selection = unbound. */
@@ -37,7 +46,7 @@ export interface BoundKey {
 function magicOf(b: Buffer): Buffer | undefined {
   if (b.length <= MAGIC.length) return undefined;
   const m = b.subarray(0, MAGIC.length);
-  return m.equals(MAGIC) ? MAGIC : m.equals(MAGIC_V1) ? MAGIC_V1 : undefined;
+  return KNOWN_MAGICS.find((known) => m.equals(known));
 }
 
 export function isOuterBlob(b: Buffer): boolean {
@@ -50,6 +59,7 @@ export function wrapBoundKey(kbk: Buffer, k: BoundKey): Buffer {
   public2b.encode(w, k.innerPublic);
   w.u16(k.authValue.length).bytes(k.authValue);
   w.u16(k.chipAuth.length).bytes(k.chipAuth);
+  w.u16(k.seedValue.length).bytes(k.seedValue);
   w.u16(k.publicDigest.length).bytes(k.publicDigest);
   pcrSelectionList.encode(w, k.pcrSelection);
   w.u16(k.pcrDigest.length).bytes(k.pcrDigest);
@@ -69,11 +79,12 @@ export function unwrapBoundKey(kbk: Buffer, outer: Buffer): BoundKey | undefined
     const innerPrivate = privateBuf.decode(r);
     const innerPublic = public2b.decode(r);
     const authValue = Buffer.from(r.bytes(r.u16()));
-    const chipAuth = magic === MAGIC ? Buffer.from(r.bytes(r.u16())) : Buffer.alloc(0);
+    const chipAuth = magic === MAGIC_V1 ? Buffer.alloc(0) : Buffer.from(r.bytes(r.u16()));
+    const seedValue = magic === MAGIC ? Buffer.from(r.bytes(r.u16())) : Buffer.alloc(0);
     const publicDigest = Buffer.from(r.bytes(r.u16()));
     const pcrSelection = pcrSelectionList.decode(r);
     const pcrDigest = Buffer.from(r.bytes(r.u16()));
-    return r.remaining === 0 ? { innerPrivate, innerPublic, authValue, chipAuth, publicDigest, pcrSelection, pcrDigest } : undefined;
+    return r.remaining === 0 ? { innerPrivate, innerPublic, authValue, chipAuth, seedValue, publicDigest, pcrSelection, pcrDigest } : undefined;
   } catch {
     return undefined;
   }

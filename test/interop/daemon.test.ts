@@ -139,13 +139,13 @@ describe('vtpmd serve', { skip }, () => {
     assert.equal(dbPcr, '00'.repeat(32), "VM2's PCR 16 is untouched");
   });
 
-  test('a hardware-backed VM serves tpm2-tools as a chip would: its keys sign, change auth and quote, HMAC and encrypt, and its data unseals, through the host chip', async () => {
+  test('a hardware-backed VM serves tpm2-tools as a chip would: its keys sign, change auth and quote, HMAC and encrypt, its storage keys parent keys through sessions salted to them, and its data unseals, through the host chip', async () => {
     const r = await cli(state.path, ['vm', 'create', 'hsm', '--dm', 'hardware']);
     assert.equal(r.code, 0, r.stderr);
     const vm = JSON.parse(r.stdout);
     const t = tcti(vm);
     const w = (n: string) => join(work.path, `hsm-${n}`);
-    const chipMade = (file: string) => readFileSync(file).subarray(2, 6).toString('latin1') === 'vHK2';
+    const chipMade = (file: string) => readFileSync(file).subarray(2, 6).toString('latin1') === 'vHK3';
     // Without a resource manager every tool leaves its objects loaded: flush between tools (3 slots).
     const flush = () => tool(t, 'tpm2_flushcontext', ['-t']);
     await tool(t, 'tpm2_createprimary', ['-C', 'o', '-c', w('primary.ctx')]);
@@ -174,6 +174,24 @@ describe('vtpmd serve', { skip }, () => {
     await tool(t, 'tpm2_load', ['-C', w('primary.ctx'), '-u', w('seal.pub'), '-r', w('seal.priv'), '-c', w('seal.ctx')]);
     await flush();
     assert.equal(await tool(t, 'tpm2_unseal', ['-c', w('seal.ctx')]), 'kept by the chip');
+    await flush();
+    // A storage key of the guest's own is made in the chip too; a key made under it signs, through
+    // a session salted to it (the salt decrypted by the chip).
+    await tool(t, 'tpm2_create', ['-C', w('primary.ctx'), '-G', 'rsa2048:null:aes128cfb', '-a', 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|decrypt', '-u', w('store.pub'), '-r', w('store.priv')]);
+    assert.ok(chipMade(w('store.priv')), 'the storage key was made in the chip');
+    await flush();
+    await tool(t, 'tpm2_load', ['-C', w('primary.ctx'), '-u', w('store.pub'), '-r', w('store.priv'), '-c', w('store.ctx')]);
+    await flush();
+    await tool(t, 'tpm2_startauthsession', ['--hmac-session', '-c', w('store.ctx'), '-S', w('salted.ctx')]);
+    await flush();
+    await tool(t, 'tpm2_create', ['-C', w('store.ctx'), '-P', `session:${w('salted.ctx')}`, '-G', 'ecc', '-u', w('child.pub'), '-r', w('child.priv')]);
+    await tool(t, 'tpm2_flushcontext', [w('salted.ctx')]);
+    await flush();
+    await tool(t, 'tpm2_load', ['-C', w('store.ctx'), '-u', w('child.pub'), '-r', w('child.priv'), '-c', w('child.ctx')]);
+    await flush();
+    await tool(t, 'tpm2_sign', ['-c', w('child.ctx'), '-g', 'sha256', '-o', w('child.sig'), w('msg')]);
+    await flush();
+    await tool(t, 'tpm2_verifysignature', ['-c', w('child.ctx'), '-g', 'sha256', '-m', w('msg'), '-s', w('child.sig')]);
     await flush();
     await tool(t, 'tpm2_createek', ['-c', w('ek.ctx'), '-G', 'ecc']);
     await flush();

@@ -30,21 +30,8 @@ import { encode } from '../../src/tpm/wire/codec.ts';
 const encodeTemplate = (t: Public): Buffer => Buffer.from(encode(publicArea, t));
 import { CAP, PT } from '../../src/tpm/tpm2/constants.ts';
 import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
+import { rcOf, setup, tapChip } from '../helpers/hardware-vtpm.ts';
 
-async function setup(objectSlots = 3) {
-  const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
-  await (await openChipClient(chip)).takeOwnership();
-  const service = new HardwareKeyService(chip);
-  const snapshots: Buffer[] = [];
-  const kbk = randomBytes(32);
-  const persist = async (s: Buffer) => void snapshots.push(s);
-  const model = await Tpm2VtpmModel.create(persist, { hardware: { kbk, service: service.forVm('vm-a') }, objectSlots });
-  const vtpm = new Tpm2Client((c) => model.execute(c, 0));
-  await vtpm.startup();
-  const vsrk = (await vtpm.createPrimary(RH.OWNER, srkTemplate())).handle;
-  const hw = new Tpm2Client((c) => chip.execute(c, 0));
-  return { chip, service, model, vtpm, vsrk, hw, kbk, snapshots, persist };
-}
 
 async function signWith(tpm: Tpm2Client, handle: number, message: string, password = ''): Promise<Signature> {
   const digest = createHash('sha256').update(message).digest();
@@ -62,31 +49,13 @@ function verifies(pub: Public, message: string | Buffer, sig: Signature): boolea
   return verify('sha256', Buffer.from(message), { key: publicKeyOf(pub), dsaEncoding: 'ieee-p1363' }, Buffer.concat([r, s]));
 }
 
-const rcOf = (e: unknown) => (e instanceof Tpm2CommandError ? e.rc : -1);
 
-/** Every command the key and session manager sends the chip, and every response, as a bus analyser would see them. */
-function tapChip(chip: Chip): Buffer[] {
-  const seen: Buffer[] = [];
-  const exclusive = chip.exclusive.bind(chip);
-  chip.exclusive = (job, locality) =>
-    exclusive(
-      (exec) =>
-        job(async (c) => {
-          seen.push(Buffer.from(c));
-          const r = await exec(c);
-          seen.push(Buffer.from(r));
-          return r;
-        }),
-      locality,
-    );
-  return seen;
-}
 
 describe('hardware-backed vTPM', () => {
   test('a key made through the vTPM signs through it, and the signature verifies under the vTPM public key', async () => {
     const { vtpm, vsrk } = await setup();
     const key = await vtpm.create(vsrk, eccSigningTemplate(false));
-    assert.equal(key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK2', 'the guest holds the double-wrapped blob');
+    assert.equal(key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK3', 'the guest holds the double-wrapped blob');
     const { handle } = await vtpm.load(vsrk, key.outPrivate, key.outPublic);
     assert.ok(verifies(key.outPublic, 'hello', await signWith(vtpm, handle, 'hello')));
   });
@@ -171,7 +140,7 @@ describe('hardware-backed vTPM', () => {
     });
     const outPrivate = made.params.outPrivate as Buffer;
     const outPublic = made.params.outPublic as Public;
-    assert.equal(outPrivate.subarray(0, 4).toString('latin1'), 'vHK2', 'the guest holds the double-wrapped blob');
+    assert.equal(outPrivate.subarray(0, 4).toString('latin1'), 'vHK3', 'the guest holds the double-wrapped blob');
     const { handle } = await vtpm.load(vsrk, outPrivate, outPublic);
     const oaep = { scheme: ALG.OAEP, hashAlg: ALG.SHA256 };
     const label = Buffer.from('label\0');
@@ -193,7 +162,7 @@ describe('hardware-backed vTPM', () => {
     const { vtpm, vsrk } = await setup();
     const template = eccTemplate(A.fixedTPM | A.fixedParent | A.sensitiveDataOrigin | A.userWithAuth | A.decrypt);
     const made = await vtpm.create(vsrk, template);
-    assert.equal(made.outPrivate.subarray(0, 4).toString('latin1'), 'vHK2');
+    assert.equal(made.outPrivate.subarray(0, 4).toString('latin1'), 'vHK3');
     const { handle } = await vtpm.load(vsrk, made.outPrivate, made.outPublic);
     const gen = await vtpm.call(CC.ECDH_KeyGen, [handle], [], {});
     const z = await vtpm.call(CC.ECDH_ZGen, [handle], [{}], { inPoint: gen.params.pubPoint });
@@ -294,7 +263,7 @@ describe('hardware-backed vTPM', () => {
     assert.equal(bound.chipAuth.length, 0);
     assert.deepEqual(bound.innerPrivate, made.outPrivate);
     const again = unwrapBoundKey(kbk, wrapBoundKey(kbk, bound))!;
-    assert.deepEqual(again, bound, "rewrapped as 'vHK2' it reads back the same");
+    assert.deepEqual(again, bound, "rewrapped as 'vHK3' it reads back the same");
     const service = new HardwareKeyService(chip);
     const sig = (await service.perform('vm-old', {
       kind: 'sign',
@@ -307,6 +276,26 @@ describe('hardware-backed vTPM', () => {
     assert.equal(sig.sigAlg, ALG.ECDSA);
   });
 
+  test("a key made before storage parents lived in the chip ('vHK2', no seed) still opens, with an empty seed", () => {
+    const kbk = randomBytes(32);
+    const pub = eccSigningTemplate(false);
+    const w = new Writer(1024);
+    privateBuf.encode(w, Buffer.alloc(40, 1));
+    public2b.encode(w, pub);
+    w.u16(3).bytes(Buffer.from('pin'));
+    w.u16(32).bytes(Buffer.alloc(32, 2));
+    w.u16(32).bytes(Buffer.alloc(32, 3));
+    pcrSelectionList.encode(w, []);
+    w.u16(0);
+    const magic = Buffer.from('vHK2', 'latin1');
+    const iv = randomBytes(12);
+    const bound = unwrapBoundKey(kbk, Buffer.concat([magic, iv, aesGcmSeal(kbk, iv, w.finish(), magic)]))!;
+    assert.equal(bound.authValue.toString(), 'pin');
+    assert.deepEqual(bound.chipAuth, Buffer.alloc(32, 2));
+    assert.deepEqual(bound.publicDigest, Buffer.alloc(32, 3));
+    assert.equal(bound.seedValue.length, 0);
+  });
+
   test('sealed data lives in the chip: a PolicyPCR seal on a virtual PCR unseals through the vTPM until that PCR moves, and its inner blob is no use alone', async () => {
     const { vtpm, vsrk, hw, kbk, chip } = await setup();
     const bus = tapChip(chip);
@@ -317,7 +306,7 @@ describe('hardware-backed vTPM', () => {
     await vtpm.flushContext(trial);
     const secret = Buffer.from('disk key of the guest');
     const sealed = await vtpm.create(vsrk, sealedTemplate(policy), { data: secret });
-    assert.equal(sealed.outPrivate.subarray(0, 4).toString('latin1'), 'vHK2', 'the guest holds the double-wrapped blob');
+    assert.equal(sealed.outPrivate.subarray(0, 4).toString('latin1'), 'vHK3', 'the guest holds the double-wrapped blob');
     const { handle } = await vtpm.load(vsrk, sealed.outPrivate, sealed.outPublic);
     const unseal = async () => {
       const s = await vtpm.startPolicySession();
@@ -346,12 +335,12 @@ describe('hardware-backed vTPM', () => {
       inSensitive: { userAuth: Buffer.from('old'), data: Buffer.alloc(0) },
       inPublic: encodeTemplate(eccSigningTemplate(false)),
     });
-    assert.equal((made.params.outPrivate as Buffer).subarray(0, 4).toString('latin1'), 'vHK2');
+    assert.equal((made.params.outPrivate as Buffer).subarray(0, 4).toString('latin1'), 'vHK3');
     const pub = made.params.outPublic as Public;
     assert.ok(verifies(pub, 'loaded', await signWith(vtpm, made.handle!, 'loaded', 'old')));
     const changed = await vtpm.call(CC.ObjectChangeAuth, [made.handle!, vsrk], [{ password: 'old' }], { newAuth: Buffer.from('new') });
     const outPrivate = changed.params.outPrivate as Buffer;
-    assert.equal(outPrivate.subarray(0, 4).toString('latin1'), 'vHK2');
+    assert.equal(outPrivate.subarray(0, 4).toString('latin1'), 'vHK3');
     const again = (await vtpm.load(vsrk, outPrivate, pub)).handle;
     assert.ok(verifies(pub, 'new auth', await signWith(vtpm, again, 'new auth', 'new')));
     await assert.rejects(signWith(vtpm, again, 'old auth', 'old'), (e) => rcOf(e) === (RC.AUTH_FAIL | 0x900));
@@ -369,7 +358,7 @@ describe('hardware-backed vTPM', () => {
       creationPCR: [pcrSelection(ALG.SHA256, [16])],
     });
     const outPrivate = key.params.outPrivate as Buffer;
-    assert.equal(outPrivate.subarray(0, 4).toString('latin1'), 'vHK2', 'the guest holds the double-wrapped blob');
+    assert.equal(outPrivate.subarray(0, 4).toString('latin1'), 'vHK3', 'the guest holds the double-wrapped blob');
     const { handle } = await vtpm.load(vsrk, outPrivate, key.params.outPublic);
     const expect = (data: Buffer) => createHmac('sha256', secret).update(data).digest();
     const short = Buffer.from('a short message');
@@ -415,7 +404,7 @@ describe('hardware-backed vTPM', () => {
     const template = eccSigningTemplate(false);
     template.objectAttributes &= ~(A.fixedTPM | A.fixedParent);
     const key = await vtpm.create(vsrk, template);
-    assert.notEqual(key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK2');
+    assert.notEqual(key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK3');
     assert.equal(bus.length, 0, 'the chip was not asked');
     const { handle } = await vtpm.load(vsrk, key.outPrivate, key.outPublic);
     assert.ok(verifies(key.outPublic, 'portable', await signWith(vtpm, handle, 'portable')));
@@ -436,8 +425,8 @@ describe('hardware-backed vTPM', () => {
     };
     const hw = await keys(hwTpm, hwSrk);
     const sw = await keys(swTpm, swSrk);
-    assert.equal(hw.chip, 'vHK2');
-    assert.notEqual(sw.chip, 'vHK2');
+    assert.equal(hw.chip, 'vHK3');
+    assert.notEqual(sw.chip, 'vHK3');
     const outcome = (p: Promise<{ params: Record<string, unknown> }>) =>
       p.then(
         (r) => ({ rc: 0, params: r.params }),
@@ -510,7 +499,7 @@ describe('hardware-backed vTPM', () => {
     const bus = tapChip(chip);
     const aes = randomBytes(16);
     const key = await vtpm.create(vsrk, aesKey(ALG.CFB, A.decrypt | A.sign, 128, true), { data: aes });
-    assert.equal(key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK2');
+    assert.equal(key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK3');
     const { handle } = await vtpm.load(vsrk, key.outPrivate, key.outPublic);
     const iv = randomBytes(16);
     const plain = Buffer.from('the guest disk sector, in the clear'.repeat(4));
@@ -537,11 +526,12 @@ describe('hardware-backed vTPM', () => {
       innerPublic: pub,
       authValue: Buffer.from('pin'),
       chipAuth: Buffer.alloc(32, 2),
+      seedValue: Buffer.alloc(0),
       publicDigest: Buffer.alloc(32, 3),
       pcrSelection: [],
       pcrDigest: Buffer.alloc(0),
     });
-    const magics = [Buffer.from('vHK1'), Buffer.from('vHK2'), Buffer.alloc(0)];
+    const magics = [Buffer.from('vHK1'), Buffer.from('vHK2'), Buffer.from('vHK3'), Buffer.alloc(0)];
     fc.assert(
       fc.property(fc.constantFrom(...magics), fc.uint8Array({ maxLength: 300 }), fc.nat(valid.length), fc.nat(255), (magic, junk, at, flip) => {
         const mutated = Buffer.from(valid);

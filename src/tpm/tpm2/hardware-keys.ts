@@ -16,7 +16,7 @@ import type { EccPoint, Public } from './types/public.ts';
 import type { SigScheme, Signature } from './types/signature.ts';
 
 export interface HardwareKeyBackend {
-  /** Whether objects made from `template` live in the chip (signing, decryption, HMAC and symmetric keys; sealed data). */
+  /** Whether objects made from `template` live in the chip (signing, decryption, storage, HMAC and symmetric keys; sealed data). */
   backs(template: Public): boolean;
   /**
    * Makes the object in the chip (sealed data: holding `data`) and returns the blob the guest
@@ -38,6 +38,11 @@ export interface HardwareKeyBackend {
   sign(outer: Buffer, pub: Public, scheme: SigScheme, digest: Buffer): Signature;
   /** RSA_Decrypt in the chip (which also removes the padding of `scheme`), binding checked first. */
   rsaDecrypt(outer: Buffer, pub: Public, scheme: Scheme, label: Buffer, cipherText: Buffer): Buffer;
+  /**
+   * The seedValue a chip-resident storage parent's children are wrapped under, binding checked
+   * first. The parent's private key is in the chip; the seed travels in its outer blob.
+   */
+  storageSeed(outer: Buffer, pub: Public): Buffer;
   /** ECDH_ZGen in the chip: `point` times the key's private scalar, binding checked first. */
   ecdhZGen(outer: Buffer, pub: Public, point: EccPoint): EccPoint;
   /** The HMAC of `data` (any length) with `hashAlg` under the chip-resident keyed-hash key, binding checked first. */

@@ -7,7 +7,7 @@ import { nameBuf } from '../types/creation.ts';
 import { dhObject } from '../types/handles.ts';
 import { OBJECT_ATTR as A } from '../types/public.ts';
 import { encryptedSecret, idObject } from '../types/secret.ts';
-import type { TpmObject } from '../objects/model.ts';
+import { hasPrivate, type TpmObject } from '../objects/model.ts';
 import { makeSecret, recoverSecret } from '../objects/secret.ts';
 import { credentialToSecret, protectorOf, secretToCredential, type Protector } from '../objects/wrap.ts';
 import { objectAt } from './object.ts';
@@ -64,7 +64,7 @@ export const credentialCommands = [
       const activated = objectAt(tpm, handles[0]!, 1);
       const key = objectAt(tpm, handles[1]!, 2);
       const protector = credentialKey(key, 2);
-      if (!key.sensitive) throw TpmError.handle(RC.HANDLE, 2);
+      if (!hasPrivate(key)) throw TpmError.handle(RC.HANDLE, 2);
       // A key that cannot decrypt at all is the TPM's own fault once authorization passed.
       const seed = numbered((e) => (e.rc === RC.KEY ? RC.FAILURE : atParameter(e.rc, 2)), () => recoverSecret(key, 'IDENTITY', secret));
       const certInfo = numbered((e) => atParameter(e.rc, 1), () => credentialToSecret(protector, seed, activated.name, credentialBlob));

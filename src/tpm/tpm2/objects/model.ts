@@ -45,7 +45,7 @@ export function hasPrivate(o: TpmObject): boolean {
 
 export function isStorageParent(o: TpmObject): boolean {
   const a = o.public.objectAttributes;
-  return (a & OBJECT_ATTR.restricted) !== 0 && (a & OBJECT_ATTR.decrypt) !== 0 && (a & OBJECT_ATTR.sign) === 0 && !o.external && o.sensitive !== undefined;
+  return (a & OBJECT_ATTR.restricted) !== 0 && (a & OBJECT_ATTR.decrypt) !== 0 && (a & OBJECT_ATTR.sign) === 0 && !o.external && hasPrivate(o);
 }
 
 /** Qualified Name: nameAlg || H(parent's QN || Name); a hierarchy's QN is its handle. */

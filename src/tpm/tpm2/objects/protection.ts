@@ -7,6 +7,13 @@ import { RC, TpmError } from '../rc.ts';
 import { sensitiveArea, type Sensitive } from '../types/public.ts';
 import type { SymDef } from '../types/public-parms.ts';
 import type { TpmObject } from './model.ts';
+import { backendOf } from '../hardware-keys.ts';
+
+/** The seed a storage parent wraps its children under: its own, or a chip-resident parent's from its outer blob. */
+function seedOf(parent: TpmObject): Buffer {
+  if (parent.hardware) return backendOf(parent.hardware).storageSeed(parent.hardware.outer, parent.public);
+  return parent.sensitive!.seedValue;
+}
 
 /** The storage key's symmetric definition (its parameters' `symmetric`). */
 function parentSym(parent: TpmObject): SymDef {
@@ -29,7 +36,7 @@ function aesCfb(keyBits: number, key: Buffer, data: Buffer, direction: 'encrypt'
  */
 export function wrapSensitive(parent: TpmObject, childName: Buffer, sensitive: Sensitive): Buffer {
   const sym = parentSym(parent);
-  const seed = parent.sensitive!.seedValue;
+  const seed = seedOf(parent);
   const alg = parent.public.nameAlg;
   const w = new Writer(256);
   const at = w.reserveU16();
@@ -50,7 +57,7 @@ export function wrapSensitive(parent: TpmObject, childName: Buffer, sensitive: S
 /** Checks and unwraps a TPM2B_PRIVATE buffer: TPM_RC_INTEGRITY if anything was changed. */
 export function unwrapSensitive(parent: TpmObject, childName: Buffer, priv: Buffer): Sensitive {
   const sym = parentSym(parent);
-  const seed = parent.sensitive!.seedValue;
+  const seed = seedOf(parent);
   const alg = parent.public.nameAlg;
   if (priv.length < 2) throw new TpmError(RC.INSUFFICIENT);
   const n = priv.readUInt16BE(0);

@@ -8,7 +8,8 @@ import { encode } from '../../wire/codec.ts';
 import { ALG } from '../constants.ts';
 import { RC, TpmError } from '../rc.ts';
 import { OBJECT_ATTR, eccPoint, type Public } from '../types/public.ts';
-import { keysOf, type TpmObject } from './model.ts';
+import { hasPrivate, keysOf, type TpmObject } from './model.ts';
+import { backendOf } from '../hardware-keys.ts';
 import type { TransientObject } from '../state/objects.ts';
 
 /**
@@ -86,8 +87,9 @@ export function makeSecret(key: TpmObject, use: SecretUse, random: (n: number) =
  */
 export function recoverSecret(key: TpmObject, use: SecretUse, encryptedSecret: Buffer): Buffer {
   const pub = key.public;
-  const priv = keysOf(key).privateKey;
-  if (!priv) throw new TpmError(RC.KEY);
+  const chip = key.hardware;
+  const priv = chip ? undefined : keysOf(key).privateKey;
+  if (!chip && !priv) throw new TpmError(RC.KEY);
   switch (pub.type) {
     case ALG.RSA: {
       const p = pub.parameters;
@@ -97,7 +99,8 @@ export function recoverSecret(key: TpmObject, use: SecretUse, encryptedSecret: B
       if (scheme.scheme !== ALG.OAEP || size === 0) throw new TpmError(RC.SCHEME);
       const n = publicModulus(pub);
       if (encryptedSecret.length !== n.length || !belowModulus(encryptedSecret, n)) throw new TpmError(RC.SIZE);
-      const seed = oaepDecrypt(priv, scheme.hashAlg, labelOf(use), encryptedSecret);
+      // The chip answers a bad encoding with TPM_RC_VALUE, as the model would.
+      const seed = chip ? backendOf(chip).rsaDecrypt(chip.outer, pub, scheme, labelOf(use), encryptedSecret) : oaepDecrypt(priv!, scheme.hashAlg, labelOf(use), encryptedSecret);
       if (!seed || seed.length > size) throw new TpmError(RC.VALUE);
       return seed;
     }
@@ -107,7 +110,8 @@ export function recoverSecret(key: TpmObject, use: SecretUse, encryptedSecret: B
       const x = fieldElement(c, point.x);
       const y = fieldElement(c, point.y);
       if (!x || !y || !isOnCurve(c, x, y)) throw new TpmError(RC.ECC_POINT);
-      const z = ecdhSharedX(priv, eccPublicKey(c, x, y));
+      const z = chip ? fieldElement(c, backendOf(chip).ecdhZGen(chip.outer, pub, { x, y }).x) : ecdhSharedX(priv!, eccPublicKey(c, x, y));
+      if (!z) throw new TpmError(RC.FAILURE);
       return kdfe(pub.nameAlg, z, use, point.x, publicPoint(pub).x, digestSize(pub.nameAlg) * 8);
     }
     default:
@@ -124,7 +128,7 @@ export function decryptSalt(key: TransientObject | undefined, encryptedSalt: Buf
   if (!key || key.kind !== 'object' || !key.public || (key.public.type !== ALG.RSA && key.public.type !== ALG.ECC)) throw TpmError.handle(RC.KEY, 1);
   const o = key as TpmObject;
   if (encryptedSalt.length === 0) throw TpmError.parameter(RC.VALUE, 2);
-  if (!o.sensitive) throw TpmError.handle(RC.HANDLE, 1);
+  if (!hasPrivate(o)) throw TpmError.handle(RC.HANDLE, 1);
   if (!(o.public.objectAttributes & OBJECT_ATTR.decrypt)) throw TpmError.handle(RC.ATTRIBUTES, 1);
   try {
     return recoverSecret(o, 'SECRET', encryptedSalt);

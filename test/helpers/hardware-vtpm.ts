@@ -1,0 +1,46 @@
+/** A hardware-backed vTPM on a simulated chip, as the hardware-backed model tests drive it. */
+import { randomBytes } from 'node:crypto';
+import { Chip } from '../../src/hwtpm/chip.ts';
+import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
+import { Tpm2Client, Tpm2CommandError } from '../../src/hwtpm/tpm2-client.ts';
+import { srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
+import { RH } from '../../src/tpm/tpm2/constants.ts';
+import { MemoryStateStore } from '../../src/tpm/tpm2/state/store.ts';
+import { HardwareKeyService } from '../../src/vtpm/hardware-key-service.ts';
+import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
+
+/** An owned chip, a hardware-backed vTPM using it as 'vm-a' (started, with a vSRK loaded), and a client of each. */
+export async function setup(objectSlots = 3) {
+  const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+  await (await openChipClient(chip)).takeOwnership();
+  const service = new HardwareKeyService(chip);
+  const snapshots: Buffer[] = [];
+  const kbk = randomBytes(32);
+  const persist = async (s: Buffer) => void snapshots.push(s);
+  const model = await Tpm2VtpmModel.create(persist, { hardware: { kbk, service: service.forVm('vm-a') }, objectSlots });
+  const vtpm = new Tpm2Client((c) => model.execute(c, 0));
+  await vtpm.startup();
+  const vsrk = (await vtpm.createPrimary(RH.OWNER, srkTemplate())).handle;
+  const hw = new Tpm2Client((c) => chip.execute(c, 0));
+  return { chip, service, model, vtpm, vsrk, hw, kbk, snapshots, persist };
+}
+
+export const rcOf = (e: unknown) => (e instanceof Tpm2CommandError ? e.rc : -1);
+
+/** Every command the key and session manager sends the chip, and every response, as a bus analyser would see them. */
+export function tapChip(chip: Chip): Buffer[] {
+  const seen: Buffer[] = [];
+  const exclusive = chip.exclusive.bind(chip);
+  chip.exclusive = (job, locality) =>
+    exclusive(
+      (exec) =>
+        job(async (c) => {
+          seen.push(Buffer.from(c));
+          const r = await exec(c);
+          seen.push(Buffer.from(r));
+          return r;
+        }),
+      locality,
+    );
+  return seen;
+}
