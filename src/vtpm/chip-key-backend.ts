@@ -1,12 +1,14 @@
 /**
  * The hardware-backed device model's side of the engine's key seam: it turns guest templates into
- * keys made in the chip under the hwSRK, double-wraps the result under the key-binding key, and
- * enforces each key's virtual PCR binding against the vTPM's own PCRs before the chip is asked to
- * use the key. Chip operations themselves are performed by the model (see ExternalOperationNeeded);
- * this class only hands their results to the engine.
+ * keys made in the chip — under the hwSRK, or for primaries as primaries of the chip's storage
+ * hierarchy derived from a secret of the vTPM's — double-wraps the result under the key-binding
+ * key, and enforces each key's virtual PCR binding against the vTPM's own PCRs before the chip is
+ * asked to use the key. Chip operations themselves are performed by the model (see
+ * ExternalOperationNeeded); this class only hands their results to the engine.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { digestSize } from '../tpm/crypto/hash.ts';
+import { kdfa } from '../tpm/crypto/kdf.ts';
 import { ALG } from '../tpm/tpm2/constants.ts';
 import { ExternalOperationNeeded, type ChipRefused, type ExternalRequest, type HardwareKeyBackend, type KeyUse, type SymmetricUse } from '../tpm/tpm2/hardware-keys.ts';
 import { RC, TpmError } from '../tpm/tpm2/rc.ts';
@@ -40,6 +42,15 @@ export function chipTemplateFor(t: Public): Public {
   // Only a storage key (restricted decryption) names a symmetric algorithm; an unrestricted key may not.
   const parameters = p.type === ALG.RSA || p.type === ALG.ECC ? { ...p, symmetric: NULL_SYM } : p;
   return { ...t, objectAttributes: a, authPolicy: Buffer.alloc(0), unique, parameters };
+}
+
+/**
+ * The unique field of a primary's chip template: the vTPM's contribution to what the chip derives
+ * the key from (any value will do for the chip; this one is secret and the vTPM's own).
+ */
+export function primaryChipTemplate(innerPublic: Public, primaryUnique: Buffer): Public {
+  const unique = innerPublic.type === ALG.RSA ? { rsa: primaryUnique } : { ecc: { x: primaryUnique, y: Buffer.alloc(0) } };
+  return { ...innerPublic, unique };
 }
 
 /** A storage parent: a restricted decryption key that does not sign. */
@@ -92,6 +103,10 @@ export class ChipKeyBackend implements HardwareKeyBackend {
     return (t.type === ALG.RSA || t.type === ALG.ECC) && (a & (A.sign | A.decrypt)) !== 0;
   }
 
+  backsPrimary(t: Public): boolean {
+    return (t.type === ALG.RSA || t.type === ALG.ECC) && this.backs(t);
+  }
+
   /** The model hands over what the chip did for `request`; the next attempt of the command uses it. */
   provide(request: ExternalRequest, result: unknown): void {
     this.results.set(requestKey(request), result);
@@ -115,11 +130,35 @@ export class ChipKeyBackend implements HardwareKeyBackend {
       authValue,
       chipAuth: made.chipAuth,
       seedValue: isStorageTemplate(template) ? randomBytes(digestSize(template.nameAlg)) : Buffer.alloc(0),
+      primaryUnique: Buffer.alloc(0),
       publicDigest: publicDigestOf(pub),
       pcrSelection,
       pcrDigest: pcrSelection.length ? this.pcrDigest(pcrSelection) : Buffer.alloc(0),
     });
     return { outPrivate: outer, public: pub };
+  }
+
+  createPrimary(template: Public, secret: Buffer): { outer: Buffer; public: Public } {
+    const derive = (label: string, bits: number) => kdfa(ALG.SHA256, secret, label, Buffer.alloc(0), Buffer.alloc(0), bits);
+    const primaryUnique = derive('VTPMD CHIP PRIMARY UNIQUE', 256);
+    const chipAuth = derive('VTPMD CHIP PRIMARY AUTH', 256);
+    // A trailing zero would be dropped from an HMAC key (and so from an authValue).
+    chipAuth[chipAuth.length - 1]! |= 1;
+    const made = this.take<{ outPublic: Public }>({ kind: 'create-primary', template: primaryChipTemplate(chipTemplateFor(template), primaryUnique), chipAuth });
+    const pub: Public = { ...template, unique: made.outPublic.unique };
+    const outer = wrapBoundKey(this.kbk, {
+      innerPrivate: Buffer.alloc(0),
+      innerPublic: made.outPublic,
+      authValue: Buffer.alloc(0),
+      chipAuth,
+      // Derived too: children wrapped under a storage primary must load under it when it is made again.
+      seedValue: isStorageTemplate(template) ? derive('VTPMD CHIP PRIMARY SEED', digestSize(template.nameAlg) * 8) : Buffer.alloc(0),
+      primaryUnique,
+      publicDigest: publicDigestOf(pub),
+      pcrSelection: [],
+      pcrDigest: Buffer.alloc(0),
+    });
+    return { outer, public: pub };
   }
 
   open(outPrivate: Buffer, pub: Public): { authValue: Buffer } | undefined {
@@ -164,7 +203,7 @@ export class ChipKeyBackend implements HardwareKeyBackend {
 
   private use<T>(outer: Buffer, pub: Public, use: KeyUse): T {
     const k = this.checked(outer, pub);
-    const result = this.take<T | ChipRefused>({ innerPrivate: k.innerPrivate, innerPublic: k.innerPublic, chipAuth: k.chipAuth, ...use });
+    const result = this.take<T | ChipRefused>({ innerPrivate: k.innerPrivate, innerPublic: k.innerPublic, chipAuth: k.chipAuth, primaryUnique: k.primaryUnique, ...use });
     if (result && typeof result === 'object' && 'refused' in result) throw new TpmError(result.refused);
     return result as T;
   }

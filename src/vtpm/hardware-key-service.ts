@@ -27,7 +27,7 @@ import type { ChipRefused, ExternalRequest, KeyUse } from '../tpm/tpm2/hardware-
 import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
 import { objectName, publicArea, type Public } from '../tpm/tpm2/types/public.ts';
 import { encode } from '../tpm/wire/codec.ts';
-import type { ChipCreateResult } from './chip-key-backend.ts';
+import { primaryChipTemplate, type ChipCreateResult } from './chip-key-backend.ts';
 
 /** Bytes of a chip key's authValue: a SHA-256 digest's worth. */
 const CHIP_AUTH_BYTES = 32;
@@ -87,8 +87,14 @@ export class HardwareKeyService {
         );
         return { outPrivate: made.params.outPrivate, outPublic: made.params.outPublic, chipAuth } satisfies ChipCreateResult;
       }
-      const id = createHash('sha256').update(request.innerPrivate).digest('hex');
-      const key = await this.swapIn(tpm, id, request.innerPrivate, request.innerPublic);
+      if (request.kind === 'create-primary') {
+        const made = await this.makePrimary(tpm, owner, request.template, request.chipAuth);
+        // Saved now, it is not derived again for its first use.
+        await this.swapOut(tpm, keyId(Buffer.alloc(0), primaryUniqueOf(request.template)), made);
+        return { outPublic: made.outPublic };
+      }
+      const id = keyId(request.innerPrivate, request.primaryUnique);
+      const key = await this.swapIn(tpm, owner, id, request);
       try {
         // Signatures and HMACs are public; everything else the chip answers here is a secret, and
         // so is what the guest asks to have encrypted.
@@ -126,18 +132,37 @@ export class HardwareKeyService {
     return this.sessions.size;
   }
 
-  private async swapIn(tpm: Tpm2Client, id: string, inPrivate: Buffer, inPublic: Public): Promise<{ handle: number; name: Buffer }> {
+  private async swapIn(tpm: Tpm2Client, owner: string, id: string, key: ChipKey): Promise<{ handle: number; name: Buffer }> {
     const saved = this.contexts.get(id);
     if (saved) {
       this.contexts.delete(id);
       try {
         return { handle: (await tpm.call(CC.ContextLoad, [], [], { context: saved.context })).handle!, name: saved.name };
       } catch (e) {
-        // A chip reset since the save voids the context; the blob still loads.
+        // A chip reset since the save voids the context; the blob still loads, the primary is derived again.
         if (!(e instanceof Tpm2CommandError)) throw e;
       }
     }
-    return tpm.load(HANDLES.SRK, inPrivate, inPublic);
+    if (key.primaryUnique.length === 0) return tpm.load(HANDLES.SRK, key.innerPrivate, key.innerPublic);
+    const made = await this.makePrimary(tpm, owner, primaryChipTemplate(key.innerPublic, key.primaryUnique), key.chipAuth);
+    if (!Buffer.from(encode(publicArea, made.outPublic)).equals(encode(publicArea, key.innerPublic))) {
+      await tpm.flushContext(made.handle);
+      throw new Error("the chip no longer derives this vTPM primary key (the seed of the chip's storage hierarchy changed): the key is gone");
+    }
+    return made;
+  }
+
+  /** A primary of the chip's storage hierarchy, its authValue sent encrypted through `owner`'s session. */
+  private async makePrimary(tpm: Tpm2Client, owner: string, template: Public, chipAuth: Buffer): Promise<{ handle: number; name: Buffer; outPublic: Public }> {
+    const made = await this.inSession(tpm, owner, (session) =>
+      tpm.call(CC.CreatePrimary, [RH.OWNER], [{ hmacSession: session, authValue: Buffer.alloc(0), names: [permanentName(RH.OWNER)], decrypt: true }], {
+        inSensitive: { userAuth: chipAuth, data: Buffer.alloc(0) },
+        inPublic: template,
+        outsideInfo: Buffer.alloc(0),
+        creationPCR: [],
+      }),
+    );
+    return { handle: made.handle!, name: made.params.name, outPublic: made.params.outPublic };
   }
 
   private async swapOut(tpm: Tpm2Client, id: string, key: { handle: number; name: Buffer }): Promise<void> {
@@ -218,6 +243,25 @@ export async function readSrk(tpm: Tpm2Client): Promise<{ outPublic: Public; nam
   }
   return { outPublic, name };
 }
+
+/** What identifies a chip key among the saved contexts: its blob, or a primary's unique value. */
+function keyId(innerPrivate: Buffer, primaryUnique: Buffer): string {
+  return createHash('sha256').update(primaryUnique.length ? primaryUnique : innerPrivate).digest('hex');
+}
+
+function primaryUniqueOf(template: Public): Buffer {
+  return 'rsa' in template.unique ? template.unique.rsa : 'ecc' in template.unique ? template.unique.ecc.x : Buffer.alloc(0);
+}
+
+/** The Name of a permanent handle: the handle itself. */
+function permanentName(handle: number): Buffer {
+  const name = Buffer.alloc(4);
+  name.writeUInt32BE(handle);
+  return name;
+}
+
+/** A chip key as a use names it. */
+type ChipKey = Extract<ExternalRequest, { innerPrivate: Buffer }>;
 
 /** A chip key's authValue; its last octet is never zero, which the HMAC key would drop. */
 function newChipAuth(): Buffer {

@@ -11,9 +11,15 @@
  * key, which recovers the secrets guests share with it, but the children are the vTPM's, wrapped
  * by the model under this seed as a TPM wraps them under its storage key's.
  *
- * Format 'vHK3' carries the chip-side authValue and the seed (empty for other keys); 'vHK2' (keys
- * made before storage parents lived in the chip) has no seed, and 'vHK1' (keys made by vtpmd 0.1)
- * neither seed nor chip-side authValue, its chip key having an empty one. Both still open.
+ * A primary key's chip key is not a blob under the hwSRK but a primary of the chip's storage
+ * hierarchy, which the chip derives again from its template whenever it is needed: the blob then
+ * carries no inner private part but the unique value the vTPM's seed put into that template. (The
+ * guest never holds a primary's blob; the vTPM keeps it with the object, in contexts and in NV.)
+ *
+ * Format 'vHK3' carries the chip-side authValue, the seed and the primary's unique value, each
+ * empty where it does not apply; 'vHK2' (keys made before storage parents and primaries lived in
+ * the chip) has neither seed nor unique value, and 'vHK1' (keys made by vtpmd 0.1) not even a
+ * chip-side authValue, its chip key having an empty one. Both still open.
  */
 import { randomBytes } from 'node:crypto';
 import { aesGcmOpen, aesGcmSeal, AES_GCM_IV_BYTES } from '../tpm/crypto/aead.ts';
@@ -28,7 +34,7 @@ const MAGIC = Buffer.from('vHK3', 'latin1');
 const KNOWN_MAGICS = [MAGIC, MAGIC_V2, MAGIC_V1];
 
 export interface BoundKey {
-  /** The chip's TPM2B_PRIVATE and TPM2B_PUBLIC for the key, under the hwSRK. */
+  /** The chip's TPM2B_PRIVATE (empty for a primary) and TPM2B_PUBLIC for the key. */
   readonly innerPrivate: Buffer;
   readonly innerPublic: Public;
   readonly authValue: Buffer;
@@ -36,6 +42,11 @@ export interface BoundKey {
   readonly chipAuth: Buffer;
   /** A storage parent's seedValue, which its children are wrapped under; empty for other keys. */
   readonly seedValue: Buffer;
+  /**
+   * A primary's contribution to its chip template's unique field, from which the chip derives it
+   * again (`innerPrivate` is then empty); empty for keys made under the hwSRK.
+   */
+  readonly primaryUnique: Buffer;
   /** SHA-256 of the vTPM's TPMT_PUBLIC for the key. */
   readonly publicDigest: Buffer;
   /** The vTPM PCRs the key is bound to and their digest at creation; empty selection = unbound. */
@@ -60,6 +71,7 @@ export function wrapBoundKey(kbk: Buffer, k: BoundKey): Buffer {
   w.u16(k.authValue.length).bytes(k.authValue);
   w.u16(k.chipAuth.length).bytes(k.chipAuth);
   w.u16(k.seedValue.length).bytes(k.seedValue);
+  w.u16(k.primaryUnique.length).bytes(k.primaryUnique);
   w.u16(k.publicDigest.length).bytes(k.publicDigest);
   pcrSelectionList.encode(w, k.pcrSelection);
   w.u16(k.pcrDigest.length).bytes(k.pcrDigest);
@@ -81,10 +93,11 @@ export function unwrapBoundKey(kbk: Buffer, outer: Buffer): BoundKey | undefined
     const authValue = Buffer.from(r.bytes(r.u16()));
     const chipAuth = magic === MAGIC_V1 ? Buffer.alloc(0) : Buffer.from(r.bytes(r.u16()));
     const seedValue = magic === MAGIC ? Buffer.from(r.bytes(r.u16())) : Buffer.alloc(0);
+    const primaryUnique = magic === MAGIC ? Buffer.from(r.bytes(r.u16())) : Buffer.alloc(0);
     const publicDigest = Buffer.from(r.bytes(r.u16()));
     const pcrSelection = pcrSelectionList.decode(r);
     const pcrDigest = Buffer.from(r.bytes(r.u16()));
-    return r.remaining === 0 ? { innerPrivate, innerPublic, authValue, chipAuth, seedValue, publicDigest, pcrSelection, pcrDigest } : undefined;
+    return r.remaining === 0 ? { innerPrivate, innerPublic, authValue, chipAuth, seedValue, primaryUnique, publicDigest, pcrSelection, pcrDigest } : undefined;
   } catch {
     return undefined;
   }

@@ -116,7 +116,8 @@ describe('hardware-backed vTPM', () => {
       keys.push({ pub: k.outPublic, handle: (await vtpm.load(vsrk, k.outPrivate, k.outPublic)).handle });
     }
     for (const round of [1, 2]) for (const k of keys) assert.ok(verifies(k.pub, `m${round}`, await signWith(vtpm, k.handle, `m${round}`)));
-    assert.equal(service.savedContexts, 5);
+    // The five keys, and the vSRK: a primary the chip derives.
+    assert.equal(service.savedContexts, 6);
   });
 
   test('a restored hardware-backed vTPM keeps its persistent hardware keys usable', async () => {
@@ -230,6 +231,7 @@ describe('hardware-backed vTPM', () => {
         kind: 'sign',
         innerPrivate: made.outPrivate,
         innerPublic: made.outPublic,
+        primaryUnique: Buffer.alloc(0),
         chipAuth: made.chipAuth,
         scheme: { scheme: ALG.ECDSA, hashAlg: ALG.SHA256 },
         digest: Buffer.alloc(32, 3),
@@ -268,6 +270,7 @@ describe('hardware-backed vTPM', () => {
     const sig = (await service.perform('vm-old', {
       kind: 'sign',
       innerPrivate: bound.innerPrivate,
+      primaryUnique: bound.primaryUnique,
       innerPublic: bound.innerPublic,
       chipAuth: bound.chipAuth,
       scheme: { scheme: ALG.ECDSA, hashAlg: ALG.SHA256 },
@@ -527,6 +530,7 @@ describe('hardware-backed vTPM', () => {
       authValue: Buffer.from('pin'),
       chipAuth: Buffer.alloc(32, 2),
       seedValue: Buffer.alloc(0),
+      primaryUnique: Buffer.alloc(0),
       publicDigest: Buffer.alloc(32, 3),
       pcrSelection: [],
       pcrDigest: Buffer.alloc(0),

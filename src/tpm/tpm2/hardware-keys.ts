@@ -24,6 +24,14 @@ export interface HardwareKeyBackend {
    * become its virtual PCR binding.
    */
   create(template: Public, authValue: Buffer, creationPcrs: readonly PcrSelection[], data: Buffer): { outPrivate: Buffer; public: Public };
+  /** Whether a primary made from `template` lives in the chip (RSA and ECC keys). */
+  backsPrimary(template: Public): boolean;
+  /**
+   * The primary the chip derives for `template` from `secret`, which the vTPM derives from its
+   * hierarchy's seed and the template: the same secret always gives the same key, a new seed a
+   * new one, as the vTPM's own derivation would. Returns the object's outer blob and public area.
+   */
+  createPrimary(template: Public, secret: Buffer): { outer: Buffer; public: Public };
   /** The same object under a new (vTPM-level) authValue: a new outer blob, the chip untouched. */
   changeAuth(outer: Buffer, pub: Public, newAuth: Buffer): Buffer;
   /** The data of a chip-resident sealed data object, its binding checked first. */
@@ -75,7 +83,8 @@ export function backendOf(ref: HardwareKeyRef): HardwareKeyBackend {
 /** Something only the chip can do, requested by the engine of a hardware-backed vTPM. */
 export type ExternalRequest =
   | { readonly kind: 'create'; readonly template: Public; readonly data: Buffer }
-  | ({ readonly innerPrivate: Buffer; readonly innerPublic: Public; readonly chipAuth: Buffer } & KeyUse);
+  | { readonly kind: 'create-primary'; readonly template: Public; readonly chipAuth: Buffer }
+  | ({ readonly innerPrivate: Buffer; readonly innerPublic: Public; readonly chipAuth: Buffer; readonly primaryUnique: Buffer } & KeyUse);
 
 /** What a chip-resident key is used for. */
 export type KeyUse =

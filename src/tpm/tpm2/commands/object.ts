@@ -1,6 +1,7 @@
 import { checked, u32 } from '../../wire/codec.ts';
 import { digest, hmac } from '../../crypto/hash.ts';
 import { SeededStream } from '../../crypto/drbg.ts';
+import { kdfa } from '../../crypto/kdf.ts';
 import { ALG, CC, HT, RH, ST } from '../constants.ts';
 import { command } from '../command.ts';
 import { RC, TpmError, atParameter } from '../rc.ts';
@@ -28,7 +29,8 @@ const parentOrHierarchy = checked(u32, (h) => h === RH.OWNER || h === RH.ENDORSE
 
 /** Primaries derived recently, by seed and template: the same derivation is never done twice in a row. */
 const PRIMARY_CACHE_SIZE = 16;
-const primaryCache = new WeakMap<Tpm2Engine, Map<string, { pub: Public; sensitiveKey: Buffer; seedValue: Buffer }>>();
+type DerivedPrimary = { pub: Public } & ({ sensitiveKey: Buffer; seedValue: Buffer } | { outer: Buffer });
+const primaryCache = new WeakMap<Tpm2Engine, Map<string, DerivedPrimary>>();
 
 function withParam<T>(n: number, f: () => T): T {
   try {
@@ -76,6 +78,11 @@ function checkHierarchyAllowed(tpm: Tpm2Engine, hierarchy: number): void {
   if (!tpm.hierarchyEnabled(hierarchy)) throw new TpmError(RC.HIERARCHY);
 }
 
+/**
+ * The hierarchy's primary for `template`: derived from the hierarchy's seed, so the same template
+ * gives the same key until the seed changes. A hardware-backed vTPM has the chip derive it
+ * instead, from a secret the seed and template give (HardwareKeyBackend.createPrimary).
+ */
 function createPrimaryObject(tpm: Tpm2Engine, hierarchy: number, inSensitive: { userAuth: Buffer; data: Buffer }, template: Public): TpmObject {
   withParam(2, () => validateTemplate(template, { dataSize: inSensitive.data.length }));
   const templateBytes = encode(publicArea, template);
@@ -85,12 +92,19 @@ function createPrimaryObject(tpm: Tpm2Engine, hierarchy: number, inSensitive: { 
   if (!cache) primaryCache.set(tpm, (cache = new Map()));
   let entry = cache.get(key);
   if (!entry) {
-    const stream = new SeededStream(seed, 'Primary Object Creation', digest(template.nameAlg, templateBytes));
-    const made = makeKeyMaterial(template, Buffer.alloc(0), inSensitive.data, { derive: stream });
-    entry = { pub: made.pub, sensitiveKey: made.sensitive.sensitive, seedValue: made.sensitive.seedValue };
+    const chip = tpm.hardwareKeys?.backsPrimary(template) ? tpm.hardwareKeys : undefined;
+    if (chip) {
+      const made = chip.createPrimary(template, kdfa(ALG.SHA256, seed, 'VTPMD CHIP PRIMARY', digest(ALG.SHA256, templateBytes, inSensitive.data), Buffer.alloc(0), 256));
+      entry = { pub: made.public, outer: made.outer };
+    } else {
+      const stream = new SeededStream(seed, 'Primary Object Creation', digest(template.nameAlg, templateBytes));
+      const made = makeKeyMaterial(template, Buffer.alloc(0), inSensitive.data, { derive: stream });
+      entry = { pub: made.pub, sensitiveKey: made.sensitive.sensitive, seedValue: made.sensitive.seedValue };
+    }
     cache.set(key, entry);
     if (cache.size > PRIMARY_CACHE_SIZE) cache.delete(cache.keys().next().value!);
   }
+  if ('outer' in entry) return tpm.attachBackend(makeHardwareObject(entry.pub, { outer: entry.outer, authValue: inSensitive.userAuth }, hierarchy, hierarchyQn(hierarchy)));
   const sensitive = { sensitiveType: template.type, authValue: inSensitive.userAuth, seedValue: entry.seedValue, sensitive: entry.sensitiveKey };
   return makeObject(entry.pub, sensitive, hierarchy, hierarchyQn(hierarchy));
 }
