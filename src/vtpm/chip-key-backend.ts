@@ -45,8 +45,9 @@ export function chipTemplateFor(t: Public): Public {
 }
 
 /**
- * The unique field of a primary's chip template: the vTPM's contribution to what the chip derives
- * the key from (any value will do for the chip; this one is secret and the vTPM's own).
+ * A primary's chip template: its chip public area with `primaryUnique` as the unique field, the
+ * vTPM's contribution to what the chip derives the key from (any value will do for the chip; this
+ * one is secret and the vTPM's own).
  */
 export function primaryChipTemplate(innerPublic: Public, primaryUnique: Buffer): Public {
   const unique = innerPublic.type === ALG.RSA ? { rsa: primaryUnique } : { ecc: { x: primaryUnique, y: Buffer.alloc(0) } };

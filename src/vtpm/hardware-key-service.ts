@@ -4,9 +4,13 @@
  *
  * - Keys are swapped in for one operation (ContextLoad of the context saved last time, or Load of
  *   the key's blob under the hwSRK the first time) and out again (ContextSave, FlushContext)
- *   before the chip serves anyone else. Keys sign, decrypt (RSA_Decrypt) and derive ECDH secrets
- *   (ECDH_ZGen) there — storage parents too, for the secrets guests share with them — HMAC keys compute HMACs (TPM2_HMAC, or a chip HMAC sequence for longer
- *   data), symmetric keys encrypt and decrypt (EncryptDecrypt2), and sealed data is unsealed there.
+ *   before the chip serves anyone else. A vTPM's primary has no blob: the chip derives it again
+ *   (CreatePrimary in its storage hierarchy, with the empty owner authorization the manager
+ *   relies on for the hwSRK too), and what it derives must be the key the vTPM reported. Keys sign,
+ *   decrypt (RSA_Decrypt) and derive ECDH secrets (ECDH_ZGen) there — storage parents too, for
+ *   the secrets guests share with them — HMAC keys compute HMACs (TPM2_HMAC, or a chip HMAC
+ *   sequence for longer data), symmetric keys encrypt and decrypt (EncryptDecrypt2), and sealed
+ *   data is unsealed there.
  * - Each vTPM has its own HMAC session on the chip, salted to the hwSRK, through which its keys
  *   are made and used with their chip-side authValue: rolling nonces make every authorization
  *   single-use, the chip's answers are accepted only with the session's HMAC, and what is secret
