@@ -92,10 +92,17 @@ export class HardwareKeyService {
         return { outPrivate: made.params.outPrivate, outPublic: made.params.outPublic, chipAuth } satisfies ChipCreateResult;
       }
       if (request.kind === 'create-primary') {
-        const made = await this.makePrimary(tpm, owner, request.template, request.chipAuth);
-        // Saved now, it is not derived again for its first use.
-        await this.swapOut(tpm, keyId(Buffer.alloc(0), primaryUniqueOf(request.template)), made);
-        return { outPublic: made.outPublic };
+        const id = keyId(Buffer.alloc(0), primaryUniqueOf(request.template));
+        // A vTPM asks again once it is loaded again: its saved context spares the chip the
+        // derivation (minutes of prime search for RSA on some chips).
+        const saved = await this.loadSaved(tpm, id);
+        const key = saved ?? (await this.makePrimary(tpm, owner, request.template, request.chipAuth));
+        try {
+          return { outPublic: 'outPublic' in key ? key.outPublic : (await tpm.readPublic(key.handle)).outPublic };
+        } finally {
+          // Saved now, it is not derived again for its first use.
+          await this.swapOut(tpm, id, key);
+        }
       }
       const id = keyId(request.innerPrivate, request.primaryUnique);
       const key = await this.swapIn(tpm, owner, id, request);
@@ -136,17 +143,23 @@ export class HardwareKeyService {
     return this.sessions.size;
   }
 
-  private async swapIn(tpm: Tpm2Client, owner: string, id: string, key: ChipKey): Promise<{ handle: number; name: Buffer }> {
+  /** The key saved as `id`, loaded; undefined when none is saved or a chip reset voided it. */
+  private async loadSaved(tpm: Tpm2Client, id: string): Promise<{ handle: number; name: Buffer } | undefined> {
     const saved = this.contexts.get(id);
-    if (saved) {
-      this.contexts.delete(id);
-      try {
-        return { handle: (await tpm.call(CC.ContextLoad, [], [], { context: saved.context })).handle!, name: saved.name };
-      } catch (e) {
-        // A chip reset since the save voids the context; the blob still loads, the primary is derived again.
-        if (!(e instanceof Tpm2CommandError)) throw e;
-      }
+    if (!saved) return undefined;
+    this.contexts.delete(id);
+    try {
+      return { handle: (await tpm.call(CC.ContextLoad, [], [], { context: saved.context })).handle!, name: saved.name };
+    } catch (e) {
+      if (!(e instanceof Tpm2CommandError)) throw e;
+      return undefined;
     }
+  }
+
+  private async swapIn(tpm: Tpm2Client, owner: string, id: string, key: ChipKey): Promise<{ handle: number; name: Buffer }> {
+    const saved = await this.loadSaved(tpm, id);
+    if (saved) return saved;
+    // Not saved, or voided by a chip reset: the blob still loads, the primary is derived again.
     if (key.primaryUnique.length === 0) return tpm.load(HANDLES.SRK, key.innerPrivate, key.innerPublic);
     const made = await this.makePrimary(tpm, owner, primaryChipTemplate(key.innerPublic, key.primaryUnique), key.chipAuth);
     if (!Buffer.from(encode(publicArea, made.outPublic)).equals(encode(publicArea, key.innerPublic))) {

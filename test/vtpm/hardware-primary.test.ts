@@ -95,6 +95,18 @@ describe('primary keys of a hardware-backed vTPM', () => {
     }
   });
 
+  test('a vTPM loaded again (after an idle unload) gets its primaries from their saved chip contexts: the chip derives nothing again', async () => {
+    const { vtpm, vsrk, chip, service, kbk, snapshots } = await setup();
+    const srk = await vtpm.readPublic(vsrk);
+    const model = Tpm2VtpmModel.restore(async () => undefined, snapshots.at(-1)!, { hardware: { kbk, service: service.forVm('vm-a') } });
+    const reloaded = new Tpm2Client((c) => model.execute(c, 0));
+    const seen = tapChip(chip);
+    const again = await reloaded.createPrimary(RH.OWNER, srkTemplate());
+    assert.ok(sameKey(srk.outPublic, again.outPublic));
+    assert.ok(commandCodes(seen).includes(CC.ContextLoad));
+    assert.ok(!commandCodes(seen).includes(CC.CreatePrimary), 'no derivation on the chip');
+  });
+
   test('if the chip derives another key for a primary (its storage seed changed, or it is another chip), using the primary fails loudly rather than with that key', async () => {
     const { vtpm, kbk, snapshots } = await setup();
     const ak = await vtpm.createPrimary(RH.OWNER, eccSigningTemplate(false));
