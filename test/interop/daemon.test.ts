@@ -195,6 +195,13 @@ describe('vtpmd serve', { skip }, () => {
     await flush();
     await tool(t, 'tpm2_createek', ['-c', w('ek.ctx'), '-G', 'ecc']);
     await flush();
+    // The EK is a primary the chip derives: a session salted to it (the chip's ECDH_ZGen recovering
+    // the salt) encrypts what tpm2_getrandom gets back.
+    await tool(t, 'tpm2_startauthsession', ['--hmac-session', '-c', w('ek.ctx'), '-S', w('ek-salted.ctx')]);
+    await flush();
+    assert.match(await tool(t, 'tpm2_getrandom', ['--hex', '-S', w('ek-salted.ctx'), '16']), /^[0-9a-f]{32}$/);
+    await tool(t, 'tpm2_flushcontext', [w('ek-salted.ctx')]);
+    await flush();
     await tool(t, 'tpm2_createak', ['-C', w('ek.ctx'), '-c', w('ak.ctx'), '-G', 'ecc', '-u', w('ak.pub'), '-f', 'pem', '-r', w('ak.priv')]);
     assert.ok(chipMade(w('ak.priv')), 'the attestation key was made in the chip');
     await flush();
