@@ -91,14 +91,13 @@ export class ChipKeyBackend implements HardwareKeyBackend {
   /**
    * Asymmetric signing keys (attestation keys included), decryption keys — storage parents too,
    * restricted or not, and keys that do both — sealed data, HMAC keys and unrestricted symmetric
-   * keys. Derivation parents stay in the model (the chip has no way to derive a key for the model
-   * to hand out), and so do objects the guest may duplicate (fixedTPM CLEAR), which TPM2_Duplicate
-   * must be able to wrap for another TPM.
+   * keys. Objects the guest may duplicate (fixedTPM CLEAR) stay in the model, where TPM2_Duplicate
+   * can wrap them for another TPM. (The engine makes no derivation parents.)
    */
   backs(t: Public): boolean {
     const a = t.objectAttributes;
     if (!(a & A.fixedTPM)) return false;
-    // Sealed data (neither sign nor decrypt) or an HMAC key; a keyed-hash decrypt key is a derivation parent.
+    // Sealed data (neither sign nor decrypt) or an HMAC key; a keyed-hash decrypt key would be a derivation parent.
     if (t.type === ALG.KEYEDHASH) return (a & (A.decrypt | A.restricted)) === 0;
     if (t.type === ALG.SYMCIPHER) return (a & A.restricted) === 0 && (a & (A.sign | A.decrypt)) !== 0;
     return (t.type === ALG.RSA || t.type === ALG.ECC) && (a & (A.sign | A.decrypt)) !== 0;

@@ -30,6 +30,8 @@ import {
   u16b,
 } from '../helpers/tpm2-commands.ts';
 import { H, HMAC, fails, ok, startedEngine } from '../helpers/tpm2-engine.ts';
+import { Tpm2Client, Tpm2CommandError } from '../../src/hwtpm/tpm2-client.ts';
+import { srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
 import {
   EMPTY,
   NULL_SCHEME,
@@ -424,6 +426,17 @@ describe('TPM2_HMAC', () => {
     flush(tpm, restricted.handle);
     const sealed = createPrimary(tpm, hmacTemplate(A.fixedTPM | A.fixedParent | A.userWithAuth), { data: KEY });
     fails(tpm, hmacCmd(sealed.handle, MESSAGE, ALG.SHA256), RC.KEY_H1);
+  });
+});
+
+describe('derivation parents', () => {
+  test('are not implemented: a keyed-hash restricted decryption template is TPM_RC_ATTRIBUTES for parameter 2, whether sealed or with a key', async () => {
+    const tpm = startedEngine();
+    const client = new Tpm2Client(async (c) => tpm.execute(c, 0));
+    const derivationParent = hmacTemplate(A.fixedTPM | A.fixedParent | A.userWithAuth | A.restricted | A.decrypt, { scheme: ALG.XOR, hashAlg: ALG.SHA256, kdf: ALG.KDF1_SP800_108 });
+    await assert.rejects(client.createPrimary(RH.OWNER, { ...derivationParent, objectAttributes: derivationParent.objectAttributes | A.sensitiveDataOrigin }), (e) => e instanceof Tpm2CommandError && e.rc === 0x2c2);
+    const srk = await client.createPrimary(RH.OWNER, srkTemplate());
+    await assert.rejects(client.create(srk.handle, derivationParent, { data: Buffer.alloc(32, 9) }), (e) => e instanceof Tpm2CommandError && e.rc === 0x2c2);
   });
 });
 
