@@ -430,7 +430,7 @@ describe('TPM2_HMAC', () => {
 });
 
 describe('derivation parents', () => {
-  test('are not implemented: a keyed-hash restricted decryption template is TPM_RC_ATTRIBUTES for parameter 2, whether sealed or with a key', async () => {
+  test('are not implemented: a keyed-hash restricted decryption template is TPM_RC_ATTRIBUTES for parameter 2, whether the TPM or the caller gives its secret', async () => {
     const tpm = startedEngine();
     const client = new Tpm2Client(async (c) => tpm.execute(c, 0));
     const derivationParent = hmacTemplate(A.fixedTPM | A.fixedParent | A.userWithAuth | A.restricted | A.decrypt, { scheme: ALG.XOR, hashAlg: ALG.SHA256, kdf: ALG.KDF1_SP800_108 });
