@@ -22,6 +22,8 @@ interface Kept {
   pcr16: Buffer;
   sealed: { outPrivate: Buffer; outPublic: Public };
   key?: { outPrivate: Buffer; outPublic: Public };
+  /** A key the guest may duplicate: wrapped by the model under the vSRK's seed. */
+  movable?: { outPrivate: Buffer; outPublic: Public };
 }
 
 /** A sealed data object readable with the (empty) authValue. */
@@ -61,6 +63,10 @@ describe('a lab host with three VMs', () => {
       if (design === 'hardware') {
         k.key = await tpm.create(VSRK, eccSigningTemplate(false));
         assert.equal(k.key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK3');
+        // The vSRK is a primary the chip derives; a key the guest may duplicate is wrapped by the model
+        // under the vSRK's seed, which must come back with the persistent vSRK.
+        const t = eccSigningTemplate(false);
+        k.movable = await tpm.create(VSRK, { ...t, objectAttributes: t.objectAttributes & ~(A.fixedTPM | A.fixedParent) });
       }
       kept.set(name, k);
     }
@@ -81,6 +87,13 @@ describe('a lab host with three VMs', () => {
         const sig = await sign(tpm, h, 'after restart');
         const ok = verify('sha256', Buffer.from('after restart'), { key: publicKeyOf(k.key.outPublic), dsaEncoding: 'ieee-p1363' }, Buffer.concat([sig.r, sig.s]));
         assert.ok(ok, 'the hardware-backed key signs after the restart');
+        await tpm.flushContext(h);
+      }
+      if (k.movable) {
+        const h = (await tpm.load(VSRK, k.movable.outPrivate, k.movable.outPublic)).handle;
+        const sig = await sign(tpm, h, 'moved');
+        assert.ok(verify('sha256', Buffer.from('moved'), { key: publicKeyOf(k.movable.outPublic), dsaEncoding: 'ieee-p1363' }, Buffer.concat([sig.r, sig.s])), 'a software child of the chip-derived vSRK loads after the restart');
+        await tpm.flushContext(h);
       }
     }
     await host.close();
