@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash, verify } from 'node:crypto';
 import { describe, test } from 'node:test';
+import fc from 'fast-check';
 import { HANDLES, eccSigningTemplate, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
 import { ALG, CC, RH, ST } from '../../src/tpm/tpm2/constants.ts';
 import { RC } from '../../src/tpm/tpm2/rc.ts';
@@ -187,4 +188,44 @@ describe('a storage parent of a hardware-backed vTPM', () => {
       assert.deepEqual(hardware, kind === 'RSA' ? [p4(RC.VALUE), p4(RC.SIZE)] : [RC.INTEGRITY | 0x40 | (3 << 8), p4(RC.ECC_POINT)]);
     });
   }
+
+  test('differential: whatever a guest sends as a shared secret — a salt, a credential seed, a duplication seed — a chip-resident parent answers with the response code a software one gives', async () => {
+    const designs = [await setup(8), await softwareVtpm()];
+    for (const [kind, template] of PARENTS) {
+      const parents: { vtpm: Tpm2Client; parent: number; key: number; dup: ReturnType<typeof duplicateFor> }[] = [];
+      for (const { vtpm, vsrk } of designs) {
+        const made = await vtpm.create(vsrk, template);
+        const p = await vtpm.load(vsrk, made.outPrivate, made.outPublic);
+        const key = await vtpm.create(p.handle, eccSigningTemplate(false));
+        const k = await vtpm.load(p.handle, key.outPrivate, key.outPublic);
+        parents.push({ vtpm, parent: p.handle, key: k.handle, dup: duplicateFor(made.outPublic, Buffer.from('x')) });
+      }
+      const rcOfCall = (p: Promise<unknown>) => p.then(() => 0, rcOf);
+      // RSA: any length, and blocks of the modulus' size below every modulus (a leading zero), so
+      // that the same bytes are the same kind of wrong for both keys; ECC: any bytes as a point.
+      const secrets =
+        kind === 'RSA'
+          ? fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.uint8Array({ minLength: 255, maxLength: 255 }).map((b) => Uint8Array.of(0, ...b)))
+          : fc.uint8Array({ maxLength: 150 });
+      await fc.assert(
+        fc.asyncProperty(fc.constantFrom('salt', 'credential', 'duplicate'), secrets, async (use, bytes) => {
+          const secret = Buffer.from(bytes);
+          const codes = [];
+          for (const { vtpm, parent, key, dup } of parents) {
+            if (use === 'salt') {
+              codes.push(await rcOfCall(vtpm.call(CC.StartAuthSession, [parent, RH.NULL], [], { nonceCaller: Buffer.alloc(16, 1), encryptedSalt: secret, sessionType: 0, symmetric: NULL_SYM, authHash: ALG.SHA256 })));
+            } else if (use === 'credential') {
+              codes.push(await rcOfCall(vtpm.call(CC.ActivateCredential, [key, parent], [{}, {}], { credentialBlob: Buffer.alloc(60, 2), secret })));
+            } else {
+              codes.push(await rcOfCall(vtpm.call(CC.Import, [parent], [{}], { encryptionKey: Buffer.alloc(0), objectPublic: dup.objectPublic, duplicate: dup.duplicate, inSymSeed: secret, symmetricAlg: NULL_SYM })));
+            }
+          }
+          assert.notEqual(codes[0], 0, `${use}: random bytes are not a secret shared with the key`);
+          assert.equal(codes[0], codes[1], `${kind} ${use}: hardware 0x${codes[0]!.toString(16)}, software 0x${codes[1]!.toString(16)}`);
+        }),
+        { numRuns: 60 },
+      );
+      for (const { vtpm, parent, key } of parents) for (const h of [key, parent]) await vtpm.flushContext(h);
+    }
+  });
 });
