@@ -39,7 +39,8 @@ export function chipTemplateFor(t: Public): Public {
   const a = (t.objectAttributes & ~(A.restricted | A.adminWithPolicy | A.sensitiveDataOrigin)) | origin | A.fixedTPM | A.fixedParent | A.userWithAuth | A.noDA;
   const unique = t.type === ALG.RSA ? { rsa: Buffer.alloc(0) } : t.type === ALG.ECC ? { ecc: { x: Buffer.alloc(0), y: Buffer.alloc(0) } } : { digest: Buffer.alloc(0) };
   const p = t.parameters;
-  // Only a storage key (restricted decryption) names a symmetric algorithm; an unrestricted key may not.
+  // Only a storage key (restricted decryption) names a symmetric algorithm; an unrestricted key
+  // may not.
   const parameters = p.type === ALG.RSA || p.type === ALG.ECC ? { ...p, symmetric: NULL_SYM } : p;
   return { ...t, objectAttributes: a, authPolicy: Buffer.alloc(0), unique, parameters };
 }
@@ -97,7 +98,8 @@ export class ChipKeyBackend implements HardwareKeyBackend {
   backs(t: Public): boolean {
     const a = t.objectAttributes;
     if (!(a & A.fixedTPM)) return false;
-    // Sealed data (neither sign nor decrypt) or an HMAC key; a keyed-hash decrypt key would be a derivation parent.
+    // Sealed data (neither sign nor decrypt) or an HMAC key; a keyed-hash decrypt key would be a
+    // derivation parent.
     if (t.type === ALG.KEYEDHASH) return (a & (A.decrypt | A.restricted)) === 0;
     if (t.type === ALG.SYMCIPHER) return (a & A.restricted) === 0 && (a & (A.sign | A.decrypt)) !== 0;
     return (t.type === ALG.RSA || t.type === ALG.ECC) && (a & (A.sign | A.decrypt)) !== 0;
@@ -151,7 +153,8 @@ export class ChipKeyBackend implements HardwareKeyBackend {
       innerPublic: made.outPublic,
       authValue: Buffer.alloc(0),
       chipAuth,
-      // Derived too: children wrapped under a storage primary must load under it when it is made again.
+      // Derived too: children wrapped under a storage primary must load under it when it is made
+      // again.
       seedValue: isStorageTemplate(template) ? derive('VTPMD CHIP PRIMARY SEED', digestSize(template.nameAlg) * 8) : Buffer.alloc(0),
       primaryUnique,
       publicDigest: publicDigestOf(pub),
