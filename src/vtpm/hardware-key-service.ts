@@ -31,6 +31,7 @@ import type { ChipRefused, ExternalRequest, KeyUse } from '../tpm/tpm2/hardware-
 import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
 import { objectName, publicArea, type Public } from '../tpm/tpm2/types/public.ts';
 import { encode } from '../tpm/wire/codec.ts';
+import { hierarchyQn } from '../tpm/tpm2/objects/model.ts';
 import { primaryChipTemplate, type ChipCreateResult } from './chip-key-backend.ts';
 
 /** Bytes of a chip key's authValue: a SHA-256 digest's worth. */
@@ -172,7 +173,8 @@ export class HardwareKeyService {
   /** A primary of the chip's storage hierarchy, its authValue sent encrypted through `owner`'s session. */
   private async makePrimary(tpm: Tpm2Client, owner: string, template: Public, chipAuth: Buffer): Promise<{ handle: number; name: Buffer; outPublic: Public }> {
     const made = await this.inSession(tpm, owner, (session) =>
-      tpm.call(CC.CreatePrimary, [RH.OWNER], [{ hmacSession: session, authValue: Buffer.alloc(0), names: [permanentName(RH.OWNER)], decrypt: true }], {
+      // A hierarchy's Name, like its qualified name, is its handle.
+      tpm.call(CC.CreatePrimary, [RH.OWNER], [{ hmacSession: session, authValue: Buffer.alloc(0), names: [hierarchyQn(RH.OWNER)], decrypt: true }], {
         inSensitive: { userAuth: chipAuth, data: Buffer.alloc(0) },
         inPublic: template,
         outsideInfo: Buffer.alloc(0),
@@ -268,13 +270,6 @@ function keyId(innerPrivate: Buffer, primaryUnique: Buffer): string {
 
 function primaryUniqueOf(template: Public): Buffer {
   return 'rsa' in template.unique ? template.unique.rsa : 'ecc' in template.unique ? template.unique.ecc.x : Buffer.alloc(0);
-}
-
-/** The Name of a permanent handle: the handle itself. */
-function permanentName(handle: number): Buffer {
-  const name = Buffer.alloc(4);
-  name.writeUInt32BE(handle);
-  return name;
 }
 
 /** A chip key as a use names it. */

@@ -1,10 +1,12 @@
 /** A hardware-backed vTPM on a simulated chip, as the hardware-backed model tests drive it. */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, verify } from 'node:crypto';
 import { Chip } from '../../src/hwtpm/chip.ts';
 import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
 import { Tpm2Client, Tpm2CommandError } from '../../src/hwtpm/tpm2-client.ts';
 import { srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
-import { RH } from '../../src/tpm/tpm2/constants.ts';
+import { ALG, CC, RH, ST } from '../../src/tpm/tpm2/constants.ts';
+import { publicKeyOf } from '../../src/tpm/tpm2/objects/model.ts';
+import type { Public } from '../../src/tpm/tpm2/types/public.ts';
 import { MemoryStateStore } from '../../src/tpm/tpm2/state/store.ts';
 import { HardwareKeyService } from '../../src/vtpm/hardware-key-service.ts';
 import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
@@ -43,4 +45,19 @@ export function tapChip(chip: Chip): Buffer[] {
       locality,
     );
   return seen;
+}
+
+/** The command codes among what tapChip saw (commands and responses alternate). */
+export const commandCodes = (seen: Buffer[]): number[] => seen.filter((_, i) => i % 2 === 0).map((c) => c.readUInt32BE(6));
+
+/** Whether the ECDSA key at `handle` signs through `tpm` so that its public area `pub` verifies it. */
+export async function signsWith(tpm: Tpm2Client, handle: number, pub: Public): Promise<boolean> {
+  const message = Buffer.from('signed through a hardware-backed vTPM');
+  const r = await tpm.call(CC.Sign, [handle], [{}], {
+    digest: createHash('sha256').update(message).digest(),
+    inScheme: { scheme: ALG.ECDSA, hashAlg: ALG.SHA256 },
+    validation: { tag: ST.HASHCHECK, hierarchy: RH.NULL, digest: Buffer.alloc(0) },
+  });
+  const { r: sr, s } = r.params.signature as { r: Buffer; s: Buffer };
+  return verify('sha256', message, { key: publicKeyOf(pub), dsaEncoding: 'ieee-p1363' }, Buffer.concat([sr, s]));
 }

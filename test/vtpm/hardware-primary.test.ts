@@ -5,37 +5,24 @@
  * as long as that seed stands, and nobody else can have the chip make it.
  */
 import assert from 'node:assert/strict';
-import { createHash, verify } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { Chip } from '../../src/hwtpm/chip.ts';
 import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
 import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
 import { MemoryStateStore } from '../../src/tpm/tpm2/state/store.ts';
 import { ekEccTemplate, ekRsaTemplate, eccSigningTemplate, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
-import { ALG, CC, RH, ST } from '../../src/tpm/tpm2/constants.ts';
-import { publicKeyOf } from '../../src/tpm/tpm2/objects/model.ts';
+import { ALG, CC, RH } from '../../src/tpm/tpm2/constants.ts';
 import { OBJECT_ATTR as A, type Public } from '../../src/tpm/tpm2/types/public.ts';
 import { encode } from '../../src/tpm/wire/codec.ts';
 import { publicArea } from '../../src/tpm/tpm2/types/public.ts';
 import { makeCredential } from '../../src/vma/make-credential.ts';
 import { HardwareKeyService } from '../../src/vtpm/hardware-key-service.ts';
 import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
-import { setup, tapChip } from '../helpers/hardware-vtpm.ts';
+import { commandCodes, setup, signsWith, tapChip } from '../helpers/hardware-vtpm.ts';
 
 const PERSISTENT = 0x81000100;
-const commandCodes = (seen: Buffer[]) => seen.filter((_, i) => i % 2 === 0).map((c) => c.readUInt32BE(6));
 const sameKey = (a: Public, b: Public) => Buffer.from(encode(publicArea, a)).equals(encode(publicArea, b));
 
-async function signs(vtpm: Tpm2Client, handle: number, pub: Public): Promise<boolean> {
-  const message = Buffer.from('signed by a chip primary');
-  const r = await vtpm.call(CC.Sign, [handle], [{}], {
-    digest: createHash('sha256').update(message).digest(),
-    inScheme: { scheme: ALG.ECDSA, hashAlg: ALG.SHA256 },
-    validation: { tag: ST.HASHCHECK, hierarchy: RH.NULL, digest: Buffer.alloc(0) },
-  });
-  const { r: sr, s } = r.params.signature as { r: Buffer; s: Buffer };
-  return verify('sha256', message, { key: publicKeyOf(pub), dsaEncoding: 'ieee-p1363' }, Buffer.concat([sr, s]));
-}
 
 describe('primary keys of a hardware-backed vTPM', () => {
   test('the chip derives them: the same template gives the same key, the chip saw CreatePrimary, and a primary signs and recovers secrets there', async () => {
@@ -53,7 +40,7 @@ describe('primary keys of a hardware-backed vTPM', () => {
     const ek = await vtpm.createPrimary(RH.ENDORSEMENT, { ...ekRsaTemplate(), objectAttributes: ekRsaTemplate().objectAttributes | A.userWithAuth });
     await vtpm.flushContext(first.handle);
     const ak = await vtpm.createPrimary(RH.OWNER, eccSigningTemplate(false));
-    assert.ok(await signs(vtpm, ak.handle, ak.outPublic));
+    assert.ok(await signsWith(vtpm, ak.handle, ak.outPublic));
     seen.length = 0;
     const credential = Buffer.from('for the vTPM that holds this EK');
     const made = makeCredential(ek.outPublic, ak.name, credential);
@@ -90,7 +77,7 @@ describe('primary keys of a hardware-backed vTPM', () => {
     assert.ok(sameKey(srk.outPublic, srk2.outPublic), 'the same SRK');
     for (const child of [key, soft]) {
       const { handle } = await restored.load(srk2.handle, child.outPrivate, child.outPublic);
-      assert.ok(await signs(restored, handle, child.outPublic));
+      assert.ok(await signsWith(restored, handle, child.outPublic));
       await restored.flushContext(handle);
     }
   });
@@ -111,11 +98,11 @@ describe('primary keys of a hardware-backed vTPM', () => {
     const { vtpm, kbk, snapshots } = await setup();
     const ak = await vtpm.createPrimary(RH.OWNER, eccSigningTemplate(false));
     await vtpm.evictControl(RH.OWNER, ak.handle, PERSISTENT);
-    assert.ok(await signs(vtpm, PERSISTENT, ak.outPublic));
+    assert.ok(await signsWith(vtpm, PERSISTENT, ak.outPublic));
     const other = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
     await (await openChipClient(other)).takeOwnership();
     const model = Tpm2VtpmModel.restore(async () => undefined, snapshots.at(-1)!, { hardware: { kbk, service: new HardwareKeyService(other).forVm('vm-a') } });
     const moved = new Tpm2Client((c) => model.execute(c, 0));
-    await assert.rejects(signs(moved, PERSISTENT, ak.outPublic), /no longer derives/);
+    await assert.rejects(signsWith(moved, PERSISTENT, ak.outPublic), /no longer derives/);
   });
 });

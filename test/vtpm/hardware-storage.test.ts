@@ -4,44 +4,29 @@
  * duplicates), while the model wraps their children under the seed their outer blob carries.
  */
 import assert from 'node:assert/strict';
-import { createHash, verify } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { HANDLES, eccSigningTemplate, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
-import { ALG, CC, RH, ST } from '../../src/tpm/tpm2/constants.ts';
+import { ALG, CC, RH } from '../../src/tpm/tpm2/constants.ts';
 import { RC } from '../../src/tpm/tpm2/rc.ts';
-import { publicKeyOf } from '../../src/tpm/tpm2/objects/model.ts';
 import { OBJECT_ATTR as A, sensitiveArea, type Public, type Sensitive } from '../../src/tpm/tpm2/types/public.ts';
-import type { Signature } from '../../src/tpm/tpm2/types/signature.ts';
 import { Writer } from '../../src/tpm/wire/buffer.ts';
 import { makeCredential } from '../../src/vma/make-credential.ts';
 import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
 import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
 import { eccStorage, objectNameOf, outerWrap, rsaStorage, sealedData, shareSecret } from '../helpers/tpm2-objects.ts';
 import { eccTemplate } from '../helpers/tpm2-keys.ts';
-import { rcOf, setup, tapChip } from '../helpers/hardware-vtpm.ts';
+import { commandCodes, rcOf, setup, signsWith, tapChip } from '../helpers/hardware-vtpm.ts';
 
 const PARENTS: [string, Public, number][] = [
   ['RSA', rsaStorage(2048), CC.RSA_Decrypt],
   ['ECC', eccStorage(), CC.ECDH_ZGen],
 ];
 
-/** The command codes among what the bus carried (commands and responses alike; responses never match a CC). */
-const commandCodes = (seen: Buffer[]) => seen.filter((b, i) => i % 2 === 0).map((c) => c.readUInt32BE(6));
 
 const magic = (blob: Buffer) => blob.subarray(0, 4).toString('latin1');
 
-async function signs(vtpm: Tpm2Client, handle: number, pub: Public): Promise<boolean> {
-  const message = Buffer.from('signed under a chip parent');
-  const digest = createHash('sha256').update(message).digest();
-  const r = await vtpm.call(CC.Sign, [handle], [{}], {
-    digest,
-    inScheme: { scheme: ALG.ECDSA, hashAlg: ALG.SHA256 },
-    validation: { tag: ST.HASHCHECK, hierarchy: RH.NULL, digest: Buffer.alloc(0) },
-  });
-  const { r: sr, s } = r.params.signature as Signature & { r: Buffer; s: Buffer };
-  return verify('sha256', message, { key: publicKeyOf(pub), dsaEncoding: 'ieee-p1363' }, Buffer.concat([sr, s]));
-}
 
 /** A sealed secret made outside any TPM, wrapped for `parent` as TPM2_Duplicate would (outer wrapper only). */
 function duplicateFor(parent: Public, secret: Buffer): { objectPublic: Public; duplicate: Buffer; inSymSeed: Buffer } {
@@ -96,7 +81,7 @@ describe('a storage parent of a hardware-backed vTPM', () => {
       assert.notEqual(magic(soft.outPrivate), 'vHK3');
       for (const child of [inChip, soft]) {
         const { handle } = await vtpm.load(p.handle, child.outPrivate, child.outPublic);
-        assert.ok(await signs(vtpm, handle, child.outPublic));
+        assert.ok(await signsWith(vtpm, handle, child.outPublic));
         await vtpm.flushContext(handle);
       }
       // Wrapped under this parent's seed, the software child is no one else's.
@@ -110,7 +95,7 @@ describe('a storage parent of a hardware-backed vTPM', () => {
       for (const at of [reloaded, PERSISTENT]) {
         for (const child of [inChip, soft]) {
           const { handle } = await vtpm.load(at, child.outPrivate, child.outPublic);
-          assert.ok(await signs(vtpm, handle, child.outPublic));
+          assert.ok(await signsWith(vtpm, handle, child.outPublic));
           await vtpm.flushContext(handle);
         }
       }
