@@ -46,7 +46,7 @@ export class Host {
       const manager = await GvtpmManager.open({
         registryDir: join(opts.stateDir, 'vms'),
         storage: pss,
-        hardware: { chip: lab.chip, client: chipClient },
+        hardware: { chip: lab.chip, client: chipClient, ekRoots: [lab.ca.certificate] },
         ...(opts.idleUnloadMs !== undefined ? { idleUnloadMs: opts.idleUnloadMs } : {}),
         ...(opts.logger ? { logger: opts.logger } : {}),
       });

@@ -15,6 +15,8 @@ import type { Chip } from '../hwtpm/chip.ts';
 import { ChipRefusal, type ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { HardwareKeyService, readSrk } from './hardware-key-service.ts';
+import { proveSrk, SrkProofError } from './srk-proof.ts';
+import type { ParsedCertificate } from '../hwtpm/credentials/x509.ts';
 import { Tpm2Client } from '../hwtpm/tpm2-client.ts';
 import { randomBytes } from 'node:crypto';
 import { detached } from '../tpm/wire/buffer.ts';
@@ -31,7 +33,7 @@ export interface ModelStorage {
 /** A request the manager cannot honour: unknown VM, duplicate name, bad configuration. */
 export class VtpmError extends Error {
   constructor(
-    readonly code: 'unknown-vm' | 'duplicate-vm' | 'bad-config' | 'unsupported' | 'tcb-changed',
+    readonly code: 'unknown-vm' | 'duplicate-vm' | 'bad-config' | 'unsupported' | 'tcb-changed' | 'untrusted-chip',
     message: string,
   ) {
     super(message);
@@ -45,6 +47,12 @@ export interface ManagerChip {
   readonly client: ChipClient;
   /** PCRs the key-binding key is sealed to; default the host TCB and the GVTPM manager. */
   readonly bindPcrs?: readonly number[];
+  /**
+   * Manufacturer roots the chip's EK certificate must chain to: with them the hwSRK is proven to
+   * be the certified chip's before its Name is pinned (srk-proof.ts); without them the Name the
+   * chip reports on the manager's first start is trusted.
+   */
+  readonly ekRoots?: readonly ParsedCertificate[];
 }
 
 export interface ManagerOptions {
@@ -89,12 +97,16 @@ export class GvtpmManager {
       if (opts.hardware) {
         try {
           const kbk = await keyBindingKey(registry, opts.hardware);
-          backing = { kbk, keys: new HardwareKeyService(opts.hardware.chip, { srkName: await pinnedSrkName(registry, opts.hardware.chip) }) };
+          backing = { kbk, keys: new HardwareKeyService(opts.hardware.chip, { srkName: await pinnedSrkName(registry, opts.hardware, opts.logger) }) };
         } catch (e) {
-          if (!(e instanceof ChipRefusal && e.reason === 'pcr-mismatch')) throw e;
           // Software vTPMs keep running; only those whose keys live in the chip are refused.
-          backing = new VtpmError('tcb-changed', 'the host TCB changed since the key-binding key was sealed: hardware-backed vTPMs cannot use their keys');
-          opts.logger?.error('the chip refused the key-binding key: the host TCB changed; hardware-backed vTPMs are unavailable');
+          if (e instanceof ChipRefusal && e.reason === 'pcr-mismatch') {
+            backing = new VtpmError('tcb-changed', 'the host TCB changed since the key-binding key was sealed: hardware-backed vTPMs cannot use their keys');
+            opts.logger?.error('the chip refused the key-binding key: the host TCB changed; hardware-backed vTPMs are unavailable');
+          } else if (e instanceof SrkProofError) {
+            backing = new VtpmError('untrusted-chip', `${e.message}; hardware-backed vTPMs are unavailable`);
+            opts.logger?.error(`${e.message}; hardware-backed vTPMs are unavailable`);
+          } else throw e;
         }
       }
       return new GvtpmManager(registry, opts.storage, opts, backing);
@@ -348,12 +360,20 @@ const SRK_NAME_META = 'hwsrk-name';
 /**
  * The hwSRK's Name, recorded when the manager first runs on this chip and read back after: chip
  * sessions are salted only to that key, so a changed answer on the way to the chip cannot redirect
- * them. Undefined for a TPM 1.2 chip (hardware-backed vTPMs need a TPM 2.0 one).
+ * them. Recorded only once proven beside the certified EK when the host trusts manufacturer roots
+ * (a failed proof records nothing and throws SrkProofError); otherwise as the chip reports it.
+ * Undefined for a TPM 1.2 chip (hardware-backed vTPMs need a TPM 2.0 one).
  */
-async function pinnedSrkName(registry: VmRegistry, chip: Chip): Promise<Buffer | undefined> {
+async function pinnedSrkName(registry: VmRegistry, hw: ManagerChip, logger: Logger | undefined): Promise<Buffer | undefined> {
   const recorded = await registry.getMeta(SRK_NAME_META);
-  if (recorded || chip.family !== 'tpm2') return recorded;
-  const { name } = await chip.exclusive((exec) => readSrk(new Tpm2Client(exec)));
+  if (recorded || hw.chip.family !== 'tpm2') return recorded;
+  const roots = hw.ekRoots;
+  const name = await hw.chip.exclusive(async (exec) => {
+    const tpm = new Tpm2Client(exec);
+    if (roots) return proveSrk(tpm, roots);
+    logger?.warn("no manufacturer roots to prove the chip's hwSRK against: its Name is trusted as the chip reports it");
+    return (await readSrk(tpm)).name;
+  });
   await registry.putMeta(SRK_NAME_META, name);
   return name;
 }

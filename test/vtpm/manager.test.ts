@@ -6,7 +6,12 @@ import { after, describe, test } from 'node:test';
 import { GvtpmManager, VtpmError, type ModelStorage } from '../../src/vtpm/manager.ts';
 import { ModelMeasurer } from '../../src/vtpm/model-measurement.ts';
 import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
-import { eccSigningTemplate } from '../../src/hwtpm/tpm2-templates.ts';
+import { eccSigningTemplate, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
+import { bootLabHost } from '../../src/hwtpm/lab-host.ts';
+import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
+import { openManufacturerCa } from '../../src/hwtpm/credentials/manufacturer-ca.ts';
+import { VmRegistry } from '../../src/vtpm/registry.ts';
+import { readSrk } from '../../src/vtpm/hardware-key-service.ts';
 import { Tpm12Client } from '../../src/tpm/tpm12/client/index.ts';
 import { ALG, RH } from '../../src/tpm/tpm2/constants.ts';
 import { NV_ATTR } from '../../src/tpm/tpm2/types/nv.ts';
@@ -164,5 +169,39 @@ describe('GVTPM manager', () => {
     const c = await measurer.measure({ design: 'software', tpm: '2.0', pcrCount: 24, durability: 'per-command', migratable: false });
     assert.notDeepEqual(a, b);
     assert.deepEqual(a, c);
+  });
+});
+
+describe('the GVTPM manager and the chip it is given', () => {
+  test("proves the chip's hwSRK against the manufacturer roots before pinning it: an unproven chip refuses hardware-backed vTPMs (untrusted-chip) and pins nothing, software vTPMs run", async () => {
+    const lab = await bootLabHost({ stateDir: tempDir(), hostId: 'manager-srk' });
+    const chipClient = await openChipClient(lab.chip);
+    await chipClient.takeOwnership();
+    const registryDir = tempDir();
+    const storage = new MemoryStorage();
+    const stranger = await openManufacturerCa(tempDir(), { manufacturer: 'Elsewhere' });
+    let m = await GvtpmManager.open({ registryDir, storage, measurer, idleUnloadMs: 0, hardware: { chip: lab.chip, client: chipClient, ekRoots: [stranger.certificate] } });
+    await assert.rejects(m.create('hsm', { design: 'hardware' }), (e) => e instanceof VtpmError && e.code === 'untrusted-chip' && /does not chain/.test(e.message));
+    await m.create('web');
+    await client(await m.device('web')).startup();
+    await m.close();
+    const pinned = async () => {
+      const registry = await VmRegistry.open(registryDir);
+      try {
+        return await registry.getMeta('hwsrk-name');
+      } finally {
+        await registry.close();
+      }
+    };
+    assert.equal(await pinned(), undefined, 'nothing pinned');
+
+    m = await GvtpmManager.open({ registryDir, storage, measurer, idleUnloadMs: 0, hardware: { chip: lab.chip, client: chipClient, ekRoots: [lab.ca.certificate] } });
+    await m.create('hsm', { design: 'hardware' });
+    const hsm = client(await m.device('hsm'));
+    await hsm.startup();
+    const srk = await hsm.createPrimary(RH.OWNER, srkTemplate());
+    await hsm.create(srk.handle, eccSigningTemplate(false));
+    await m.close();
+    assert.deepEqual(await pinned(), (await readSrk(new Tpm2Client((c) => lab.chip.execute(c, 0)))).name, 'the proven Name pinned');
   });
 });
