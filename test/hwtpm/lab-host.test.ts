@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
 import { bootLabHost } from '../../src/hwtpm/lab-host.ts';
 import { decodeEventLog, replay } from '../../src/hwtpm/event-log.ts';
 import { certificateOfStored } from '../../src/hwtpm/manufacture-tpm12.ts';
@@ -11,14 +9,9 @@ import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
 import { Tpm12Client } from '../../src/tpm/tpm12/client/index.ts';
 import { NV_INDEX } from '../../src/tpm/tpm12/constants.ts';
 import { ALG } from '../../src/tpm/tpm2/constants.ts';
+import { tempDirs } from '../helpers/temp-dirs.ts';
 
-const dirs: string[] = [];
-after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'vtpmd-labhost-'));
-  dirs.push(d);
-  return d;
-};
+const tempDir = tempDirs('vtpmd-labhost-');
 
 describe('lab host boot', () => {
   test('a TPM 1.2 lab host: certified EK in TPM_NV_INDEX_EKCert and a SHA-1 event log that replays to the chip', async () => {

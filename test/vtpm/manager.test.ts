@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { GvtpmManager, VtpmError, type ModelStorage } from '../../src/vtpm/manager.ts';
 import { ModelMeasurer } from '../../src/vtpm/model-measurement.ts';
 import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
@@ -15,14 +12,9 @@ import { readSrk } from '../../src/vtpm/hardware-key-service.ts';
 import { Tpm12Client } from '../../src/tpm/tpm12/client/index.ts';
 import { ALG, RH } from '../../src/tpm/tpm2/constants.ts';
 import { NV_ATTR } from '../../src/tpm/tpm2/types/nv.ts';
+import { tempDirs } from '../helpers/temp-dirs.ts';
 
-const dirs: string[] = [];
-after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'vtpmd-manager-'));
-  dirs.push(d);
-  return d;
-};
+const tempDir = tempDirs('vtpmd-manager-');
 
 /** Storage that keeps the latest blob per VM and checks the measurement, as the PSS does. */
 class MemoryStorage implements ModelStorage {

@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { openManufacturerCa } from '../../src/hwtpm/credentials/manufacturer-ca.ts';
 import { bootLabHost } from '../../src/hwtpm/lab-host.ts';
 import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
@@ -11,14 +8,9 @@ import { CC, RH } from '../../src/tpm/tpm2/constants.ts';
 import { readSrk } from '../../src/vtpm/hardware-key-service.ts';
 import { proveSrk, SrkProofError } from '../../src/vtpm/srk-proof.ts';
 import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
+import { tempDirs } from '../helpers/temp-dirs.ts';
 
-const dirs: string[] = [];
-after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'vtpmd-srk-'));
-  dirs.push(d);
-  return d;
-};
+const tempDir = tempDirs('vtpmd-srk-');
 
 async function labChip() {
   const lab = await bootLabHost({ stateDir: tempDir(), hostId: 'srk-proof' });
