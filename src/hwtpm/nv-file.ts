@@ -3,18 +3,24 @@
  * loss mid-write with either the old or the new contents, and a chip whose NV is damaged enters
  * failure mode rather than quietly forgetting its seeds. Each file carries a header with a format
  * version, a write sequence number, the payload length and its SHA-256; a write overwrites the
- * file not holding the latest contents, in place, then syncs its data — two system calls where a
- * replace-by-rename takes eight and two full syncs, and the chip writes its NV on every counter
- * increment the PSS commits. Power-on takes the valid file with the higher sequence number: a
+ * file not holding the latest contents, in place, then syncs its data — two system calls on a
+ * file kept open, where a replace-by-rename takes eight and two full syncs, and the chip writes
+ * its NV on every counter increment the PSS commits. Power-on takes the valid file with the higher sequence number: a
  * write cut short damages only the file being written, whose predecessor is the other. Both
  * files damaged (or the only one) is an error that names them, never a reason to manufacture a
  * fresh chip. A single file of format 1 (one file, replaced by rename) reads as sequence 0.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { fdatasync, ftruncate, mkdirSync, open as openCallback, readFileSync, write } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import type { StateStore } from '../tpm/tpm2/state/store.ts';
+
+const openFd = promisify(openCallback);
+const writeAt = promisify(write);
+const truncateFd = promisify(ftruncate);
+const datasyncFd = promisify(fdatasync);
 
 const MAGIC = 'vtpmd-chip-nv';
 const VERSION = 2;
@@ -33,6 +39,12 @@ interface Slot {
   seq: number | undefined;
   /** Its length in bytes (0 when missing). */
   size: number;
+  /**
+   * Kept open from its first write for as long as the chip: every counter increment writes the
+   * NV, and opening and closing the file each time cost a third of that write. A descriptor, not
+   * a FileHandle, which would be closed (with a warning) when a chip object is collected.
+   */
+  fd?: number;
 }
 
 /**
@@ -101,16 +113,12 @@ export class ChipNvFile implements StateStore {
     const created = target.seq === undefined;
     // Until this write is synced the file holds neither its old contents nor the new.
     target.seq = undefined;
-    const fh = await open(target.path, created ? 'w' : 'r+', 0o600);
-    try {
-      const contents = Buffer.concat([header, data]);
-      await fh.write(contents, 0, contents.length, 0);
-      if (target.size > contents.length) await fh.truncate(contents.length);
-      await fh.datasync();
-      target.size = contents.length;
-    } finally {
-      await fh.close();
-    }
+    const fd = (target.fd ??= await openFd(target.path, created ? 'w' : 'r+', 0o600));
+    const contents = Buffer.concat([header, data]);
+    await writeAt(fd, contents, 0, contents.length, 0);
+    if (target.size > contents.length) await truncateFd(fd, contents.length);
+    await datasyncFd(fd);
+    target.size = contents.length;
     // A new file's directory entry must survive power loss too (once per file).
     if (created) await syncDirectory(this.dir);
     target.seq = seq;
