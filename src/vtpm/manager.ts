@@ -105,7 +105,7 @@ export class GvtpmManager {
             opts.logger?.error('the chip refused the key-binding key: the host TCB changed; hardware-backed vTPMs are unavailable');
           } else if (e instanceof SrkProofError) {
             backing = new VtpmError('untrusted-chip', `${e.message}; hardware-backed vTPMs are unavailable`);
-            opts.logger?.error(`${e.message}; hardware-backed vTPMs are unavailable`);
+            opts.logger?.error(backing.message);
           } else throw e;
         }
       }

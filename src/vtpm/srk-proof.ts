@@ -17,6 +17,8 @@ import { subjectPublicKeyInfo } from '../tpm/crypto/certificate-signing.ts';
 import { constantTimeEqual } from '../tpm/crypto/hash.ts';
 import { publicKeyOf } from '../tpm/tpm2/objects/model.ts';
 import { OBJECT_ATTR as A } from '../tpm/tpm2/types/public.ts';
+import { OID } from '../hwtpm/credentials/oids.ts';
+import { extendedKeyUsageOf } from '../vma/cert-fields.ts';
 import { validateChain } from '../vma/chain.ts';
 import { makeCredential } from '../vma/make-credential.ts';
 import { activateCredential } from '../vma/tpm-operations.ts';
@@ -74,6 +76,11 @@ async function certifiedEk(tpm: Tpm2Client, roots: readonly ParsedCertificate[],
     const chain = validateChain(cert, [], roots, { now });
     if (chain.reasons.length) {
       problems.push(`its EK certificate at 0x${ek.certificate.toString(16)} does not chain to a trusted manufacturer root: ${chain.reasons.join('; ')}`);
+      continue;
+    }
+    // As the privacy CA requires of an EK credential: a certificate for that purpose, not merely the manufacturer's.
+    if (!extendedKeyUsageOf(cert).includes(OID.tcgKpEkCertificate)) {
+      problems.push(`the certificate at 0x${ek.certificate.toString(16)} is not an EK certificate (no tcg-kp-EKCertificate purpose)`);
       continue;
     }
     const { outPublic } = await tpm.readPublic(ek.handle);

@@ -7,6 +7,11 @@ import { HANDLES, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
 import { CC, RH } from '../../src/tpm/tpm2/constants.ts';
 import { readSrk } from '../../src/vtpm/hardware-key-service.ts';
 import { proveSrk, SrkProofError } from '../../src/vtpm/srk-proof.ts';
+import { ekCertificateTemplate } from '../../src/hwtpm/credentials/ek-certificate.ts';
+import { issueCertificate } from '../../src/hwtpm/credentials/x509.ts';
+import { OID } from '../../src/hwtpm/credentials/oids.ts';
+import { removeIndex, storeCertificate } from '../../src/hwtpm/tpm2-provisioning.ts';
+import { publicKeyOf } from '../../src/tpm/tpm2/objects/model.ts';
 import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
 import { tempDirs } from '../helpers/temp-dirs.ts';
 
@@ -44,6 +49,19 @@ describe("proving the hwSRK before its Name is pinned", () => {
     const other = await openManufacturerCa(tempDir(), { manufacturer: 'Elsewhere' });
     const tpm = new Tpm2Client((c) => lab.chip.execute(c, 0));
     await assert.rejects(proveSrk(tpm, [other.certificate]), (e) => e instanceof SrkProofError && /does not chain to a trusted manufacturer root/.test(e.message));
+  });
+
+  test("a certificate from the right manufacturer that is not an EK certificate (no tcg-kp-EKCertificate purpose) proves nothing", async () => {
+    const lab = await labChip();
+    const tpm = new Tpm2Client((c) => lab.chip.execute(c, 0));
+    for (const [handle, index] of [[HANDLES.EK_ECC, HANDLES.EK_CERT_ECC], [HANDLES.EK_RSA, HANDLES.EK_CERT_RSA]] as const) {
+      const ekPublicKey = publicKeyOf((await tpm.readPublic(handle)).outPublic);
+      const template = ekCertificateTemplate({ ekPublicKey, issuerSubject: lab.ca.certificate.subject, issuerKeyId: lab.ca.keyId, manufacturerId: 'SIMU', model: 'lab', firmwareVersion: 1 });
+      const der = issueCertificate({ ...template, extensions: template.extensions.filter((e) => e.oid !== OID.extKeyUsage) }, lab.ca.privateKey);
+      await removeIndex(tpm, index);
+      await storeCertificate(tpm, index, der);
+    }
+    await assert.rejects(proveSrk(tpm, [lab.ca.certificate]), (e) => e instanceof SrkProofError && /not an EK certificate/.test(e.message));
   });
 
   test('another storage key in the same chip passed off as the hwSRK is refused when only its public area is swapped in', async () => {
