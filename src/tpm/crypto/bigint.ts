@@ -9,17 +9,6 @@ export function toBytes(v: bigint, length: number): Buffer {
   return Buffer.from(hex, 'hex');
 }
 
-export function modPow(base: bigint, exp: bigint, mod: bigint): bigint {
-  let result = 1n;
-  base %= mod;
-  while (exp > 0n) {
-    if (exp & 1n) result = (result * base) % mod;
-    base = (base * base) % mod;
-    exp >>= 1n;
-  }
-  return result;
-}
-
 export function modInverse(a: bigint, m: bigint): bigint {
   let [oldR, r] = [((a % m) + m) % m, m];
   let [oldS, s] = [1n, 0n];

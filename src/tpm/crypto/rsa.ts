@@ -1,5 +1,5 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { base64url, modInverse, modPow, toBigInt, toBytes } from './bigint.ts';
+import { checkPrimeSync, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { base64url, modInverse, toBigInt, toBytes } from './bigint.ts';
 import type { SeededStream } from './drbg.ts';
 
 export const DEFAULT_EXPONENT = 65537;
@@ -15,33 +15,17 @@ const SMALL_PRIMES: number[] = (() => {
   return out;
 })();
 
-function millerRabin(n: bigint, rounds: number, witness: (i: number) => bigint): boolean {
-  let d = n - 1n;
-  let s = 0;
-  while ((d & 1n) === 0n) {
-    d >>= 1n;
-    s++;
-  }
-  outer: for (let i = 0; i < rounds; i++) {
-    const a = 2n + (witness(i) % (n - 3n));
-    let x = modPow(a, d, n);
-    if (x === 1n || x === n - 1n) continue;
-    for (let r = 1; r < s; r++) {
-      x = (x * x) % n;
-      if (x === n - 1n) continue outer;
-    }
-    return false;
-  }
-  return true;
-}
-
 /**
  * A prime of `bits` bits with the top two bits set (so p·q has exactly 2·bits bits) and
  * gcd(p-1, e) = 1, searched upward from a candidate drawn from the stream, through a sieve of
- * small primes before any Miller–Rabin test.
+ * small primes before OpenSSL's primality test.
+ *
+ * The stream also gives up eight bytes per tested candidate and forty more for the prime found:
+ * the witnesses of the Miller–Rabin rounds this search once ran itself. The next prime's
+ * starting point depends on where the stream stands, so drawing them keeps every key derived
+ * from a seed — a certified EK among them — the key it always was.
  */
 export function derivePrime(stream: SeededStream, bits: number, e: bigint): bigint {
-  const witness = (i: number) => toBigInt(stream.next(8)) + BigInt(i);
   for (;;) {
     const start = toBigInt(stream.next(bits / 8)) | (3n << BigInt(bits - 2)) | 1n;
     const window = 4096;
@@ -58,7 +42,10 @@ export function derivePrime(stream: SeededStream, bits: number, e: bigint): bigi
       const c = start + 2n * BigInt(k);
       if (c >> BigInt(bits) !== 0n) break;
       if ((c - 1n) % e === 0n) continue;
-      if (millerRabin(c, 1, witness) && millerRabin(c, 5, witness)) return c;
+      stream.next(8);
+      if (!checkPrimeSync(c)) continue;
+      stream.next(40);
+      return c;
     }
   }
 }
