@@ -161,16 +161,17 @@ export class Tpm2Client {
   /**
    * An unbound HMAC session with SHA-256. Unsalted, its HMACs rest on the authValues used with it;
    * salted with `salt` (a secret only that key's holder recovers), it has a session key of its own
-   * and encrypts parameters with AES-128-CFB.
+   * and encrypts parameters with AES-128-CFB. With `sessionType` POLICY, a policy session the
+   * client computes HMACs for in the same way (a policy with TPM2_PolicyAuthValue needs them).
    */
-  async startHmacSession(salt?: SaltKey): Promise<HmacSession> {
+  async startHmacSession(salt?: SaltKey, sessionType: number = SESSION_TYPE.HMAC): Promise<HmacSession> {
     const nonceCaller = randomBytes(32);
     const secret = salt ? makeSecret(makeObject(salt.public, undefined, RH.NULL, EMPTY), 'SECRET', randomBytes) : undefined;
     const symmetric = salt ? AES_128_CFB : NO_SYMMETRIC;
     const r = await this.call(CC.StartAuthSession, [salt?.handle ?? RH.NULL, RH.NULL], [], {
       nonceCaller,
       encryptedSalt: secret?.encryptedSecret ?? EMPTY,
-      sessionType: SESSION_TYPE.HMAC,
+      sessionType,
       symmetric,
       authHash: ALG.SHA256,
     });

@@ -7,14 +7,14 @@
  * ExternalOperationNeeded); this class only hands their results to the engine.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { digestSize } from '../tpm/crypto/hash.ts';
+import { digest, digestSize } from '../tpm/crypto/hash.ts';
 import { kdfa } from '../tpm/crypto/kdf.ts';
-import { ALG } from '../tpm/tpm2/constants.ts';
+import { ALG, CC } from '../tpm/tpm2/constants.ts';
 import { ExternalOperationNeeded, type ChipRefused, type ExternalRequest, type HardwareKeyBackend, type KeyUse, type SymmetricUse } from '../tpm/tpm2/hardware-keys.ts';
 import { RC, TpmError } from '../tpm/tpm2/rc.ts';
 import type { PcrSelection } from '../tpm/tpm2/types/pcr.ts';
 import { NULL_SYM, type Scheme } from '../tpm/tpm2/types/public-parms.ts';
-import { OBJECT_ATTR as A, publicArea, type EccPoint, type Public } from '../tpm/tpm2/types/public.ts';
+import { OBJECT_ATTR as A, publicArea, type EccPoint, type Public, type Sensitive } from '../tpm/tpm2/types/public.ts';
 import type { SigScheme, Signature } from '../tpm/tpm2/types/signature.ts';
 import { encode } from '../tpm/wire/codec.ts';
 import { isOuterBlob, unwrapBoundKey, wrapBoundKey, type BoundKey } from './key-binding.ts';
@@ -31,18 +31,37 @@ export interface ChipCreateResult {
  * (restrictions, policies); keys always of the chip's own making, sealed data as the guest gave it.
  * A storage parent becomes a plain decryption key there: the chip decrypts the secrets guests
  * share with it (RSA_Decrypt, ECDH_ZGen), which it refuses for a restricted key, and the model
- * does the rest as the parent's restrictions allow.
+ * does the rest as the parent's restrictions allow. An object the guest may duplicate is one the
+ * chip may duplicate too, but only under a policy of TPM2_Duplicate with its chip authValue
+ * (duplicationPolicy): the model takes it out that way when the guest duplicates it.
  */
 export function chipTemplateFor(t: Public): Public {
   // Keyed-hash and symmetric objects may carry the guest's own bits (sensitiveDataOrigin CLEAR).
   const origin = t.type === ALG.KEYEDHASH || t.type === ALG.SYMCIPHER ? t.objectAttributes & A.sensitiveDataOrigin : A.sensitiveDataOrigin;
-  const a = (t.objectAttributes & ~(A.restricted | A.adminWithPolicy | A.sensitiveDataOrigin)) | origin | A.fixedTPM | A.fixedParent | A.userWithAuth | A.noDA;
+  const fixed = (t.objectAttributes & A.fixedTPM) !== 0;
+  const dropped = A.restricted | A.adminWithPolicy | A.sensitiveDataOrigin | A.fixedTPM | A.fixedParent | A.encryptedDuplication;
+  const a = (t.objectAttributes & ~dropped) | origin | (fixed ? A.fixedTPM | A.fixedParent : 0) | A.userWithAuth | A.noDA;
   const unique = t.type === ALG.RSA ? { rsa: Buffer.alloc(0) } : t.type === ALG.ECC ? { ecc: { x: Buffer.alloc(0), y: Buffer.alloc(0) } } : { digest: Buffer.alloc(0) };
   const p = t.parameters;
   // Only a storage key (restricted decryption) names a symmetric algorithm; an unrestricted key
   // may not.
   const parameters = p.type === ALG.RSA || p.type === ALG.ECC ? { ...p, symmetric: NULL_SYM } : p;
-  return { ...t, objectAttributes: a, authPolicy: Buffer.alloc(0), unique, parameters };
+  return { ...t, objectAttributes: a, authPolicy: fixed ? Buffer.alloc(0) : duplicationPolicy(t.nameAlg), unique, parameters };
+}
+
+/**
+ * The chip-side policy of an object the guest may duplicate: TPM2_PolicyCommandCode(Duplicate),
+ * then TPM2_PolicyAuthValue, so that taking the object out of the chip needs its chip authValue
+ * as every use of it does.
+ */
+export function duplicationPolicy(nameAlg: number): Buffer {
+  const cc = (code: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(code);
+    return b;
+  };
+  const commandCode = digest(nameAlg, Buffer.alloc(digestSize(nameAlg)), cc(CC.PolicyCommandCode), cc(CC.Duplicate));
+  return digest(nameAlg, commandCode, cc(CC.PolicyAuthValue));
 }
 
 /**
@@ -53,6 +72,16 @@ export function chipTemplateFor(t: Public): Public {
 export function primaryChipTemplate(innerPublic: Public, primaryUnique: Buffer): Public {
   const unique = innerPublic.type === ALG.RSA ? { rsa: primaryUnique } : { ecc: { x: primaryUnique, y: Buffer.alloc(0) } };
   return { ...innerPublic, unique };
+}
+
+/** Whether the chip can hold an object of `t`'s kind (see ChipKeyBackend.backs). */
+function chipMakes(t: Public): boolean {
+  const a = t.objectAttributes;
+  // Sealed data (neither sign nor decrypt) or an HMAC key; a keyed-hash decrypt key would be a
+  // derivation parent.
+  if (t.type === ALG.KEYEDHASH) return (a & (A.decrypt | A.restricted)) === 0;
+  if (t.type === ALG.SYMCIPHER) return (a & A.restricted) === 0 && (a & (A.sign | A.decrypt)) !== 0;
+  return (t.type === ALG.RSA || t.type === ALG.ECC) && (a & (A.sign | A.decrypt)) !== 0;
 }
 
 /** A storage parent: a restricted decryption key that does not sign. */
@@ -92,21 +121,17 @@ export class ChipKeyBackend implements HardwareKeyBackend {
   /**
    * Asymmetric signing keys (attestation keys included), decryption keys — storage parents too,
    * restricted or not, and keys that do both — sealed data, HMAC keys and unrestricted symmetric
-   * keys. Objects the guest may duplicate (fixedTPM CLEAR) stay in the model, where TPM2_Duplicate
-   * can wrap them for another TPM. (The engine makes no derivation parents.)
+   * keys, whether the guest may duplicate them or not. Not an object whose parent the guest may
+   * duplicate: it moves with that parent, to a TPM that needs its ordinary wrapping under the
+   * parent's seed, which the model gives it. (The engine makes no derivation parents.)
    */
-  backs(t: Public): boolean {
-    const a = t.objectAttributes;
-    if (!(a & A.fixedTPM)) return false;
-    // Sealed data (neither sign nor decrypt) or an HMAC key; a keyed-hash decrypt key would be a
-    // derivation parent.
-    if (t.type === ALG.KEYEDHASH) return (a & (A.decrypt | A.restricted)) === 0;
-    if (t.type === ALG.SYMCIPHER) return (a & A.restricted) === 0 && (a & (A.sign | A.decrypt)) !== 0;
-    return (t.type === ALG.RSA || t.type === ALG.ECC) && (a & (A.sign | A.decrypt)) !== 0;
+  backs(t: Public, parent: Public): boolean {
+    return (parent.objectAttributes & A.fixedTPM) !== 0 && chipMakes(t);
   }
 
+  /** RSA and ECC primaries, but for one the guest may duplicate (it stays in the model). */
   backsPrimary(t: Public): boolean {
-    return (t.type === ALG.RSA || t.type === ALG.ECC) && this.backs(t);
+    return (t.type === ALG.RSA || t.type === ALG.ECC) && (t.objectAttributes & A.fixedTPM) !== 0 && chipMakes(t);
   }
 
   /** The model hands over what the chip did for `request`; the next attempt of the command uses it. */
@@ -190,6 +215,15 @@ export class ChipKeyBackend implements HardwareKeyBackend {
 
   unseal(outer: Buffer, pub: Public): Buffer {
     return this.use<Buffer>(outer, pub, { kind: 'unseal' });
+  }
+
+  exportSensitive(outer: Buffer, pub: Public): Sensitive {
+    const chip = this.use<Sensitive>(outer, pub, { kind: 'export' });
+    const k = this.opened(outer, pub);
+    // The chip holds its own authValue; a storage parent's seed (its children's wrapping) is the
+    // model's. A sealed object's or a symmetric key's seedValue is the chip's, which its unique
+    // value commits to.
+    return { sensitiveType: chip.sensitiveType, authValue: k.authValue, seedValue: k.seedValue.length ? k.seedValue : chip.seedValue, sensitive: chip.sensitive };
   }
 
   hmac(outer: Buffer, pub: Public, hashAlg: number, data: Buffer): Buffer {

@@ -10,7 +10,7 @@
  *   decrypt (RSA_Decrypt) and derive ECDH secrets (ECDH_ZGen) there — storage parents too, for
  *   the secrets guests share with them — HMAC keys compute HMACs (TPM2_HMAC, or a chip HMAC
  *   sequence for longer data), symmetric keys encrypt and decrypt (EncryptDecrypt2), and sealed
- *   data is unsealed there.
+ *   data is unsealed there; a key the guest duplicates is handed out inner-wrapped (exportKey).
  * - Each vTPM has its own HMAC session on the chip, salted to the hwSRK, through which its keys
  *   are made and used with their chip-side authValue: rolling nonces make every authorization
  *   single-use, the chip's answers are accepted only with the session's HMAC, and what is secret
@@ -26,10 +26,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Chip } from '../hwtpm/chip.ts';
 import { Tpm2Client, Tpm2CommandError, type Authorization, type HmacSession, type SaltKey } from '../hwtpm/tpm2-client.ts';
 import { HANDLES } from '../hwtpm/tpm2-templates.ts';
-import { CC, RH, ST } from '../tpm/tpm2/constants.ts';
+import { ALG, CC, RH, ST } from '../tpm/tpm2/constants.ts';
+import { SESSION_TYPE } from '../tpm/tpm2/auth/sessions.ts';
+import { duplicateToSensitive } from '../tpm/tpm2/objects/wrap.ts';
+import type { SymDef } from '../tpm/tpm2/types/public-parms.ts';
 import type { ChipRefused, ExternalRequest, KeyUse } from '../tpm/tpm2/hardware-keys.ts';
 import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
-import { objectName, publicArea, type Public } from '../tpm/tpm2/types/public.ts';
+import { objectName, publicArea, type Public, type Sensitive } from '../tpm/tpm2/types/public.ts';
 import { encode } from '../tpm/wire/codec.ts';
 import { hierarchyQn } from '../tpm/tpm2/objects/model.ts';
 import { primaryChipTemplate, type ChipCreateResult } from './chip-key-backend.ts';
@@ -108,6 +111,7 @@ export class HardwareKeyService {
       const id = keyId(request.innerPrivate, request.primaryUnique);
       const key = await this.swapIn(tpm, owner, id, request);
       try {
+        if (request.kind === 'export') return await this.exportKey(tpm, key, request);
         // Signatures and HMACs are public; everything else the chip answers here is a secret, and
         // so is what the guest asks to have encrypted.
         const secretOut = request.kind !== 'sign' && request.kind !== 'hmac';
@@ -232,9 +236,14 @@ export class HardwareKeyService {
         if (!(e instanceof Tpm2CommandError)) throw e;
       }
     }
+    return this.startSession(tpm, SESSION_TYPE.HMAC);
+  }
+
+  /** A session salted to the hwSRK; when the chip has no room for one, the least recently used vTPM's session goes. */
+  private async startSession(tpm: Tpm2Client, type: number): Promise<HmacSession> {
     for (;;) {
       try {
-        return await tpm.startHmacSession(await this.srkOf(tpm));
+        return await tpm.startHmacSession(await this.srkOf(tpm), type);
       } catch (e) {
         const lru = this.sessions.keys().next();
         if (!(e instanceof Tpm2CommandError && e.rc === RC.SESSION_HANDLES) || lru.done) throw e;
@@ -242,6 +251,29 @@ export class HardwareKeyService {
         this.sessions.delete(lru.value);
         await tpm.flushContext(victim.session.handle).catch(() => undefined);
       }
+    }
+  }
+
+  /**
+   * The sensitive area of a chip key the guest duplicates, taken out under the key's chip policy
+   * (chip-key-backend.ts duplicationPolicy) in a policy session salted to the hwSRK. The chip
+   * wraps it under an inner key that reaches the chip encrypted, so the private key crosses the
+   * bus only as ciphertext.
+   */
+  private async exportKey(tpm: Tpm2Client, key: { handle: number; name: Buffer }, request: ChipKey): Promise<Sensitive> {
+    const session = await this.startSession(tpm, SESSION_TYPE.POLICY);
+    try {
+      await tpm.call(CC.PolicyCommandCode, [session.handle], [], { code: CC.Duplicate });
+      await tpm.call(CC.PolicyAuthValue, [session.handle], []);
+      const inner = { sym: AES_128_CFB, key: randomBytes(AES_128_CFB.keyBits / 8) };
+      const names = [key.name, hierarchyQn(RH.NULL)];
+      const r = await tpm.call(CC.Duplicate, [key.handle, RH.NULL], [{ hmacSession: session, authValue: request.chipAuth, names, decrypt: true }], {
+        encryptionKeyIn: inner.key,
+        symmetricAlg: inner.sym,
+      });
+      return duplicateToSensitive(r.params.duplicate, key.name, request.innerPublic.nameAlg, undefined, inner);
+    } finally {
+      await tpm.flushContext(session.handle).catch(() => undefined);
     }
   }
 
@@ -281,6 +313,8 @@ function newChipAuth(): Buffer {
   auth[CHIP_AUTH_BYTES - 1]! |= 1;
   return auth;
 }
+
+const AES_128_CFB: SymDef = { algorithm: ALG.AES, keyBits: 128, mode: ALG.CFB };
 
 /** Uses whose chip errors the guest's input can cause, and which the vTPM answers as the chip did. */
 const REFUSABLE = new Set<KeyUse['kind']>(['rsa-decrypt', 'ecdh-zgen', 'encrypt-decrypt']);

@@ -1,10 +1,11 @@
 /**
  * The TPM 2.0 vTPM device model, in both designs. Software-based: a complete TPM 2.0 engine whose
  * keys live in the model, protected by the chip only through the PSS. Hardware-backed: the same
- * engine, but its keys — primaries (EK, SRK) and the objects guests create under a parent, of
- * every kind but keys the guest may duplicate (see chip-key-backend.ts) — are made and used inside
- * the chip, the guest holding only double-wrapped blobs; the guest's authorization session
- * is checked by the engine, which then has the model use the key in the chip.
+ * engine, but its keys — primaries (EK, SRK) and the objects guests create under a parent, keys
+ * the guest may duplicate among them, but for what moves with a parent the guest may duplicate
+ * (see chip-key-backend.ts) — are made and used inside the chip, the guest holding only
+ * double-wrapped blobs; the guest's authorization session is checked by the engine, which then
+ * has the model use the key in the chip.
  *
  * After every command that changed what the vTPM must remember, the model hands its state to
  * `persist` and releases the response only once that resolves, so a response the guest saw is

@@ -139,7 +139,7 @@ describe('vtpmd serve', { skip }, () => {
     assert.equal(dbPcr, '00'.repeat(32), "VM2's PCR 16 is untouched");
   });
 
-  test('a hardware-backed VM serves tpm2-tools as a chip would: its keys sign, change auth and quote, HMAC and encrypt, its storage keys parent keys through sessions salted to them, and its data unseals, through the host chip', async () => {
+  test('a hardware-backed VM serves tpm2-tools as a chip would: its keys sign, change auth and quote, HMAC and encrypt, its storage keys parent keys through sessions salted to them, its data unseals and its duplicable keys duplicate, through the host chip', async () => {
     const r = await cli(state.path, ['vm', 'create', 'hsm', '--dm', 'hardware']);
     assert.equal(r.code, 0, r.stderr);
     const vm = JSON.parse(r.stdout);
@@ -242,6 +242,32 @@ describe('vtpmd serve', { skip }, () => {
     await tool(t, 'tpm2_encryptdecrypt', ['-d', '-c', w('aes.ctx'), '-o', w('back'), w('cipher')]);
     await flush();
     assert.deepEqual(readFileSync(w('back')), plain, 'decrypting in the chip gives the plaintext back');
+    // A key the guest may duplicate is made in the chip too; tpm2_duplicate gets an ordinary
+    // duplication blob (the chip hands the key out to the model inner-wrapped), which imports
+    // under the guest's storage key, and the imported copy signs as the original.
+    await tool(t, 'tpm2_startauthsession', ['-S', w('trial.ctx')]);
+    await tool(t, 'tpm2_policycommandcode', ['-S', w('trial.ctx'), '-L', w('dup.policy'), 'TPM2_CC_Duplicate']);
+    await tool(t, 'tpm2_flushcontext', [w('trial.ctx')]);
+    await tool(t, 'tpm2_create', ['-C', w('primary.ctx'), '-G', 'ecc', '-L', w('dup.policy'), '-a', 'sensitivedataorigin|userwithauth|sign', '-u', w('dkey.pub'), '-r', w('dkey.priv')]);
+    assert.ok(chipMade(w('dkey.priv')), 'the duplicable key was made in the chip');
+    await flush();
+    await tool(t, 'tpm2_loadexternal', ['-C', 'o', '-u', w('store.pub'), '-c', w('np.ctx')]);
+    await flush();
+    await tool(t, 'tpm2_load', ['-C', w('primary.ctx'), '-u', w('dkey.pub'), '-r', w('dkey.priv'), '-c', w('dkey.ctx')]);
+    await flush();
+    await tool(t, 'tpm2_startauthsession', ['--policy-session', '-S', w('dup.ctx')]);
+    await tool(t, 'tpm2_policycommandcode', ['-S', w('dup.ctx'), 'TPM2_CC_Duplicate']);
+    await tool(t, 'tpm2_duplicate', ['-C', w('np.ctx'), '-c', w('dkey.ctx'), '-G', 'aes', '-o', w('inner.key'), '-p', `session:${w('dup.ctx')}`, '-r', w('dup.priv'), '-s', w('dup.seed')]);
+    await tool(t, 'tpm2_flushcontext', [w('dup.ctx')]);
+    await flush();
+    await tool(t, 'tpm2_import', ['-C', w('store.ctx'), '-G', 'aes', '-k', w('inner.key'), '-u', w('dkey.pub'), '-i', w('dup.priv'), '-r', w('dkey-imported.priv'), '-s', w('dup.seed')]);
+    await flush();
+    await tool(t, 'tpm2_load', ['-C', w('store.ctx'), '-u', w('dkey.pub'), '-r', w('dkey-imported.priv'), '-c', w('dkey2.ctx')]);
+    await flush();
+    await tool(t, 'tpm2_sign', ['-c', w('dkey2.ctx'), '-g', 'sha256', '-o', w('dsig'), w('msg')]);
+    await flush();
+    await tool(t, 'tpm2_verifysignature', ['-c', w('dkey.ctx'), '-g', 'sha256', '-m', w('msg'), '-s', w('dsig')]);
+    await flush();
     const chipGauges = async () => {
       const m = (await http(join(state.path, 'vtpmd.sock'), 'GET', '/metrics')).body;
       return { sessions: Number(/^vtpmd_chip_saved_sessions (\d+)$/m.exec(m)![1]), keys: Number(/^vtpmd_chip_saved_key_contexts (\d+)$/m.exec(m)![1]) };

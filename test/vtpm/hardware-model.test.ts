@@ -401,18 +401,6 @@ describe('hardware-backed vTPM', () => {
     await assert.rejects(vtpm.call(CC.VerifySignature, [handle], [], { digest, signature: forged }), (e) => (rcOf(e) & 0x3f) === (RC.SIGNATURE & 0x3f));
   });
 
-  test('a key the guest may duplicate (fixedTPM CLEAR) stays in the model, where TPM2_Duplicate can wrap it', async () => {
-    const { vtpm, vsrk, chip } = await setup();
-    const bus = tapChip(chip);
-    const template = eccSigningTemplate(false);
-    template.objectAttributes &= ~(A.fixedTPM | A.fixedParent);
-    const key = await vtpm.create(vsrk, template);
-    assert.notEqual(key.outPrivate.subarray(0, 4).toString('latin1'), 'vHK3');
-    assert.equal(bus.length, 0, 'the chip was not asked');
-    const { handle } = await vtpm.load(vsrk, key.outPrivate, key.outPublic);
-    assert.ok(verifies(key.outPublic, 'portable', await signWith(vtpm, handle, 'portable')));
-  });
-
   test('differential: whatever HMAC and EncryptDecrypt2 requests a guest makes, a chip-backed key answers exactly as the same key in a software vTPM', async () => {
     const { vtpm: hwTpm, vsrk: hwSrk } = await setup();
     const swModel = await Tpm2VtpmModel.create(async () => undefined);

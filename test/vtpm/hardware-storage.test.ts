@@ -16,7 +16,6 @@ import { makeCredential } from '../../src/vma/make-credential.ts';
 import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
 import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
 import { eccStorage, objectNameOf, outerWrap, rsaStorage, sealedData, shareSecret } from '../helpers/tpm2-objects.ts';
-import { eccTemplate } from '../helpers/tpm2-keys.ts';
 import { commandCodes, rcOf, setup, signsWith, tapChip } from '../helpers/hardware-vtpm.ts';
 
 const PARENTS: [string, Public, number][] = [
@@ -75,15 +74,21 @@ describe('a storage parent of a hardware-backed vTPM', () => {
 
       const p = await vtpm.load(vsrk, parent.outPrivate, parent.outPublic);
       const inChip = await vtpm.create(p.handle, eccSigningTemplate(false));
-      // fixedTPM CLEAR: a key the guest may duplicate stays in the model, wrapped under the parent's seed.
-      const soft = await vtpm.create(p.handle, eccTemplate(A.sign | A.userWithAuth | A.sensitiveDataOrigin, { scheme: ALG.ECDSA, hashAlg: ALG.SHA256 }));
+      // What the guest imports under it stays in the model, wrapped under the parent's seed.
+      const secret = Buffer.from('imported under a chip-resident parent');
+      const dup = duplicateFor(parent.outPublic, secret);
+      const imported = await vtpm.call(CC.Import, [p.handle], [{}], { encryptionKey: Buffer.alloc(0), objectPublic: dup.objectPublic, duplicate: dup.duplicate, inSymSeed: dup.inSymSeed, symmetricAlg: NULL_SYM });
+      const soft = { outPrivate: imported.params.outPrivate as Buffer, outPublic: dup.objectPublic };
       assert.equal(magic(inChip.outPrivate), 'vHK3');
       assert.notEqual(magic(soft.outPrivate), 'vHK3');
-      for (const child of [inChip, soft]) {
-        const { handle } = await vtpm.load(p.handle, child.outPrivate, child.outPublic);
-        assert.ok(await signsWith(vtpm, handle, child.outPublic));
+      /** The child loads under `at` and works: the chip key signs, the imported object unseals. */
+      const works = async (at: number, child: { outPrivate: Buffer; outPublic: Public }) => {
+        const { handle } = await vtpm.load(at, child.outPrivate, child.outPublic);
+        if (child === inChip) assert.ok(await signsWith(vtpm, handle, child.outPublic));
+        else assert.deepEqual(await vtpm.unseal(handle), secret);
         await vtpm.flushContext(handle);
-      }
+      };
+      for (const child of [inChip, soft]) await works(p.handle, child);
       // Wrapped under this parent's seed, the software child is no one else's.
       await assert.rejects(vtpm.load(vsrk, soft.outPrivate, soft.outPublic), (e) => (rcOf(e) & 0xfff) === (RC.INTEGRITY | 0x40 | (1 << 8)));
 
@@ -93,11 +98,7 @@ describe('a storage parent of a hardware-backed vTPM', () => {
       const reloaded = (await vtpm.call(CC.ContextLoad, [], [], { context })).handle!;
       await vtpm.evictControl(RH.OWNER, reloaded, PERSISTENT);
       for (const at of [reloaded, PERSISTENT]) {
-        for (const child of [inChip, soft]) {
-          const { handle } = await vtpm.load(at, child.outPrivate, child.outPublic);
-          assert.ok(await signsWith(vtpm, handle, child.outPublic));
-          await vtpm.flushContext(handle);
-        }
+        for (const child of [inChip, soft]) await works(at, child);
       }
     });
 

@@ -12,12 +12,17 @@
 import { RC, TpmError } from './rc.ts';
 import type { PcrSelection } from './types/pcr.ts';
 import type { Scheme } from './types/public-parms.ts';
-import type { EccPoint, Public } from './types/public.ts';
+import type { EccPoint, Public, Sensitive } from './types/public.ts';
 import type { SigScheme, Signature } from './types/signature.ts';
 
 export interface HardwareKeyBackend {
-  /** Whether objects made from `template` live in the chip (signing, decryption, storage, HMAC and symmetric keys; sealed data). */
-  backs(template: Public): boolean;
+  /**
+   * Whether objects made from `template` under `parent` live in the chip (signing, decryption,
+   * storage, HMAC and symmetric keys; sealed data). An object that may move with a parent the guest
+   * can duplicate does not: TPM2_Duplicate of that parent carries it to another TPM, which can
+   * load only an ordinary wrapping.
+   */
+  backs(template: Public, parent: Public): boolean;
   /**
    * Makes the object in the chip (sealed data: holding `data`) and returns the blob the guest
    * gets (double-wrapped) and the object's public area as the vTPM reports it. `creationPcrs`
@@ -53,6 +58,11 @@ export interface HardwareKeyBackend {
   storageSeed(outer: Buffer, pub: Public): Buffer;
   /** ECDH_ZGen in the chip: `point` times the key's private scalar, binding checked first. */
   ecdhZGen(outer: Buffer, pub: Public, point: EccPoint): EccPoint;
+  /**
+   * The sensitive area of a chip-resident object the guest may duplicate, as the vTPM reports the
+   * object (its authValue and seed the vTPM's), for TPM2_Duplicate to wrap; binding checked first.
+   */
+  exportSensitive(outer: Buffer, pub: Public): Sensitive;
   /** The HMAC of `data` (any length) with `hashAlg` under the chip-resident keyed-hash key, binding checked first. */
   hmac(outer: Buffer, pub: Public, hashAlg: number, data: Buffer): Buffer;
   /** EncryptDecrypt in the chip with a chip-resident symmetric key and a resolved `mode`, binding checked first. */
@@ -92,6 +102,7 @@ export type KeyUse =
   | { readonly kind: 'rsa-decrypt'; readonly scheme: Scheme; readonly label: Buffer; readonly cipherText: Buffer }
   | { readonly kind: 'ecdh-zgen'; readonly point: EccPoint }
   | { readonly kind: 'unseal' }
+  | { readonly kind: 'export' }
   | { readonly kind: 'hmac'; readonly hashAlg: number; readonly data: Buffer }
   | ({ readonly kind: 'encrypt-decrypt' } & SymmetricUse);
 

@@ -4,6 +4,7 @@ import { curve, eccFromScalar } from '../../crypto/ecc.ts';
 import { toBigInt } from '../../crypto/bigint.ts';
 import { ALG, CC, HT, RH } from '../constants.ts';
 import { command } from '../command.ts';
+import { backendOf } from '../hardware-keys.ts';
 import { RC, TpmError, atParameter } from '../rc.ts';
 import type { Tpm2Engine } from '../engine.ts';
 import { dataBuf } from '../types/basic.ts';
@@ -106,7 +107,9 @@ export const duplicationCommands = [
         if (!newParent) throw TpmError.handle(RC.HIERARCHY, 2);
       }
       innerKeyCheck(symmetricAlg, encryptionKeyIn, false);
-      if (!o.sensitive) throw TpmError.handle(RC.HANDLE, 1);
+      // A chip-resident key comes out of the chip (hardware-keys.ts) before anything here changes.
+      const sensitive = o.sensitive ?? (o.hardware && backendOf(o.hardware).exportSensitive(o.hardware.outer, o.public));
+      if (!sensitive) throw TpmError.handle(RC.HANDLE, 1);
 
       const shared = newParent ? makeSecret(newParent, 'DUPLICATE', random(tpm)) : undefined;
       let inner: InnerWrap | undefined;
@@ -117,7 +120,7 @@ export const duplicationCommands = [
         if (!encryptionKeyIn.length) encryptionKeyOut = key;
         inner = { sym: symmetricAlg, key };
       }
-      const duplicate = sensitiveToDuplicate(o.sensitive, o.name, o.public.nameAlg, shared && { protector: protector!, seed: shared.seed }, inner);
+      const duplicate = sensitiveToDuplicate(sensitive, o.name, o.public.nameAlg, shared && { protector: protector!, seed: shared.seed }, inner);
       return { encryptionKeyOut, duplicate, outSymSeed: shared?.encryptedSecret ?? Buffer.alloc(0) };
     },
   }),

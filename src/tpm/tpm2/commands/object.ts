@@ -149,7 +149,7 @@ export const objectCommands = [
     response: { outPrivate: privateBuf, outPublic: public2b, creationData: creationData2b, creationHash: digestBuf, creationTicket },
     handler: ({ tpm, handles, locality }, { inSensitive, inPublic, outsideInfo, creationPCR }) => {
       const parent = storageParent(tpm, handles[0]!);
-      if (tpm.hardwareKeys?.backs(inPublic)) {
+      if (tpm.hardwareKeys?.backs(inPublic, parent.public)) {
         const { o, outPrivate } = createInChip(tpm, parent, inSensitive, inPublic, creationPCR);
         return { outPrivate, outPublic: o.public, ...creation(tpm, o, parent.name, parent.qualifiedName, parent.public.nameAlg, outsideInfo, creationPCR, locality) };
       }
@@ -173,7 +173,7 @@ export const objectCommands = [
         return { handle: tpm.objects.add(o), outPrivate: Buffer.alloc(0), outPublic: o.public, name: o.name };
       }
       const parent = storageParent(tpm, h);
-      if (tpm.hardwareKeys?.backs(template)) {
+      if (tpm.hardwareKeys?.backs(template, parent.public)) {
         const { o, outPrivate } = createInChip(tpm, parent, inSensitive, template, []);
         return { handle: tpm.objects.add(tpm.attachBackend(o)), outPrivate, outPublic: o.public, name: o.name };
       }
