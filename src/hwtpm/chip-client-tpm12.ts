@@ -5,7 +5,7 @@
  * PCRs by an identity key from TPM_MakeIdentity, counters are the chip's monotonic counters.
  */
 import { createHash } from 'node:crypto';
-import { Reader, Writer } from '../tpm/wire/buffer.ts';
+import { Reader, Writer, u32be } from '../tpm/wire/buffer.ts';
 import { CAP, KEY_USAGE, KH } from '../tpm/tpm12/constants.ts';
 import { RC } from '../tpm/tpm12/rc.ts';
 import { Tpm12Client, Tpm12ResponseError } from '../tpm/tpm12/client/index.ts';
@@ -47,7 +47,7 @@ export class Tpm12ChipClient implements ChipClient {
 
   takeOwnership(): Promise<void> {
     return this.turn(async (tpm) => {
-      const owned = await tpm.getCapability(CAP.PROPERTY, u32(PROP_OWNER));
+      const owned = await tpm.getCapability(CAP.PROPERTY, u32be(PROP_OWNER));
       if (owned[0] === 1) return;
       await tpm.takeOwnership(WELL_KNOWN, WELL_KNOWN);
     });
@@ -137,12 +137,6 @@ export class Tpm12ChipClient implements ChipClient {
   incrementCounter(id: number): Promise<bigint> {
     return this.turn(async (tpm) => BigInt((await tpm.incrementCounter(id, WELL_KNOWN)).counter));
   }
-}
-
-function u32(v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(v >>> 0);
-  return b;
 }
 
 async function readValues(tpm: Tpm12Client, pcrs: readonly number[]): Promise<Buffer[]> {

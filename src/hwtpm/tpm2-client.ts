@@ -5,7 +5,7 @@
  * reaching into the engine.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { Reader, Writer } from '../tpm/wire/buffer.ts';
+import { Reader, Writer, u32be } from '../tpm/wire/buffer.ts';
 import { ALG, CC, RH, SESSION_ATTR, ST, SU } from '../tpm/tpm2/constants.ts';
 import { SESSION_TYPE } from '../tpm/tpm2/auth/sessions.ts';
 import type { CommandDef } from '../tpm/tpm2/command.ts';
@@ -336,11 +336,6 @@ export function pcrSelection(hash: number, pcrs: Iterable<number>, bytes = 3): P
   return { hash, select };
 }
 
-const u32be = (v: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(v >>> 0);
-  return b;
-};
 
 function sha256(...parts: Uint8Array[]): Buffer {
   const h = createHash('sha256');

@@ -16,6 +16,7 @@ import type { PcrSelection } from '../tpm/tpm2/types/pcr.ts';
 import { NULL_SYM, type Scheme } from '../tpm/tpm2/types/public-parms.ts';
 import { OBJECT_ATTR as A, publicArea, type EccPoint, type Public, type Sensitive } from '../tpm/tpm2/types/public.ts';
 import type { SigScheme, Signature } from '../tpm/tpm2/types/signature.ts';
+import { u32be } from '../tpm/wire/buffer.ts';
 import { encode } from '../tpm/wire/codec.ts';
 import { isOuterBlob, unwrapBoundKey, wrapBoundKey, type BoundKey } from './key-binding.ts';
 
@@ -55,13 +56,8 @@ export function chipTemplateFor(t: Public): Public {
  * as every use of it does.
  */
 export function duplicationPolicy(nameAlg: number): Buffer {
-  const cc = (code: number) => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32BE(code);
-    return b;
-  };
-  const commandCode = digest(nameAlg, Buffer.alloc(digestSize(nameAlg)), cc(CC.PolicyCommandCode), cc(CC.Duplicate));
-  return digest(nameAlg, commandCode, cc(CC.PolicyAuthValue));
+  const commandCode = digest(nameAlg, Buffer.alloc(digestSize(nameAlg)), u32be(CC.PolicyCommandCode), u32be(CC.Duplicate));
+  return digest(nameAlg, commandCode, u32be(CC.PolicyAuthValue));
 }
 
 /**

@@ -27,6 +27,7 @@ import { ALG, CC, SESSION_ATTR } from './constants.ts';
 import type { Tpm2Engine } from './engine.ts';
 import type { Session } from './auth/sessions.ts';
 import { RC, TpmError } from './rc.ts';
+import { u32be } from '../wire/buffer.ts';
 
 /** CONTEXT_INTEGRITY_HASH_ALG: the audit algorithm of a new TPM. */
 export const DEFAULT_AUDIT_ALG = ALG.SHA256;
@@ -148,16 +149,10 @@ export function setAuditStatus(tpm: Tpm2Engine, auditAlg: number, setList: reado
   return changed;
 }
 
-function u32(v: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(v >>> 0);
-  return b;
-}
-
 /** cpHash = H_alg(commandCode || name of each handle || parameters as received). */
 export function cpHashOf(tpm: Tpm2Engine, alg: number, cc: number, handles: readonly number[], cpBuffer: Uint8Array): Buffer {
   const h = startHash(alg);
-  h.update(u32(cc));
+  h.update(u32be(cc));
   for (const handle of handles) h.update(tpm.nameOf(handle));
   h.update(cpBuffer);
   return h.digest();
@@ -166,8 +161,8 @@ export function cpHashOf(tpm: Tpm2Engine, alg: number, cc: number, handles: read
 /** rpHash = H_alg(TPM_RC_SUCCESS || commandCode || response parameters as sent). */
 export function rpHashOf(alg: number, cc: number, rpBuffer: Uint8Array): Buffer {
   const h = startHash(alg);
-  h.update(u32(RC.SUCCESS));
-  h.update(u32(cc));
+  h.update(u32be(RC.SUCCESS));
+  h.update(u32be(cc));
   h.update(rpBuffer);
   return h.digest();
 }

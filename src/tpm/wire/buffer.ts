@@ -73,7 +73,13 @@ export class Reader {
   }
 }
 
-/** Writes big-endian TPM wire data into a growable buffer. */
+/** A 32-bit value big-endian, as digests over TPM structures take command codes and counts. */
+export function u32be(v: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(v >>> 0);
+  return b;
+}
+
 /**
  * A copy in memory of its own. A small Buffer is normally cut from a shared 8 KB pool block and
  * keeps the whole block alive for as long as it lives; a value kept for the life of a VM must not.
@@ -84,6 +90,7 @@ export function detached(b: Uint8Array): Buffer {
   return out;
 }
 
+/** Writes big-endian TPM wire data into a growable buffer. */
 export class Writer {
   private buf: Buffer;
   private pos = 0;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Writer, Reader } from '../../wire/buffer.ts';
+import { Writer, Reader, u32be } from '../../wire/buffer.ts';
 import type { Codec } from '../../wire/codec.ts';
 import { AUTH_USAGE, CAP, ES, ET, KEY_USAGE, KH, ORD, PID, RT, SS, STAG } from '../constants.ts';
 import { osapSharedSecret } from '../auth/hmac.ts';
@@ -63,12 +63,6 @@ export function keyTemplate(t: KeyTemplate): Key {
 
 function read<T>(c: Codec<T>, r: Reader): T {
   return c.decode(r);
-}
-
-function u32(v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(v >>> 0);
-  return b;
 }
 
 export interface QuoteResult {
@@ -138,34 +132,34 @@ export class Tpm12Client {
   }
 
   async getCapability(capArea: number, subCap: Buffer = Buffer.alloc(0)): Promise<Buffer> {
-    const { reader } = await this.run({ name: 'TPM_GetCapability', ordinal: ORD.GetCapability, params: Buffer.concat([u32(capArea), enc(bytes32(), subCap)]) });
+    const { reader } = await this.run({ name: 'TPM_GetCapability', ordinal: ORD.GetCapability, params: Buffer.concat([u32be(capArea), enc(bytes32(), subCap)]) });
     return read(bytes32(), reader);
   }
 
   async getProperty(prop: number): Promise<number> {
-    return (await this.getCapability(CAP.PROPERTY, u32(prop))).readUInt32BE(0);
+    return (await this.getCapability(CAP.PROPERTY, u32be(prop))).readUInt32BE(0);
   }
 
   async permanentFlags(): Promise<PermanentFlags> {
-    return permanentFlags.decode(new Reader(await this.getCapability(CAP.FLAG, u32(0x108))));
+    return permanentFlags.decode(new Reader(await this.getCapability(CAP.FLAG, u32be(0x108))));
   }
 
   async stclearFlags(): Promise<StclearFlags> {
-    return stclearFlags.decode(new Reader(await this.getCapability(CAP.FLAG, u32(0x109))));
+    return stclearFlags.decode(new Reader(await this.getCapability(CAP.FLAG, u32be(0x109))));
   }
 
   async getRandom(n: number): Promise<Buffer> {
-    const { reader } = await this.run({ name: 'TPM_GetRandom', ordinal: ORD.GetRandom, params: u32(n) });
+    const { reader } = await this.run({ name: 'TPM_GetRandom', ordinal: ORD.GetRandom, params: u32be(n) });
     return read(bytes32(), reader);
   }
 
   async extend(pcr: number, digest: Buffer): Promise<Buffer> {
-    const { params } = await this.run({ name: 'TPM_Extend', ordinal: ORD.Extend, params: Buffer.concat([u32(pcr), digest]) });
+    const { params } = await this.run({ name: 'TPM_Extend', ordinal: ORD.Extend, params: Buffer.concat([u32be(pcr), digest]) });
     return params;
   }
 
   async pcrRead(pcr: number): Promise<Buffer> {
-    return (await this.run({ name: 'TPM_PCRRead', ordinal: ORD.PCRRead, params: u32(pcr) })).params;
+    return (await this.run({ name: 'TPM_PCRRead', ordinal: ORD.PCRRead, params: u32be(pcr) })).params;
   }
 
   async pcrReset(pcrs: readonly number[]): Promise<void> {
@@ -243,7 +237,7 @@ export class Tpm12Client {
   }
 
   async flushSpecific(handle: number, resourceType: number = RT.KEY): Promise<void> {
-    await this.run({ name: 'TPM_FlushSpecific', ordinal: ORD.FlushSpecific, params: Buffer.concat([u32(handle), u32(resourceType)]) });
+    await this.run({ name: 'TPM_FlushSpecific', ordinal: ORD.FlushSpecific, params: Buffer.concat([u32be(handle), u32be(resourceType)]) });
   }
 
   async sign(handle: number, auth: Buffer | null, areaToSign: Buffer): Promise<Buffer> {
@@ -325,21 +319,21 @@ export class Tpm12Client {
   }
 
   async incrementCounter(countID: number, counterAuth: Buffer): Promise<CounterValue> {
-    const { reader } = await this.run({ name: 'TPM_IncrementCounter', ordinal: ORD.IncrementCounter, params: u32(countID), auths: await this.oiapAuth(counterAuth) });
+    const { reader } = await this.run({ name: 'TPM_IncrementCounter', ordinal: ORD.IncrementCounter, params: u32be(countID), auths: await this.oiapAuth(counterAuth) });
     return read(counterValue, reader);
   }
 
   async readCounter(countID: number): Promise<CounterValue> {
-    const { reader } = await this.run({ name: 'TPM_ReadCounter', ordinal: ORD.ReadCounter, params: u32(countID) });
+    const { reader } = await this.run({ name: 'TPM_ReadCounter', ordinal: ORD.ReadCounter, params: u32be(countID) });
     return read(counterValue, reader);
   }
 
   async dirWriteAuth(ownerAuth: Buffer, dirIndex: number, value: Buffer): Promise<void> {
-    await this.run({ name: 'TPM_DirWriteAuth', ordinal: ORD.DirWriteAuth, params: Buffer.concat([u32(dirIndex), value]), auths: await this.oiapAuth(ownerAuth) });
+    await this.run({ name: 'TPM_DirWriteAuth', ordinal: ORD.DirWriteAuth, params: Buffer.concat([u32be(dirIndex), value]), auths: await this.oiapAuth(ownerAuth) });
   }
 
   async dirRead(dirIndex: number): Promise<Buffer> {
-    return (await this.run({ name: 'TPM_DirRead', ordinal: ORD.DirRead, params: u32(dirIndex) })).params;
+    return (await this.run({ name: 'TPM_DirRead', ordinal: ORD.DirRead, params: u32be(dirIndex) })).params;
   }
 
   /** TPM_NV_DefineSpace, owner-authorized (ADIP for the area's auth) or, while NV is unlocked, without. */
@@ -353,20 +347,20 @@ export class Tpm12Client {
   }
 
   async nvWriteValue(index: number, offset: number, data: Buffer, ownerAuth: Buffer | null): Promise<void> {
-    await this.run({ name: 'TPM_NV_WriteValue', ordinal: ORD.NV_WriteValue, params: Buffer.concat([u32(index), u32(offset), enc(bytes32(), data)]), auths: await this.oiapAuth(ownerAuth) });
+    await this.run({ name: 'TPM_NV_WriteValue', ordinal: ORD.NV_WriteValue, params: Buffer.concat([u32be(index), u32be(offset), enc(bytes32(), data)]), auths: await this.oiapAuth(ownerAuth) });
   }
 
   async nvWriteValueAuth(index: number, offset: number, data: Buffer, areaAuth: Buffer): Promise<void> {
-    await this.run({ name: 'TPM_NV_WriteValueAuth', ordinal: ORD.NV_WriteValueAuth, params: Buffer.concat([u32(index), u32(offset), enc(bytes32(), data)]), auths: await this.oiapAuth(areaAuth) });
+    await this.run({ name: 'TPM_NV_WriteValueAuth', ordinal: ORD.NV_WriteValueAuth, params: Buffer.concat([u32be(index), u32be(offset), enc(bytes32(), data)]), auths: await this.oiapAuth(areaAuth) });
   }
 
   async nvReadValue(index: number, offset: number, size: number, ownerAuth: Buffer | null): Promise<Buffer> {
-    const { reader } = await this.run({ name: 'TPM_NV_ReadValue', ordinal: ORD.NV_ReadValue, params: Buffer.concat([u32(index), u32(offset), u32(size)]), auths: await this.oiapAuth(ownerAuth) });
+    const { reader } = await this.run({ name: 'TPM_NV_ReadValue', ordinal: ORD.NV_ReadValue, params: Buffer.concat([u32be(index), u32be(offset), u32be(size)]), auths: await this.oiapAuth(ownerAuth) });
     return read(bytes32(), reader);
   }
 
   async nvReadValueAuth(index: number, offset: number, size: number, areaAuth: Buffer): Promise<Buffer> {
-    const { reader } = await this.run({ name: 'TPM_NV_ReadValueAuth', ordinal: ORD.NV_ReadValueAuth, params: Buffer.concat([u32(index), u32(offset), u32(size)]), auths: await this.oiapAuth(areaAuth) });
+    const { reader } = await this.run({ name: 'TPM_NV_ReadValueAuth', ordinal: ORD.NV_ReadValueAuth, params: Buffer.concat([u32be(index), u32be(offset), u32be(size)]), auths: await this.oiapAuth(areaAuth) });
     return read(bytes32(), reader);
   }
 }

@@ -1,5 +1,5 @@
 import { u32 } from '../../wire/codec.ts';
-import { Writer } from '../../wire/buffer.ts';
+import { Writer, u32be } from '../../wire/buffer.ts';
 import { ALG, CAP, CAP_FLAG, CAP_PROP, ORD, PID, RT, STAG } from '../constants.ts';
 import { command } from '../command.ts';
 import { RC, Tpm12Error } from '../rc.ts';
@@ -15,12 +15,6 @@ const VERSION_11 = Buffer.from([1, 1, 0, 0]);
 
 /** The protocols TPM_CAP_PID reports. */
 const PROTOCOLS = new Set<number>([PID.OIAP, PID.OSAP, PID.ADIP, PID.OWNER]);
-
-function u32Buf(v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(v >>> 0);
-  return b;
-}
 
 function boolBuf(v: boolean): Buffer {
   return Buffer.from([v ? 1 : 0]);
@@ -56,21 +50,21 @@ function property(tpm: Tpm12Engine, prop: number): Buffer {
   const counters = tpm.nv.counters.length;
   switch (prop) {
     case CAP_PROP.PCR:
-      return u32Buf(PCR_COUNT);
+      return u32be(PCR_COUNT);
     case CAP_PROP.DIR:
-      return u32Buf(1);
+      return u32be(1);
     case CAP_PROP.MANUFACTURER: {
       const b = Buffer.alloc(4);
       b.write(tpm.identity.manufacturer.slice(0, 4), 'latin1');
       return b;
     }
     case CAP_PROP.KEYS:
-      return u32Buf(tpm.keys.free);
+      return u32be(tpm.keys.free);
     case CAP_PROP.MIN_COUNTER:
-      return u32Buf(0);
+      return u32be(0);
     case CAP_PROP.AUTHSESS:
     case CAP_PROP.SESSIONS:
-      return u32Buf(tpm.sessions.free);
+      return u32be(tpm.sessions.free);
     case CAP_PROP.TRANSESS:
     case CAP_PROP.MAX_TRANSESS:
     case CAP_PROP.MAX_DAASESS:
@@ -80,35 +74,35 @@ function property(tpm: Tpm12Engine, prop: number): Buffer {
     case CAP_PROP.CONTEXT:
     case CAP_PROP.MAX_CONTEXT:
     case CAP_PROP.CMK_RESTRICTION:
-      return u32Buf(0);
+      return u32be(0);
     case CAP_PROP.COUNTERS:
-      return u32Buf(tpm.maxCounters - counters);
+      return u32be(tpm.maxCounters - counters);
     case CAP_PROP.MAX_AUTHSESS:
     case CAP_PROP.MAX_SESSIONS:
-      return u32Buf(tpm.sessions.capacity);
+      return u32be(tpm.sessions.capacity);
     case CAP_PROP.MAX_COUNTERS:
-      return u32Buf(tpm.maxCounters);
+      return u32be(tpm.maxCounters);
     case CAP_PROP.MAX_KEYS:
-      return u32Buf(tpm.keys.capacity);
+      return u32be(tpm.keys.capacity);
     case CAP_PROP.OWNER:
       return boolBuf(tpm.nv.owner !== null);
     case CAP_PROP.CONTEXT_DIST:
-      return u32Buf(0);
+      return u32be(0);
     case CAP_PROP.DAA_INTERRUPT:
       return boolBuf(false);
     case CAP_PROP.TIS_TIMEOUT:
-      return Buffer.concat([u32Buf(1000000), u32Buf(1000000), u32Buf(1000000), u32Buf(1000000)]);
+      return Buffer.concat([u32be(1000000), u32be(1000000), u32be(1000000), u32be(1000000)]);
     case CAP_PROP.STARTUP_EFFECT:
       // Audit digest cleared at ST_CLEAR, keys and sessions reset at any startup (bits 6, 4, 2).
-      return u32Buf(0x54);
+      return u32be(0x54);
     case CAP_PROP.DURATION:
-      return Buffer.concat([u32Buf(50000000), u32Buf(100000000), u32Buf(300000000)]);
+      return Buffer.concat([u32be(50000000), u32be(100000000), u32be(300000000)]);
     case CAP_PROP.ACTIVE_COUNTER:
-      return u32Buf(tpm.activeCounter ?? 0xffffffff);
+      return u32be(tpm.activeCounter ?? 0xffffffff);
     case CAP_PROP.MAX_NV_AVAILABLE:
-      return u32Buf(tpm.nvSpace - tpm.nv.nv.reduce((n, a) => n + a.pub.dataSize, 0));
+      return u32be(tpm.nvSpace - tpm.nv.nv.reduce((n, a) => n + a.pub.dataSize, 0));
     case CAP_PROP.INPUT_BUFFER:
-      return u32Buf(tpm.maxCommandSize);
+      return u32be(tpm.maxCommandSize);
     default:
       throw new Tpm12Error(RC.BAD_MODE);
   }

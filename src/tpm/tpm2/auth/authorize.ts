@@ -12,6 +12,7 @@ import { pinAccepted, pinRefused } from './pin-index.ts';
 import { checkSessionAudit, endExclusiveAudit, updateSessionAudit } from '../audit.ts';
 import { PASSWORD_RESPONSE, type AuthCommand, type AuthResponse } from './session-area.ts';
 import { SESSION_TYPE, newPolicyState, resetPolicy, type PolicyState, type Session } from './sessions.ts';
+import { u32be } from '../../wire/buffer.ts';
 
 /** One session of a command, resolved: the loaded session (none for a password) and its role. */
 interface Slot {
@@ -46,12 +47,6 @@ export interface SessionPlan {
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
-
-function u32(v: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(v >>> 0);
-  return b;
-}
 
 /** TPMA_NV bits the authorization rules read. */
 const NV_AUTHWRITE = 1 << 2;
@@ -298,7 +293,7 @@ class CpHashes {
   /** cpHash = H(commandCode || Name(handle)… || parameters). */
   get(alg: number): Buffer {
     let h = this.byAlg.get(alg);
-    if (!h) this.byAlg.set(alg, (h = digest(alg, u32(this.cc), ...this.handles.map((x) => this.tpm.nameOf(x)), this.params)));
+    if (!h) this.byAlg.set(alg, (h = digest(alg, u32be(this.cc), ...this.handles.map((x) => this.tpm.nameOf(x)), this.params)));
     return h;
   }
 
@@ -523,7 +518,7 @@ export function finishSessions(tpm: Tpm2Engine, plan: SessionPlan, cc: number, r
       if (key.length !== 0 || slot.cmd.hmac.length !== 0) {
         rpHashes ??= new Map();
         let rp = rpHashes.get(s.authHash);
-        if (!rp) rpHashes.set(s.authHash, (rp = digest(s.authHash, u32(RC.SUCCESS), u32(cc), rpBuffer)));
+        if (!rp) rpHashes.set(s.authHash, (rp = digest(s.authHash, u32be(RC.SUCCESS), u32be(cc), rpBuffer)));
         mac = hmac(s.authHash, key, rp, s.nonceTPM, s.nonceCaller, Buffer.from([attributes]));
       }
     }

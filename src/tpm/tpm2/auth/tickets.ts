@@ -2,6 +2,7 @@ import { constantTimeEqual, hmac } from '../../crypto/hash.ts';
 import { ALG, RH, ST } from '../constants.ts';
 import type { Tpm2Engine } from '../engine.ts';
 import type { TkAuth, TkVerified } from '../types/policy.ts';
+import { u32be } from '../../wire/buffer.ts';
 
 /**
  * Tickets (Part 1, 11.4.6; Part 2, TPMT_TK_*): HMACs under a hierarchy's proof that let the TPM
@@ -21,12 +22,6 @@ function u16(v: number): Buffer {
   return b;
 }
 
-function u32(v: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(v >>> 0);
-  return b;
-}
-
 function u64(v: bigint): Buffer {
   const b = Buffer.allocUnsafe(8);
   b.writeBigUInt64BE(BigInt.asUintN(64, v));
@@ -38,7 +33,7 @@ function u64(v: bigint): Buffer {
  * resetCount or restartCount, so the pair names one run of Time.
  */
 export function timeEpoch(tpm: Tpm2Engine): Buffer {
-  return Buffer.concat([u32(tpm.nv.resetCount), u32(tpm.nv.restartCount)]);
+  return Buffer.concat([u32be(tpm.nv.resetCount), u32be(tpm.nv.restartCount)]);
 }
 
 /**
@@ -59,7 +54,7 @@ export function authTicketDigest(
   const parts: Uint8Array[] = [u16(type), cpHash, policyRef, entityName, u64(timeout)];
   if (timeout !== 0n) {
     parts.push(timeEpoch(tpm));
-    if (expiresOnReset) parts.push(u32(tpm.nv.resetCount));
+    if (expiresOnReset) parts.push(u32be(tpm.nv.resetCount));
   }
   return hmac(TICKET_HASH, tpm.proofOf(hierarchy), ...parts);
 }

@@ -26,6 +26,7 @@ import { timeInfo } from '../types/time.ts';
 import { EO, dhEntity, eo, i32, localityAttr, orDigestList, shPolicy, timeoutBuf, tkAuth, tkVerified } from '../types/policy.ts';
 import { signature } from '../types/signature.ts';
 import { currentTimeInfo } from './clock.ts';
+import { u32be } from '../../wire/buffer.ts';
 
 const EMPTY: Buffer = Buffer.alloc(0);
 
@@ -40,12 +41,6 @@ function u8b(v: number): Buffer {
 function u16b(v: number): Buffer {
   const b = Buffer.allocUnsafe(2);
   b.writeUInt16BE(v & 0xffff);
-  return b;
-}
-
-function u32b(v: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(v >>> 0);
   return b;
 }
 
@@ -64,7 +59,7 @@ function isTrial(s: Session): boolean {
 
 /** policyDigest := H(policyDigest || commandCode || parts…). */
 function extend(s: Session, cc: number, ...parts: Uint8Array[]): void {
-  s.policyDigest = digest(s.authHash, s.policyDigest, u32b(cc), ...parts);
+  s.policyDigest = digest(s.authHash, s.policyDigest, u32be(cc), ...parts);
 }
 
 /**
@@ -268,7 +263,7 @@ export const policyCommands = [
       const st = stateOf(tpm, s);
       if (st.commandCode !== 0 && st.commandCode !== code) throw TpmError.parameter(RC.VALUE, 1);
       if (!tpm.commands.has(code)) throw TpmError.parameter(RC.POLICY_CC, 1);
-      extend(s, CC.PolicyCommandCode, u32b(code));
+      extend(s, CC.PolicyCommandCode, u32be(code));
       st.commandCode = code;
       return {};
     },
@@ -327,7 +322,7 @@ export const policyCommands = [
     handler: ({ tpm, handles }, { pHashList }) => {
       const s = sessionAt(tpm, handles[0]!);
       if (!isTrial(s) && !pHashList.some((d) => constantTimeEqual(d, s.policyDigest))) throw TpmError.parameter(RC.VALUE, 1);
-      s.policyDigest = digest(s.authHash, Buffer.alloc(digestSize(s.authHash)), u32b(CC.PolicyOR), ...pHashList);
+      s.policyDigest = digest(s.authHash, Buffer.alloc(digestSize(s.authHash)), u32be(CC.PolicyOR), ...pHashList);
       return {};
     },
   }),
@@ -530,7 +525,7 @@ export const policyCommands = [
         parameterChecks(tpm, s, st, timeout, cpHashA, nonceTPM, { nonce: 1, cpHash: 2, expiration: 4 });
         if (auth.sigAlg === ALG.NULL || !('hash' in auth)) throw TpmError.parameter(RC.SCHEME, 5);
         // aHash := H_sigHash(nonceTPM || expiration || cpHashA || policyRef)
-        const aHash = digest(auth.hash, nonceTPM, u32b(expiration), cpHashA, policyRef);
+        const aHash = digest(auth.hash, nonceTPM, u32be(expiration), cpHashA, policyRef);
         // CryptValidateSignature, shared with VerifySignature; a key loaded here is a TpmObject.
         const rc = verifyDigest(obj as TpmObject, aHash, auth);
         if (rc !== RC.SUCCESS) throw TpmError.parameter(rc, 5);
