@@ -3,8 +3,9 @@
  * run in its own process so its measurements are not disturbed by this one. Every option is
  * passed through; `vtpmd bench --help` lists them. `vtpmd bench many …` is the harness preset to
  * PCR_Extend on vtpmd serve (both durability modes) against swtpm processes, for 1 to 512 vTPMs;
- * `vtpmd bench scale|hypervisor|pss …` runs the host-level benchmarks instead (vTPM creation,
- * memory and reload; the CRB path's fairness; the PSS alone).
+ * `vtpmd bench scale|hypervisor|pss|rsa-keys …` runs the host-level benchmarks instead (vTPM
+ * creation, memory and reload; the CRB path's fairness; the PSS alone; what one vTPM making RSA
+ * keys costs the others).
  */
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
@@ -17,6 +18,7 @@ const SUITES: Record<string, { script: string; preset: string[] }> = {
   scale: { script: 'vtpm-scale.ts', preset: [] },
   hypervisor: { script: 'hypervisor.ts', preset: [] },
   pss: { script: 'pss.ts', preset: [] },
+  'rsa-keys': { script: 'rsa-keys.ts', preset: [] },
 };
 
 export function registerBenchCommand(program: Command): Command {
@@ -29,7 +31,7 @@ export function registerBenchCommand(program: Command): Command {
     .helpOption(false)
     .allowUnknownOption()
     .allowExcessArguments()
-    .argument('[options...]', 'harness options (--quick, --json, --out DIR, --scenarios, --paths, --concurrency…), or many|scale|hypervisor|pss and their options')
+    .argument('[options...]', 'harness options (--quick, --json, --out DIR, --scenarios, --paths, --concurrency…), or many|scale|hypervisor|pss|rsa-keys and their options')
     .action(async (args: string[]) => {
       const suite = SUITES[args[0] ?? ''];
       const script = resolve(BENCH, suite?.script ?? 'run.ts');

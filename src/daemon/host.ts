@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ChipClient } from '../hwtpm/chip-client.ts';
 import { bootLabHost, type LabHost } from '../hwtpm/lab-host.ts';
+import { processRsaKeyPool } from '../tpm/crypto/rsa-key-pool.ts';
 import { openChipClient } from '../hwtpm/open-chip-client.ts';
 import { ProtectedStorage } from '../pss/protected-storage.ts';
 import { GvtpmManager } from '../vtpm/manager.ts';
@@ -37,7 +38,8 @@ export class Host {
 
   static async open(opts: HostOptions): Promise<Host> {
     const hostId = opts.hostId ?? hostname();
-    const lab = await bootLabHost({ stateDir: join(opts.stateDir, 'chip'), hostId });
+    // The chip makes hardware-backed vTPMs' RSA keys: off the main thread, as the models do.
+    const lab = await bootLabHost({ stateDir: join(opts.stateDir, 'chip'), hostId, rsaKeys: processRsaKeyPool() });
     const chipClient = await openChipClient(lab.chip);
     await chipClient.takeOwnership();
     const pss = await ProtectedStorage.open({ dir: join(opts.stateDir, 'pss'), chip: chipClient, ...(opts.logger ? { logger: opts.logger } : {}) });

@@ -18,6 +18,7 @@ import { Tpm12Engine } from '../tpm/tpm12/engine.ts';
 import type { EntropySource } from '../tpm/crypto/random.ts';
 import { ChipNvFile } from './nv-file.ts';
 import { delayFor, type LatencyModel } from './latency.ts';
+import type { RsaKeyPool } from '../tpm/crypto/rsa-key-pool.ts';
 
 export type Personality = 'tpm2' | 'tpm12';
 
@@ -37,6 +38,8 @@ export interface ChipOptions {
   entropy?: EntropySource;
   now?: () => number;
   onInternalError?: (e: unknown) => void;
+  /** TPM 2.0: where fresh RSA keys come from (Tpm2Options.rsaKeys); default made inline. */
+  rsaKeys?: RsaKeyPool;
 }
 
 /** Builds the command engine of one personality over the chip's NV store. */
@@ -52,6 +55,7 @@ const FACTORIES: Record<Personality, PersonalityFactory> = {
         ...(o.entropy ? { entropy: o.entropy } : {}),
         ...(o.now ? { now: o.now } : {}),
         ...(o.onInternalError ? { onInternalError: o.onInternalError } : {}),
+        ...(o.rsaKeys ? { rsaKeys: o.rsaKeys } : {}),
       }),
     ),
   tpm12: (store, o) =>

@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { digest, digestSize } from '../tpm/crypto/hash.ts';
 import { kdfa } from '../tpm/crypto/kdf.ts';
 import { ALG, CC } from '../tpm/tpm2/constants.ts';
-import { ExternalOperationNeeded, type ChipRefused, type ExternalRequest, type HardwareKeyBackend, type KeyUse, type SymmetricUse } from '../tpm/tpm2/hardware-keys.ts';
+import { ExternalOperationNeeded, type ChipRefused, type ChipRequest, type HardwareKeyBackend, type KeyUse, type SymmetricUse } from '../tpm/tpm2/hardware-keys.ts';
 import { RC, TpmError } from '../tpm/tpm2/rc.ts';
 import type { PcrSelection } from '../tpm/tpm2/types/pcr.ts';
 import { NULL_SYM, type Scheme } from '../tpm/tpm2/types/public-parms.ts';
@@ -89,7 +89,7 @@ function isStorageTemplate(t: Public): boolean {
  * What identifies a request across the attempts of one command: every field, length-prefixed —
  * buffers as they are and public areas marshaled, rather than spelled out as JSON on a hot path.
  */
-function requestKey(r: ExternalRequest): string {
+function requestKey(r: ChipRequest): string {
   const h = createHash('sha256');
   const part = (bytes: Buffer) => {
     const n = Buffer.alloc(4);
@@ -131,11 +131,11 @@ export class ChipKeyBackend implements HardwareKeyBackend {
   }
 
   /** The model hands over what the chip did for `request`; the next attempt of the command uses it. */
-  provide(request: ExternalRequest, result: unknown): void {
+  provide(request: ChipRequest, result: unknown): void {
     this.results.set(requestKey(request), result);
   }
 
-  private take<T>(request: ExternalRequest): T {
+  private take<T>(request: ChipRequest): T {
     const key = requestKey(request);
     if (!this.results.has(key)) throw new ExternalOperationNeeded(request);
     const r = this.results.get(key) as T;

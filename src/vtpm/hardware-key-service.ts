@@ -30,7 +30,7 @@ import { ALG, CC, RH, ST } from '../tpm/tpm2/constants.ts';
 import { SESSION_TYPE } from '../tpm/tpm2/auth/sessions.ts';
 import { duplicateToSensitive } from '../tpm/tpm2/objects/wrap.ts';
 import type { SymDef } from '../tpm/tpm2/types/public-parms.ts';
-import type { ChipRefused, ExternalRequest, KeyUse } from '../tpm/tpm2/hardware-keys.ts';
+import type { ChipRefused, ChipRequest, KeyUse } from '../tpm/tpm2/hardware-keys.ts';
 import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
 import { objectName, publicArea, type Public, type Sensitive } from '../tpm/tpm2/types/public.ts';
 import { encode } from '../tpm/wire/codec.ts';
@@ -75,11 +75,11 @@ export class HardwareKeyService {
   }
 
   /** The service as one vTPM uses it: its operations go through its own chip session. */
-  forVm(owner: string): { perform(request: ExternalRequest): Promise<unknown> } {
+  forVm(owner: string): { perform(request: ChipRequest): Promise<unknown> } {
     return { perform: (request) => this.perform(owner, request) };
   }
 
-  perform(owner: string, request: ExternalRequest): Promise<unknown> {
+  perform(owner: string, request: ChipRequest): Promise<unknown> {
     return this.chip.exclusive(async (exec) => {
       const tpm = new Tpm2Client(exec);
       if (request.kind === 'create') {
@@ -305,7 +305,7 @@ function primaryUniqueOf(template: Public): Buffer {
 }
 
 /** A chip key as a use names it. */
-type ChipKey = Extract<ExternalRequest, { innerPrivate: Buffer }>;
+type ChipKey = Extract<ChipRequest, { innerPrivate: Buffer }>;
 
 /** A chip key's authValue; its last octet is never zero, which the HMAC key would drop. */
 function newChipAuth(): Buffer {

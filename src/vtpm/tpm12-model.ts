@@ -12,6 +12,8 @@ import { Tpm12Engine, type Tpm12Options } from '../tpm/tpm12/engine.ts';
 import { RC } from '../tpm/tpm12/rc.ts';
 import { PersistedModel, succeeded, type Persist } from './persisted-model.ts';
 import { commandCodeOf } from '../tpm/device.ts';
+import { processRsaKeyPool } from '../tpm/crypto/rsa-key-pool.ts';
+import { DEFAULT_EXPONENT } from '../tpm/crypto/rsa.ts';
 
 export type { Persist };
 
@@ -54,7 +56,10 @@ export class Tpm12VtpmModel extends PersistedModel {
     super(persist);
     const { snapshot, ...engineOpts } = opts;
     // A restored vTPM gets its EK from the snapshot; making one first would only waste a key generation.
-    this.engine = new Tpm12Engine({ ...engineOpts, ...(snapshot ? { manufactureEk: false } : {}), store: this.store });
+    // A TPM 1.2 command cannot wait for a key: it takes a ready one from the process's pool
+    // (rsa-key-pool.ts) and makes one inline only when none is.
+    const rsaKeyGen = (bits: number) => processRsaKeyPool().takeOrMake(bits, DEFAULT_EXPONENT);
+    this.engine = new Tpm12Engine({ rsaKeyGen, ...engineOpts, ...(snapshot ? { manufactureEk: false } : {}), store: this.store });
     if (snapshot) this.engine.resume(snapshot);
   }
 

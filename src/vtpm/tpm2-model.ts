@@ -14,8 +14,9 @@
 import { ALG, CC } from '../tpm/tpm2/constants.ts';
 import { errorResponse } from '../tpm/tpm2/dispatcher.ts';
 import { RC } from '../tpm/tpm2/rc.ts';
-import { ExternalOperationNeeded, type ExternalRequest } from '../tpm/tpm2/hardware-keys.ts';
+import { ExternalOperationNeeded, type ChipRequest } from '../tpm/tpm2/hardware-keys.ts';
 import { ChipKeyBackend } from './chip-key-backend.ts';
+import { processRsaKeyPool } from '../tpm/crypto/rsa-key-pool.ts';
 import { PersistedModel, succeeded, type Persist } from './persisted-model.ts';
 import { commandCodeOf } from '../tpm/device.ts';
 import { Tpm2Engine, type Tpm2Options } from '../tpm/tpm2/engine.ts';
@@ -47,7 +48,7 @@ const VOLATILE_CHANGING: ReadonlySet<number> = new Set([
 /** What a hardware-backed model needs: the chip's key-binding key and the service that uses the chip. */
 export interface HardwareBacking {
   readonly kbk: Buffer;
-  readonly service: { perform(request: ExternalRequest): Promise<unknown> };
+  readonly service: { perform(request: ChipRequest): Promise<unknown> };
 }
 
 export interface Tpm2VtpmModelOptions extends Omit<Tpm2Options, 'store' | 'hardwareKeys' | 'now'> {
@@ -57,15 +58,15 @@ export interface Tpm2VtpmModelOptions extends Omit<Tpm2Options, 'store' | 'hardw
   hardware?: HardwareBacking;
 }
 
-/** A command needs at most a couple of chip operations; more means something loops. */
-const MAX_CHIP_ROUNDS = 4;
+/** A command needs at most a couple of chip operations and a key; more means something loops. */
+const MAX_EXTERNAL_ROUNDS = 4;
 
 export class Tpm2VtpmModel extends PersistedModel {
   readonly family = 'tpm2' as const;
   protected readonly engine: Tpm2Engine;
   private readonly backend: ChipKeyBackend | undefined;
   private readonly service: HardwareBacking['service'] | undefined;
-  /** While a command is retried around chip operations its clock stands still, so every attempt attests the same time. */
+  /** While a command is retried around what it waits for its clock stands still, so every attempt attests the same time. */
   private frozenAt: number | undefined;
   private auditBefore: Buffer | undefined;
 
@@ -76,6 +77,8 @@ export class Tpm2VtpmModel extends PersistedModel {
     this.backend = hardware ? new ChipKeyBackend(hardware.kbk, (sel) => this.engine.pcrs.digestOf(ALG.SHA256, sel).digest) : undefined;
     this.service = hardware?.service;
     this.engine = new Tpm2Engine({
+      // Fresh RSA keys come from the process's pool, made off the main thread (rsa-key-pool.ts).
+      rsaKeys: processRsaKeyPool(),
       ...engineOpts,
       store: this.store,
       now: () => this.frozenAt ?? performance.now(),
@@ -105,7 +108,13 @@ export class Tpm2VtpmModel extends PersistedModel {
 
   protected run(command: Uint8Array, locality: number): Buffer | Promise<Buffer> {
     this.auditBefore = this.engine.audit.digest;
-    return this.backend ? this.executeWithChip(command, locality) : this.engine.execute(command, locality);
+    if (this.backend) return this.executeWaiting(command, locality);
+    try {
+      return this.engine.execute(command, locality);
+    } catch (e) {
+      if (!(e instanceof ExternalOperationNeeded)) throw e;
+      return this.executeWaiting(command, locality, e);
+    }
   }
 
   protected changedRunningState(command: Uint8Array, response: Buffer): boolean {
@@ -117,20 +126,31 @@ export class Tpm2VtpmModel extends PersistedModel {
     return errorResponse(RC.FAILURE);
   }
 
-  /** Runs the command, performing on the chip whatever the engine asks for, then running it again. */
-  private async executeWithChip(command: Uint8Array, locality: number): Promise<Buffer> {
+  /**
+   * Runs the command, doing what the engine asks for — an operation on the chip, or waiting for a
+   * fresh RSA key made off this thread — and then running it again, the main thread serving
+   * other vTPMs meanwhile. `first` is the request an attempt already raised.
+   */
+  private async executeWaiting(command: Uint8Array, locality: number, first?: ExternalOperationNeeded): Promise<Buffer> {
     this.frozenAt = performance.now();
     try {
-      for (let round = 0; ; round++) {
+      for (let round = 0, pending = first; ; round++) {
+        if (pending) await this.perform(pending);
         try {
           return this.engine.execute(command, locality);
         } catch (e) {
-          if (!(e instanceof ExternalOperationNeeded) || round >= MAX_CHIP_ROUNDS) throw e;
-          this.backend!.provide(e.request, await this.service!.perform(e.request));
+          if (!(e instanceof ExternalOperationNeeded) || round >= MAX_EXTERNAL_ROUNDS) throw e;
+          pending = e;
         }
       }
     } finally {
       this.frozenAt = undefined;
     }
+  }
+
+  private async perform(e: ExternalOperationNeeded): Promise<void> {
+    const { request } = e;
+    if (request.kind === 'rsa-key') return this.engine.rsaKeyWait(e);
+    this.backend!.provide(request, await this.service!.perform(request));
   }
 }

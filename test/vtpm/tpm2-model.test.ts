@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
 import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
-import { eccSigningTemplate } from '../../src/hwtpm/tpm2-templates.ts';
+import { eccSigningTemplate, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
+import { constants, publicEncrypt } from 'node:crypto';
+import { RsaKeyPool } from '../../src/tpm/crypto/rsa-key-pool.ts';
+import { OBJECT_ATTR as A } from '../../src/tpm/tpm2/types/public.ts';
+import { nodeKey, rsaTemplate } from '../helpers/tpm2-keys.ts';
 import { ALG, CC, RH } from '../../src/tpm/tpm2/constants.ts';
 import { NV_ATTR } from '../../src/tpm/tpm2/types/nv.ts';
 
@@ -87,6 +91,30 @@ describe('software vTPM', () => {
     const tpm = await started(v);
     fail = true;
     await assert.rejects(tpm.pcrExtend(16, sha256(3)), /disk full/);
+  });
+
+  test("one vTPM's TPM2_Create of an RSA key does not hold up another vTPM: the key is made off the main thread and the command completes with it", async () => {
+    const rsaKeys = new RsaKeyPool();
+    const creating = await started(await Tpm2VtpmModel.create(recorder().persist, { rsaKeys }));
+    const other = await started(await Tpm2VtpmModel.create(recorder().persist, { rsaKeys }));
+    const srk = (await creating.createPrimary(RH.OWNER, srkTemplate())).handle;
+    const order: string[] = [];
+    const create = creating.create(srk, rsaTemplate(A.decrypt | A.userWithAuth | A.sensitiveDataOrigin, undefined, 3072)).then((key) => {
+      order.push('create');
+      return key;
+    });
+    for (let i = 0; i < 5; i++) {
+      await other.pcrExtend(16, sha256(i));
+      order.push('extend');
+    }
+    const key = await create;
+    assert.deepEqual(order, ['extend', 'extend', 'extend', 'extend', 'extend', 'create'], "the other vTPM's commands ran while the key was made");
+    assert.equal((key.outPublic.unique as { rsa: Buffer }).rsa.length, 384);
+    const { handle } = await creating.load(srk, key.outPrivate, key.outPublic);
+    const secret = Buffer.from('to the new key');
+    const sealed = publicEncrypt({ key: nodeKey(key.outPublic), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, secret);
+    const opened = await creating.call(CC.RSA_Decrypt, [handle], [{}], { cipherText: sealed, inScheme: { scheme: ALG.OAEP, hashAlg: ALG.SHA256 }, label: Buffer.alloc(0) });
+    assert.deepEqual(opened.params.message, secret, 'the key the vTPM waited for is the key it holds');
   });
 
   test('a damaged snapshot is refused with a clear error', () => {

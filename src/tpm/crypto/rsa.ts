@@ -98,8 +98,14 @@ export function deriveRsa(stream: SeededStream, bits: number, exponent: number):
   }
 }
 
+/** A fresh key from OpenSSL, made on this thread (rsa-key-pool.ts makes them on others). */
 export function generateRsa(bits: number, exponent: number): RsaKey {
-  const jwk = generatePrivateKey('rsa', { modulusLength: bits, publicExponent: exponent }).export({ format: 'jwk' });
+  return rsaFromPrivateKey(generatePrivateKey('rsa', { modulusLength: bits, publicExponent: exponent }), exponent, bits);
+}
+
+/** The key node:crypto holds as `privateKey`, in the form the TPM code uses. */
+export function rsaFromPrivateKey(privateKey: KeyObject, exponent: number, bits: number): RsaKey {
+  const jwk = privateKey.export({ format: 'jwk' });
   const p = toBigInt(Buffer.from(jwk.p!, 'base64url'));
   const q = toBigInt(Buffer.from(jwk.q!, 'base64url'));
   return rsaFromPrimes(p, q, exponent, bits / 8);

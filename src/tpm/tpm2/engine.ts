@@ -17,7 +17,9 @@ import { nvIndexAccessible, nvOnStartupClear } from './commands/nv.ts';
 import { trimAuth } from './auth/auth-value.ts';
 import { MemoryStateStore, type StateStore } from './state/store.ts';
 import { DEFAULT_IDENTITY, type TpmIdentity } from './capability/properties.ts';
-import type { HardwareKeyBackend } from './hardware-keys.ts';
+import { ExternalOperationNeeded, type HardwareKeyBackend } from './hardware-keys.ts';
+import { generateRsa, type RsaKey } from '../crypto/rsa.ts';
+import type { RsaKeyPool } from '../crypto/rsa-key-pool.ts';
 import type { TpmObject } from './objects/model.ts';
 import { decodeRunningState, encodeRunningState } from './state/running-state.ts';
 import { NO_POLICY, deserializeNv, manufacture, serializeNv, type AuthPolicy, type HierarchyEnables, type NvState } from './state/nv-state.ts';
@@ -41,6 +43,12 @@ export interface Tpm2Options {
   onInternalError?: (e: unknown) => void;
   /** A hardware-backed vTPM's link to the host chip for the keys it keeps there. */
   hardwareKeys?: HardwareKeyBackend;
+  /**
+   * Where fresh RSA keys come from: a key the pool has ready, and when it has none the command
+   * raises ExternalOperationNeeded ('rsa-key') for its device model to wait for one and run it
+   * again. Without a pool they are made inline, stopping the thread for as long.
+   */
+  rsaKeys?: RsaKeyPool;
 }
 
 
@@ -79,6 +87,9 @@ export class Tpm2Engine {
   nullSeed: Buffer;
   nullProof: Buffer;
   readonly hardwareKeys: HardwareKeyBackend | undefined;
+  private readonly rsaKeys: RsaKeyPool | undefined;
+  /** The key the pool made for the command waiting for it (rsaKeyWait). */
+  private waitedRsaKey: { readonly key: RsaKey; readonly bits: number; readonly exponent: number } | undefined;
   /** The platform's physical-presence signal, which PolicyPhysicalPresence requires. */
   physicalPresence = false;
   /** Set by handlers that changed NV; the dispatcher persists once per command. */
@@ -98,6 +109,7 @@ export class Tpm2Engine {
     this.identity = opts.identity ?? DEFAULT_IDENTITY;
     this.onInternalError = opts.onInternalError ?? (() => {});
     this.hardwareKeys = opts.hardwareKeys;
+    this.rsaKeys = opts.rsaKeys;
     const now = opts.now ?? (() => performance.now());
     this.now = now;
     const stored = this.store.load();
@@ -419,6 +431,31 @@ export class Tpm2Engine {
       this.persistentCache.set(h, o);
     }
     return o;
+  }
+
+  /** A fresh RSA key (see Tpm2Options.rsaKeys). */
+  freshRsaKey(bits: number, exponent: number): RsaKey {
+    if (!this.rsaKeys) return generateRsa(bits, exponent);
+    const waited = this.waitedRsaKey;
+    if (waited && waited.bits === bits && waited.exponent === exponent) {
+      this.waitedRsaKey = undefined;
+      return waited.key;
+    }
+    const key = this.rsaKeys.take(bits, exponent);
+    if (!key) throw new ExternalOperationNeeded({ kind: 'rsa-key', bits, exponent });
+    return key;
+  }
+
+  /**
+   * When `e` is a command's request for a fresh RSA key: resolves once the pool made one for this
+   * engine, which the command gets when it runs again. Undefined for anything else.
+   */
+  rsaKeyWait(e: unknown): Promise<void> | undefined {
+    if (!(e instanceof ExternalOperationNeeded) || e.request.kind !== 'rsa-key' || !this.rsaKeys) return undefined;
+    const { bits, exponent } = e.request;
+    return this.rsaKeys.next(bits, exponent).then((key) => {
+      this.waitedRsaKey = { key, bits, exponent };
+    });
   }
 
   /** Gives a hardware-backed object this engine's way to its chip. */

@@ -90,8 +90,14 @@ export function backendOf(ref: HardwareKeyRef): HardwareKeyBackend {
   return ref.backend;
 }
 
+/**
+ * What the engine cannot do in the command's synchronous run: what only the chip can do (a
+ * hardware-backed vTPM), or wait for a fresh RSA key made off the main thread (rsa-key-pool.ts).
+ */
+export type ExternalRequest = ChipRequest | { readonly kind: 'rsa-key'; readonly bits: number; readonly exponent: number };
+
 /** Something only the chip can do, requested by the engine of a hardware-backed vTPM. */
-export type ExternalRequest =
+export type ChipRequest =
   | { readonly kind: 'create'; readonly template: Public; readonly data: Buffer }
   | { readonly kind: 'create-primary'; readonly template: Public; readonly chipAuth: Buffer }
   | ({ readonly innerPrivate: Buffer; readonly innerPublic: Public; readonly chipAuth: Buffer; readonly primaryUnique: Buffer } & KeyUse);

@@ -111,7 +111,7 @@ function createPrimaryObject(tpm: Tpm2Engine, hierarchy: number, inSensitive: { 
 
 function createOrdinary(tpm: Tpm2Engine, parent: TpmObject, inSensitive: { userAuth: Buffer; data: Buffer }, template: Public): TpmObject {
   withParam(2, () => validateTemplate(template, { parent, dataSize: inSensitive.data.length }));
-  const made = makeKeyMaterial(template, inSensitive.userAuth, inSensitive.data, { random: (n) => tpm.random.bytes(n) });
+  const made = makeKeyMaterial(template, inSensitive.userAuth, inSensitive.data, { random: (n) => tpm.random.bytes(n), rsa: (bits, e) => tpm.freshRsaKey(bits, e) });
   return makeObject(made.pub, made.sensitive, parent.hierarchy, parent.qualifiedName);
 }
 
