@@ -150,7 +150,7 @@ export class Tpm2VtpmModel extends PersistedModel {
 
   private async perform(e: ExternalOperationNeeded): Promise<void> {
     const { request } = e;
-    if (request.kind === 'rsa-key') return this.engine.rsaKeyWait(e);
+    if (request.kind === 'rsa-key' || request.kind === 'derive-rsa') return this.engine.rsaKeyWait(e);
     this.backend!.provide(request, await this.service!.perform(request));
   }
 }

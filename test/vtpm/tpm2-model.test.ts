@@ -117,6 +117,28 @@ describe('software vTPM', () => {
     assert.deepEqual(opened.params.message, secret, 'the key the vTPM waited for is the key it holds');
   });
 
+  test('CreatePrimary of an RSA key derives it off the main thread while another vTPM runs, and derives the key an engine deriving inline does', async () => {
+    const r = recorder();
+    const model = await Tpm2VtpmModel.create(r.persist, { rsaKeys: new RsaKeyPool() });
+    const deriving = await started(model);
+    const other = await started(await Tpm2VtpmModel.create(recorder().persist));
+    const order: string[] = [];
+    const primary = deriving.createPrimary(RH.OWNER, srkTemplate()).then((made) => {
+      order.push('primary');
+      return made;
+    });
+    for (let i = 0; i < 5; i++) {
+      await other.pcrExtend(16, sha256(i));
+      order.push('extend');
+    }
+    const made = await primary;
+    assert.deepEqual(order, ['extend', 'extend', 'extend', 'extend', 'extend', 'primary'], "the other vTPM's commands ran while the key was derived");
+    // The same vTPM, restored into a model without a pool, derives the same key on its thread.
+    const restored = Tpm2VtpmModel.restore(recorder().persist, await model.snapshot(), { rsaKeys: undefined });
+    const inline = new Tpm2Client((c) => restored.execute(c, 0));
+    assert.deepEqual((await inline.createPrimary(RH.OWNER, srkTemplate())).outPublic, made.outPublic);
+  });
+
   test('a damaged snapshot is refused with a clear error', () => {
     assert.throws(() => Tpm2VtpmModel.restore(recorder().persist, Buffer.from('{"format":"x"}\n{}')), /running state/);
   });

@@ -1,4 +1,5 @@
-import { checkPrimeSync, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { checkPrime, checkPrimeSync, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
 import { base64url, modInverse, toBigInt, toBytes } from './bigint.ts';
 import type { SeededStream } from './drbg.ts';
 
@@ -16,16 +17,17 @@ const SMALL_PRIMES: number[] = (() => {
 })();
 
 /**
- * A prime of `bits` bits with the top two bits set (so p·q has exactly 2·bits bits) and
- * gcd(p-1, e) = 1, searched upward from a candidate drawn from the stream, through a sieve of
- * small primes before OpenSSL's primality test.
+ * The search for a prime of `bits` bits with the top two bits set (so p·q has exactly 2·bits
+ * bits) and gcd(p-1, e) = 1, upward from a candidate drawn from the stream, through a sieve of
+ * small primes. It yields each candidate that passes the sieve and is told whether it is prime,
+ * so the same search runs with OpenSSL's test on this thread or on libuv's threads.
  *
  * The stream also gives up eight bytes per tested candidate and forty more for the prime found:
  * the witnesses of the Miller–Rabin rounds this search once ran itself. The next prime's
  * starting point depends on where the stream stands, so drawing them keeps every key derived
  * from a seed — a certified EK among them — the key it always was.
  */
-export function derivePrime(stream: SeededStream, bits: number, e: bigint): bigint {
+function* primeSearch(stream: SeededStream, bits: number, e: bigint): Generator<bigint, bigint, boolean> {
   for (;;) {
     const start = toBigInt(stream.next(bits / 8)) | (3n << BigInt(bits - 2)) | 1n;
     const window = 4096;
@@ -43,11 +45,45 @@ export function derivePrime(stream: SeededStream, bits: number, e: bigint): bigi
       if (c >> BigInt(bits) !== 0n) break;
       if ((c - 1n) % e === 0n) continue;
       stream.next(8);
-      if (!checkPrimeSync(c)) continue;
+      if (!(yield c)) continue;
       stream.next(40);
       return c;
     }
   }
+}
+
+/** The search for an RSA key of `bits` bits from the stream: two primes (primeSearch). */
+function* rsaSearch(stream: SeededStream, bits: number, exponent: number): Generator<bigint, RsaKey, boolean> {
+  const e = BigInt(exponent);
+  for (;;) {
+    const p = yield* primeSearch(stream, bits / 2, e);
+    const q = yield* primeSearch(stream, bits / 2, e);
+    if (p === q) continue;
+    const n = p * q;
+    if (n >> BigInt(bits - 1) !== 1n) continue;
+    return rsaFromPrimes(p, q, exponent, bits / 8);
+  }
+}
+
+/** The RSA key the stream gives, found on this thread. */
+export function deriveRsa(stream: SeededStream, bits: number, exponent: number): RsaKey {
+  const search = rsaSearch(stream, bits, exponent);
+  let step = search.next();
+  while (!step.done) step = search.next(checkPrimeSync(step.value));
+  return step.value;
+}
+
+const isPrime = promisify(checkPrime) as (candidate: bigint) => Promise<boolean>;
+
+/**
+ * The same key, its candidates tested on libuv's threads: this thread only sieves, so it serves
+ * other work while the search runs.
+ */
+export async function deriveRsaAsync(stream: SeededStream, bits: number, exponent: number): Promise<RsaKey> {
+  const search = rsaSearch(stream, bits, exponent);
+  let step = search.next();
+  while (!step.done) step = search.next(await isPrime(step.value));
+  return step.value;
 }
 
 /** An RSA private key from its two primes: what node:crypto needs, and the TPM's modulus. */
@@ -84,18 +120,6 @@ export function rsaFromModulusAndPrime(nBytes: Buffer, pBytes: Buffer, exponent:
   const p = toBigInt(pBytes);
   if (p <= 1n || n % p !== 0n) throw new RangeError('the prime does not divide the modulus');
   return rsaFromPrimes(p, n / p, exponent, nBytes.length);
-}
-
-export function deriveRsa(stream: SeededStream, bits: number, exponent: number): RsaKey {
-  const e = BigInt(exponent);
-  for (;;) {
-    const p = derivePrime(stream, bits / 2, e);
-    const q = derivePrime(stream, bits / 2, e);
-    if (p === q) continue;
-    const n = p * q;
-    if (n >> BigInt(bits - 1) !== 1n) continue;
-    return rsaFromPrimes(p, q, exponent, bits / 8);
-  }
 }
 
 /** A fresh key from OpenSSL, made on this thread (rsa-key-pool.ts makes them on others). */

@@ -18,7 +18,8 @@ import { trimAuth } from './auth/auth-value.ts';
 import { MemoryStateStore, type StateStore } from './state/store.ts';
 import { DEFAULT_IDENTITY, type TpmIdentity } from './capability/properties.ts';
 import { ExternalOperationNeeded, type HardwareKeyBackend } from './hardware-keys.ts';
-import { generateRsa, type RsaKey } from '../crypto/rsa.ts';
+import { deriveRsa, deriveRsaAsync, generateRsa, type RsaKey } from '../crypto/rsa.ts';
+import type { SeededStream } from '../crypto/drbg.ts';
 import type { RsaKeyPool } from '../crypto/rsa-key-pool.ts';
 import type { TpmObject } from './objects/model.ts';
 import { decodeRunningState, encodeRunningState } from './state/running-state.ts';
@@ -46,7 +47,8 @@ export interface Tpm2Options {
   /**
    * Where fresh RSA keys come from: a key the pool has ready, and when it has none the command
    * raises ExternalOperationNeeded ('rsa-key') for its device model to wait for one and run it
-   * again. Without a pool they are made inline, stopping the thread for as long.
+   * again. Such an engine also has RSA primaries derived off the main thread ('derive-rsa').
+   * Without a pool both are made inline, stopping the thread for as long.
    */
   rsaKeys?: RsaKeyPool;
 }
@@ -90,6 +92,8 @@ export class Tpm2Engine {
   private readonly rsaKeys: RsaKeyPool | undefined;
   /** The key the pool made for the command waiting for it (rsaKeyWait). */
   private waitedRsaKey: { readonly key: RsaKey; readonly bits: number; readonly exponent: number } | undefined;
+  /** Keys derived for commands waiting for them, by the position of the stream they came from. */
+  private readonly derivedRsaKeys = new Map<string, { readonly key: RsaKey; readonly after: SeededStream }>();
   /** The platform's physical-presence signal, which PolicyPhysicalPresence requires. */
   physicalPresence = false;
   /** Set by handlers that changed NV; the dispatcher persists once per command. */
@@ -447,14 +451,38 @@ export class Tpm2Engine {
   }
 
   /**
-   * When `e` is a command's request for a fresh RSA key: resolves once the pool made one for this
-   * engine, which the command gets when it runs again. Undefined for anything else.
+   * The RSA key `stream` derives (a primary's). An engine that can wait (one with an RSA key
+   * pool) has the search run with its candidates tested off the main thread, and the command
+   * run again; one that cannot derives it here.
+   */
+  derivedRsaKey(stream: SeededStream, bits: number, exponent: number): RsaKey {
+    if (!this.rsaKeys) return deriveRsa(stream, bits, exponent);
+    const at = stream.position();
+    const derived = this.derivedRsaKeys.get(at);
+    if (!derived) throw new ExternalOperationNeeded({ kind: 'derive-rsa', stream: stream.fork(), bits, exponent });
+    this.derivedRsaKeys.delete(at);
+    // Whatever the command draws next comes from where the search left the stream.
+    stream.catchUp(derived.after);
+    return derived.key;
+  }
+
+  /**
+   * When `e` is a command's request for an RSA key: resolves once the key is made for this
+   * engine (fresh from the pool, or derived), which the command gets when it runs again.
+   * Undefined for anything else.
    */
   rsaKeyWait(e: unknown): Promise<void> | undefined {
-    if (!(e instanceof ExternalOperationNeeded) || e.request.kind !== 'rsa-key' || !this.rsaKeys) return undefined;
-    const { bits, exponent } = e.request;
-    return this.rsaKeys.next(bits, exponent).then((key) => {
-      this.waitedRsaKey = { key, bits, exponent };
+    if (!(e instanceof ExternalOperationNeeded) || !this.rsaKeys) return undefined;
+    const r = e.request;
+    if (r.kind === 'rsa-key') {
+      return this.rsaKeys.next(r.bits, r.exponent).then((key) => {
+        this.waitedRsaKey = { key, bits: r.bits, exponent: r.exponent };
+      });
+    }
+    if (r.kind !== 'derive-rsa') return undefined;
+    const at = r.stream.position();
+    return deriveRsaAsync(r.stream, r.bits, r.exponent).then((key) => {
+      this.derivedRsaKeys.set(at, { key, after: r.stream });
     });
   }
 

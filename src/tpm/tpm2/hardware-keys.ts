@@ -10,6 +10,7 @@
  * command changed nothing the first time: the request is raised before any state is touched.
  */
 import { RC, TpmError } from './rc.ts';
+import type { SeededStream } from '../crypto/drbg.ts';
 import type { PcrSelection } from './types/pcr.ts';
 import type { Scheme } from './types/public-parms.ts';
 import type { EccPoint, Public, Sensitive } from './types/public.ts';
@@ -92,9 +93,17 @@ export function backendOf(ref: HardwareKeyRef): HardwareKeyBackend {
 
 /**
  * What the engine cannot do in the command's synchronous run: what only the chip can do (a
- * hardware-backed vTPM), or wait for a fresh RSA key made off the main thread (rsa-key-pool.ts).
+ * hardware-backed vTPM), or wait for an RSA key made off the main thread.
  */
-export type ExternalRequest = ChipRequest | { readonly kind: 'rsa-key'; readonly bits: number; readonly exponent: number };
+export type ExternalRequest = ChipRequest | RsaKeyRequest;
+
+/**
+ * An RSA key the engine waits for: a fresh one from its pool, or the one `stream` (a fork of the
+ * primary's, where the key's draws begin) derives.
+ */
+export type RsaKeyRequest =
+  | { readonly kind: 'rsa-key'; readonly bits: number; readonly exponent: number }
+  | { readonly kind: 'derive-rsa'; readonly stream: SeededStream; readonly bits: number; readonly exponent: number };
 
 /** Something only the chip can do, requested by the engine of a hardware-backed vTPM. */
 export type ChipRequest =

@@ -98,7 +98,7 @@ function createPrimaryObject(tpm: Tpm2Engine, hierarchy: number, inSensitive: { 
       entry = { pub: made.public, outer: made.outer };
     } else {
       const stream = new SeededStream(seed, 'Primary Object Creation', digest(template.nameAlg, templateBytes));
-      const made = makeKeyMaterial(template, Buffer.alloc(0), inSensitive.data, { derive: stream });
+      const made = makeKeyMaterial(template, Buffer.alloc(0), inSensitive.data, { derive: stream, rsa: (bits, e) => tpm.derivedRsaKey(stream, bits, e) });
       entry = { pub: made.pub, sensitiveKey: made.sensitive.sensitive, seedValue: made.sensitive.seedValue };
     }
     cache.set(key, entry);

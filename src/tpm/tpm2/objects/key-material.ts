@@ -1,7 +1,7 @@
 import { ALG } from '../constants.ts';
 import { digest, digestSize } from '../../crypto/hash.ts';
 import { curve, deriveEcc, generateEcc } from '../../crypto/ecc.ts';
-import { DEFAULT_EXPONENT, deriveRsa, type RsaKey } from '../../crypto/rsa.ts';
+import { DEFAULT_EXPONENT, type RsaKey } from '../../crypto/rsa.ts';
 import type { SeededStream } from '../../crypto/drbg.ts';
 import { OBJECT_ATTR as A, type Public, type Sensitive } from '../types/public.ts';
 
@@ -9,7 +9,10 @@ import { OBJECT_ATTR as A, type Public, type Sensitive } from '../types/public.t
  * Where an object's secrets come from: a seeded stream for primaries (the same seed and
  * template give the same key) or the RNG for ordinary objects.
  */
-export type KeySource = { derive: SeededStream } | { random: (n: number) => Buffer; rsa: (bits: number, exponent: number) => RsaKey };
+export type KeySource = ({ derive: SeededStream } | { random: (n: number) => Buffer }) & {
+  /** An RSA key: drawn from `derive`'s stream where there is one, else fresh. */
+  rsa: (bits: number, exponent: number) => RsaKey;
+};
 
 function bytesFrom(src: KeySource, n: number): Buffer {
   return 'derive' in src ? src.derive.next(n) : src.random(n);
@@ -24,7 +27,7 @@ export function makeKeyMaterial(template: Public, userAuth: Buffer, data: Buffer
   switch (p.type) {
     case ALG.RSA: {
       const e = p.exponent || DEFAULT_EXPONENT;
-      const k = 'derive' in src ? deriveRsa(src.derive, p.keyBits, e) : src.rsa(p.keyBits, e);
+      const k = src.rsa(p.keyBits, e);
       return { pub: { ...template, unique: { rsa: k.n } }, sensitive: { sensitiveType: ALG.RSA, authValue: userAuth, seedValue, sensitive: k.p } };
     }
     case ALG.ECC: {
