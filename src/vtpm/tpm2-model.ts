@@ -127,9 +127,9 @@ export class Tpm2VtpmModel extends PersistedModel {
   }
 
   /**
-   * Runs the command, doing what the engine asks for — an operation on the chip, or waiting for a
-   * fresh RSA key made off this thread — and then running it again, the main thread serving
-   * other vTPMs meanwhile. `first` is the request an attempt already raised.
+   * Runs the command, doing what the engine asks for — an operation on the chip, or waiting for
+   * an RSA key made off this thread — and then running it again, the main thread serving other
+   * vTPMs meanwhile. `first` is the request an attempt already raised.
    */
   private async executeWaiting(command: Uint8Array, locality: number, first?: ExternalOperationNeeded): Promise<Buffer> {
     this.frozenAt = performance.now();

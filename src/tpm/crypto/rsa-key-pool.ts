@@ -5,6 +5,8 @@
  * a command takes a ready key at once, or — in an engine that can wait (a device model) — is run
  * again once one is ready, the main thread serving other vTPMs meanwhile. Keys are ordinary fresh
  * keys from OpenSSL's generator, each handed out once; real TPMs precompute keys the same way.
+ * (Primaries are derived, not fresh: their search runs its tests off the main thread instead;
+ * see deriveRsaAsync.)
  */
 import { createPrivateKey, generateKeyPair } from 'node:crypto';
 import { generateRsa, rsaFromPrivateKey, type RsaKey } from './rsa.ts';

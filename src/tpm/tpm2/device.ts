@@ -4,14 +4,14 @@ import { RC } from './rc.ts';
 import { Tpm2Engine, type Tpm2Options } from './engine.ts';
 import { FileStateStore } from './state/store.ts';
 
-/** Waits for a fresh RSA key a command needs at most this often before failing it. */
+/** Waits for an RSA key a command needs at most this often before failing it. */
 const MAX_KEY_WAITS = 4;
 
 /** A TPM 2.0 engine as a transport sees it. */
 export class Tpm2Device extends EngineDevice<Tpm2Engine> {
   readonly family = 'tpm2' as const;
 
-  /** An engine with an RSA key pool may wait for a key: the command runs again once one is made. */
+  /** An engine with an RSA key pool may wait for a key: the command runs again once it is made. */
   override async execute(command: Uint8Array, locality: number): Promise<Uint8Array> {
     for (let round = 0; ; round++) {
       try {
