@@ -8,12 +8,17 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import type { ApiAddress } from '../daemon/control-api.ts';
+import type { DaemonOptions } from '../daemon/daemon.ts';
+import { parseAttachedTpm } from '../hwtpm/attached-tpm.ts';
+import { parseCertificate, type ParsedCertificate } from '../hwtpm/credentials/x509.ts';
 import { stateDirFallback, watchStopSignals, writeEvent } from './socket-command.ts';
 
 interface ServeOptions {
   api?: string;
   tokenFile?: string;
   hostId?: string;
+  hostTpm?: string;
+  ekCa?: string[];
 }
 
 export function registerServeCommand(program: Command, logger: Logger): Command {
@@ -23,19 +28,23 @@ export function registerServeCommand(program: Command, logger: Logger): Command 
     .option('--api <address>', 'control API: unix:///path (default <state>/vtpmd.sock, mode 0600) or tcp://127.0.0.1:PORT (needs a token)')
     .option('--token-file <file>', 'bearer token for a TCP control API (or VTPMD_API_TOKEN)')
     .option('--host-id <id>', "the simulated host's identity (default: the hostname)")
+    .option('--host-tpm <tcti>', "attach to this TPM 2.0 as the host's TPM instead of simulating one: swtpm:host=HOST,port=PORT or swtpm:path=SOCKET")
+    .option('--ek-ca <pem-file...>', "with --host-tpm: certificates its EK certificates chain to (its manufacturer's CA)")
     .action(async (opts: ServeOptions, command: Command) => {
       const stateDir = stateDirFallback(command, undefined);
       const log = logger.child({ command: 'serve' });
       let api: ApiAddress;
+      let hostTpm: DaemonOptions['hostTpm'];
       try {
         api = apiAddress(opts, stateDir);
+        hostTpm = attachedTpmOptions(opts);
       } catch (e) {
         command.error(`error: ${(e as Error).message}`, { exitCode: 1 });
       }
       const stop = watchStopSignals(log);
       try {
         const { startDaemon } = await import('../daemon/daemon.ts');
-        const daemon = await startDaemon({ stateDir, api, logger: log, ...(opts.hostId ? { hostId: opts.hostId } : {}) });
+        const daemon = await startDaemon({ stateDir, api, logger: log, ...(opts.hostId ? { hostId: opts.hostId } : {}), ...(hostTpm ? { hostTpm } : {}) });
         writeEvent({ event: 'listening', api: daemon.apiUrl, state: stateDir });
         log.info({ api: daemon.apiUrl, state: stateDir }, 'vtpmd serving');
         await stop.requested;
@@ -57,4 +66,25 @@ function apiAddress(opts: ServeOptions, stateDir: string): ApiAddress {
   const token = opts.tokenFile ? readFileSync(opts.tokenFile, 'utf8').trim() : process.env.VTPMD_API_TOKEN;
   if (!token) throw new Error('a TCP control API needs a bearer token: --token-file FILE or VTPMD_API_TOKEN');
   return { type: 'tcp', host, port: Number(m[2]), token };
+}
+
+function attachedTpmOptions(opts: ServeOptions): DaemonOptions['hostTpm'] {
+  if (opts.hostTpm === undefined) {
+    if (opts.ekCa?.length) throw new Error('--ek-ca is for an attached host TPM: give --host-tpm too');
+    return undefined;
+  }
+  return { hostTpm: parseAttachedTpm(opts.hostTpm), ekRoots: (opts.ekCa ?? []).flatMap(readCertificates) };
+}
+
+/** Every certificate of a PEM file (a bundle holds several). */
+function readCertificates(file: string): ParsedCertificate[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`--ek-ca ${file}: ${(e as Error).message}`);
+  }
+  const blocks = [...text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*)-----END CERTIFICATE-----/g)];
+  if (blocks.length === 0) throw new Error(`--ek-ca ${file}: no PEM certificate in it`);
+  return blocks.map((m, i) => parseCertificate(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'), `--ek-ca ${file} (certificate ${i + 1})`));
 }

@@ -31,16 +31,17 @@ export async function openAuthorities(stateDir: string, host: Host, hostId: stri
   const vmca = await Vmca.open({ dir: join(stateDir, 'vmca'), privacyCaRoots: () => (privacyCa ? [privacyCa.root] : []) });
   privacyCa = await PrivacyCa.open({
     dir: join(stateDir, 'privacy-ca'),
-    ekTrust: { roots: [host.lab.ca.certificate, vmca.root], crls: async () => [parseCrl(await vmca.crl())], requireCrlFrom: [vmca.root] },
+    ekTrust: { roots: [...host.platform.ekRoots, vmca.root], crls: async () => [parseCrl(await vmca.crl())], requireCrlFrom: [vmca.root] },
   });
-  const eventLog = await readFile(host.lab.eventLogPath);
+  const eventLog = await readFile(host.platform.eventLogPath);
   if (vmca.approved.length === 0) {
     await vmca.approve(configurationFromEventLog(`lab host ${hostId} as installed`, eventLog));
     logger?.info({ host: hostId }, 'the VMCA approved this host configuration (first start)');
   }
-  const ek = host.lab.eks.find((e) => e.handle === HANDLES.EK_ECC) ?? host.lab.eks[0]!;
+  const ek = host.platform.eks.find((e) => e.handle === HANDLES.EK_ECC) ?? host.platform.eks[0];
   try {
-    const vma = await VirtualManufacturerAuthority.open({ chip: host.lab.chip, hostId, eventLog, ek: { handle: ek.handle, certificate: ek.certificate }, privacyCa, vmca });
+    if (!ek) throw new Error("the host TPM holds no certified EK, so the privacy CA cannot certify the vMA's AIK");
+    const vma = await VirtualManufacturerAuthority.open({ chip: host.platform.tpm, hostId, eventLog, ek: { handle: ek.handle, certificate: ek.certificate }, privacyCa, vmca });
     return { vmca, privacyCa, vma, unavailable: undefined };
   } catch (e) {
     const why = `the vMA has no delegation from the VMCA: ${(e as Error).message}`;

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { startControlApi, type ApiAddress } from './control-api.ts';
-import { Host } from './host.ts';
+import { Host, type HostOptions } from './host.ts';
 import { VmService } from './vm-service.ts';
 import { openAuthorities } from './authorities.ts';
 import { Hypervisor } from '../hypervisor/hypervisor.ts';
@@ -16,6 +16,8 @@ export interface DaemonOptions {
   logger: Logger;
   hostId?: string;
   idleUnloadMs?: number;
+  /** Attach to this TPM 2.0 instead of simulating the host's chip, trusting these EK roots. */
+  hostTpm?: Pick<HostOptions, 'hostTpm' | 'ekRoots'>;
 }
 
 export interface Daemon {
@@ -30,6 +32,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     logger: opts.logger,
     ...(opts.hostId !== undefined ? { hostId: opts.hostId } : {}),
     ...(opts.idleUnloadMs !== undefined ? { idleUnloadMs: opts.idleUnloadMs } : {}),
+    ...opts.hostTpm,
   });
   const authorities = await openAuthorities(opts.stateDir, host, host.hostId, opts.logger);
   // The hypervisor reserves the TPM partition that hosts the vTPMs before any guest exists.

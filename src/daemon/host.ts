@@ -1,10 +1,12 @@
 /**
- * One lab host's trusted stack, assembled from its state directory: the simulated chip booted as
- * the host's TPM (manufactured on first use, host boot measured), the host owning it (SRK), the
- * protected storage service bound to the host TCB, and the GVTPM manager serving the VMs' vTPMs
- * from it. This is what `vtpmd serve` runs and what scripted simulations open.
+ * One lab host's trusted stack, assembled from its state directory: the host's TPM — the simulated
+ * chip booted as one (manufactured on first use, host boot measured), or a TPM 2.0 vtpmd attaches
+ * to (attached-host.ts) — the host owning it (SRK), the protected storage service bound to the
+ * host TCB, and the GVTPM manager serving the VMs' vTPMs from it. This is what `vtpmd serve` runs
+ * and what scripted simulations open.
  *
- *   <state>/chip   the chip's NV, the manufacturer's root, the host event log
+ *   <state>/chip   the simulated chip's NV, the manufacturer's root, the host event log
+ *   <state>/host   with an attached TPM: the event log of what vtpmd measured into it
  *   <state>/pss    the PSS database (level)
  *   <state>/vms    the VM registry (level)
  */
@@ -12,7 +14,12 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ChipClient } from '../hwtpm/chip-client.ts';
-import { bootLabHost, type LabHost } from '../hwtpm/lab-host.ts';
+import { mkdir } from 'node:fs/promises';
+import { attachHost } from '../hwtpm/attached-host.ts';
+import { AttachedTpm, type AttachedTpmAddress } from '../hwtpm/attached-tpm.ts';
+import type { ParsedCertificate } from '../hwtpm/credentials/x509.ts';
+import type { HostPlatform } from '../hwtpm/host-tpm.ts';
+import { bootLabHost } from '../hwtpm/lab-host.ts';
 import { processRsaKeyPool } from '../tpm/crypto/rsa-key-pool.ts';
 import { openChipClient } from '../hwtpm/open-chip-client.ts';
 import { ProtectedStorage } from '../pss/protected-storage.ts';
@@ -25,11 +32,15 @@ export interface HostOptions {
   readonly logger?: Logger;
   /** Unload vTPMs idle this long (ms); 0 keeps them loaded. */
   readonly idleUnloadMs?: number;
+  /** Attach to this TPM 2.0 as the host's TPM instead of simulating one. */
+  readonly hostTpm?: AttachedTpmAddress;
+  /** With `hostTpm`: the roots its EK certificates chain to. */
+  readonly ekRoots?: readonly ParsedCertificate[];
 }
 
 export class Host {
   private constructor(
-    readonly lab: LabHost,
+    readonly platform: HostPlatform,
     readonly chipClient: ChipClient,
     readonly pss: ProtectedStorage,
     readonly manager: GvtpmManager,
@@ -38,31 +49,49 @@ export class Host {
 
   static async open(opts: HostOptions): Promise<Host> {
     const hostId = opts.hostId ?? hostname();
-    // The chip makes hardware-backed vTPMs' RSA keys: off the main thread, as the models do.
-    const lab = await bootLabHost({ stateDir: join(opts.stateDir, 'chip'), hostId, rsaKeys: processRsaKeyPool() });
-    const chipClient = await openChipClient(lab.chip);
-    await chipClient.takeOwnership();
-    const pss = await ProtectedStorage.open({ dir: join(opts.stateDir, 'pss'), chip: chipClient, ...(opts.logger ? { logger: opts.logger } : {}) });
-    if (pss.refusal) opts.logger?.error({ condition: pss.refusal.condition }, `the PSS refuses every vTPM: ${pss.refusal.message}`);
+    const platform = await openPlatform(opts, hostId);
+    let pss: ProtectedStorage | undefined;
     try {
+      const chipClient = await openChipClient(platform.tpm);
+      await chipClient.takeOwnership();
+      pss = await ProtectedStorage.open({ dir: join(opts.stateDir, 'pss'), chip: chipClient, ...(opts.logger ? { logger: opts.logger } : {}) });
+      if (pss.refusal) opts.logger?.error({ condition: pss.refusal.condition }, `the PSS refuses every vTPM: ${pss.refusal.message}`);
       const manager = await GvtpmManager.open({
         registryDir: join(opts.stateDir, 'vms'),
         storage: pss,
-        hardware: { chip: lab.chip, client: chipClient, ekRoots: [lab.ca.certificate] },
+        hardware: { chip: platform.tpm, client: chipClient, ...(platform.ekRoots.length > 0 ? { ekRoots: platform.ekRoots } : {}) },
         ...(opts.idleUnloadMs !== undefined ? { idleUnloadMs: opts.idleUnloadMs } : {}),
         ...(opts.logger ? { logger: opts.logger } : {}),
       });
-      return new Host(lab, chipClient, pss, manager, hostId);
+      return new Host(platform, chipClient, pss, manager, hostId);
     } catch (e) {
-      await pss.close();
+      await pss?.close();
+      await platform.close();
       throw e;
     }
   }
 
-  /** Drains every vTPM, makes the PSS durable and the chip's NV current. */
+  /** Drains every vTPM, makes the PSS durable and the host TPM's NV current, and lets go of it. */
   async close(): Promise<void> {
     await this.manager.close();
     await this.pss.close();
-    await this.lab.chip.flush();
+    await this.platform.close();
   }
+}
+
+async function openPlatform(opts: HostOptions, hostId: string): Promise<HostPlatform> {
+  if (opts.hostTpm) {
+    const stateDir = join(opts.stateDir, 'host');
+    await mkdir(stateDir, { recursive: true });
+    const tpm = await AttachedTpm.open(opts.hostTpm);
+    try {
+      return await attachHost(tpm, { stateDir, ekRoots: opts.ekRoots ?? [], ...(opts.logger ? { logger: opts.logger } : {}) });
+    } catch (e) {
+      await tpm.close();
+      throw e;
+    }
+  }
+  // The chip makes hardware-backed vTPMs' RSA keys: off the main thread, as the models do.
+  const lab = await bootLabHost({ stateDir: join(opts.stateDir, 'chip'), hostId, rsaKeys: processRsaKeyPool() });
+  return { tpm: lab.chip, ekRoots: [lab.ca.certificate], eks: lab.eks, eventLogPath: lab.eventLogPath, close: () => lab.chip.flush() };
 }

@@ -13,7 +13,7 @@ import { pcrInfoLongFor, publicKeyOf } from '../tpm/tpm12/client/helpers.ts';
 import { certifyInfo, certifyInfo2, quoteInfo } from '../tpm/tpm12/structures/attest.ts';
 import { key, type Key } from '../tpm/tpm12/structures/key.ts';
 import { storedData } from '../tpm/tpm12/structures/stored-data.ts';
-import type { Chip } from './chip.ts';
+import type { HostTpm } from './host-tpm.ts';
 import { ChipRefusal, type ChipClient, type ChipKey, type KeyCertification, type Quote, type SignatureScheme } from './chip-client.ts';
 
 /** The TCG well-known secret: twenty zero bytes. */
@@ -37,7 +37,7 @@ export class Tpm12ChipClient implements ChipClient {
   readonly personality = 'tpm12' as const;
   readonly pcrHash = 'sha1' as const;
 
-  constructor(readonly chip: Chip) {}
+  constructor(readonly chip: HostTpm) {}
 
   private turn<T>(job: (tpm: Tpm12Client) => Promise<T>): Promise<T> {
     return this.chip.exclusive((exec) => job(new Tpm12Client(exec))).catch((e) => {

@@ -6,13 +6,13 @@
 import { RC } from '../tpm/tpm2/rc.ts';
 import { RC as RC12 } from '../tpm/tpm12/rc.ts';
 import { Tpm12Client, Tpm12ResponseError } from '../tpm/tpm12/client/index.ts';
-import type { Chip } from './chip.ts';
+import type { HostTpm } from './host-tpm.ts';
 import { Tpm2Client, Tpm2CommandError } from './tpm2-client.ts';
 
 /** TPM_ST_CLEAR. */
 const ST_CLEAR = 0x0001;
 
-export async function startChip(chip: Chip): Promise<void> {
+export async function startChip(chip: HostTpm): Promise<void> {
   if (!chip.powered) await chip.powerOn();
   await chip.exclusive(async (exec) => {
     try {

@@ -163,8 +163,7 @@ function checkComponentPcrs(components: readonly GvtpmComponent[]): void {
  * TPM_Extend with the SHA-1 digest, to the chip) before producing the next. Returns the log.
  */
 export async function measureHostBoot(extend: ExtendFn, banks: readonly number[], profile: HostProfile, options: MeasureHostBootOptions = {}): Promise<EventLog> {
-  const components = options.components ?? GVTPM_COMPONENTS;
-  checkComponentPcrs(components);
+  checkComponentPcrs(options.components ?? GVTPM_COMPONENTS);
   const log = new EventLogBuilder(banks);
   const emit = async (e: PcrEvent) => extend(e.pcrIndex, e.digests.map((d) => ({ alg: d.alg, digest: Buffer.from(d.digest) })), e);
   const { firmware, platformConfig, bootLoader, hypervisor } = profile;
@@ -193,11 +192,23 @@ export async function measureHostBoot(extend: ExtendFn, banks: readonly number[]
   await emit(log.measure(HOST_PCR.BOOT_ACTIONS, EV.EFI_ACTION, Buffer.from('Exit Boot Services Invocation', 'latin1')));
   await emit(log.measure(HOST_PCR.BOOT_ACTIONS, EV.EFI_ACTION, Buffer.from('Exit Boot Services Returned with Success', 'latin1')));
 
+  for (const event of await gvtpmComponentEvents(log, options)) await emit(event);
+  return log.log;
+}
+
+/**
+ * Logs one EV_EVENT_TAG event per GVTPM component, measuring its code, into `log`; returns them
+ * for the caller to extend.
+ */
+export async function gvtpmComponentEvents(log: EventLogBuilder, options: MeasureHostBootOptions = {}): Promise<PcrEvent[]> {
+  const components = options.components ?? GVTPM_COMPONENTS;
+  checkComponentPcrs(components);
   const rootDir = options.rootDir ?? resolve(import.meta.dirname, '..', '..');
+  const events: PcrEvent[] = [];
   for (const component of components) {
     const code = await readComponentCode(rootDir, component.name, component.folder);
     const image = componentImage(code);
-    await emit(log.record(component.pcr, EV.EVENT_TAG, componentEvent(component, code, image), eventDigests(banks, image)));
+    events.push(log.record(component.pcr, EV.EVENT_TAG, componentEvent(component, code, image), eventDigests(log.banks, image)));
   }
-  return log.log;
+  return events;
 }

@@ -77,7 +77,7 @@ export async function bootLabHost(opts: LabHostOptions): Promise<LabHost> {
 }
 
 /** The PCR banks with at least one PCR allocated, in the order the chip reports them. */
-async function activeBanks(tpm: Tpm2Client): Promise<number[]> {
+export async function activeBanks(tpm: Tpm2Client): Promise<number[]> {
   const cap = await tpm.getCapability(CAP.PCRS, 0, 1);
   if (!('pcrs' in cap.capabilityData)) throw new Error('the chip did not report its PCR allocation');
   const banks = cap.capabilityData.pcrs.filter((s) => s.select.some((b) => b !== 0)).map((s) => s.hash);

@@ -17,7 +17,7 @@ import { issueEkCertificate } from './credentials/ek-certificate.ts';
 import type { CertificateAuthority } from './credentials/manufacturer-ca.ts';
 import { Tpm2Client } from './tpm2-client.ts';
 import { startChip } from './chip-startup.ts';
-import { HANDLES, ekEccTemplate, ekRsaTemplate } from './tpm2-templates.ts';
+import { EK_SLOTS } from './tpm2-templates.ts';
 import { ensurePersistent, isMissingHandle, removeIndex, storeCertificate } from './tpm2-provisioning.ts';
 
 export interface Tpm2ManufacturingOptions {
@@ -36,11 +36,6 @@ export interface ManufacturedEk {
 /** The Library revision the engine reports (TPM_PT_REVISION 1.59). */
 const SPECIFICATION = { family: '2.0', level: 0, revision: 159 };
 
-const EKS = [
-  { handle: HANDLES.EK_RSA, certificateIndex: HANDLES.EK_CERT_RSA, template: ekRsaTemplate },
-  { handle: HANDLES.EK_ECC, certificateIndex: HANDLES.EK_CERT_ECC, template: ekEccTemplate },
-] as const;
-
 /**
  * Provisions whatever the chip still lacks of its EKs and EK certificates, leaving it after an
  * orderly Shutdown(CLEAR), ready for the power cycle that ships it. Returns both EKs with their
@@ -51,7 +46,7 @@ export async function manufactureTpm2(chip: Chip, opts: Tpm2ManufacturingOptions
   const made = await chip.exclusive(async (exec) => {
     const tpm = new Tpm2Client(exec);
     const out: ManufacturedEk[] = [];
-    for (const ek of EKS) {
+    for (const ek of EK_SLOTS) {
       const pub = await ensurePersistent(tpm, RH.ENDORSEMENT, ek.handle, ek.template());
       const publicKey = publicKeyOf(pub);
       let certificate = await readCertificate(tpm, ek.certificateIndex);

@@ -58,6 +58,10 @@ export type Authorization =
 
 const BY_CODE: ReadonlyMap<number, CommandDef> = new Map(COMMANDS.map((d) => [d.cc, d]));
 const EMPTY = Buffer.alloc(0);
+const RC_TESTING = 0x90a;
+/** TPM_RC_RETRY, TPM_RC_YIELDED, TPM_RC_TESTING: not run, send again. */
+const RESEND = new Set([0x922, 0x908, RC_TESTING]);
+const MAX_SENDS = 100;
 
 /** A command the chip refused, with the response code it gave. */
 export class Tpm2CommandError extends Error {
@@ -132,7 +136,7 @@ export class Tpm2Client {
     }
     w.bytes(parameters);
     w.patchU32(sizeAt, w.length);
-    const response = Buffer.from(await this.exec(Buffer.from(w.finish())));
+    const response = await this.send(Buffer.from(w.finish()));
     const { rpBytes, sessions, decode } = parseResponse(def, response);
     if (hmacs.length > 0) {
       // The TPM's answer is accepted only with its HMAC: nothing on the way may alter it.
@@ -156,6 +160,20 @@ export class Tpm2Client {
       return decode(Buffer.concat([rpBytes.subarray(0, 2), plain, rpBytes.subarray(2 + size)]));
     }
     return decode(rpBytes);
+  }
+
+  /**
+   * Sends `command` until the TPM runs it. TPM_RC_RETRY, TPM_RC_YIELDED and TPM_RC_TESTING say the
+   * TPM did not start it (its sessions untouched), so the same bytes go again; real TPMs, and
+   * libtpms, answer them under load or while self-testing.
+   */
+  private async send(command: Buffer): Promise<Buffer> {
+    for (let attempt = 1; ; attempt++) {
+      const response = Buffer.from(await this.exec(command));
+      const rc = response.length >= 10 ? response.readUInt32BE(6) : 0;
+      if (!RESEND.has(rc) || attempt >= MAX_SENDS) return response;
+      await new Promise((wake) => setTimeout(wake, rc === RC_TESTING ? 10 : 0));
+    }
   }
 
   /**

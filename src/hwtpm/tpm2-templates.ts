@@ -89,3 +89,9 @@ export function sealedTemplate(authPolicy: Buffer): Public {
     unique: { digest: Buffer.alloc(0) },
   };
 }
+
+/** The TCG default EKs (low range): where each is persisted, where its certificate is, and its template. */
+export const EK_SLOTS = [
+  { handle: HANDLES.EK_RSA, certificateIndex: HANDLES.EK_CERT_RSA, template: ekRsaTemplate },
+  { handle: HANDLES.EK_ECC, certificateIndex: HANDLES.EK_CERT_ECC, template: ekEccTemplate },
+] as const;

@@ -17,7 +17,7 @@ import { bytesOf, children, parse } from '../hwtpm/credentials/der.ts';
 import { DEFAULT_IDENTITY } from '../tpm/tpm2/capability/properties.ts';
 import { OID } from '../hwtpm/credentials/oids.ts';
 import { parseCertificate, type ParsedCertificate } from '../hwtpm/credentials/x509.ts';
-import type { Chip } from '../hwtpm/chip.ts';
+import type { HostTpm } from '../hwtpm/host-tpm.ts';
 import { decodeEventLog, type EventLog } from '../hwtpm/event-log.ts';
 import { GVTPM_COMPONENTS, hostProfile, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { Tpm2Client } from '../hwtpm/tpm2-client.ts';
@@ -39,7 +39,7 @@ export interface DelegatingAuthority {
 }
 
 export interface VmaOptions {
-  readonly chip: Chip;
+  readonly chip: HostTpm;
   readonly hostId: string;
   /** The host's TCG event log (binary). */
   readonly eventLog: Buffer;
@@ -169,7 +169,7 @@ export class VirtualManufacturerAuthority {
   }
 }
 
-export function chipRunner(chip: Chip): TpmRunner {
+export function chipRunner(chip: HostTpm): TpmRunner {
   return (job) => chip.exclusive((exec) => job(new Tpm2Client(exec)));
 }
 

@@ -23,7 +23,7 @@
  *   public area is read from the chip the first time it is needed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { Chip } from '../hwtpm/chip.ts';
+import type { HostTpm } from '../hwtpm/host-tpm.ts';
 import { Tpm2Client, Tpm2CommandError, type Authorization, type HmacSession, type SaltKey } from '../hwtpm/tpm2-client.ts';
 import { HANDLES } from '../hwtpm/tpm2-templates.ts';
 import { ALG, CC, RH, ST } from '../tpm/tpm2/constants.ts';
@@ -67,7 +67,7 @@ export class HardwareKeyService {
    * public area).
    */
   constructor(
-    private readonly chip: Chip,
+    private readonly chip: HostTpm,
     opts: { maxContexts?: number; srkName?: Buffer } = {},
   ) {
     this.maxContexts = opts.maxContexts ?? 4096;

@@ -11,7 +11,7 @@ import { DEFAULT_MODEL_CONFIG, ModelMeasurer, type ModelConfig } from './model-m
 import { VmRegistry, type VmRecord } from './registry.ts';
 import { Tpm2VtpmModel, type HardwareBacking } from './tpm2-model.ts';
 import { Tpm12VtpmModel } from './tpm12-model.ts';
-import type { Chip } from '../hwtpm/chip.ts';
+import type { HostTpm } from '../hwtpm/host-tpm.ts';
 import { ChipRefusal, type ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { HardwareKeyService, readSrk } from './hardware-key-service.ts';
@@ -43,7 +43,7 @@ export class VtpmError extends Error {
 
 /** The chip a manager shares among hardware-backed vTPMs. */
 export interface ManagerChip {
-  readonly chip: Chip;
+  readonly chip: HostTpm;
   readonly client: ChipClient;
   /** PCRs the key-binding key is sealed to; default the host TCB and the GVTPM manager. */
   readonly bindPcrs?: readonly number[];

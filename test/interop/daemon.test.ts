@@ -4,71 +4,16 @@
  * notice.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { request } from 'node:http';
+import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { cli, http, startDaemon, stopDaemon, tcti, type Daemon } from './daemon-harness.ts';
 import { interopUnavailable, parsePcrRead, tempDir, tool } from './harness.ts';
 
 const run = promisify(execFile);
-const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'vtpmd.js');
 const skip = interopUnavailable('swtpm');
-
-interface Daemon {
-  child: ChildProcess;
-  api: string;
-}
-
-async function startDaemon(stateDir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Daemon> {
-  const child = spawn(process.execPath, [BIN, '--state', stateDir, 'serve', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VTPMD_LOG_LEVEL: 'warn', ...env } });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const api = await new Promise<string>((ok, fail) => {
-    child.once('exit', (code) => fail(new Error(`vtpmd serve exited (${code}): ${stderr}`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const e = JSON.parse(line) as { event: string; api?: string };
-      if (e.event === 'listening') ok(e.api!);
-    });
-  });
-  return { child, api };
-}
-
-async function stopDaemon(d: Daemon): Promise<void> {
-  if (d.child.exitCode !== null) return;
-  const exited = new Promise((ok) => d.child.once('exit', ok));
-  d.child.kill('SIGTERM');
-  await exited;
-}
-
-async function cli(stateDir: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, '--state', stateDir, ...args], { env: { ...process.env, VTPMD_LOG_LEVEL: 'warn', ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
-
-function http(socketPath: string, method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
-  return new Promise((ok, fail) => {
-    const req = request({ socketPath, method, path, headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d));
-      res.on('end', () => ok({ status: res.statusCode!, body: text }));
-    });
-    req.on('error', fail);
-    req.end(body);
-  });
-}
-
-const tcti = (vm: { endpoints: { swtpm: { data: string } } }) => {
-  const u = new URL(vm.endpoints.swtpm.data);
-  return `swtpm:host=${u.hostname},port=${u.port}`;
-};
 
 describe('vtpmd serve', { skip }, () => {
   const state = tempDir('vtpmd-serve-');

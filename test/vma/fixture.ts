@@ -29,18 +29,18 @@ export interface Lab {
 export async function openLab(): Promise<Lab> {
   const dir = mkdtempSync(join(tmpdir(), 'vtpmd-vma-'));
   const host = await Host.open({ stateDir: join(dir, 'host'), hostId: 'lab-vma', idleUnloadMs: 0 });
-  const hostEventLog = readFileSync(host.lab.eventLogPath);
+  const hostEventLog = readFileSync(host.platform.eventLogPath);
   let privacyCa: PrivacyCa | undefined;
   const vmca = await Vmca.open({ dir: join(dir, 'vmca'), privacyCaRoots: () => (privacyCa ? [privacyCa.root] : []) });
   privacyCa = await PrivacyCa.open({
     dir: join(dir, 'privacy-ca'),
-    ekTrust: { roots: [host.lab.ca.certificate, vmca.root], crls: async () => [parseCrl(await vmca.crl())], requireCrlFrom: [vmca.root] },
+    ekTrust: { roots: [...host.platform.ekRoots, vmca.root], crls: async () => [parseCrl(await vmca.crl())], requireCrlFrom: [vmca.root] },
   });
   const configuration = 'lab-vma baseline';
   await vmca.approve(configurationFromEventLog(configuration, hostEventLog));
-  const ek = host.lab.eks.find((e) => e.handle === HANDLES.EK_ECC)!;
+  const ek = host.platform.eks.find((e) => e.handle === HANDLES.EK_ECC)!;
   const vma = await VirtualManufacturerAuthority.open({
-    chip: host.lab.chip,
+    chip: host.platform.tpm,
     hostId: 'lab-vma',
     eventLog: hostEventLog,
     ek: { handle: ek.handle, certificate: ek.certificate },
@@ -49,7 +49,7 @@ export async function openLab(): Promise<Lab> {
   });
   const verifier = new Verifier({
     privacyCaRoots: [privacyCa.root],
-    manufacturerRoots: [host.lab.ca.certificate],
+    manufacturerRoots: [...host.platform.ekRoots],
     vmcaRoots: [vmca.root],
     crls: async () => [await vmca.crl()],
   });

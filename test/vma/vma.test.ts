@@ -82,7 +82,7 @@ describe('attestation', () => {
   test("the chip's own quote, with its AIK credential chaining to the manufacturer root, verifies as a chip", async () => {
     const pcrs = vmaPcrs();
     const nonce = lab.verifier.challenge();
-    const ek = lab.host.lab.eks.find((e) => e.handle === HANDLES.EK_ECC)!;
+    const ek = lab.host.platform.eks.find((e) => e.handle === HANDLES.EK_ECC)!;
     const evidence: AttestationEvidence = {
       quote: await lab.vma.quoteChip(pcrs, nonce),
       aikCertificate: lab.vma.aik.certificate,
@@ -147,7 +147,7 @@ describe('attestation', () => {
 
     const later = new Verifier({
       privacyCaRoots: [lab.privacyCa.root],
-      manufacturerRoots: [lab.host.lab.ca.certificate],
+      manufacturerRoots: [...lab.host.platform.ekRoots],
       vmcaRoots: [lab.vmca.root],
       crls: async () => [await lab.vmca.crl()],
       now: () => new Date(Date.now() + 2 * 365 * 86_400_000),
@@ -169,9 +169,9 @@ describe('the VMCA', () => {
     // Approved: the same host with a different hypervisor measured.
     const measured = configurationFromEventLog('another build', lab.hostEventLog);
     await vmca.approve({ ...measured, pcrs: { ...measured.pcrs, '9': '00'.repeat(32) } });
-    const ek = lab.host.lab.eks.find((e) => e.handle === HANDLES.EK_ECC)!;
+    const ek = lab.host.platform.eks.find((e) => e.handle === HANDLES.EK_ECC)!;
     await assert.rejects(
-      VirtualManufacturerAuthority.open({ chip: lab.host.lab.chip, hostId: 'lab-vma', eventLog: lab.hostEventLog, ek: { handle: ek.handle, certificate: ek.certificate }, privacyCa: lab.privacyCa, vmca }),
+      VirtualManufacturerAuthority.open({ chip: lab.host.platform.tpm, hostId: 'lab-vma', eventLog: lab.hostEventLog, ek: { handle: ek.handle, certificate: ek.certificate }, privacyCa: lab.privacyCa, vmca }),
       (e: unknown) => e instanceof Error && /no approved configuration/.test(e.message) && /PCRs 9\b/.test(e.message),
     );
   });

@@ -1,0 +1,211 @@
+/**
+ * `vtpmd serve --host-tpm`: vtpmd on a host TPM it did not make. swtpm (libtpms) plays the host's
+ * TPM, provisioned by swtpm_setup with EK certificates from swtpm's local CA, and vtpmd reaches it
+ * over the swtpm socket interface as tpm2-tools do. Restarting that swtpm is a host reboot: its
+ * PCRs start from zero again.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { cli, startDaemon, stopDaemon, tcti, type Daemon } from './daemon-harness.ts';
+import { hasCommand, interopUnavailable, parsePcrRead, skipUnlessRequired, tempDir, tool } from './harness.ts';
+
+const run = promisify(execFile);
+const skip =
+  interopUnavailable('swtpm') ??
+  (['swtpm', 'swtpm_setup', 'swtpm_localca', 'openssl'].every(hasCommand) ? undefined : skipUnlessRequired('the attached host TPM tests need swtpm, swtpm_setup and openssl (apt-get install swtpm swtpm-tools openssl)'));
+
+const COMPONENT_PCRS = [11, 12, 13];
+
+/** A swtpm as the host's TPM, on a Unix socket (its ctrl channel beside it, as the swtpm TCTI expects). */
+class HostSwtpm {
+  private child: ChildProcess | undefined;
+  readonly socket: string;
+
+  constructor(private readonly dir: string) {
+    this.socket = join(dir, 'tpm.sock');
+  }
+
+  get tcti(): string {
+    return `swtpm:path=${this.socket}`;
+  }
+
+  /** Provisions the TPM as a manufacturer would: EKs and their certificates from swtpm's local CA. */
+  async manufacture(): Promise<string> {
+    const ca = join(this.dir, 'ca');
+    mkdirSync(join(this.dir, 'state'));
+    writeFileSync(join(this.dir, 'localca.conf'), [`statedir = ${ca}`, `signingkey = ${ca}/signkey.pem`, `issuercert = ${ca}/issuercert.pem`, `certserial = ${ca}/certserial`, ''].join('\n'));
+    writeFileSync(
+      join(this.dir, 'setup.conf'),
+      [`create_certs_tool = /usr/bin/swtpm_localca`, `create_certs_tool_config = ${this.dir}/localca.conf`, `create_certs_tool_options = /etc/swtpm-localca.options`, 'active_pcr_banks = sha256', ''].join('\n'),
+    );
+    await run('swtpm_setup', ['--tpm2', '--tpmstate', join(this.dir, 'state'), '--create-ek-cert', '--lock-nvram', '--config', join(this.dir, 'setup.conf'), '--overwrite']);
+    return join(ca, 'issuercert.pem');
+  }
+
+  /** Powers the TPM on (Startup(CLEAR) done, as firmware leaves it): every PCR starts at zero. */
+  async start(): Promise<void> {
+    const child = spawn(
+      'swtpm',
+      ['socket', '--tpm2', '--tpmstate', `dir=${join(this.dir, 'state')}`, '--server', `type=unixio,path=${this.socket}`, '--ctrl', `type=unixio,path=${this.socket}.ctrl`, '--flags', 'not-need-init,startup-clear'],
+      { stdio: 'ignore' },
+    );
+    this.child = child;
+    for (let i = 0; i < 200 && !(existsSync(this.socket) && existsSync(`${this.socket}.ctrl`)); i++) {
+      if (child.exitCode !== null) throw new Error(`swtpm exited (${child.exitCode})`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((ok) => child.once('exit', ok));
+    child.kill('SIGTERM');
+    await exited;
+  }
+
+  async pcrs(pcrs: readonly number[]): Promise<string[]> {
+    const bank = parsePcrRead(await tool(this.tcti, 'tpm2_pcrread', [`sha256:${pcrs.join(',')}`])).get('sha256')!;
+    return pcrs.map((p) => bank.get(p)!);
+  }
+}
+
+/** The PCR values tpm2_eventlog replays from a binary event log. */
+async function replayed(eventLog: string, pcrs: readonly number[]): Promise<string[]> {
+  const { stdout } = await run('tpm2_eventlog', [eventLog]);
+  const values = new Map([...stdout.matchAll(/^\s+(\d+)\s*:\s*0x([0-9A-Fa-f]+)\s*$/gm)].map((m) => [Number(m[1]), m[2]!.toLowerCase()]));
+  return pcrs.map((p) => values.get(p) ?? '00'.repeat(32));
+}
+
+describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
+  const work = tempDir('vtpmd-attached-');
+  const state = join(work.path, 'vtpmd');
+  const files = (n: string) => join(work.path, n);
+  const host = new HostSwtpm(work.path);
+  let ekCa: string;
+  let daemon: Daemon | undefined;
+
+  const serve = async (): Promise<Daemon> => {
+    daemon = await startDaemon(state, ['--host-tpm', host.tcti, '--ek-ca', ekCa], { VTPMD_LOG_LEVEL: 'info' });
+    return daemon;
+  };
+  const stop = async (): Promise<void> => {
+    if (daemon) await stopDaemon(daemon);
+    daemon = undefined;
+  };
+  const vm = async (name: string) => JSON.parse((await cli(state, ['vm', 'show', name])).stdout) as { endpoints: { swtpm: { data: string } } };
+  const measuredLine = (d: Daemon) => JSON.parse(d.stderr().split('\n').find((l) => l.includes('GVTPM components measured'))!) as { measured: number; already: number };
+
+  /** Loads the hardware VM's key from its files under a fresh primary, signs, and checks the signature with openssl against the key's public part. */
+  const signsWithHardwareKey = async (message: string) => {
+    const t = tcti(await vm('hw'));
+    await tool(t, 'tpm2_createprimary', ['-C', 'o', '-G', 'ecc', '-c', files('hw-primary.ctx')]);
+    await tool(t, 'tpm2_load', ['-C', files('hw-primary.ctx'), '-u', files('hw-key.pub'), '-r', files('hw-key.priv'), '-c', files('hw-key.ctx')]);
+    await tool(t, 'tpm2_flushcontext', ['-t']);
+    writeFileSync(files('message'), message);
+    await tool(t, 'tpm2_sign', ['-c', files('hw-key.ctx'), '-g', 'sha256', '-f', 'plain', '-o', files('message.sig'), files('message')]);
+    await tool(t, 'tpm2_flushcontext', ['-t']);
+    const verified = await run('openssl', ['dgst', '-sha256', '-verify', files('hw-key.pem'), '-signature', files('message.sig'), files('message')]);
+    assert.match(verified.stdout, /Verified OK/);
+  };
+
+  before(async () => {
+    ekCa = await host.manufacture();
+    await host.start();
+  });
+  after(async () => {
+    await stop();
+    await host.stop();
+    work.remove();
+  });
+
+  test('vtpmd measures its components into the host TPM, and its VMs of both designs work on it', async () => {
+    const d = await serve();
+    assert.deepEqual(measuredLine(d), { ...measuredLine(d), measured: 3, already: 0 });
+
+    const hw = await cli(state, ['vm', 'create', 'hw', '--dm', 'hardware']);
+    assert.equal(hw.code, 0, hw.stderr);
+    const t = tcti(await vm('hw'));
+    await tool(t, 'tpm2_createprimary', ['-C', 'o', '-G', 'ecc', '-c', files('hw-primary.ctx')]);
+    await tool(t, 'tpm2_create', ['-C', files('hw-primary.ctx'), '-G', 'rsa2048', '-u', files('hw-key.pub'), '-r', files('hw-key.priv')]);
+    await tool(t, 'tpm2_flushcontext', ['-t']);
+    await tool(t, 'tpm2_loadexternal', ['-C', 'n', '-u', files('hw-key.pub'), '-c', files('hw-key-public.ctx')]);
+    await tool(t, 'tpm2_readpublic', ['-c', files('hw-key-public.ctx'), '-f', 'pem', '-o', files('hw-key.pem')]);
+    await tool(t, 'tpm2_flushcontext', ['-t']);
+    await signsWithHardwareKey('signed in the host TPM');
+
+    assert.equal((await cli(state, ['vm', 'create', 'sw'])).code, 0);
+    await tool(tcti(await vm('sw')), 'tpm2_pcrextend', ['16:sha256=' + '5a'.repeat(32)]);
+
+    // The vMA got its delegation through the host TPM's EK: the VM's EK credential verifies.
+    const creds = await cli(state, ['vm', 'credentials', 'hw', '--out', files('creds')]);
+    assert.equal(creds.code, 0, creds.stderr);
+    const c = (n: string) => join(files('creds'), n);
+    const verified = await run('openssl', ['verify', '-CAfile', c('vmca-root.pem'), '-untrusted', c('chain.pem'), c('ek.pem')]);
+    assert.match(verified.stdout, /ek\.pem: OK/);
+    await stop();
+
+    const values = await host.pcrs(COMPONENT_PCRS);
+    assert.ok(values.every((v) => v !== '00'.repeat(32)), 'every component PCR was extended');
+    assert.deepEqual(values, await replayed(join(state, 'host', 'eventlog.bin'), COMPONENT_PCRS), 'the event log replays to the host TPM');
+  });
+
+  test('a daemon restart measures nothing again, and every VM is as it was', async () => {
+    const before = await host.pcrs(COMPONENT_PCRS);
+    const d = await serve();
+    assert.deepEqual(measuredLine(d), { ...measuredLine(d), measured: 0, already: 3 });
+    await signsWithHardwareKey('signed after a daemon restart');
+    const pcr = parsePcrRead(await tool(tcti(await vm('sw')), 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16);
+    assert.notEqual(pcr, '00'.repeat(32), 'the software vTPM kept its PCR 16');
+    await stop();
+    assert.deepEqual(await host.pcrs(COMPONENT_PCRS), before);
+  });
+
+  test('a reset of the host TPM (a reboot) has the components measured again, and the PSS and the hardware keys open', async () => {
+    const before = await host.pcrs(COMPONENT_PCRS);
+    await host.stop();
+    await host.start();
+    assert.deepEqual(await host.pcrs(COMPONENT_PCRS), COMPONENT_PCRS.map(() => '00'.repeat(32)), 'the reset cleared the PCRs');
+    const d = await serve();
+    assert.deepEqual(measuredLine(d), { ...measuredLine(d), measured: 3, already: 0 });
+    await signsWithHardwareKey('signed after a reboot');
+    await stop();
+    assert.deepEqual(await host.pcrs(COMPONENT_PCRS), before, 'the same code measures to the same values');
+  });
+
+  test('a component PCR holding another measurement stops vtpmd, naming the PCR', async () => {
+    await tool(host.tcti, 'tpm2_pcrextend', ['12:sha256=' + '66'.repeat(32)]);
+    await assert.rejects(serve(), /PCR 12 of the host TPM already holds a measurement other than this code's/);
+    daemon = undefined;
+  });
+
+  test('with EK roots the host TPM does not chain to, hardware-backed VMs are refused and software ones still run', async () => {
+    // A reboot clears the foreign measurement; a fresh state directory trusts only a stranger.
+    await host.stop();
+    await host.start();
+    await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=stranger', '-keyout', files('stranger.key'), '-out', files('stranger.pem'), '-days', '1']);
+    const fresh = join(work.path, 'vtpmd-stranger');
+    daemon = await startDaemon(fresh, ['--host-tpm', host.tcti, '--ek-ca', files('stranger.pem')]);
+    const hw = await cli(fresh, ['vm', 'create', 'hw', '--dm', 'hardware']);
+    assert.notEqual(hw.code, 0);
+    assert.match(hw.stderr, /not proven to be the certified chip's: .*does not chain to a trusted manufacturer root/);
+    const sw = await cli(fresh, ['vm', 'create', 'sw']);
+    assert.equal(sw.code, 0, sw.stderr);
+    await tool(tcti(JSON.parse(sw.stdout)), 'tpm2_pcrread', ['sha256:0']);
+    await stopDaemon(daemon);
+    daemon = undefined;
+  });
+
+  test('bad --host-tpm and --ek-ca values stop vtpmd serve with a message naming them', async () => {
+    await assert.rejects(startDaemon(state, ['--host-tpm', 'mssim:host=127.0.0.1']), /the mssim interface is not supported/);
+    await assert.rejects(startDaemon(state, ['--host-tpm', 'swtpm:port=99999']), /port must be 1–65535/);
+    await assert.rejects(startDaemon(state, ['--host-tpm', `swtpm:path=${files('nothing.sock')}`]), /cannot reach the host TPM at swtpm:path=/);
+    await assert.rejects(startDaemon(state, ['--host-tpm', host.tcti, '--ek-ca', files('message')]), /--ek-ca .*message: no PEM certificate in it/);
+    await assert.rejects(startDaemon(state, ['--ek-ca', ekCa]), /--ek-ca is for an attached host TPM/);
+  });
+});
