@@ -19,6 +19,7 @@ interface ServeOptions {
   hostId?: string;
   hostTpm?: string;
   ekCa?: string[];
+  hostEventLog?: string;
 }
 
 export function registerServeCommand(program: Command, logger: Logger): Command {
@@ -30,6 +31,7 @@ export function registerServeCommand(program: Command, logger: Logger): Command 
     .option('--host-id <id>', "the simulated host's identity (default: the hostname)")
     .option('--host-tpm <tcti>', "attach to this TPM 2.0 as the host's TPM instead of simulating one: swtpm:host=HOST,port=PORT or swtpm:path=SOCKET")
     .option('--ek-ca <pem-file...>', "with --host-tpm: certificates its EK certificates chain to (its manufacturer's CA)")
+    .option('--host-event-log <file>', "with --host-tpm: the firmware's TCG event log, e.g. /sys/kernel/security/tpm0/binary_bios_measurements")
     .action(async (opts: ServeOptions, command: Command) => {
       const stateDir = stateDirFallback(command, undefined);
       const log = logger.child({ command: 'serve' });
@@ -71,19 +73,27 @@ function apiAddress(opts: ServeOptions, stateDir: string): ApiAddress {
 function attachedTpmOptions(opts: ServeOptions): DaemonOptions['hostTpm'] {
   if (opts.hostTpm === undefined) {
     if (opts.ekCa?.length) throw new Error('--ek-ca is for an attached host TPM: give --host-tpm too');
+    if (opts.hostEventLog !== undefined) throw new Error('--host-event-log is for an attached host TPM: give --host-tpm too');
     return undefined;
   }
-  return { hostTpm: parseAttachedTpm(opts.hostTpm), ekRoots: (opts.ekCa ?? []).flatMap(readCertificates) };
+  return {
+    hostTpm: parseAttachedTpm(opts.hostTpm),
+    ekRoots: (opts.ekCa ?? []).flatMap(readCertificates),
+    ...(opts.hostEventLog !== undefined ? { firmwareLog: readOption('--host-event-log', opts.hostEventLog) } : {}),
+  };
+}
+
+function readOption(option: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new Error(`${option} ${file}: ${(e as Error).message}`);
+  }
 }
 
 /** Every certificate of a PEM file (a bundle holds several). */
 function readCertificates(file: string): ParsedCertificate[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`--ek-ca ${file}: ${(e as Error).message}`);
-  }
+  const text = readOption('--ek-ca', file).toString('utf8');
   const blocks = [...text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*)-----END CERTIFICATE-----/g)];
   if (blocks.length === 0) throw new Error(`--ek-ca ${file}: no PEM certificate in it`);
   return blocks.map((m, i) => parseCertificate(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'), `--ek-ca ${file} (certificate ${i + 1})`));

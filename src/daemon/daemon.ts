@@ -16,8 +16,8 @@ export interface DaemonOptions {
   logger: Logger;
   hostId?: string;
   idleUnloadMs?: number;
-  /** Attach to this TPM 2.0 instead of simulating the host's chip, trusting these EK roots. */
-  hostTpm?: Pick<HostOptions, 'hostTpm' | 'ekRoots'>;
+  /** Attach to this TPM 2.0 instead of simulating the host's chip: its EK roots and firmware event log. */
+  hostTpm?: Pick<HostOptions, 'hostTpm' | 'ekRoots' | 'firmwareLog'>;
 }
 
 export interface Daemon {

@@ -36,6 +36,8 @@ export interface HostOptions {
   readonly hostTpm?: AttachedTpmAddress;
   /** With `hostTpm`: the roots its EK certificates chain to. */
   readonly ekRoots?: readonly ParsedCertificate[];
+  /** With `hostTpm`: the firmware's TCG event log (binary), which vtpmd's events are appended to. */
+  readonly firmwareLog?: Buffer;
 }
 
 export class Host {
@@ -85,7 +87,7 @@ async function openPlatform(opts: HostOptions, hostId: string): Promise<HostPlat
     await mkdir(stateDir, { recursive: true });
     const tpm = await AttachedTpm.open(opts.hostTpm);
     try {
-      return await attachHost(tpm, { stateDir, ekRoots: opts.ekRoots ?? [], ...(opts.logger ? { logger: opts.logger } : {}) });
+      return await attachHost(tpm, { stateDir, ekRoots: opts.ekRoots ?? [], ...(opts.firmwareLog ? { firmwareLog: opts.firmwareLog } : {}), ...(opts.logger ? { logger: opts.logger } : {}) });
     } catch (e) {
       await tpm.close();
       throw e;

@@ -10,8 +10,10 @@
  * left alone; one holding anything else means other code ran as that component since the TPM was
  * reset, and vtpmd refuses to start: the PCR cannot be made to say what runs now without a reset.
  *
- * The event log holds the component events only. That is the whole log of a TPM whose firmware
- * measured nothing (swtpm); on a host whose firmware did measure, PCRs 0–9 do not replay from it.
+ * The event log is the firmware's, when the host hands it over (on Linux,
+ * /sys/kernel/security/tpm0/binary_bios_measurements), followed by the component events; without
+ * it, the component events alone, which is the whole log of a TPM whose firmware measured nothing
+ * (swtpm). A verifier replays PCRs 0–9 (the host TCB) from the firmware's part.
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -24,8 +26,8 @@ import type { AttachedTpm } from './attached-tpm.ts';
 import { startChip } from './chip-startup.ts';
 import { writeFileAtomic } from './credentials/atomic-file.ts';
 import { parseCertificate, type ParsedCertificate } from './credentials/x509.ts';
-import { EventLogBuilder, encodeEventLog, type PcrEvent } from './event-log.ts';
-import { gvtpmComponentEvents, type MeasureHostBootOptions } from './host-boot.ts';
+import { EventLogBuilder, decodeEventLog, encodeEventLog, EventLogError, replay, type PcrEvent } from './event-log.ts';
+import { GVTPM_COMPONENTS, gvtpmComponentEvents, hostTcbPcrs, type MeasureHostBootOptions } from './host-boot.ts';
 import type { HostEk, HostPlatform } from './host-tpm.ts';
 import { EVENT_LOG_FILE, activeBanks } from './lab-host.ts';
 import { Tpm2Client } from './tpm2-client.ts';
@@ -37,6 +39,8 @@ export interface AttachHostOptions {
   readonly stateDir: string;
   /** Roots the TPM's EK certificates must chain to (its manufacturer's). */
   readonly ekRoots: readonly ParsedCertificate[];
+  /** The firmware's TCG event log (binary), which the component events are appended to. */
+  readonly firmwareLog?: Buffer;
   readonly measure?: MeasureHostBootOptions;
   readonly logger?: Logger;
 }
@@ -52,7 +56,7 @@ export async function attachHost(tpm: AttachedTpm, opts: AttachHostOptions): Pro
   await startChip(tpm);
   const { events, eks } = await tpm.exclusive(async (exec) => {
     const client = new Tpm2Client(exec);
-    const log = new EventLogBuilder(await activeBanks(client));
+    const log = opts.firmwareLog ? await firmwareLogBuilder(client, opts.firmwareLog, opts.logger) : new EventLogBuilder(await activeBanks(client));
     const components = await gvtpmComponentEvents(log, opts.measure);
     let measured = 0;
     for (const event of components) {
@@ -65,6 +69,37 @@ export async function attachHost(tpm: AttachedTpm, opts: AttachHostOptions): Pro
   const eventLogPath = join(opts.stateDir, EVENT_LOG_FILE);
   await writeFileAtomic(eventLogPath, encodeEventLog(events));
   return { tpm, ekRoots: opts.ekRoots, eks, eventLogPath, close: () => tpm.close() };
+}
+
+/**
+ * A log that goes on from the firmware's. It must leave the component PCRs to vtpmd; a host TCB
+ * PCR it does not replay to is logged (the vMA's delegation will be refused for it), not fatal.
+ */
+async function firmwareLogBuilder(tpm: Tpm2Client, bytes: Buffer, logger: Logger | undefined): Promise<EventLogBuilder> {
+  let builder: EventLogBuilder;
+  try {
+    builder = EventLogBuilder.continuing(decodeEventLog(bytes));
+  } catch (e) {
+    if (e instanceof EventLogError || e instanceof RangeError) throw new AttachedHostError(`the firmware event log is unusable: ${e.message}`);
+    throw e;
+  }
+  const componentPcrs = new Set(GVTPM_COMPONENTS.map((c) => c.pcr));
+  const taken = builder.log.events.find((e) => componentPcrs.has(e.pcrIndex) && e.digests.some((d) => d.digest.some((b) => b !== 0)));
+  if (taken) throw new AttachedHostError(`the firmware event log measures into PCR ${taken.pcrIndex}, which vtpmd's components use`);
+  const replayed = replay(builder.log);
+  const tcb = hostTcbPcrs();
+  for (const [alg, values] of replayed) {
+    let actual: Buffer[];
+    try {
+      actual = await tpm.pcrRead(alg, tcb);
+    } catch {
+      logger?.warn({ bank: alg }, 'the firmware event log has a bank the host TPM does not report');
+      continue;
+    }
+    const differ = tcb.filter((pcr, i) => !actual[i]!.equals(values[pcr]!));
+    if (differ.length > 0) logger?.warn({ bank: alg, pcrs: differ }, 'the firmware event log does not replay to these PCRs of the host TPM');
+  }
+  return builder;
 }
 
 /** Extends `event` unless its PCR already holds exactly it (see the module comment); true when it extended. */

@@ -308,10 +308,19 @@ export class EventLogBuilder {
   private readonly events: PcrEvent[] = [];
   readonly specId: SpecIdEvent;
 
-  constructor(readonly banks: readonly number[], vendorInfo?: Uint8Array) {
+  constructor(readonly banks: readonly number[], vendorInfo?: Uint8Array, prior?: EventLog) {
     if (banks.length === 0) throw new RangeError('an event log needs at least one bank');
     if (new Set(banks).size !== banks.length) throw new RangeError('a bank is listed twice');
-    this.specId = specIdFor(banks, vendorInfo);
+    this.specId = prior?.specId ?? specIdFor(banks, vendorInfo);
+    if (prior) this.events.push(...prior.events);
+  }
+
+  /** A builder that goes on where `log` (firmware's, say) ends, with its Spec ID event and banks. */
+  static continuing(log: EventLog): EventLogBuilder {
+    const banks = log.specId.algorithms.map((a) => a.alg);
+    const unknown = banks.filter((alg) => !isHashAlg(alg));
+    if (unknown.length > 0) throw new RangeError(`the log has banks this host cannot hash: ${unknown.map((a) => `0x${a.toString(16)}`).join(', ')}`);
+    return new EventLogBuilder(banks, undefined, log);
   }
 
   /** Logs `event`, measured by the digest of `measured` (the event data itself by default). */

@@ -10,6 +10,9 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { ALG } from '../../src/tpm/tpm2/constants.ts';
+import { EventLogBuilder } from '../../src/hwtpm/event-log.ts';
+import { EV } from '../../src/hwtpm/event-types.ts';
 import { cli, startDaemon, stopDaemon, tcti, type Daemon } from './daemon-harness.ts';
 import { hasCommand, interopUnavailable, parsePcrRead, skipUnlessRequired, tempDir, tool } from './harness.ts';
 
@@ -207,5 +210,43 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
     await assert.rejects(startDaemon(state, ['--host-tpm', `swtpm:path=${files('nothing.sock')}`]), /cannot reach the host TPM at swtpm:path=/);
     await assert.rejects(startDaemon(state, ['--host-tpm', host.tcti, '--ek-ca', files('message')]), /--ek-ca .*message: no PEM certificate in it/);
     await assert.rejects(startDaemon(state, ['--ek-ca', ekCa]), /--ek-ca is for an attached host TPM/);
+  });
+  test("with the firmware's event log, a host whose firmware measured gets the vMA's delegation; without it, none", async () => {
+    await host.stop();
+    await host.start();
+    // Firmware's part: events extended into the TPM by tpm2-tools, logged as firmware logs them.
+    const firmware = new EventLogBuilder([ALG.SHA256]);
+    const measured = [
+      firmware.measure(0, EV.POST_CODE, Buffer.from('lab firmware 1.2.3')),
+      firmware.measure(4, EV.EFI_ACTION, Buffer.from('Calling EFI Application from Boot Option')),
+      firmware.measure(7, EV.SEPARATOR, Buffer.alloc(4)),
+    ];
+    for (const e of measured) await tool(host.tcti, 'tpm2_pcrextend', [`${e.pcrIndex}:sha256=${e.digests[0]!.digest.toString('hex')}`]);
+    writeFileSync(files('firmware.log'), firmware.encode());
+
+    const withLog = join(work.path, 'vtpmd-firmware-log');
+    daemon = await startDaemon(withLog, ['--host-tpm', host.tcti, '--ek-ca', ekCa, '--host-event-log', files('firmware.log')]);
+    assert.equal((await cli(withLog, ['vm', 'create', 'w'])).code, 0);
+    const creds = await cli(withLog, ['vm', 'credentials', 'w', '--out', files('creds-w')]);
+    assert.equal(creds.code, 0, creds.stderr);
+    await stop();
+    const pcrs = [0, 4, 7, ...COMPONENT_PCRS];
+    assert.deepEqual(await host.pcrs(pcrs), await replayed(join(withLog, 'host', 'eventlog.bin'), pcrs), "firmware's events and vtpmd's replay to the host TPM");
+
+    const withoutLog = join(work.path, 'vtpmd-no-firmware-log');
+    daemon = await startDaemon(withoutLog, ['--host-tpm', host.tcti, '--ek-ca', ekCa]);
+    assert.equal((await cli(withoutLog, ['vm', 'create', 'w'])).code, 0);
+    const refused = await cli(withoutLog, ['vm', 'credentials', 'w', '--out', files('creds-w2')]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /no delegation from the VMCA/);
+    await stop();
+
+    const grabbing = new EventLogBuilder([ALG.SHA256]);
+    grabbing.measure(12, EV.EFI_ACTION, Buffer.from('something else'));
+    writeFileSync(files('grabbing.log'), grabbing.encode());
+    await assert.rejects(startDaemon(withLog, ['--host-tpm', host.tcti, '--host-event-log', files('grabbing.log')]), /the firmware event log measures into PCR 12, which vtpmd's components use/);
+    writeFileSync(files('garbage.log'), Buffer.from('not a log'));
+    await assert.rejects(startDaemon(withLog, ['--host-tpm', host.tcti, '--host-event-log', files('garbage.log')]), /the firmware event log is unusable/);
+    daemon = undefined;
   });
 });
