@@ -10,11 +10,11 @@
  *   <state>/pss    the PSS database (level)
  *   <state>/vms    the VM registry (level)
  */
+import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ChipClient } from '../hwtpm/chip-client.ts';
-import { mkdir } from 'node:fs/promises';
 import { attachHost } from '../hwtpm/attached-host.ts';
 import { AttachedTpm, type AttachedTpmAddress } from '../hwtpm/attached-tpm.ts';
 import type { ParsedCertificate } from '../hwtpm/credentials/x509.ts';
@@ -95,5 +95,5 @@ async function openPlatform(opts: HostOptions, hostId: string): Promise<HostPlat
   }
   // The chip makes hardware-backed vTPMs' RSA keys: off the main thread, as the models do.
   const lab = await bootLabHost({ stateDir: join(opts.stateDir, 'chip'), hostId, rsaKeys: processRsaKeyPool() });
-  return { tpm: lab.chip, ekRoots: [lab.ca.certificate], eks: lab.eks, eventLogPath: lab.eventLogPath, close: () => lab.chip.flush() };
+  return { tpm: lab.chip, name: 'simulated lab chip', ekRoots: [lab.ca.certificate], eks: lab.eks, eventLogPath: lab.eventLogPath, close: () => lab.chip.flush() };
 }

@@ -168,10 +168,11 @@ export class VmService {
     });
   }
 
-  async health(): Promise<{ status: 'ok' | 'degraded'; vms: number; running: number; pss: string }> {
+  async health(): Promise<{ status: 'ok' | 'degraded'; hostTpm: string; vms: number; running: number; pss: string }> {
     const refusal = this.host.pss.refusal;
     return {
       status: refusal ? 'degraded' : 'ok',
+      hostTpm: this.host.platform.name,
       vms: (await this.manager.list()).length,
       running: this.endpoints.size,
       pss: refusal ? `refusing every vTPM (${refusal.condition})` : 'ok',

@@ -68,7 +68,7 @@ export async function attachHost(tpm: AttachedTpm, opts: AttachHostOptions): Pro
   if (eks.length === 0) opts.logger?.warn({ tpm: tpm.name }, 'the host TPM holds no EK certificate at 0x1c00002 or 0x1c0000a: its keys cannot be proven to be a certified TPM’s');
   const eventLogPath = join(opts.stateDir, EVENT_LOG_FILE);
   await writeFileAtomic(eventLogPath, encodeEventLog(events));
-  return { tpm, ekRoots: opts.ekRoots, eks, eventLogPath, close: () => tpm.close() };
+  return { tpm, name: tpm.name, ekRoots: opts.ekRoots, eks, eventLogPath, close: () => tpm.close() };
 }
 
 /**

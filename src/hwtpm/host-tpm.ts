@@ -32,6 +32,8 @@ export interface HostEk {
 /** The host's TPM as the host hands it to vtpmd: started, measured, its EKs and event log found. */
 export interface HostPlatform {
   readonly tpm: HostTpm;
+  /** Which TPM it is, for operators: "simulated lab chip" or the attached TPM's address. */
+  readonly name: string;
   /** Roots the EK certificates chain to: whom the host trusts to vouch for its TPM. */
   readonly ekRoots: readonly ParsedCertificate[];
   readonly eks: readonly HostEk[];

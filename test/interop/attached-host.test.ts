@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { ALG } from '../../src/tpm/tpm2/constants.ts';
 import { EventLogBuilder } from '../../src/hwtpm/event-log.ts';
 import { EV } from '../../src/hwtpm/event-types.ts';
-import { cli, startDaemon, stopDaemon, tcti, type Daemon } from './daemon-harness.ts';
+import { cli, http, startDaemon, stopDaemon, tcti, type Daemon } from './daemon-harness.ts';
 import { hasCommand, interopUnavailable, parsePcrRead, skipUnlessRequired, tempDir, tool } from './harness.ts';
 
 const run = promisify(execFile);
@@ -130,6 +130,8 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
   test('vtpmd measures its components into the host TPM, and its VMs of both designs work on it', async () => {
     const d = await serve();
     assert.deepEqual(measuredLine(d), { ...measuredLine(d), measured: 3, already: 0 });
+    const health = JSON.parse((await http(new URL(d.api).pathname, 'GET', '/health')).body);
+    assert.deepEqual([health.status, health.hostTpm], ['ok', host.tcti]);
 
     const hw = await cli(state, ['vm', 'create', 'hw', '--dm', 'hardware']);
     assert.equal(hw.code, 0, hw.stderr);

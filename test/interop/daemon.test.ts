@@ -248,6 +248,7 @@ describe('vtpmd serve', { skip }, () => {
     const sock = join(state.path, 'vtpmd.sock');
     const health = JSON.parse((await http(sock, 'GET', '/health')).body);
     assert.equal(health.status, 'ok');
+    assert.equal(health.hostTpm, 'simulated lab chip');
     assert.equal(health.vms, 2);
     const metrics = (await http(sock, 'GET', '/metrics')).body;
     assert.match(metrics, /vtpmd_vm_queue_depth\{vm="web"\} 0/);
