@@ -29,7 +29,7 @@ export function registerServeCommand(program: Command, logger: Logger): Command 
     .option('--api <address>', 'control API: unix:///path (default <state>/vtpmd.sock, mode 0600) or tcp://127.0.0.1:PORT (needs a token)')
     .option('--token-file <file>', 'bearer token for a TCP control API (or VTPMD_API_TOKEN)')
     .option('--host-id <id>', "the simulated host's identity (default: the hostname)")
-    .option('--host-tpm <tcti>', "attach to this TPM 2.0 as the host's TPM instead of simulating one: swtpm:host=HOST,port=PORT or swtpm:path=SOCKET")
+    .option('--host-tpm <tcti>', "attach to this TPM 2.0 as the host's TPM instead of simulating one: device[:PATH] (default /dev/tpmrm0), swtpm:host=HOST,port=PORT or swtpm:path=SOCKET")
     .option('--ek-ca <pem-file...>', "with --host-tpm: certificates its EK certificates chain to (its manufacturer's CA)")
     .option('--host-event-log <file>', "with --host-tpm: the firmware's TCG event log, e.g. /sys/kernel/security/tpm0/binary_bios_measurements")
     .action(async (opts: ServeOptions, command: Command) => {

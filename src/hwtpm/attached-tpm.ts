@@ -1,28 +1,35 @@
 /**
- * A TPM 2.0 outside this process serving as the host's TPM, reached over the swtpm socket
- * interface's data channel — the protocol tpm2-tools' swtpm TCTI speaks, and what swtpm, or a
- * proxy in front of a host's /dev/tpmrm0, serves. Named the way a TCTI configuration names it:
+ * A TPM 2.0 outside this process serving as the host's TPM, named the way a TCTI configuration
+ * names it:
  *
- *   swtpm                               127.0.0.1, port 2321
+ *   device                              /dev/tpmrm0, the kernel's resource-managed TPM device
+ *   device:/dev/tpm0                    another TPM character device
+ *   swtpm                               the swtpm socket interface's data channel at 127.0.0.1:2321
  *   swtpm:host=HOST,port=PORT
  *   swtpm:path=/run/vtpmd/host-tpm.sock a Unix socket
  *
+ * A device takes one whole command per write() and gives the whole response to the read() after
+ * it; the swtpm data channel carries the same bytes as a stream (what swtpm, libtpms's front end,
+ * serves, and what tpm2-tools' swtpm TCTI speaks).
+ *
  * The TPM must be powered and past TPM_Init when vtpmd attaches (swtpm: `--flags
- * not-need-init`, or a TCTI's power-on before): vtpmd never power-cycles it, because resetting the
- * host's TPM is a reboot's business, not a daemon's. One command is in flight at a time. A broken
- * connection fails the command in flight, and the next command connects again.
+ * not-need-init`): vtpmd never power-cycles it, because resetting the host's TPM is a reboot's
+ * business, not a daemon's. One command is in flight at a time. A failed exchange fails the
+ * command in flight, and the next command opens the channel again.
  */
+import { open, type FileHandle } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { SerialQueue } from '../tpm/serial-queue.ts';
 import { HEADER_SIZE_OFFSET, TPM_HEADER_SIZE } from '../transport/tpm-frames.ts';
 import { SocketReader } from '../transport/socket-io.ts';
 import type { Exec, HostTpm } from './host-tpm.ts';
 
-export type AttachedTpmAddress = { readonly host: string; readonly port: number } | { readonly path: string };
+export type AttachedTpmAddress = { readonly host: string; readonly port: number } | { readonly path: string } | { readonly device: string };
 
 /** Largest response accepted: a TPM's own limit (TPM_PT_MAX_RESPONSE_SIZE) is a few KiB. */
 const MAX_RESPONSE = 64 * 1024;
 const DEFAULT_ADDRESS = { host: '127.0.0.1', port: 2321 } as const;
+const DEFAULT_DEVICE = '/dev/tpmrm0';
 
 export class AttachedTpmError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -31,11 +38,12 @@ export class AttachedTpmError extends Error {
   }
 }
 
-/** Parses `swtpm[:key=value,…]` (keys host, port, path); throws AttachedTpmError naming what is wrong. */
+/** Parses `device[:PATH]` or `swtpm[:key=value,…]` (keys host, port, path); throws AttachedTpmError naming what is wrong. */
 export function parseAttachedTpm(spec: string): AttachedTpmAddress {
   const m = /^([a-z0-9-]+)(?::(.*))?$/.exec(spec);
-  if (!m) throw new AttachedTpmError(`host TPM ${JSON.stringify(spec)}: expected swtpm:host=HOST,port=PORT or swtpm:path=SOCKET`);
-  if (m[1] !== 'swtpm') throw new AttachedTpmError(`host TPM ${JSON.stringify(spec)}: the ${m[1]} interface is not supported; vtpmd attaches over swtpm`);
+  if (!m) throw new AttachedTpmError(`host TPM ${JSON.stringify(spec)}: expected device:/dev/tpmrm0, swtpm:host=HOST,port=PORT or swtpm:path=SOCKET`);
+  if (m[1] === 'device') return { device: m[2] || DEFAULT_DEVICE };
+  if (m[1] !== 'swtpm') throw new AttachedTpmError(`host TPM ${JSON.stringify(spec)}: the ${m[1]} interface is not supported; vtpmd attaches to a device or over swtpm`);
   const fields = new Map<string, string>();
   for (const part of (m[2] ?? '').split(',').filter((p) => p !== '')) {
     const eq = part.indexOf('=');
@@ -60,27 +68,110 @@ export function parseAttachedTpm(spec: string): AttachedTpmAddress {
 }
 
 export function describeAddress(a: AttachedTpmAddress): string {
-  return 'path' in a ? `swtpm:path=${a.path}` : `swtpm:host=${a.host},port=${a.port}`;
+  return 'device' in a ? `device:${a.device}` : 'path' in a ? `swtpm:path=${a.path}` : `swtpm:host=${a.host},port=${a.port}`;
 }
 
-interface Connection {
-  readonly socket: Socket;
-  readonly reader: SocketReader;
+/** How commands reach the TPM: one exchange at a time, each a whole command and a whole response. */
+interface Channel {
+  /** False once the peer is known gone: a socket it closed. */
+  readonly usable: boolean;
+  exchange(command: Uint8Array): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+/** The response size a header declares, checked against what a TPM can answer. */
+function declaredSize(header: Buffer, name: string): number {
+  const size = header.readUInt32BE(HEADER_SIZE_OFFSET);
+  if (size < TPM_HEADER_SIZE || size > MAX_RESPONSE) throw new AttachedTpmError(`the host TPM at ${name} framed a response of ${size} bytes`);
+  return size;
+}
+
+class SocketChannel implements Channel {
+  private constructor(
+    private readonly socket: Socket,
+    private readonly reader: SocketReader,
+    private readonly name: string,
+  ) {}
+
+  static async open(address: { host: string; port: number } | { path: string }, name: string): Promise<SocketChannel> {
+    const socket = 'path' in address ? connect({ path: address.path }) : connect({ host: address.host, port: address.port });
+    socket.setNoDelay(true);
+    await new Promise<void>((ok, fail) => {
+      socket.once('connect', ok);
+      socket.once('error', (e) => fail(new AttachedTpmError(`cannot reach the host TPM at ${name}: ${e.message}`, { cause: e })));
+    });
+    return new SocketChannel(socket, new SocketReader(socket), name);
+  }
+
+  get usable(): boolean {
+    return !this.socket.destroyed;
+  }
+
+  async exchange(command: Uint8Array): Promise<Buffer> {
+    this.socket.write(command);
+    const header = await this.reader.read(TPM_HEADER_SIZE);
+    if (header === null) throw new AttachedTpmError(`the host TPM at ${this.name} closed the connection before answering`);
+    const body = await this.reader.readRest(declaredSize(header, this.name) - TPM_HEADER_SIZE, TPM_HEADER_SIZE);
+    return Buffer.concat([header, body]);
+  }
+
+  async close(): Promise<void> {
+    this.socket.destroy();
+  }
+}
+
+class DeviceChannel implements Channel {
+  readonly usable = true;
+  private readonly buffer = Buffer.alloc(MAX_RESPONSE);
+
+  private constructor(
+    private readonly file: FileHandle,
+    private readonly name: string,
+  ) {}
+
+  static async open(device: string, name: string): Promise<DeviceChannel> {
+    try {
+      return new DeviceChannel(await open(device, 'r+'), name);
+    } catch (e) {
+      throw new AttachedTpmError(`cannot reach the host TPM at ${name}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  async exchange(command: Uint8Array): Promise<Buffer> {
+    const { bytesWritten } = await this.file.write(command);
+    if (bytesWritten !== command.length) throw new AttachedTpmError(`the host TPM at ${this.name} took ${bytesWritten} of a ${command.length}-byte command`);
+    // The first read asks for all a response can be, as a TPM device answers one read with the
+    // whole response; further reads serve devices that deliver it in pieces.
+    let filled = 0;
+    let size = MAX_RESPONSE;
+    while (filled < size) {
+      const { bytesRead } = await this.file.read(this.buffer, filled, this.buffer.length - filled, null);
+      if (bytesRead === 0) throw new AttachedTpmError(`the host TPM at ${this.name} ended its response after ${filled} bytes`);
+      filled += bytesRead;
+      if (filled >= TPM_HEADER_SIZE) size = declaredSize(this.buffer, this.name);
+    }
+    if (filled > size) throw new AttachedTpmError(`the host TPM at ${this.name} answered ${filled} bytes for a ${size}-byte response`);
+    return Buffer.from(this.buffer.subarray(0, size));
+  }
+
+  close(): Promise<void> {
+    return this.file.close();
+  }
 }
 
 export class AttachedTpm implements HostTpm {
   readonly family = 'tpm2' as const;
   readonly powered = true;
   private readonly queue = new SerialQueue();
-  private connection: Connection | undefined;
+  private channel: Channel | undefined;
   private closed = false;
 
   constructor(readonly address: AttachedTpmAddress) {}
 
-  /** Connects now, so that a wrong address fails at start rather than at the first command. */
+  /** Opens the channel now, so that a wrong address fails at start rather than at the first command. */
   static async open(address: AttachedTpmAddress): Promise<AttachedTpm> {
     const tpm = new AttachedTpm(address);
-    await tpm.queue.run(() => tpm.connected());
+    await tpm.queue.run(() => tpm.opened());
     return tpm;
   }
 
@@ -97,8 +188,8 @@ export class AttachedTpm implements HostTpm {
   }
 
   exclusive<T>(job: (exec: Exec) => Promise<T>, locality = 0): Promise<T> {
-    // The data channel carries no locality; the ctrl channel's SET_LOCALITY is left alone because
-    // the host's own users share this TPM and a locality is theirs to choose.
+    // Neither channel carries a locality (swtpm's ctrl channel could set one, but the host's own
+    // users share this TPM and a locality is theirs to choose).
     if (locality !== 0) return Promise.reject(new RangeError(`the attached host TPM is used at locality 0 only, not ${locality}`));
     return this.queue.run(() => job((command) => this.roundTrip(command)));
   }
@@ -107,47 +198,36 @@ export class AttachedTpm implements HostTpm {
     // The TPM makes its own NV durable before it answers; nothing is held here.
   }
 
-  /** Closes the connection once the commands queued so far have been answered. */
+  /** Closes the channel once the commands queued so far have been answered. */
   close(): Promise<void> {
     return this.queue.run(async () => {
       this.closed = true;
-      this.drop();
+      await this.drop();
     });
   }
 
   private async roundTrip(command: Uint8Array): Promise<Uint8Array> {
-    const { socket, reader } = await this.connected();
+    const channel = await this.opened();
     try {
-      socket.write(command);
-      const header = await reader.read(TPM_HEADER_SIZE);
-      if (header === null) throw new AttachedTpmError(`the host TPM at ${this.name} closed the connection before answering`);
-      const size = header.readUInt32BE(HEADER_SIZE_OFFSET);
-      if (size < TPM_HEADER_SIZE || size > MAX_RESPONSE) throw new AttachedTpmError(`the host TPM at ${this.name} framed a response of ${size} bytes`);
-      const body = await reader.readRest(size - TPM_HEADER_SIZE, TPM_HEADER_SIZE);
-      return Buffer.concat([header, body]);
+      return await channel.exchange(command);
     } catch (e) {
-      // After a failure mid-exchange the stream's framing is lost: start the next command afresh.
-      this.drop();
+      // After a failure mid-exchange the framing is lost: the next command starts afresh.
+      await this.drop();
       if (e instanceof AttachedTpmError) throw e;
       throw new AttachedTpmError(`the host TPM at ${this.name} failed during a command: ${(e as Error).message}`, { cause: e });
     }
   }
 
-  private async connected(): Promise<Connection> {
+  private async opened(): Promise<Channel> {
     if (this.closed) throw new AttachedTpmError(`the host TPM at ${this.name} was detached`);
-    if (this.connection && !this.connection.socket.destroyed) return this.connection;
-    const socket = 'path' in this.address ? connect({ path: this.address.path }) : connect({ host: this.address.host, port: this.address.port });
-    socket.setNoDelay(true);
-    await new Promise<void>((ok, fail) => {
-      socket.once('connect', ok);
-      socket.once('error', (e) => fail(new AttachedTpmError(`cannot reach the host TPM at ${this.name}: ${e.message}`, { cause: e })));
-    });
-    this.connection = { socket, reader: new SocketReader(socket) };
-    return this.connection;
+    if (this.channel && !this.channel.usable) await this.drop();
+    this.channel ??= 'device' in this.address ? await DeviceChannel.open(this.address.device, this.name) : await SocketChannel.open(this.address, this.name);
+    return this.channel;
   }
 
-  private drop(): void {
-    this.connection?.socket.destroy();
-    this.connection = undefined;
+  private async drop(): Promise<void> {
+    const channel = this.channel;
+    this.channel = undefined;
+    await channel?.close().catch(() => undefined);
   }
 }

@@ -11,18 +11,20 @@ describe('parseAttachedTpm', () => {
     assert.deepEqual(parseAttachedTpm('swtpm:host=tpm.lab,port=2400'), { host: 'tpm.lab', port: 2400 });
     assert.deepEqual(parseAttachedTpm('swtpm:port=2400'), { host: '127.0.0.1', port: 2400 });
     assert.deepEqual(parseAttachedTpm('swtpm:path=/run/tpm.sock'), { path: '/run/tpm.sock' });
+    assert.deepEqual(parseAttachedTpm('device'), { device: '/dev/tpmrm0' });
+    assert.deepEqual(parseAttachedTpm('device:/dev/tpm0'), { device: '/dev/tpm0' });
   });
 
   test('names what is wrong', () => {
     const bad: [string, RegExp][] = [
-      ['device:/dev/tpmrm0', /the device interface is not supported/],
+      ['mssim:host=127.0.0.1', /the mssim interface is not supported/],
       ['swtpm:port=0', /port must be 1–65535/],
       ['swtpm:port=12ab', /port must be 1–65535/],
       ['swtpm:host=a,host=b', /host given twice/],
       ['swtpm:speed=9', /unknown or empty field "speed=9"/],
       ['swtpm:path=/x,port=1', /path= excludes host= and port=/],
       ['swtpm:path=', /path= is empty/],
-      ['SWTPM host', /expected swtpm:host=HOST,port=PORT/],
+      ['SWTPM host', /expected device:\/dev\/tpmrm0, swtpm:host=HOST,port=PORT/],
     ];
     for (const [spec, why] of bad) assert.throws(() => parseAttachedTpm(spec), (e) => e instanceof AttachedTpmError && why.test(e.message), spec);
   });
@@ -120,6 +122,7 @@ describe('AttachedTpm', () => {
 
   test('an unreachable TPM and a locality other than 0 are refused with the reason', async () => {
     await assert.rejects(AttachedTpm.open({ path: '/nonexistent/tpm.sock' }), /cannot reach the host TPM at swtpm:path=\/nonexistent\/tpm\.sock/);
+    await assert.rejects(AttachedTpm.open({ device: '/nonexistent/tpmrm0' }), /cannot reach the host TPM at device:\/nonexistent\/tpmrm0: ENOENT/);
     const t = await AttachedTpm.open({ host: '127.0.0.1', port: tpm.port });
     await assert.rejects(t.execute(command(8), 3), /locality 0 only, not 3/);
     await t.close();

@@ -1,8 +1,8 @@
 /**
  * `vtpmd serve --host-tpm`: vtpmd on a host TPM it did not make. swtpm (libtpms) plays the host's
  * TPM, provisioned by swtpm_setup with EK certificates from swtpm's local CA, and vtpmd reaches it
- * over the swtpm socket interface as tpm2-tools do. Restarting that swtpm is a host reboot: its
- * PCRs start from zero again.
+ * over the swtpm socket interface as tpm2-tools do, or as a character device (a pseudo-terminal
+ * relaying to it). Restarting that swtpm is a host reboot: its PCRs start from zero again.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -19,7 +19,7 @@ import { hasCommand, interopUnavailable, parsePcrRead, skipUnlessRequired, tempD
 const run = promisify(execFile);
 const skip =
   interopUnavailable('swtpm') ??
-  (['swtpm', 'swtpm_setup', 'swtpm_localca', 'openssl'].every(hasCommand) ? undefined : skipUnlessRequired('the attached host TPM tests need swtpm, swtpm_setup and openssl (apt-get install swtpm swtpm-tools openssl)'));
+  (['swtpm', 'swtpm_setup', 'swtpm_localca', 'openssl', 'python3'].every(hasCommand) ? undefined : skipUnlessRequired('the attached host TPM tests need swtpm, swtpm_setup, openssl and python3 (apt-get install swtpm swtpm-tools openssl python3)'));
 
 const COMPONENT_PCRS = [11, 12, 13];
 
@@ -169,6 +169,23 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
     assert.notEqual(pcr, '00'.repeat(32), 'the software vTPM kept its PCR 16');
     await stop();
     assert.deepEqual(await host.pcrs(COMPONENT_PCRS), before);
+  });
+
+  test('through a TPM character device (device:PATH) the same host TPM serves the same VMs', async () => {
+    // A pseudo-terminal relaying to the swtpm stands in for /dev/tpmrm0: a real character device.
+    const relay = spawn('python3', [join(import.meta.dirname, 'pty-tpm-device.py'), host.socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const device = await new Promise<string>((ok, fail) => {
+        relay.once('exit', (code) => fail(new Error(`the device relay exited (${code})`)));
+        relay.stdout!.once('data', (d: Buffer) => ok(d.toString().trim()));
+      });
+      daemon = await startDaemon(state, ['--host-tpm', `device:${device}`, '--ek-ca', ekCa], { VTPMD_LOG_LEVEL: 'info' });
+      assert.deepEqual(measuredLine(daemon), { ...measuredLine(daemon), tpm: `device:${device}`, measured: 0, already: 3 });
+      await signsWithHardwareKey('signed through a TPM device');
+      await stop();
+    } finally {
+      relay.kill();
+    }
   });
 
   test('a reset of the host TPM (a reboot) has the components measured again, and the PSS and the hardware keys open', async () => {
