@@ -4,7 +4,7 @@
  * response only after its NVM is in the PSS. Reports completed extend+save pairs per second, and
  * how many saves each commit (one synced level batch + one chip counter increment) carried.
  *
- *   node --import tsx bench/pss.ts [--seconds 3] [--vms 1,16,64,256] [--memory-chip]
+ *   node --import tsx bench/pss.ts [--seconds 3] [--vms 1,16,64,256] [--memory-chip | --swtpm-chip]
  *                                  [--nvm engine|<bytes>]
  *
  * `--nvm engine` (default) saves each engine's running-state snapshot (PCRs included, since
@@ -12,29 +12,38 @@
  * see the PSS alone.
  *
  * The chip is file-backed unless --memory-chip: its NV file is rewritten (fsync + rename) on
- * every counter increment, as the real part's NV write is part of each commit's cost.
+ * every counter increment, as the real part's NV write is part of each commit's cost. With
+ * --swtpm-chip the host TPM is a swtpm (libtpms) the bench starts for each row, attached as
+ * `vtpmd serve --host-tpm` attaches one: every commit's counter increment is libtpms's NV write.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { AttachedTpm } from '../src/hwtpm/attached-tpm.ts';
 import { Chip } from '../src/hwtpm/chip.ts';
+import type { HostTpm } from '../src/hwtpm/host-tpm.ts';
 import { openChipClient } from '../src/hwtpm/open-chip-client.ts';
 import { ProtectedStorage } from '../src/pss/protected-storage.ts';
 import { MemoryStateStore } from '../src/tpm/tpm2/state/store.ts';
 import { pcrExtendSha256 } from './lib/scenarios.ts';
 import { startedEngine } from './lib/in-process.ts';
+import { installCleanupHooks } from './lib/cleanup.ts';
+import { findOnPath, startSwtpm, type Peer } from './lib/peers.ts';
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '3' },
     vms: { type: 'string', default: '1,16,64,256' },
     'memory-chip': { type: 'boolean', default: false },
+    'swtpm-chip': { type: 'boolean', default: false },
     nvm: { type: 'string', default: 'engine' },
     'max-batch': { type: 'string' },
   },
 });
 const seconds = Number(values.seconds);
+// A started swtpm is stopped however the bench ends.
+installCleanupHooks();
 const vmCounts = values.vms!.split(',').map(Number);
 const MODEL = Buffer.alloc(32, 0x5a);
 const extend = pcrExtendSha256().sampleCommand;
@@ -53,7 +62,14 @@ interface Row {
 async function measure(vms: number, durable: boolean): Promise<Row> {
   const dir = mkdtempSync(join(tmpdir(), 'vtpmd-bench-pss-'));
   try {
-    const chip = values['memory-chip'] ? Chip.open({ personality: 'tpm2', store: new MemoryStateStore() }) : Chip.open({ personality: 'tpm2', stateDir: join(dir, 'chip') });
+    let swtpm: Peer | undefined;
+    let chip: HostTpm;
+    if (values['swtpm-chip']) {
+      swtpm = await startSwtpm(findOnPath('swtpm') ?? 'swtpm', dir);
+      chip = await AttachedTpm.open({ host: swtpm.host, port: swtpm.dataPort });
+    } else {
+      chip = values['memory-chip'] ? Chip.open({ personality: 'tpm2', store: new MemoryStateStore() }) : Chip.open({ personality: 'tpm2', stateDir: join(dir, 'chip') });
+    }
     const client = await openChipClient(chip);
     await client.takeOwnership();
     const pss = await ProtectedStorage.open({ dir: join(dir, 'pss'), chip: client, ...(values['max-batch'] ? { maxCommitBatch: Number(values['max-batch']) } : {}) });
@@ -82,6 +98,8 @@ async function measure(vms: number, durable: boolean): Promise<Row> {
     await Promise.all(loops);
     const commits = pss.status().commits - commitsBefore;
     await pss.close();
+    if (chip instanceof AttachedTpm) await chip.close();
+    await swtpm?.stop();
     return { vms, durable, opsPerSec: done / elapsed, commits, savesPerCommit: ops / Math.max(1, commits), nvmBytes };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -96,7 +114,7 @@ for (const n of vmCounts) {
 process.stderr.write(`measuring ${vmCounts.at(-1)} VM(s), non-durable…\n`);
 rows.push(await measure(vmCounts.at(-1)!, false));
 
-console.log(`PSS: ${useEngine ? 'PCR_Extend + save of the engine snapshot' : `save of a ${fixedNvm!.length}-byte NVM`}, ${seconds} s per row, ${values['memory-chip'] ? 'in-memory' : 'file-backed'} chip, ${cpus().length}× ${cpus()[0]?.model ?? 'unknown CPU'}`);
+console.log(`PSS: ${useEngine ? 'PCR_Extend + save of the engine snapshot' : `save of a ${fixedNvm!.length}-byte NVM`}, ${seconds} s per row, ${values['swtpm-chip'] ? 'swtpm as the host TPM' : values['memory-chip'] ? 'in-memory chip' : 'file-backed chip'}, ${cpus().length}× ${cpus()[0]?.model ?? 'unknown CPU'}`);
 console.log('| VMs | save | ops/s | commits | saves/commit | NVM bytes |');
 console.log('|---:|---|---:|---:|---:|---:|');
 for (const r of rows) {
