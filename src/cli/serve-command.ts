@@ -20,6 +20,8 @@ interface ServeOptions {
   hostTpm?: string;
   ekCa?: string[];
   hostEventLog?: string;
+  ownerAuthFile?: string;
+  endorsementAuthFile?: string;
 }
 
 export function registerServeCommand(program: Command, logger: Logger): Command {
@@ -32,6 +34,8 @@ export function registerServeCommand(program: Command, logger: Logger): Command 
     .option('--host-tpm <tcti>', "attach to this TPM 2.0 as the host's TPM instead of simulating one: device[:PATH] (default /dev/tpmrm0), swtpm:host=HOST,port=PORT or swtpm:path=SOCKET")
     .option('--ek-ca <pem-file...>', "with --host-tpm: certificates its EK certificates chain to (its manufacturer's CA)")
     .option('--host-event-log <file>', "with --host-tpm: the firmware's TCG event log, e.g. /sys/kernel/security/tpm0/binary_bios_measurements")
+    .option('--owner-auth-file <file>', "with --host-tpm: a file holding its owner authorization (one trailing newline ignored)")
+    .option('--endorsement-auth-file <file>', "with --host-tpm: a file holding its endorsement authorization (one trailing newline ignored)")
     .action(async (opts: ServeOptions, command: Command) => {
       const stateDir = stateDirFallback(command, undefined);
       const log = logger.child({ command: 'serve' });
@@ -73,14 +77,27 @@ function apiAddress(opts: ServeOptions, stateDir: string): ApiAddress {
 function attachedTpmOptions(opts: ServeOptions): DaemonOptions['hostTpm'] {
   if (opts.hostTpm === undefined) {
     if (opts.ekCa?.length) throw new Error('--ek-ca is for an attached host TPM: give --host-tpm too');
-    if (opts.hostEventLog !== undefined) throw new Error('--host-event-log is for an attached host TPM: give --host-tpm too');
+    for (const [option, given] of [['--host-event-log', opts.hostEventLog], ['--owner-auth-file', opts.ownerAuthFile], ['--endorsement-auth-file', opts.endorsementAuthFile]] as const) {
+      if (given !== undefined) throw new Error(`${option} is for an attached host TPM: give --host-tpm too`);
+    }
     return undefined;
   }
   return {
     hostTpm: parseAttachedTpm(opts.hostTpm),
     ekRoots: (opts.ekCa ?? []).flatMap(readCertificates),
     ...(opts.hostEventLog !== undefined ? { firmwareLog: readOption('--host-event-log', opts.hostEventLog) } : {}),
+    hierarchyAuth: {
+      ...(opts.ownerAuthFile !== undefined ? { owner: readSecret('--owner-auth-file', opts.ownerAuthFile) } : {}),
+      ...(opts.endorsementAuthFile !== undefined ? { endorsement: readSecret('--endorsement-auth-file', opts.endorsementAuthFile) } : {}),
+    },
   };
+}
+
+/** A file's bytes without one trailing newline (as `echo` writes one). Its contents never reach an error message. */
+function readSecret(option: string, file: string): Buffer {
+  const bytes = readOption(option, file);
+  const end = bytes.at(-1) === 0x0a ? (bytes.at(-2) === 0x0d ? bytes.length - 2 : bytes.length - 1) : bytes.length;
+  return bytes.subarray(0, end);
 }
 
 function readOption(option: string, file: string): Buffer {

@@ -17,7 +17,7 @@ export interface DaemonOptions {
   hostId?: string;
   idleUnloadMs?: number;
   /** Attach to this TPM 2.0 instead of simulating the host's chip: its EK roots and firmware event log. */
-  hostTpm?: Pick<HostOptions, 'hostTpm' | 'ekRoots' | 'firmwareLog'>;
+  hostTpm?: Pick<HostOptions, 'hostTpm' | 'ekRoots' | 'firmwareLog' | 'hierarchyAuth'>;
 }
 
 export interface Daemon {

@@ -19,6 +19,7 @@ import { attachHost } from '../hwtpm/attached-host.ts';
 import { AttachedTpm, type AttachedTpmAddress } from '../hwtpm/attached-tpm.ts';
 import type { ParsedCertificate } from '../hwtpm/credentials/x509.ts';
 import type { HostPlatform } from '../hwtpm/host-tpm.ts';
+import type { HierarchyAuth } from '../hwtpm/tpm2-client.ts';
 import { bootLabHost } from '../hwtpm/lab-host.ts';
 import { processRsaKeyPool } from '../tpm/crypto/rsa-key-pool.ts';
 import { openChipClient } from '../hwtpm/open-chip-client.ts';
@@ -38,6 +39,8 @@ export interface HostOptions {
   readonly ekRoots?: readonly ParsedCertificate[];
   /** With `hostTpm`: the firmware's TCG event log (binary), which vtpmd's events are appended to. */
   readonly firmwareLog?: Buffer;
+  /** With `hostTpm`: its owner and endorsement authValues, where the host's owner set them. */
+  readonly hierarchyAuth?: HierarchyAuth;
 }
 
 export class Host {
@@ -85,7 +88,7 @@ async function openPlatform(opts: HostOptions, hostId: string): Promise<HostPlat
   if (opts.hostTpm) {
     const stateDir = join(opts.stateDir, 'host');
     await mkdir(stateDir, { recursive: true });
-    const tpm = await AttachedTpm.open(opts.hostTpm);
+    const tpm = await AttachedTpm.open(opts.hostTpm, opts.hierarchyAuth);
     try {
       return await attachHost(tpm, { stateDir, ekRoots: opts.ekRoots ?? [], ...(opts.firmwareLog ? { firmwareLog: opts.firmwareLog } : {}), ...(opts.logger ? { logger: opts.logger } : {}) });
     } catch (e) {

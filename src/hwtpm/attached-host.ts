@@ -17,7 +17,8 @@
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { RH } from '../tpm/tpm2/constants.ts';
+import { ALG, CC, RH } from '../tpm/tpm2/constants.ts';
+import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
 import { digest } from '../tpm/crypto/hash.ts';
 import { subjectPublicKeyInfo } from '../tpm/crypto/certificate-signing.ts';
 import { publicKeyOf } from '../tpm/tpm2/objects/model.ts';
@@ -30,7 +31,7 @@ import { EventLogBuilder, decodeEventLog, encodeEventLog, EventLogError, replay,
 import { GVTPM_COMPONENTS, gvtpmComponentEvents, hostTcbPcrs, type MeasureHostBootOptions } from './host-boot.ts';
 import type { HostEk, HostPlatform } from './host-tpm.ts';
 import { EVENT_LOG_FILE, activeBanks } from './lab-host.ts';
-import { Tpm2Client } from './tpm2-client.ts';
+import { Tpm2Client, Tpm2CommandError } from './tpm2-client.ts';
 import { ensurePersistent, isMissingHandle } from './tpm2-provisioning.ts';
 import { EK_SLOTS } from './tpm2-templates.ts';
 
@@ -55,7 +56,8 @@ export class AttachedHostError extends Error {
 export async function attachHost(tpm: AttachedTpm, opts: AttachHostOptions): Promise<HostPlatform> {
   await startChip(tpm);
   const { events, eks } = await tpm.exclusive(async (exec) => {
-    const client = new Tpm2Client(exec);
+    const client = new Tpm2Client(exec, tpm.hierarchyAuth);
+    await checkHierarchyAuth(client);
     const log = opts.firmwareLog ? await firmwareLogBuilder(client, opts.firmwareLog, opts.logger) : new EventLogBuilder(await activeBanks(client));
     const components = await gvtpmComponentEvents(log, opts.measure);
     let measured = 0;
@@ -100,6 +102,33 @@ async function firmwareLogBuilder(tpm: Tpm2Client, bytes: Buffer, logger: Logger
     if (differ.length > 0) logger?.warn({ bank: alg, pcrs: differ }, 'the firmware event log does not replay to these PCRs of the host TPM');
   }
   return builder;
+}
+
+/**
+ * Whether the TPM takes the owner and endorsement authorizations vtpmd holds, asked by commands
+ * that change nothing: an audit status change with no algorithm and no commands, and PolicySecret
+ * in a trial session. Hierarchy authorizations are outside dictionary-attack protection, so a
+ * wrong one costs nothing but this refusal.
+ */
+async function checkHierarchyAuth(tpm: Tpm2Client): Promise<void> {
+  const refused = (e: unknown) => e instanceof Tpm2CommandError && (unnumbered(e.rc) === RC.BAD_AUTH || unnumbered(e.rc) === RC.AUTH_FAIL);
+  const told = (handle: number, option: string) =>
+    tpm.hierarchyAuthValue(handle).length > 0 ? `the authorization in ${option} is not its own` : `it is not empty (give it with ${option})`;
+  try {
+    await tpm.call(CC.SetCommandCodeAuditStatus, [RH.OWNER], [tpm.hierarchyAuth(RH.OWNER)], { auditAlg: ALG.NULL, setList: [], clearList: [] });
+  } catch (e) {
+    if (refused(e)) throw new AttachedHostError(`the host TPM refused its owner authorization: ${told(RH.OWNER, '--owner-auth-file')}`);
+    throw e;
+  }
+  const session = await tpm.startPolicySession(true);
+  try {
+    await tpm.call(CC.PolicySecret, [RH.ENDORSEMENT, session], [tpm.hierarchyAuth(RH.ENDORSEMENT)], { nonceTPM: Buffer.alloc(0), cpHashA: Buffer.alloc(0), policyRef: Buffer.alloc(0), expiration: 0 });
+  } catch (e) {
+    if (refused(e)) throw new AttachedHostError(`the host TPM refused its endorsement authorization: ${told(RH.ENDORSEMENT, '--endorsement-auth-file')}`);
+    throw e;
+  } finally {
+    await tpm.flushContext(session).catch(() => undefined);
+  }
 }
 
 /** Extends `event` unless its PCR already holds exactly it (see the module comment); true when it extended. */

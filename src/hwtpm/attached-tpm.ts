@@ -23,6 +23,7 @@ import { SerialQueue } from '../tpm/serial-queue.ts';
 import { HEADER_SIZE_OFFSET, TPM_HEADER_SIZE } from '../transport/tpm-frames.ts';
 import { SocketReader } from '../transport/socket-io.ts';
 import type { Exec, HostTpm } from './host-tpm.ts';
+import type { HierarchyAuth } from './tpm2-client.ts';
 
 export type AttachedTpmAddress = { readonly host: string; readonly port: number } | { readonly path: string } | { readonly device: string };
 
@@ -166,11 +167,15 @@ export class AttachedTpm implements HostTpm {
   private channel: Channel | undefined;
   private closed = false;
 
-  constructor(readonly address: AttachedTpmAddress) {}
+  /** `hierarchyAuth`: the owner and endorsement authValues, when the host's owner set them. */
+  constructor(
+    readonly address: AttachedTpmAddress,
+    readonly hierarchyAuth: HierarchyAuth = {},
+  ) {}
 
   /** Opens the channel now, so that a wrong address fails at start rather than at the first command. */
-  static async open(address: AttachedTpmAddress): Promise<AttachedTpm> {
-    const tpm = new AttachedTpm(address);
+  static async open(address: AttachedTpmAddress, hierarchyAuth: HierarchyAuth = {}): Promise<AttachedTpm> {
+    const tpm = new AttachedTpm(address, hierarchyAuth);
     await tpm.queue.run(() => tpm.opened());
     return tpm;
   }

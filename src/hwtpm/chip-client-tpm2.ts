@@ -42,7 +42,7 @@ export class Tpm2ChipClient implements ChipClient {
   constructor(readonly chip: HostTpm) {}
 
   private turn<T>(job: (tpm: Tpm2Client) => Promise<T>): Promise<T> {
-    return this.chip.exclusive((exec) => job(new Tpm2Client(exec))).catch((e) => {
+    return this.chip.exclusive((exec) => job(new Tpm2Client(exec, this.chip.hierarchyAuth))).catch((e) => {
       throw refusal(e);
     });
   }

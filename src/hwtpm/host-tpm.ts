@@ -6,6 +6,7 @@
  */
 import type { Personality } from './chip.ts';
 import type { ParsedCertificate } from './credentials/x509.ts';
+import type { HierarchyAuth } from './tpm2-client.ts';
 
 export type Exec = (command: Uint8Array) => Promise<Uint8Array>;
 
@@ -13,6 +14,8 @@ export interface HostTpm {
   readonly family: Personality;
   /** False only while a simulated chip is switched off: firmware (startChip) must power it on. */
   readonly powered: boolean;
+  /** The hierarchy authValues its clients use (Tpm2Client's second argument); absent when empty. */
+  readonly hierarchyAuth?: HierarchyAuth;
   powerOn(): Promise<void>;
   /** One command at `locality`, between anyone else's. */
   execute(command: Uint8Array, locality: number): Promise<Uint8Array>;

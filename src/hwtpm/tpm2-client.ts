@@ -81,8 +81,29 @@ export interface CallResult {
 
 const bytes = (v: Uint8Array | string): Buffer => (typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.from(v));
 
+/** A TPM's hierarchy authValues, where they are not empty. Never logged. */
+export interface HierarchyAuth {
+  readonly owner?: Uint8Array;
+  readonly endorsement?: Uint8Array;
+}
+
 export class Tpm2Client {
-  constructor(private readonly exec: Exec) {}
+  constructor(
+    private readonly exec: Exec,
+    private readonly hierarchies: HierarchyAuth = {},
+  ) {}
+
+  /** The authValue of a hierarchy handle as this client was given it (empty otherwise). */
+  hierarchyAuthValue(handle: number): Buffer {
+    const value = handle === RH.OWNER ? this.hierarchies.owner : handle === RH.ENDORSEMENT ? this.hierarchies.endorsement : undefined;
+    return Buffer.from(value ?? EMPTY);
+  }
+
+  /** The password authorization of a hierarchy handle, with that authValue. */
+  hierarchyAuth(handle: number): Authorization {
+    const value = this.hierarchyAuthValue(handle);
+    return value.length > 0 ? { password: value } : {};
+  }
 
   /**
    * Sends one command described by the engine's table: `handles` in order, one authorization
@@ -225,7 +246,7 @@ export class Tpm2Client {
   }
 
   async createPrimary(hierarchy: number, template: Public, opts: { auth?: Authorization; userAuth?: Buffer } = {}): Promise<{ handle: number; outPublic: Public; name: Buffer }> {
-    const r = await this.call(CC.CreatePrimary, [hierarchy], [opts.auth ?? {}], {
+    const r = await this.call(CC.CreatePrimary, [hierarchy], [opts.auth ?? this.hierarchyAuth(hierarchy)], {
       inSensitive: { userAuth: opts.userAuth ?? EMPTY, data: EMPTY },
       inPublic: template,
       outsideInfo: EMPTY,
@@ -262,7 +283,7 @@ export class Tpm2Client {
     return (await this.call(CC.Unseal, [handle], [auth])).params.outData;
   }
 
-  async evictControl(hierarchy: number, object: number, persistentHandle: number, auth: Authorization = {}): Promise<void> {
+  async evictControl(hierarchy: number, object: number, persistentHandle: number, auth: Authorization = this.hierarchyAuth(hierarchy)): Promise<void> {
     await this.call(CC.EvictControl, [hierarchy, object], [auth], { persistentHandle });
   }
 
@@ -271,7 +292,7 @@ export class Tpm2Client {
   }
 
   async nvDefineSpace(authHandle: number, publicInfo: NvPublic, opts: { auth?: Authorization; indexAuth?: Buffer } = {}): Promise<void> {
-    await this.call(CC.NV_DefineSpace, [authHandle], [opts.auth ?? {}], { auth: opts.indexAuth ?? EMPTY, publicInfo });
+    await this.call(CC.NV_DefineSpace, [authHandle], [opts.auth ?? this.hierarchyAuth(authHandle)], { auth: opts.indexAuth ?? EMPTY, publicInfo });
   }
 
   async nvReadPublic(index: number): Promise<NvPublic> {
@@ -286,7 +307,7 @@ export class Tpm2Client {
     }
   }
 
-  async nvRead(authHandle: number, index: number, size: number, auth: Authorization = {}, chunk = 1024): Promise<Buffer> {
+  async nvRead(authHandle: number, index: number, size: number, auth: Authorization = this.hierarchyAuth(authHandle), chunk = 1024): Promise<Buffer> {
     const parts: Buffer[] = [];
     for (let offset = 0; offset < size; offset += chunk) {
       const r = await this.call(CC.NV_Read, [authHandle, index], [auth], { size: Math.min(chunk, size - offset), offset });

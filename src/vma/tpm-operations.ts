@@ -57,12 +57,12 @@ export async function withLoaded<T>(tpm: Tpm2Client, parent: number, key: KeyBlo
 /**
  * TPM2_ActivateCredential of a credential made for the loaded `activateHandle` and the EK at
  * `ekHandle`; returns the credential the maker wrapped. The EK's admin-with-policy role is met by
- * PolicySecret with the (empty) endorsement authorization.
+ * PolicySecret with the endorsement authorization the client holds.
  */
 export async function activateCredential(tpm: Tpm2Client, activateHandle: number, ekHandle: number, credentialBlob: Buffer, secret: Buffer): Promise<Buffer> {
   const session = await tpm.startPolicySession(false);
   try {
-    await tpm.call(CC.PolicySecret, [RH.ENDORSEMENT, session], [{}], { nonceTPM: EMPTY, cpHashA: EMPTY, policyRef: EMPTY, expiration: 0 });
+    await tpm.call(CC.PolicySecret, [RH.ENDORSEMENT, session], [tpm.hierarchyAuth(RH.ENDORSEMENT)], { nonceTPM: EMPTY, cpHashA: EMPTY, policyRef: EMPTY, expiration: 0 });
     const r = await tpm.call(CC.ActivateCredential, [activateHandle, ekHandle], [{}, { policySession: session }], { credentialBlob, secret });
     return r.params.certInfo as Buffer;
   } finally {

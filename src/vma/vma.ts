@@ -170,7 +170,7 @@ export class VirtualManufacturerAuthority {
 }
 
 export function chipRunner(chip: HostTpm): TpmRunner {
-  return (job) => chip.exclusive((exec) => job(new Tpm2Client(exec)));
+  return (job) => chip.exclusive((exec) => job(new Tpm2Client(exec, chip.hierarchyAuth)));
 }
 
 function platformTcb(hostId: string, eventLog: Buffer, hwModel: string): PlatformTcb {

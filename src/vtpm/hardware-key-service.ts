@@ -81,7 +81,7 @@ export class HardwareKeyService {
 
   perform(owner: string, request: ChipRequest): Promise<unknown> {
     return this.chip.exclusive(async (exec) => {
-      const tpm = new Tpm2Client(exec);
+      const tpm = new Tpm2Client(exec, this.chip.hierarchyAuth);
       if (request.kind === 'create') {
         const srk = await this.srkOf(tpm);
         const chipAuth = newChipAuth();
@@ -178,7 +178,7 @@ export class HardwareKeyService {
   private async makePrimary(tpm: Tpm2Client, owner: string, template: Public, chipAuth: Buffer): Promise<{ handle: number; name: Buffer; outPublic: Public }> {
     const made = await this.inSession(tpm, owner, (session) =>
       // A hierarchy's Name, like its qualified name, is its handle.
-      tpm.call(CC.CreatePrimary, [RH.OWNER], [{ hmacSession: session, authValue: Buffer.alloc(0), names: [hierarchyQn(RH.OWNER)], decrypt: true }], {
+      tpm.call(CC.CreatePrimary, [RH.OWNER], [{ hmacSession: session, authValue: tpm.hierarchyAuthValue(RH.OWNER), names: [hierarchyQn(RH.OWNER)], decrypt: true }], {
         inSensitive: { userAuth: chipAuth, data: Buffer.alloc(0) },
         inPublic: template,
         outsideInfo: Buffer.alloc(0),

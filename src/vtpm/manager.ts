@@ -369,7 +369,7 @@ async function pinnedSrkName(registry: VmRegistry, hw: ManagerChip, logger: Logg
   if (recorded || hw.chip.family !== 'tpm2') return recorded;
   const roots = hw.ekRoots;
   const name = await hw.chip.exclusive(async (exec) => {
-    const tpm = new Tpm2Client(exec);
+    const tpm = new Tpm2Client(exec, hw.chip.hierarchyAuth);
     if (roots) return proveSrk(tpm, roots);
     logger?.warn("no manufacturer roots to prove the chip's hwSRK against: its Name is trusted as the chip reports it");
     return (await readSrk(tpm)).name;

@@ -63,10 +63,12 @@ class HostSwtpm {
     }
   }
 
+  /** Shuts the TPM down as an OS does before a reboot (without it, the next start counts a dictionary-attack failure), then stops it. */
   async stop(): Promise<void> {
     const child = this.child;
     this.child = undefined;
     if (!child || child.exitCode !== null) return;
+    await tool(this.tcti, 'tpm2_shutdown', []);
     const exited = new Promise((ok) => child.once('exit', ok));
     child.kill('SIGTERM');
     await exited;
@@ -267,5 +269,42 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
     writeFileSync(files('garbage.log'), Buffer.from('not a log'));
     await assert.rejects(startDaemon(withLog, ['--host-tpm', host.tcti, '--host-event-log', files('garbage.log')]), /the firmware event log is unusable/);
     daemon = undefined;
+  });
+  test('a host TPM whose owner and endorsement authorizations are set serves vtpmd given them, and stops it without', async () => {
+    await host.stop();
+    await host.start();
+    writeFileSync(files('owner.auth'), 'owner secret\n');
+    writeFileSync(files('endorsement.auth'), 'endorsement secret\n');
+    writeFileSync(files('wrong.auth'), 'wrong-secret-7');
+    // A fresh owner makes its own SRK: vtpmd creates it again under the owner authorization.
+    await tool(host.tcti, 'tpm2_evictcontrol', ['-C', 'o', '-c', '0x81000001']);
+    await tool(host.tcti, 'tpm2_changeauth', ['-c', 'o', 'owner secret']);
+    await tool(host.tcti, 'tpm2_changeauth', ['-c', 'e', 'endorsement secret']);
+    try {
+      const fresh = join(work.path, 'vtpmd-owned');
+      const attach = (...extra: string[]) => startDaemon(fresh, ['--host-tpm', host.tcti, '--ek-ca', ekCa, ...extra], { VTPMD_LOG_LEVEL: 'debug' });
+      const secretFree = (e: unknown) => !/owner secret|endorsement secret|wrong-secret-7/.test(String(e));
+      await assert.rejects(attach(), (e) => /refused its owner authorization: it is not empty \(give it with --owner-auth-file\)/.test(String(e)) && secretFree(e));
+      await assert.rejects(attach('--owner-auth-file', files('wrong.auth')), (e) => /the authorization in --owner-auth-file is not its own/.test(String(e)) && secretFree(e));
+      await assert.rejects(attach('--owner-auth-file', files('owner.auth')), /refused its endorsement authorization: it is not empty \(give it with --endorsement-auth-file\)/);
+
+      daemon = await attach('--owner-auth-file', files('owner.auth'), '--endorsement-auth-file', files('endorsement.auth'));
+      const hw = await cli(fresh, ['vm', 'create', 'hw', '--dm', 'hardware']);
+      assert.equal(hw.code, 0, hw.stderr);
+      const t = tcti(JSON.parse(hw.stdout));
+      await tool(t, 'tpm2_createprimary', ['-C', 'o', '-G', 'ecc', '-c', files('owned-primary.ctx')]);
+      await tool(t, 'tpm2_create', ['-C', files('owned-primary.ctx'), '-G', 'ecc', '-u', files('owned.pub'), '-r', files('owned.priv'), '-c', files('owned.ctx')]);
+      await tool(t, 'tpm2_flushcontext', ['-t']);
+      await tool(t, 'tpm2_sign', ['-c', files('owned.ctx'), '-g', 'sha256', '-o', files('owned.sig'), files('message')]);
+      await tool(t, 'tpm2_flushcontext', ['-t']);
+      const creds = await cli(fresh, ['vm', 'credentials', 'hw', '--out', files('creds-owned')]);
+      assert.equal(creds.code, 0, creds.stderr);
+      await stop();
+      assert.ok(secretFree(daemon?.stderr() ?? ''), 'no authorization reached the log');
+    } finally {
+      await stop();
+      await tool(host.tcti, 'tpm2_changeauth', ['-c', 'o', '-p', 'owner secret']);
+      await tool(host.tcti, 'tpm2_changeauth', ['-c', 'e', '-p', 'endorsement secret']);
+    }
   });
 });
