@@ -14,6 +14,7 @@ import { ALG } from '../../src/tpm/tpm2/constants.ts';
 import { EventLogBuilder } from '../../src/hwtpm/event-log.ts';
 import { EV } from '../../src/hwtpm/event-types.ts';
 import { cli, http, startDaemon, stopDaemon, tcti, type Daemon } from './daemon-harness.ts';
+import { exerciseHardwareVm } from './hardware-vm-flow.ts';
 import { hasCommand, interopUnavailable, parsePcrRead, skipUnlessRequired, tempDir, tool } from './harness.ts';
 
 const run = promisify(execFile);
@@ -160,6 +161,12 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
     const values = await host.pcrs(COMPONENT_PCRS);
     assert.ok(values.every((v) => v !== '00'.repeat(32)), 'every component PCR was extended');
     assert.deepEqual(values, await replayed(join(state, 'host', 'eventlog.bin'), COMPONENT_PCRS), 'the event log replays to the host TPM');
+  });
+
+  test('a hardware-backed VM does everything a guest does with it through the host TPM: libtpms makes and uses its keys', async () => {
+    await serve();
+    await exerciseHardwareVm(state, work.path, 'hsm');
+    await stop();
   });
 
   test('a daemon restart measures nothing again, and every VM is as it was', async () => {
