@@ -41,7 +41,7 @@ export async function openAuthorities(stateDir: string, host: Host, hostId: stri
   const ek = host.platform.eks.find((e) => e.handle === HANDLES.EK_ECC) ?? host.platform.eks[0];
   try {
     if (!ek) throw new Error("the host TPM holds no certified EK, so the privacy CA cannot certify the vMA's AIK");
-    const vma = await VirtualManufacturerAuthority.open({ chip: host.platform.tpm, hostId, eventLog, ek: { handle: ek.handle, certificate: ek.certificate }, privacyCa, vmca });
+    const vma = await VirtualManufacturerAuthority.open({ chip: host.platform.tpm, hostId, eventLog, ek: { handle: ek.handle, certificate: ek.certificate }, privacyCa, vmca, platform: host.platform.identity });
     return { vmca, privacyCa, vma, unavailable: undefined };
   } catch (e) {
     const why = `the vMA has no delegation from the VMCA: ${(e as Error).message}`;

@@ -21,6 +21,7 @@ import type { ParsedCertificate } from '../hwtpm/credentials/x509.ts';
 import type { HostPlatform } from '../hwtpm/host-tpm.ts';
 import type { HierarchyAuth } from '../hwtpm/tpm2-client.ts';
 import { bootLabHost } from '../hwtpm/lab-host.ts';
+import { labPlatformIdentity } from '../hwtpm/platform-identity.ts';
 import { processRsaKeyPool } from '../tpm/crypto/rsa-key-pool.ts';
 import { openChipClient } from '../hwtpm/open-chip-client.ts';
 import { ProtectedStorage } from '../pss/protected-storage.ts';
@@ -98,5 +99,13 @@ async function openPlatform(opts: HostOptions, hostId: string): Promise<HostPlat
   }
   // The chip makes hardware-backed vTPMs' RSA keys: off the main thread, as the models do.
   const lab = await bootLabHost({ stateDir: join(opts.stateDir, 'chip'), hostId, rsaKeys: processRsaKeyPool() });
-  return { tpm: lab.chip, name: 'simulated lab chip', ekRoots: [lab.ca.certificate], eks: lab.eks, eventLogPath: lab.eventLogPath, close: () => lab.chip.flush() };
+  return {
+    tpm: lab.chip,
+    name: 'simulated lab chip',
+    ekRoots: [lab.ca.certificate],
+    eks: lab.eks,
+    eventLogPath: lab.eventLogPath,
+    identity: labPlatformIdentity(hostId),
+    close: () => lab.chip.flush(),
+  };
 }

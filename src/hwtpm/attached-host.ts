@@ -30,6 +30,7 @@ import { parseCertificate, type ParsedCertificate } from './credentials/x509.ts'
 import { EventLogBuilder, decodeEventLog, encodeEventLog, EventLogError, replay, type PcrEvent } from './event-log.ts';
 import { GVTPM_COMPONENTS, gvtpmComponentEvents, hostTcbPcrs, type MeasureHostBootOptions } from './host-boot.ts';
 import type { HostEk, HostPlatform } from './host-tpm.ts';
+import { dmiPlatformIdentity } from './platform-identity.ts';
 import { EVENT_LOG_FILE, activeBanks } from './lab-host.ts';
 import { Tpm2Client, Tpm2CommandError } from './tpm2-client.ts';
 import { ensurePersistent, isMissingHandle } from './tpm2-provisioning.ts';
@@ -43,6 +44,8 @@ export interface AttachHostOptions {
   /** The firmware's TCG event log (binary), which the component events are appended to. */
   readonly firmwareLog?: Buffer;
   readonly measure?: MeasureHostBootOptions;
+  /** Where the host's SMBIOS fields are (default /sys/class/dmi/id). */
+  readonly dmiDir?: string;
   readonly logger?: Logger;
 }
 
@@ -70,7 +73,7 @@ export async function attachHost(tpm: AttachedTpm, opts: AttachHostOptions): Pro
   if (eks.length === 0) opts.logger?.warn({ tpm: tpm.name }, 'the host TPM holds no EK certificate at 0x1c00002 or 0x1c0000a: its keys cannot be proven to be a certified TPM’s');
   const eventLogPath = join(opts.stateDir, EVENT_LOG_FILE);
   await writeFileAtomic(eventLogPath, encodeEventLog(events));
-  return { tpm, name: tpm.name, ekRoots: opts.ekRoots, eks, eventLogPath, close: () => tpm.close() };
+  return { tpm, name: tpm.name, ekRoots: opts.ekRoots, eks, eventLogPath, identity: await dmiPlatformIdentity(opts.dmiDir), close: () => tpm.close() };
 }
 
 /**

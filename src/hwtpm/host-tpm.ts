@@ -7,6 +7,7 @@
 import type { Personality } from './chip.ts';
 import type { ParsedCertificate } from './credentials/x509.ts';
 import type { HierarchyAuth } from './tpm2-client.ts';
+import type { PlatformIdentity } from './platform-identity.ts';
 
 export type Exec = (command: Uint8Array) => Promise<Uint8Array>;
 
@@ -42,6 +43,8 @@ export interface HostPlatform {
   readonly eks: readonly HostEk[];
   /** The TCG event log whose replay gives the TPM's PCRs. */
   readonly eventLogPath: string;
+  /** What platform certificates say the host is. */
+  readonly identity: PlatformIdentity;
   /** Makes the TPM's state durable and lets go of it. */
   close(): Promise<void>;
 }

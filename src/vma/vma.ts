@@ -19,7 +19,8 @@ import { OID } from '../hwtpm/credentials/oids.ts';
 import { parseCertificate, type ParsedCertificate } from '../hwtpm/credentials/x509.ts';
 import type { HostTpm } from '../hwtpm/host-tpm.ts';
 import { decodeEventLog, type EventLog } from '../hwtpm/event-log.ts';
-import { GVTPM_COMPONENTS, hostProfile, hostTcbPcrs } from '../hwtpm/host-boot.ts';
+import { GVTPM_COMPONENTS, hostTcbPcrs } from '../hwtpm/host-boot.ts';
+import { labPlatformIdentity, type PlatformIdentity } from '../hwtpm/platform-identity.ts';
 import { Tpm2Client } from '../hwtpm/tpm2-client.ts';
 import { HANDLES } from '../hwtpm/tpm2-templates.ts';
 import { enrollAik, type AikIssuer, type TpmRunner } from './aik-enrollment.ts';
@@ -47,6 +48,8 @@ export interface VmaOptions {
   readonly ek: { readonly handle: number; readonly certificate: Buffer };
   readonly privacyCa: AikIssuer;
   readonly vmca: DelegatingAuthority;
+  /** What platform certificates say the host is; default the simulated lab host's (labPlatformIdentity). */
+  readonly platform?: PlatformIdentity;
   readonly now?: () => Date;
 }
 
@@ -114,7 +117,7 @@ export class VirtualManufacturerAuthority {
     };
     const migratable = await delegate(true);
     const fixed = await delegate(false);
-    return new VirtualManufacturerAuthority(opts, { key: aik.aik, certificate: aik.certificate }, { migratable, fixed }, platformTcb(opts.hostId, opts.eventLog, hwModel), hwModel);
+    return new VirtualManufacturerAuthority(opts, { key: aik.aik, certificate: aik.certificate }, { migratable, fixed }, platformTcb(opts.hostId, opts.platform ?? labPlatformIdentity(opts.hostId), opts.eventLog, hwModel), hwModel);
   }
 
   /** The delegation certificate of the key that signs vTPMs of this migration policy. */
@@ -173,16 +176,15 @@ export function chipRunner(chip: HostTpm): TpmRunner {
   return (job) => chip.exclusive((exec) => job(new Tpm2Client(exec, chip.hierarchyAuth)));
 }
 
-function platformTcb(hostId: string, eventLog: Buffer, hwModel: string): PlatformTcb {
+function platformTcb(hostId: string, identity: PlatformIdentity, eventLog: Buffer, hwModel: string): PlatformTcb {
   const log: EventLog = decodeEventLog(eventLog);
   const tcb = hostTcbPcrs();
-  const profile = hostProfile(hostId);
   return {
     hostId,
-    platformManufacturer: profile.firmware.vendor,
-    platformModel: `vtpmd lab host with GVTPM on ${hwModel}`,
-    platformVersion: `${profile.hypervisor.name} ${profile.hypervisor.version}`,
-    platformSerial: profile.platformConfig.serialNumber,
+    platformManufacturer: identity.manufacturer,
+    platformModel: `${identity.model} with GVTPM on ${hwModel}`,
+    platformVersion: identity.version,
+    platformSerial: identity.serial,
     hostTcbPcrs: tcb,
     hostTcbDigest: pcrDigest(replaySha256(log, tcb)),
     components: GVTPM_COMPONENTS.map((c) => ({ name: c.name, pcr: c.pcr, value: replaySha256(log, [c.pcr])[0]! })),

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { ALG } from '../../src/tpm/tpm2/constants.ts';
 import { EventLogBuilder } from '../../src/hwtpm/event-log.ts';
 import { EV } from '../../src/hwtpm/event-types.ts';
+import { dmiPlatformIdentity } from '../../src/hwtpm/platform-identity.ts';
 import { cli, http, startDaemon, stopDaemon, tcti, type Daemon } from './daemon-harness.ts';
 import { exerciseHardwareVm } from './hardware-vm-flow.ts';
 import { hasCommand, interopUnavailable, parsePcrRead, skipUnlessRequired, tempDir, tool } from './harness.ts';
@@ -156,6 +157,11 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
     const c = (n: string) => join(files('creds'), n);
     const verified = await run('openssl', ['verify', '-CAfile', c('vmca-root.pem'), '-untrusted', c('chain.pem'), c('ek.pem')]);
     assert.match(verified.stdout, /ek\.pem: OK/);
+    // The platform credential describes this machine as its firmware reports it, not a simulated one.
+    const platform = (await run('openssl', ['x509', '-in', c('platform.pem'), '-noout', '-text'])).stdout;
+    const identity = await dmiPlatformIdentity();
+    assert.ok(platform.includes(`=${identity.manufacturer}`), platform);
+    assert.ok(platform.includes(`=${identity.model} with GVTPM on swtpm`), platform);
     await stop();
 
     const values = await host.pcrs(COMPONENT_PCRS);
