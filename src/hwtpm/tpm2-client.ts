@@ -7,6 +7,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Reader, Writer, u32be } from '../tpm/wire/buffer.ts';
 import { ALG, CC, RH, SESSION_ATTR, ST, SU } from '../tpm/tpm2/constants.ts';
+import { rcName } from '../tpm/tpm2/rc.ts';
 import { SESSION_TYPE } from '../tpm/tpm2/auth/sessions.ts';
 import type { CommandDef } from '../tpm/tpm2/command.ts';
 import { COMMANDS } from '../tpm/tpm2/commands/index.ts';
@@ -69,7 +70,8 @@ export class Tpm2CommandError extends Error {
     readonly command: string,
     readonly rc: number,
   ) {
-    super(`TPM2_${command} failed with response code 0x${rc.toString(16).padStart(3, '0')}`);
+    const name = rcName(rc);
+    super(`TPM2_${command} failed with response code 0x${rc.toString(16).padStart(3, '0')}${name ? ` (${name})` : ''}`);
     this.name = 'Tpm2CommandError';
   }
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { AttachedTpm, AttachedTpmError, parseAttachedTpm } from '../../src/hwtpm/attached-tpm.ts';
-import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
+import { Tpm2Client, Tpm2CommandError } from '../../src/hwtpm/tpm2-client.ts';
 import { CC } from '../../src/tpm/tpm2/constants.ts';
 
 describe('parseAttachedTpm', () => {
@@ -69,6 +69,7 @@ describe('AttachedTpm', () => {
       if (nth === 0xdead) return void socket.end(response(0).subarray(0, 6));
       if (nth === 0xbeef) return void socket.write(Buffer.from('8001ffffffff00000000', 'hex'));
       if (nth === 0x0922 && commands % 3 !== 0) return void socket.write(response(0x922));
+      if (nth === 0x0921 || nth === 0x09a2 || nth === 0x0977) return void socket.write(response(nth));
       // Split across writes, as TCP may deliver it.
       const r = response(0, Buffer.from('0008a1a2a3a4a5a6a7a8', 'hex'));
       socket.write(r.subarray(0, 3));
@@ -115,6 +116,18 @@ describe('AttachedTpm', () => {
       const r = await t.exclusive((exec) => new Tpm2Client(exec).call(CC.GetRandom, [], [], { bytesRequested: 0x0922 }));
       assert.equal((r.params.randomBytes as Buffer).toString('hex'), 'a1a2a3a4a5a6a7a8');
       assert.equal(commands, 3, 'sent until the TPM ran it');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test("a refusal names the TPM's response code", async () => {
+    const t = await AttachedTpm.open({ host: '127.0.0.1', port: tpm.port });
+    try {
+      const getRandom = (n: number) => t.exclusive((exec) => new Tpm2Client(exec).call(CC.GetRandom, [], [], { bytesRequested: n }));
+      await assert.rejects(getRandom(0x0921), (e) => e instanceof Tpm2CommandError && e.message === 'TPM2_GetRandom failed with response code 0x921 (TPM_RC_LOCKOUT)');
+      await assert.rejects(getRandom(0x09a2), /response code 0x9a2 \(TPM_RC_BAD_AUTH\)$/);
+      await assert.rejects(getRandom(0x0977), /response code 0x977$/);
     } finally {
       await t.close();
     }

@@ -125,6 +125,13 @@ export function unnumbered(rc: number): number {
   return isFormatOne(rc) ? rc & (FMT1 | 0x3f) : rc;
 }
 
+const NAMES: ReadonlyMap<number, string> = new Map(Object.entries(RC).map(([name, code]) => [code, `TPM_RC_${name}`]));
+
+/** The TPM_RC_ name of a code, numbered or not (TPM_RC_BAD_AUTH for 0x9a2); undefined for one this table lacks. */
+export function rcName(rc: number): string | undefined {
+  return NAMES.get(unnumbered(rc));
+}
+
 /** A TPM-level failure: becomes a response code on the wire, never a thrown error. */
 export class TpmError extends Error {
   constructor(readonly rc: number, message?: string) {
