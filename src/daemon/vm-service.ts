@@ -163,6 +163,7 @@ export class VmService {
       // VMs whose state the PSS keeps in memory; every other VM's is on disk only.
       vtpmd_pss_vms_held: pss.held,
       vtpmd_pss_sealing_thread: pss.sealingThread ? 1 : 0,
+      vtpmd_pss_failed: pss.failure ? 1 : 0,
       vtpmd_chip_saved_sessions: chip.sessions,
       vtpmd_chip_saved_key_contexts: chip.keys,
     });
@@ -170,12 +171,14 @@ export class VmService {
 
   async health(): Promise<{ status: 'ok' | 'degraded'; hostTpm: string; vms: number; running: number; pss: string }> {
     const refusal = this.host.pss.refusal;
+    const { failure } = this.host.pss.status();
     return {
-      status: refusal ? 'degraded' : 'ok',
+      status: refusal || failure ? 'degraded' : 'ok',
       hostTpm: this.host.platform.name,
       vms: (await this.manager.list()).length,
       running: this.endpoints.size,
-      pss: refusal ? `refusing every vTPM (${refusal.condition})` : 'ok',
+      // A failed commit leaves every vTPM unable to save until the daemon opens the PSS again.
+      pss: refusal ? `refusing every vTPM (${refusal.condition})` : failure ? `a commit failed (${failure}); no vTPM saves until vtpmd is restarted` : 'ok',
     };
   }
 

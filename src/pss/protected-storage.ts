@@ -92,6 +92,8 @@ export interface PssStatus {
   readonly commits: number;
   /** Set when the PSS refuses every vTPM. */
   readonly refusal: PssCondition | undefined;
+  /** Why a commit failed (the host TPM or the disk stopped answering), once one has: no save is taken until the PSS is opened again. */
+  readonly failure: string | undefined;
   /** VMs whose record or image is in memory (loaded vTPMs, uncommitted changes); the rest are on disk only. */
   readonly held: number;
   /** Whether the sealing thread is running (blob-sealer.ts): it starts with the first crowded commit window. */
@@ -192,6 +194,8 @@ export class ProtectedStorage {
   private readonly committer: GroupCommit<Change>;
   private readonly sealer: BlobSealer | undefined;
   private failure: PssError | undefined;
+  /** What made the commit fail, for status(). */
+  private failureCause: string | undefined;
   /** The chip counter's last increment, or the one in progress. */
   private counting: Promise<void> = Promise.resolve();
   private closed = false;
@@ -460,6 +464,7 @@ export class ProtectedStorage {
       vms: this.vmIds().length,
       commits: this.committer.committed,
       refusal: this.refusal?.condition,
+      failure: this.failureCause,
       held: new Set([...this.latest.keys(), ...this.images.keys(), ...this.waitingImages.keys()]).size,
       sealingThread: this.sealer?.threadRunning ?? false,
     };
@@ -561,7 +566,8 @@ export class ProtectedStorage {
   }
 
   private failed(e: unknown): PssError {
-    this.failure = new PssError('commit-failed', `a PSS commit failed (${(e as Error).message}); the PSS accepts no more saves — reopen it to recover`, { cause: e });
+    this.failureCause = e instanceof Error ? e.message : String(e);
+    this.failure = new PssError('commit-failed', `a PSS commit failed (${this.failureCause}); the PSS accepts no more saves — reopen it to recover`, { cause: e });
     this.log.error({ err: this.failure.message }, 'PSS commit failed');
     return this.failure;
   }

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -73,6 +74,16 @@ class HostSwtpm {
     await tool(this.tcti, 'tpm2_shutdown', []);
     const exited = new Promise((ok) => child.once('exit', ok));
     child.kill('SIGTERM');
+    await exited;
+  }
+
+  /** Stops the TPM as a failure would: at once, no shutdown. */
+  async crash(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((ok) => child.once('exit', ok));
+    child.kill('SIGKILL');
     await exited;
   }
 
@@ -319,5 +330,31 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
       await tool(host.tcti, 'tpm2_changeauth', ['-c', 'o', '-p', 'owner secret']);
       await tool(host.tcti, 'tpm2_changeauth', ['-c', 'e', '-p', 'endorsement secret']);
     }
+  });
+  test('when the host TPM goes away, a guest gets TPM_RC_FAILURE, the daemon runs on and /health says why', async () => {
+    const fresh = join(work.path, 'vtpmd-lost-tpm');
+    daemon = await startDaemon(fresh, ['--host-tpm', host.tcti, '--ek-ca', ekCa]);
+    const sw = await cli(fresh, ['vm', 'create', 'sw']);
+    assert.equal(sw.code, 0, sw.stderr);
+    const t = tcti(JSON.parse(sw.stdout));
+    await tool(t, 'tpm2_pcrextend', ['16:sha256=' + '01'.repeat(32)]);
+    await host.crash();
+    await assert.rejects(tool(t, 'tpm2_pcrextend', ['16:sha256=' + '02'.repeat(32)]), /0x00000101|0x101/);
+    const health = JSON.parse((await http(join(fresh, 'vtpmd.sock'), 'GET', '/health')).body);
+    assert.equal(health.status, 'degraded');
+    assert.match(health.pss, /^a commit failed \(cannot reach the host TPM at swtpm:path=\S+: connect \w+ \S+\); no vTPM saves until vtpmd is restarted$/);
+    assert.match((await http(join(fresh, 'vtpmd.sock'), 'GET', '/metrics')).body, /^vtpmd_pss_failed 1$/m);
+    await stop();
+
+    // Restarted with its TPM back, vtpmd has the acknowledged extend (and perhaps the one whose
+    // response was a failure: its commit was written before the TPM went away).
+    await host.start();
+    daemon = await startDaemon(fresh, ['--host-tpm', host.tcti, '--ek-ca', ekCa]);
+    assert.equal(JSON.parse((await http(join(fresh, 'vtpmd.sock'), 'GET', '/health')).body).status, 'ok');
+    const acknowledged = createHash('sha256').update(Buffer.alloc(32)).update(Buffer.alloc(32, 0x01)).digest();
+    const failed = createHash('sha256').update(acknowledged).update(Buffer.alloc(32, 0x02)).digest();
+    const pcr = parsePcrRead(await tool(t, 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16);
+    assert.ok([acknowledged.toString('hex'), failed.toString('hex')].includes(pcr!), `PCR 16 is ${pcr}`);
+    await stop();
   });
 });

@@ -404,6 +404,7 @@ describe('protected storage', () => {
     failing = true;
     await assert.rejects(pss.save('vm-a', MODEL, nvm('vm-a', 2)), (e: unknown) => e instanceof PssError && e.code === 'commit-failed' && /reopen/.test(e.message));
     await assert.rejects(pss.save('vm-b', MODEL, nvm('vm-b', 1)), (e: unknown) => e instanceof PssError && e.code === 'commit-failed');
+    assert.equal(pss.status().failure, 'the chip stopped answering');
     await pss.close();
     pss = await ProtectedStorage.open({ dir, chip: client });
     assert.equal(pss.refusal, undefined, 'a database one commit ahead of the counter is the cut-off commit, not a rollback');
