@@ -123,9 +123,9 @@ export class Tpm12ChipClient implements ChipClient {
     );
   }
 
-  createCounter(): Promise<{ id: number; value: bigint }> {
+  createCounter(auth?: Uint8Array): Promise<{ id: number; value: bigint }> {
     return this.turn(async (tpm) => {
-      const { countID, value } = await tpm.createCounter(WELL_KNOWN, WELL_KNOWN, COUNTER_LABEL);
+      const { countID, value } = await tpm.createCounter(WELL_KNOWN, counterAuth(auth), COUNTER_LABEL);
       return { id: countID, value: BigInt(value.counter) };
     });
   }
@@ -134,8 +134,8 @@ export class Tpm12ChipClient implements ChipClient {
     return this.turn(async (tpm) => BigInt((await tpm.readCounter(id)).counter));
   }
 
-  incrementCounter(id: number): Promise<bigint> {
-    return this.turn(async (tpm) => BigInt((await tpm.incrementCounter(id, WELL_KNOWN)).counter));
+  incrementCounter(id: number, auth?: Uint8Array): Promise<bigint> {
+    return this.turn(async (tpm) => BigInt((await tpm.incrementCounter(id, counterAuth(auth))).counter));
   }
 }
 
@@ -202,4 +202,9 @@ function refusal(e: unknown): unknown {
   if (e.rc === RC.AUTHFAIL) return new ChipRefusal('auth', 'the chip refused the authorization', e.rc);
   if (e.rc === RC.RESOURCES || e.rc === RC.NOSPACE) return new ChipRefusal('resources', 'the chip has no free slot', e.rc);
   return e;
+}
+
+/** A counter's 20-byte authData: the secret's SHA-1 digest, or the well-known secret without one. */
+function counterAuth(auth: Uint8Array | undefined): Buffer {
+  return auth ? createHash('sha1').update(auth).digest() : WELL_KNOWN;
 }

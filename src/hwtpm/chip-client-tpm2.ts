@@ -3,7 +3,7 @@
  * bindings are PolicyPCR over the SHA-256 bank; counters are NV counter indices in the owner's
  * range; quotes and certifications are signed by a restricted ECDSA P-256 key.
  */
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { Reader, Writer } from '../tpm/wire/buffer.ts';
 import { ALG, CAP, CC, RH, ST } from '../tpm/tpm2/constants.ts';
 import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
@@ -38,6 +38,9 @@ interface Blob {
 export class Tpm2ChipClient implements ChipClient {
   readonly personality = 'tpm2' as const;
   readonly pcrHash = 'sha256' as const;
+
+  /** Who reads each counter (its attributes say), so that a commit's increment costs no NV_ReadPublic. */
+  private readonly counterReaders = new Map<number, number>();
 
   constructor(readonly chip: HostTpm) {}
 
@@ -128,7 +131,7 @@ export class Tpm2ChipClient implements ChipClient {
     );
   }
 
-  createCounter(): Promise<{ id: number; value: bigint }> {
+  createCounter(auth?: Uint8Array): Promise<{ id: number; value: bigint }> {
     return this.turn(async (tpm) => {
       const taken = new Set<number>();
       const cap = await tpm.getCapability(CAP.HANDLES, COUNTER_BASE, COUNTER_LIMIT - COUNTER_BASE + 1);
@@ -138,31 +141,52 @@ export class Tpm2ChipClient implements ChipClient {
       await tpm.nvDefineSpace(RH.OWNER, {
         nvIndex: id,
         nameAlg: ALG.SHA256,
-        attributes: NV_ATTR.AUTHWRITE | NV_ATTR.AUTHREAD | NV_ATTR.NO_DA | (NT.COUNTER << 4),
+        // With a key, only its holder increments it; its value is no secret, so the owner reads it.
+        attributes: NV_ATTR.AUTHWRITE | (auth ? NV_ATTR.OWNERREAD : NV_ATTR.AUTHREAD) | NV_ATTR.NO_DA | (NT.COUNTER << 4),
         authPolicy: Buffer.alloc(0),
         dataSize: 8,
-      });
+      }, { indexAuth: counterAuth(auth) });
       // A TPM 2.0 counter has no value until its first increment.
-      await tpm.nvIncrement(id, id);
-      return { id, value: await readCounterValue(tpm, id) };
+      await tpm.nvIncrement(id, id, counterPassword(auth));
+      return { id, value: await this.readCounterValue(tpm, id) };
     });
   }
 
   readCounter(id: number): Promise<bigint> {
-    return this.turn((tpm) => readCounterValue(tpm, id));
+    return this.turn((tpm) => this.readCounterValue(tpm, id));
   }
 
-  incrementCounter(id: number): Promise<bigint> {
+  incrementCounter(id: number, auth?: Uint8Array): Promise<bigint> {
     return this.turn(async (tpm) => {
-      await tpm.nvIncrement(id, id);
-      return readCounterValue(tpm, id);
+      await tpm.nvIncrement(id, id, counterPassword(auth));
+      return this.readCounterValue(tpm, id);
     });
+  }
+
+  /** A counter read by whom its attributes name: the owner for a keyed counter, else the index itself (empty auth). */
+  private async readCounterValue(tpm: Tpm2Client, id: number): Promise<bigint> {
+    let reader = this.counterReaders.get(id);
+    if (reader === undefined) {
+      reader = (await tpm.nvReadPublic(id)).attributes & NV_ATTR.OWNERREAD ? RH.OWNER : id;
+      this.counterReaders.set(id, reader);
+    }
+    return (await tpm.nvRead(reader, id, 8)).readBigUInt64BE(0);
   }
 
   private async createKey(tpm: Tpm2Client, b: { kind: number; pcrs: number[] }, template: Public): Promise<ChipKey> {
     const { outPrivate, outPublic } = await tpm.create(HANDLES.SRK, template);
     return { blob: encodeBlob({ ...b, inPrivate: outPrivate, inPublic: outPublic }), publicKey: publicKeyOf(outPublic) };
   }
+}
+
+/** A counter's index authValue: the secret's SHA-256 digest, the largest authValue a SHA-256 index takes. */
+function counterAuth(auth: Uint8Array | undefined): Buffer {
+  return auth ? createHash('sha256').update(auth).digest() : Buffer.alloc(0);
+}
+
+/** How an increment proves it: the index authValue in a password session. */
+function counterPassword(auth: Uint8Array | undefined): { password?: Uint8Array } {
+  return auth ? { password: counterAuth(auth) } : {};
 }
 
 /** The public key a key blob carries (no chip needed). */
@@ -198,10 +222,6 @@ async function withLoaded<T>(tpm: Tpm2Client, b: Blob, use: (handle: number) => 
   } finally {
     await tpm.flushContext(handle);
   }
-}
-
-async function readCounterValue(tpm: Tpm2Client, id: number): Promise<bigint> {
-  return (await tpm.nvRead(id, id, 8)).readBigUInt64BE(0);
 }
 
 function signatureOf(sig: Signature): { signature: Buffer; scheme: SignatureScheme } {

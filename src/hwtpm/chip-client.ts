@@ -74,10 +74,13 @@ export interface ChipClient {
   certifyKey(key: ChipKey, identity: ChipKey, nonce: Uint8Array): Promise<KeyCertification>;
   quote(identity: ChipKey, pcrs: readonly number[], nonce: Uint8Array): Promise<Quote>;
 
-  /** A new monotonic counter; returns its id and present value. */
-  createCounter(): Promise<{ id: number; value: bigint }>;
+  /**
+   * A new monotonic counter; returns its id and present value. With `auth`, only a caller giving
+   * the same secret to incrementCounter moves it; without, anyone using the chip can.
+   */
+  createCounter(auth?: Uint8Array): Promise<{ id: number; value: bigint }>;
   readCounter(id: number): Promise<bigint>;
-  incrementCounter(id: number): Promise<bigint>;
+  incrementCounter(id: number, auth?: Uint8Array): Promise<bigint>;
 }
 
 const NODE_HASH: Record<SignatureScheme, string> = { 'ecdsa-sha256': 'sha256', 'rsassa-sha256': 'sha256', 'rsassa-sha1': 'sha1' };

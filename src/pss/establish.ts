@@ -30,6 +30,8 @@ export const MAX_UNCONFIRMED_COMMITS = 2;
 export interface Established {
   readonly pssId: Buffer;
   readonly counterId: number;
+  /** What incrementCounter takes (undefined: a counter made before counters had one). */
+  readonly counterAuth: Buffer | undefined;
   readonly storageKey: Buffer;
   /** The storage key as blobs are sealed and opened with it. */
   readonly blobKey: BlobKey;
@@ -82,6 +84,7 @@ export async function establish(
   }
   if (storageKey.length !== STORAGE_KEY_BYTES) return refuse('modified', 'the sealed storage key has the wrong size');
   const keys = integrityKeys(storageKey, meta.pssId);
+  const counterAuth = meta.counterAuth ? keys.counter : undefined;
 
   const headBytes = (await db.get(KEY.head)) as Buffer | undefined;
   if (headBytes === undefined) return refuse('modified', 'the database head is missing');
@@ -124,32 +127,32 @@ export async function establish(
   }
   const behind = head.epoch - counter;
   if (behind > 0n && behind <= BigInt(MAX_UNCONFIRMED_COMMITS)) {
-    while (counter < head.epoch) counter = await chip.incrementCounter(meta.counterId);
+    while (counter < head.epoch) counter = await chip.incrementCounter(meta.counterId, counterAuth);
     log.info({ epoch: head.epoch.toString(), increments: Number(behind) }, 'the last commits landed but not all their counter increments did; counter caught up');
   }
   if (head.epoch !== counter) {
     return refuse('rollback', `the database is at epoch ${head.epoch} but the chip's monotonic counter is at ${counter}`);
   }
-  return { pssId: meta.pssId, counterId: meta.counterId, storageKey, blobKey: new BlobKey(storageKey), keys, epoch: head.epoch, records, aggregate };
+  return { pssId: meta.pssId, counterId: meta.counterId, counterAuth, storageKey, blobKey: new BlobKey(storageKey), keys, epoch: head.epoch, records, aggregate };
 }
 
 async function create(db: PssDatabase, chip: ChipClient, bindPcrs: readonly number[], entropy: EntropySource, log: Logger): Promise<Established> {
   const storageKey = entropy(STORAGE_KEY_BYTES);
   const pssId = entropy(PSS_ID_BYTES);
   const sealedKey = await chip.seal(storageKey, bindPcrs);
-  const counter = await chip.createCounter();
   const keys = integrityKeys(storageKey, pssId);
+  const counter = await chip.createCounter(keys.counter);
   const aggregate = Buffer.alloc(DIGEST_BYTES);
   const fields = { pssId, counterId: counter.id, epoch: counter.value, count: 0, aggregate };
   await db.batch(
     [
-      { type: 'put', key: KEY.meta, value: encodeMeta({ pssId, counterId: counter.id, sealedKey, bindPcrs }) },
+      { type: 'put', key: KEY.meta, value: encodeMeta({ pssId, counterId: counter.id, sealedKey, bindPcrs, counterAuth: true }) },
       { type: 'put', key: KEY.head, value: encodeHead({ ...fields, mac: headMac(keys, fields) }) },
     ],
     { sync: true },
   );
   log.info({ pssId: pssId.toString('hex'), counterId: counter.id, bindPcrs }, 'created a new PSS');
-  return { pssId, counterId: counter.id, storageKey, blobKey: new BlobKey(storageKey), keys, epoch: counter.value, records: new Map(), aggregate };
+  return { pssId, counterId: counter.id, counterAuth: keys.counter, storageKey, blobKey: new BlobKey(storageKey), keys, epoch: counter.value, records: new Map(), aggregate };
 }
 
 function refused(refusal: PssViolation, pssId: Buffer | undefined, counterId: number | undefined): Refused {

@@ -15,12 +15,15 @@ export const DIGEST_BYTES = 32;
 export interface IntegrityKeys {
   readonly record: Buffer;
   readonly head: Buffer;
+  /** What moves the PSS's chip counter: without it nobody else using the chip can push the counter ahead of the database (which would read as a rollback). */
+  readonly counter: Buffer;
 }
 
 export function integrityKeys(storageKey: Buffer, pssId: Buffer): IntegrityKeys {
   return {
     record: kdfa(ALG.SHA256, storageKey, 'VTPMD PSS RECORD', pssId, Buffer.alloc(0), 256),
     head: kdfa(ALG.SHA256, storageKey, 'VTPMD PSS HEAD', pssId, Buffer.alloc(0), 256),
+    counter: kdfa(ALG.SHA256, storageKey, 'VTPMD PSS COUNTER', pssId, Buffer.alloc(0), 256),
   };
 }
 

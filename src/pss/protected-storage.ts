@@ -454,6 +454,7 @@ export class ProtectedStorage {
     this.state?.storageKey.fill(0);
     this.state?.keys.record.fill(0);
     this.state?.keys.head.fill(0);
+    this.state?.keys.counter.fill(0);
   }
 
   status(): PssStatus {
@@ -541,7 +542,7 @@ export class ProtectedStorage {
       }
     }
     for (const c of last.values()) for (const [key, blob] of c.puts) if (this.pendingBlobs.get(key) === blob) this.pendingBlobs.delete(key);
-    return durable ? { confirmed: this.advanceCounter(state.counterId, this.epoch) } : undefined;
+    return durable ? { confirmed: this.advanceCounter(state, this.epoch) } : undefined;
   }
 
   /**
@@ -550,11 +551,11 @@ export class ProtectedStorage {
    * rollback check. The next window is written meanwhile, so the database may run ahead of the
    * counter by up to MAX_UNCONFIRMED_COMMITS epochs, which opening the PSS catches up (establish.ts).
    */
-  private advanceCounter(counterId: number, epoch: bigint): Promise<void> {
+  private advanceCounter(state: Established, epoch: bigint): Promise<void> {
     const advanced = this.counting.then(async () => {
       if (this.failure) throw this.failure;
       try {
-        const counter = await this.chip.incrementCounter(counterId);
+        const counter = await this.chip.incrementCounter(state.counterId, state.counterAuth);
         if (counter !== epoch) throw new Error(`the chip counter moved to ${counter} where ${epoch} was expected`);
       } catch (e) {
         // The database and the counter now disagree, which only a reopen sorts out.

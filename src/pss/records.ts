@@ -39,6 +39,8 @@ export interface Meta {
   /** The storage key as the chip sealed it to `bindPcrs`. */
   readonly sealedKey: Buffer;
   readonly bindPcrs: readonly number[];
+  /** Whether the counter takes increments only with the PSS's counter key (databases made before it existed: no). */
+  readonly counterAuth: boolean;
 }
 
 export interface Head {
@@ -67,6 +69,7 @@ export function encodeMeta(m: Meta): Buffer {
     counterId: m.counterId,
     sealedKey: m.sealedKey.toString('base64'),
     bindPcrs: [...m.bindPcrs],
+    ...(m.counterAuth ? { counterAuth: true } : {}),
   });
 }
 
@@ -74,7 +77,8 @@ export function decodeMeta(bytes: Buffer): Meta {
   const o = parse(bytes);
   checkFormat(o, META_FORMAT, 'meta');
   if (!isHex(o.pssId) || typeof o.counterId !== 'number' || typeof o.sealedKey !== 'string' || !isPcrList(o.bindPcrs)) throw unreadable('meta');
-  return { pssId: Buffer.from(o.pssId, 'hex'), counterId: o.counterId, sealedKey: Buffer.from(o.sealedKey, 'base64'), bindPcrs: o.bindPcrs };
+  if (o.counterAuth !== undefined && o.counterAuth !== true) throw unreadable('meta');
+  return { pssId: Buffer.from(o.pssId, 'hex'), counterId: o.counterId, sealedKey: Buffer.from(o.sealedKey, 'base64'), bindPcrs: o.bindPcrs, counterAuth: o.counterAuth === true };
 }
 
 export function encodeHead(h: Head): Buffer {

@@ -128,6 +128,16 @@ for (const personality of PERSONALITIES) {
       assert.ok((await client.readCounter(b.id)) >= b.value);
     });
 
+    test('a counter made with a key moves only with that key, and anyone may still read it', async () => {
+      const { client } = await freshClient(personality);
+      const key = Buffer.from('the PSS counter key');
+      const c = await client.createCounter(key);
+      assert.equal(await client.incrementCounter(c.id, key), c.value + 1n);
+      await assert.rejects(client.incrementCounter(c.id));
+      await assert.rejects(client.incrementCounter(c.id, Buffer.from('another key')));
+      assert.equal(await client.readCounter(c.id), c.value + 1n);
+    });
+
     test('concurrent operations are serialized: more callers than slots all succeed', async () => {
       const { client } = await freshClient(personality);
       const blob = await client.seal(Buffer.from('shared'), [11]);

@@ -104,8 +104,12 @@ describe('PSS blob envelope', () => {
 
 describe('PSS records', () => {
   test('meta, head and VM records round-trip through their encodings', () => {
-    const meta = { pssId: PSS_ID, counterId: 0x01500003, sealedKey: randomBytes(200), bindPcrs: [0, 1, 11, 12] };
+    const meta = { pssId: PSS_ID, counterId: 0x01500003, sealedKey: randomBytes(200), bindPcrs: [0, 1, 11, 12], counterAuth: true };
     assert.deepEqual(decodeMeta(encodeMeta(meta)), meta);
+    // A database made before counters had an authorization has no such field, and reads as false.
+    const older = { ...meta, counterAuth: false };
+    assert.doesNotMatch(encodeMeta(older).toString(), /counterAuth/);
+    assert.deepEqual(decodeMeta(encodeMeta(older)), older);
     const head = { epoch: 2n ** 40n + 5n, count: 3, aggregate: randomBytes(32), mac: randomBytes(32) };
     assert.deepEqual(decodeHead(encodeHead(head)), head);
     const rec = { vmId: 'vm-ü', measurement: randomBytes(32), version: 12, base: 9, blobId: randomBytes(32), nonce: randomBytes(32) };

@@ -396,7 +396,7 @@ describe('protected storage', () => {
     let failing = false;
     const flaky: ChipClient = Object.create(client, {
       incrementCounter: {
-        value: (id: number) => (failing ? Promise.reject(new Error('the chip stopped answering')) : client.incrementCounter(id)),
+        value: (id: number, auth?: Uint8Array) => (failing ? Promise.reject(new Error('the chip stopped answering')) : client.incrementCounter(id, auth)),
       },
     });
     let pss = await ProtectedStorage.open({ dir, chip: flaky });
@@ -450,7 +450,7 @@ describe('protected storage', () => {
     const { dir, client } = await setup();
     const held: (() => void)[] = [];
     const slow: ChipClient = Object.create(client, {
-      incrementCounter: { value: (id: number) => new Promise<void>((go) => held.push(go)).then(() => client.incrementCounter(id)) },
+      incrementCounter: { value: (id: number, auth?: Uint8Array) => new Promise<void>((go) => held.push(go)).then(() => client.incrementCounter(id, auth)) },
     });
     const pss = await ProtectedStorage.open({ dir, chip: slow });
     const answered: string[] = [];
@@ -468,6 +468,48 @@ describe('protected storage', () => {
     held[1]!();
     await b;
     assert.equal(await client.readCounter(pss.status().counterId!), pss.status().epoch);
+    await pss.close();
+  });
+
+  test('only the PSS moves its chip counter: an increment without its key is refused, so nobody else can make the database look rolled back', async () => {
+    const { client, open } = await setup();
+    let pss = await open();
+    await pss.save('vm-a', MODEL, nvm('vm-a', 1));
+    const id = pss.status().counterId!;
+    const before = await client.readCounter(id);
+    await assert.rejects(client.incrementCounter(id));
+    await assert.rejects(client.incrementCounter(id, Buffer.from('a guess')));
+    assert.equal(await client.readCounter(id), before);
+    await pss.save('vm-a', MODEL, nvm('vm-a', 2));
+    await pss.close();
+    pss = await open();
+    assert.equal(pss.refusal, undefined);
+    assert.deepEqual(await pss.load('vm-a', MODEL), nvm('vm-a', 2));
+    await pss.close();
+  });
+
+  test('a database made before counters had a key goes on with its counter as it was made', async () => {
+    const { dir, client, open } = await setup();
+    // What the PSS made then: a counter anyone may increment, and no counterAuth in the meta.
+    const unkeyed: ChipClient = Object.create(client, {
+      createCounter: { value: () => client.createCounter() },
+      incrementCounter: { value: (id: number) => client.incrementCounter(id) },
+    });
+    let pss = await ProtectedStorage.open({ dir, chip: unkeyed });
+    await pss.save('vm-a', MODEL, nvm('vm-a', 1));
+    await pss.close();
+    await withDatabase(dir, async (db) => {
+      const meta = JSON.parse((await db.get(KEY.meta))!.toString());
+      assert.equal(meta.counterAuth, true);
+      delete meta.counterAuth;
+      await db.put(KEY.meta, Buffer.from(JSON.stringify(meta)));
+    });
+    pss = await open();
+    assert.equal(pss.refusal, undefined);
+    await pss.save('vm-a', MODEL, nvm('vm-a', 2));
+    await pss.close();
+    pss = await open();
+    assert.deepEqual(await pss.load('vm-a', MODEL), nvm('vm-a', 2));
     await pss.close();
   });
 
