@@ -35,7 +35,7 @@ export async function openAuthorities(stateDir: string, host: Host, hostId: stri
   });
   const eventLog = await readFile(host.platform.eventLogPath);
   if (vmca.approved.length === 0) {
-    await vmca.approve(configurationFromEventLog(`lab host ${hostId} as installed`, eventLog));
+    await vmca.approve(configurationFromEventLog(`host ${hostId} (${host.platform.name}) as installed`, eventLog));
     logger?.info({ host: hostId }, 'the VMCA approved this host configuration (first start)');
   }
   const ek = host.platform.eks.find((e) => e.handle === HANDLES.EK_ECC) ?? host.platform.eks[0];
