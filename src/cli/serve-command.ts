@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { ApiAddress } from '../daemon/control-api.ts';
 import type { DaemonOptions } from '../daemon/daemon.ts';
 import { parseAttachedTpm } from '../hwtpm/attached-tpm.ts';
-import { parseCertificate, type ParsedCertificate } from '../hwtpm/credentials/x509.ts';
+import { allFromPem, parseCertificate, type ParsedCertificate } from '../hwtpm/credentials/x509.ts';
 import { stateDirFallback, watchStopSignals, writeEvent } from './socket-command.ts';
 
 interface ServeOptions {
@@ -110,8 +110,7 @@ function readOption(option: string, file: string): Buffer {
 
 /** Every certificate of a PEM file (a bundle holds several). */
 function readCertificates(file: string): ParsedCertificate[] {
-  const text = readOption('--ek-ca', file).toString('utf8');
-  const blocks = [...text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*)-----END CERTIFICATE-----/g)];
+  const blocks = allFromPem(readOption('--ek-ca', file).toString('utf8'));
   if (blocks.length === 0) throw new Error(`--ek-ca ${file}: no PEM certificate in it`);
-  return blocks.map((m, i) => parseCertificate(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'), `--ek-ca ${file} (certificate ${i + 1})`));
+  return blocks.map((der, i) => parseCertificate(der, `--ek-ca ${file} (certificate ${i + 1})`));
 }

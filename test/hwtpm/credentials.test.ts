@@ -22,7 +22,7 @@ import {
   type CertificateAuthority,
 } from '../../src/hwtpm/credentials/manufacturer-ca.ts';
 import { OID } from '../../src/hwtpm/credentials/oids.ts';
-import { findExtension, parseCertificate } from '../../src/hwtpm/credentials/x509.ts';
+import { allFromPem, findExtension, fromPem, parseCertificate, toPem } from '../../src/hwtpm/credentials/x509.ts';
 import { hasCommand, skipUnlessRequired } from '../interop/harness.ts';
 
 const MANUFACTURER = 'vtpmd Simulated TPMs';
@@ -132,6 +132,16 @@ describe('manufacturer CA and EK certificates', () => {
     assert.match(r.out, /signature failure|unable to get local issuer|certificate signature/i);
     assert.equal(new X509Certificate(ek.der).verify(new X509Certificate(other.certificatePem).publicKey), false);
     assert.equal(new X509Certificate(ek.der).verify(new X509Certificate(eccCa.certificatePem).publicKey), true);
+  });
+
+  test('PEM: every certificate of a bundle comes back in order, and fromPem takes the first', () => {
+    const a = Buffer.from('first certificate bytes');
+    const b = Buffer.from('second, longer certificate bytes '.repeat(4));
+    const bundle = `a comment\n${toPem(a)}${toPem(b)}-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n`;
+    assert.deepEqual(allFromPem(bundle), [a, b]);
+    assert.deepEqual(fromPem(bundle), a);
+    assert.deepEqual(allFromPem('no PEM here'), []);
+    assert.equal(fromPem('no PEM here'), undefined);
   });
 
   test('the public key in an EK certificate is the EK public key given', () => {

@@ -177,8 +177,12 @@ export function toPem(der: Uint8Array, label = 'CERTIFICATE'): string {
 
 /** The DER of the first PEM block with `label`, or undefined when there is none. */
 export function fromPem(text: string, label = 'CERTIFICATE'): Buffer | undefined {
-  const m = new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]*)-----END ${label}-----`).exec(text);
-  return m ? Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64') : undefined;
+  return allFromPem(text, label)[0];
+}
+
+/** The DER of every PEM block with `label`, in order (a bundle holds several). */
+export function allFromPem(text: string, label = 'CERTIFICATE'): Buffer[] {
+  return [...text.matchAll(new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]*)-----END ${label}-----`, 'g'))].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
 }
 
 /**
