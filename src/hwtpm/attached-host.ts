@@ -29,10 +29,10 @@ import { writeFileAtomic } from './credentials/atomic-file.ts';
 import { parseCertificate, type ParsedCertificate } from './credentials/x509.ts';
 import { EventLogBuilder, decodeEventLog, encodeEventLog, EventLogError, replay, type PcrEvent } from './event-log.ts';
 import { GVTPM_COMPONENTS, gvtpmComponentEvents, hostTcbPcrs, type MeasureHostBootOptions } from './host-boot.ts';
-import type { HostEk, HostPlatform } from './host-tpm.ts';
+import { tpm2Turn, type HostEk, type HostPlatform } from './host-tpm.ts';
 import { dmiPlatformIdentity } from './platform-identity.ts';
 import { EVENT_LOG_FILE, activeBanks } from './lab-host.ts';
-import { Tpm2Client, Tpm2CommandError } from './tpm2-client.ts';
+import { Tpm2CommandError, type Tpm2Client } from './tpm2-client.ts';
 import { ensurePersistent, isMissingHandle } from './tpm2-provisioning.ts';
 import { EK_SLOTS } from './tpm2-templates.ts';
 
@@ -58,8 +58,7 @@ export class AttachedHostError extends Error {
 
 export async function attachHost(tpm: AttachedTpm, opts: AttachHostOptions): Promise<HostPlatform> {
   await startChip(tpm);
-  const { events, eks } = await tpm.exclusive(async (exec) => {
-    const client = new Tpm2Client(exec, tpm.hierarchyAuth);
+  const { events, eks } = await tpm2Turn(tpm, async (client) => {
     await checkHierarchyAuth(client);
     const log = opts.firmwareLog ? await firmwareLogBuilder(client, opts.firmwareLog, opts.logger) : new EventLogBuilder(await activeBanks(client));
     const components = await gvtpmComponentEvents(log, opts.measure);

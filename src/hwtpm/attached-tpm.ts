@@ -22,8 +22,8 @@ import { connect, type Socket } from 'node:net';
 import { SerialQueue } from '../tpm/serial-queue.ts';
 import { HEADER_SIZE_OFFSET, TPM_HEADER_SIZE } from '../transport/tpm-frames.ts';
 import { SocketReader } from '../transport/socket-io.ts';
-import type { Exec, HostTpm } from './host-tpm.ts';
-import type { HierarchyAuth } from './tpm2-client.ts';
+import type { HostTpm } from './host-tpm.ts';
+import type { Exec, HierarchyAuth } from './tpm2-client.ts';
 
 export type AttachedTpmAddress = { readonly host: string; readonly port: number } | { readonly path: string } | { readonly device: string };
 

@@ -16,7 +16,7 @@ import { public2b, type Public } from '../tpm/tpm2/types/public.ts';
 import type { Signature } from '../tpm/tpm2/types/signature.ts';
 import { publicKeyOf } from '../tpm/tpm2/objects/model.ts';
 import { decode } from '../tpm/wire/codec.ts';
-import type { HostTpm } from './host-tpm.ts';
+import { tpm2Turn, type HostTpm } from './host-tpm.ts';
 import { ChipRefusal, type Attestation, type ChipClient, type ChipKey, type KeyCertification, type Quote, type SignatureScheme } from './chip-client.ts';
 import { Tpm2Client, Tpm2CommandError, pcrSelection, type Authorization } from './tpm2-client.ts';
 import { HANDLES, eccSigningTemplate, sealedTemplate, srkTemplate } from './tpm2-templates.ts';
@@ -45,7 +45,7 @@ export class Tpm2ChipClient implements ChipClient {
   constructor(readonly chip: HostTpm) {}
 
   private turn<T>(job: (tpm: Tpm2Client) => Promise<T>): Promise<T> {
-    return this.chip.exclusive((exec) => job(new Tpm2Client(exec, this.chip.hierarchyAuth))).catch((e) => {
+    return tpm2Turn(this.chip, job).catch((e) => {
       throw refusal(e);
     });
   }

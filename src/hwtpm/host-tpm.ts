@@ -6,10 +6,8 @@
  */
 import type { Personality } from './chip.ts';
 import type { ParsedCertificate } from './credentials/x509.ts';
-import type { HierarchyAuth } from './tpm2-client.ts';
+import { Tpm2Client, type Exec, type HierarchyAuth } from './tpm2-client.ts';
 import type { PlatformIdentity } from './platform-identity.ts';
-
-export type Exec = (command: Uint8Array) => Promise<Uint8Array>;
 
 export interface HostTpm {
   readonly family: Personality;
@@ -24,6 +22,11 @@ export interface HostTpm {
   exclusive<T>(job: (exec: Exec) => Promise<T>, locality?: number): Promise<T>;
   /** Makes everything the TPM acknowledged survive a power loss, and releases what the host holds of it. */
   flush(): Promise<void>;
+}
+
+/** Runs `job` with a TPM 2.0 host TPM to itself, through a client that holds its hierarchy authorizations. */
+export function tpm2Turn<T>(tpm: HostTpm, job: (client: Tpm2Client) => Promise<T>): Promise<T> {
+  return tpm.exclusive((exec) => job(new Tpm2Client(exec, tpm.hierarchyAuth)));
 }
 
 /** An EK the host's TPM holds persistently, with the certificate its manufacturer stored beside it. */

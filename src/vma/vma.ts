@@ -17,11 +17,10 @@ import { bytesOf, children, parse } from '../hwtpm/credentials/der.ts';
 import { DEFAULT_IDENTITY } from '../tpm/tpm2/capability/properties.ts';
 import { OID } from '../hwtpm/credentials/oids.ts';
 import { parseCertificate, type ParsedCertificate } from '../hwtpm/credentials/x509.ts';
-import type { HostTpm } from '../hwtpm/host-tpm.ts';
+import { tpm2Turn, type HostTpm } from '../hwtpm/host-tpm.ts';
 import { decodeEventLog, type EventLog } from '../hwtpm/event-log.ts';
 import { GVTPM_COMPONENTS, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { labPlatformIdentity, type PlatformIdentity } from '../hwtpm/platform-identity.ts';
-import { Tpm2Client } from '../hwtpm/tpm2-client.ts';
 import { HANDLES } from '../hwtpm/tpm2-templates.ts';
 import { enrollAik, type AikIssuer, type TpmRunner } from './aik-enrollment.ts';
 import { subjectAltDirectory } from './cert-fields.ts';
@@ -173,7 +172,7 @@ export class VirtualManufacturerAuthority {
 }
 
 export function chipRunner(chip: HostTpm): TpmRunner {
-  return (job) => chip.exclusive((exec) => job(new Tpm2Client(exec, chip.hierarchyAuth)));
+  return (job) => tpm2Turn(chip, job);
 }
 
 function platformTcb(hostId: string, identity: PlatformIdentity, eventLog: Buffer, hwModel: string): PlatformTcb {

@@ -23,8 +23,8 @@
  *   public area is read from the chip the first time it is needed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { HostTpm } from '../hwtpm/host-tpm.ts';
-import { Tpm2Client, Tpm2CommandError, type Authorization, type HmacSession, type SaltKey } from '../hwtpm/tpm2-client.ts';
+import { tpm2Turn, type HostTpm } from '../hwtpm/host-tpm.ts';
+import { Tpm2CommandError, type Tpm2Client, type Authorization, type HmacSession, type SaltKey } from '../hwtpm/tpm2-client.ts';
 import { HANDLES } from '../hwtpm/tpm2-templates.ts';
 import { ALG, CC, RH, ST } from '../tpm/tpm2/constants.ts';
 import { SESSION_TYPE } from '../tpm/tpm2/auth/sessions.ts';
@@ -80,8 +80,7 @@ export class HardwareKeyService {
   }
 
   perform(owner: string, request: ChipRequest): Promise<unknown> {
-    return this.chip.exclusive(async (exec) => {
-      const tpm = new Tpm2Client(exec, this.chip.hierarchyAuth);
+    return tpm2Turn(this.chip, async (tpm) => {
       if (request.kind === 'create') {
         const srk = await this.srkOf(tpm);
         const chipAuth = newChipAuth();
@@ -133,8 +132,8 @@ export class HardwareKeyService {
     const saved = this.sessions.get(owner);
     if (!saved) return Promise.resolve();
     this.sessions.delete(owner);
-    return this.chip.exclusive(async (exec) => {
-      await new Tpm2Client(exec).flushContext(saved.session.handle).catch(() => undefined);
+    return tpm2Turn(this.chip, async (tpm) => {
+      await tpm.flushContext(saved.session.handle).catch(() => undefined);
     });
   }
 

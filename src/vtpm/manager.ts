@@ -11,13 +11,12 @@ import { DEFAULT_MODEL_CONFIG, ModelMeasurer, type ModelConfig } from './model-m
 import { VmRegistry, type VmRecord } from './registry.ts';
 import { Tpm2VtpmModel, type HardwareBacking } from './tpm2-model.ts';
 import { Tpm12VtpmModel } from './tpm12-model.ts';
-import type { HostTpm } from '../hwtpm/host-tpm.ts';
+import { tpm2Turn, type HostTpm } from '../hwtpm/host-tpm.ts';
 import { ChipRefusal, type ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { HardwareKeyService, readSrk } from './hardware-key-service.ts';
 import { proveSrk, SrkProofError } from './srk-proof.ts';
 import type { ParsedCertificate } from '../hwtpm/credentials/x509.ts';
-import { Tpm2Client } from '../hwtpm/tpm2-client.ts';
 import { randomBytes } from 'node:crypto';
 import { detached } from '../tpm/wire/buffer.ts';
 
@@ -368,8 +367,7 @@ async function pinnedSrkName(registry: VmRegistry, hw: ManagerChip, logger: Logg
   const recorded = await registry.getMeta(SRK_NAME_META);
   if (recorded || hw.chip.family !== 'tpm2') return recorded;
   const roots = hw.ekRoots;
-  const name = await hw.chip.exclusive(async (exec) => {
-    const tpm = new Tpm2Client(exec, hw.chip.hierarchyAuth);
+  const name = await tpm2Turn(hw.chip, async (tpm) => {
     if (roots) return proveSrk(tpm, roots);
     logger?.warn("no manufacturer roots to prove the chip's hwSRK against: its Name is trusted as the chip reports it");
     return (await readSrk(tpm)).name;
