@@ -26,6 +26,7 @@ import { processRsaKeyPool } from '../tpm/crypto/rsa-key-pool.ts';
 import { openChipClient } from '../hwtpm/open-chip-client.ts';
 import { ProtectedStorage } from '../pss/protected-storage.ts';
 import { GvtpmManager } from '../vtpm/manager.ts';
+import { PssRecovery, type RecoveryDelays } from './pss-recovery.ts';
 
 export interface HostOptions {
   readonly stateDir: string;
@@ -42,6 +43,8 @@ export interface HostOptions {
   readonly firmwareLog?: Buffer;
   /** With `hostTpm`: its owner and endorsement authValues, where the host's owner set them. */
   readonly hierarchyAuth?: HierarchyAuth;
+  /** When to try again to bring back a PSS whose commit failed (pss-recovery.ts). */
+  readonly recoveryDelays?: RecoveryDelays;
 }
 
 export class Host {
@@ -51,6 +54,7 @@ export class Host {
     readonly pss: ProtectedStorage,
     readonly manager: GvtpmManager,
     readonly hostId: string,
+    readonly recovery: PssRecovery,
   ) {}
 
   static async open(opts: HostOptions): Promise<Host> {
@@ -69,7 +73,7 @@ export class Host {
         ...(opts.idleUnloadMs !== undefined ? { idleUnloadMs: opts.idleUnloadMs } : {}),
         ...(opts.logger ? { logger: opts.logger } : {}),
       });
-      return new Host(platform, chipClient, pss, manager, hostId);
+      return new Host(platform, chipClient, pss, manager, hostId, new PssRecovery(pss, manager, opts.logger, opts.recoveryDelays));
     } catch (e) {
       await pss?.close();
       await platform.close();
@@ -79,6 +83,7 @@ export class Host {
 
   /** Drains every vTPM, makes the PSS durable and the host TPM's NV current, and lets go of it. */
   async close(): Promise<void> {
+    await this.recovery.close();
     await this.manager.close();
     await this.pss.close();
     await this.platform.close();

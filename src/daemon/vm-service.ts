@@ -164,6 +164,8 @@ export class VmService {
       vtpmd_pss_vms_held: pss.held,
       vtpmd_pss_sealing_thread: pss.sealingThread ? 1 : 0,
       vtpmd_pss_failed: pss.failure ? 1 : 0,
+      // Commit failures the PSS recovered from without a restart.
+      vtpmd_pss_recoveries: pss.recoveries,
       vtpmd_chip_saved_sessions: chip.sessions,
       vtpmd_chip_saved_key_contexts: chip.keys,
     });
@@ -171,14 +173,13 @@ export class VmService {
 
   async health(): Promise<{ status: 'ok' | 'degraded'; hostTpm: string; vms: number; running: number; pss: string }> {
     const refusal = this.host.pss.refusal;
-    const { failure } = this.host.pss.status();
+    const { failure, recoveryError } = this.host.pss.status();
     return {
       status: refusal || failure ? 'degraded' : 'ok',
       hostTpm: this.host.platform.name,
       vms: (await this.manager.list()).length,
       running: this.endpoints.size,
-      // A failed commit leaves every vTPM unable to save until the daemon opens the PSS again.
-      pss: refusal ? `refusing every vTPM (${refusal.condition})` : failure ? `a commit failed (${failure}); no vTPM saves until vtpmd is restarted` : 'ok',
+      pss: refusal ? `refusing every vTPM (${refusal.condition})` : failure ? failing(failure, recoveryError, this.host.recovery.nextDelayMs) : 'ok',
     };
   }
 
@@ -273,4 +274,10 @@ export class VmService {
   private async setDesiredState(name: string, state: VmState): Promise<void> {
     await this.manager.setMeta(`state/${name}`, Buffer.from(state));
   }
+}
+
+/** /health's account of a failed commit: no vTPM saves until the PSS recovers (pss-recovery.ts). */
+function failing(failure: string, recoveryError: string | undefined, retryMs: number): string {
+  const last = recoveryError ? ` (the last attempt: ${recoveryError})` : '';
+  return `a commit failed (${failure}); no vTPM saves until the PSS recovers, tried again within ${Math.ceil(retryMs / 1000)} s${last}`;
 }

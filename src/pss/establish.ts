@@ -49,19 +49,20 @@ export interface Refused {
   readonly counterId: number | undefined;
 }
 
-export async function establish(
-  db: PssDatabase,
-  chip: ChipClient,
-  bindPcrs: readonly number[],
-  entropy: EntropySource,
-  log: Logger,
-): Promise<Established | Refused> {
+/** How to make a PSS in an empty database; without it (a PSS established again while open) an empty one is refused. */
+export interface Creation {
+  readonly bindPcrs: readonly number[];
+  readonly entropy: EntropySource;
+}
+
+export async function establish(db: PssDatabase, chip: ChipClient, log: Logger, creation: Creation | undefined): Promise<Established | Refused> {
   const metaBytes = (await db.get(KEY.meta)) as Buffer | undefined;
   if (metaBytes === undefined) {
     for await (const key of db.keys({ limit: 1 })) {
       throw new PssError('bad-database', `the PSS database has entries (${JSON.stringify(key)}…) but no meta record; it is damaged or not a PSS database — restore it from a copy or move it away`);
     }
-    return create(db, chip, bindPcrs, entropy, log);
+    if (!creation) return refused(new PssViolation('modified', undefined, 'the database was emptied while the PSS had it open'), undefined, undefined);
+    return create(db, chip, creation.bindPcrs, creation.entropy, log);
   }
   let meta: Meta;
   try {

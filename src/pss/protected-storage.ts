@@ -34,6 +34,11 @@
  *
  * A violation concerns one vTPM and leaves the others running; only a condition of the database
  * as a whole (found at open: TCB changed, rollback, foreign or edited database) refuses them all.
+ *
+ * Failure. A commit that cannot be written or whose counter increment fails (the disk or the
+ * host TPM stopped answering) fails its saves and every save after it, since what the database
+ * and the counter hold is no longer known. recover() finds out again, from the disk and the
+ * chip, as opening does; the owner of the PSS calls it once the cause may have gone.
  */
 import pino, { type Logger } from 'pino';
 import type { ChipClient } from '../hwtpm/chip-client.ts';
@@ -92,8 +97,12 @@ export interface PssStatus {
   readonly commits: number;
   /** Set when the PSS refuses every vTPM. */
   readonly refusal: PssCondition | undefined;
-  /** Why a commit failed (the host TPM or the disk stopped answering), once one has: no save is taken until the PSS is opened again. */
+  /** Why a commit failed (the host TPM or the disk stopped answering), once one has: no save is taken until recover() succeeds. */
   readonly failure: string | undefined;
+  /** Why the last recover() since the failure did not bring the PSS back. */
+  readonly recoveryError: string | undefined;
+  /** Times recover() brought the PSS back from a failed commit. */
+  readonly recoveries: number;
   /** VMs whose record or image is in memory (loaded vTPMs, uncommitted changes); the rest are on disk only. */
   readonly held: number;
   /** Whether the sealing thread is running (blob-sealer.ts): it starts with the first crowded commit window. */
@@ -199,6 +208,11 @@ export class ProtectedStorage {
   /** The chip counter's last increment, or the one in progress. */
   private counting: Promise<void> = Promise.resolve();
   private closed = false;
+  private recoveries = 0;
+  /** Why the last recover() after the failure did not succeed. */
+  private recoveryError: string | undefined;
+  private recovering: Promise<boolean> | undefined;
+  private readonly failureListeners = new Set<(cause: string) => void>();
 
   private constructor(
     private readonly db: PssDatabase,
@@ -239,7 +253,7 @@ export class ProtectedStorage {
     if (!Number.isInteger(batch) || batch < 1) throw new PssError('bad-request', `maxCommitBatch must be a positive integer, not ${batch}`);
     const db = await openDatabase(opts.dir);
     try {
-      const r = await establish(db, opts.chip, opts.bindPcrs ?? defaultBindPcrs(), entropy, log);
+      const r = await establish(db, opts.chip, log, { bindPcrs: opts.bindPcrs ?? defaultBindPcrs(), entropy });
       if ('refusal' in r) {
         log.error({ condition: r.refusal.condition }, r.refusal.message);
         return new ProtectedStorage(db, opts.chip, log, entropy, undefined, r.refusal, { pssId: r.pssId, counterId: r.counterId }, batch, 'never');
@@ -348,7 +362,7 @@ export class ProtectedStorage {
    * its record leaves memory once committed.
    */
   release(vmId: string): void {
-    if (this.state) this.sealWaiting(vmId);
+    if (this.state && !this.failure) this.sealWaiting(vmId);
     this.images.delete(vmId);
     this.settle(vmId);
   }
@@ -466,6 +480,8 @@ export class ProtectedStorage {
       commits: this.committer.committed,
       refusal: this.refusal?.condition,
       failure: this.failureCause,
+      recoveryError: this.recoveryError,
+      recoveries: this.recoveries,
       held: new Set([...this.latest.keys(), ...this.images.keys(), ...this.waitingImages.keys()]).size,
       sealingThread: this.sealer?.threadRunning ?? false,
     };
@@ -558,7 +574,7 @@ export class ProtectedStorage {
         const counter = await this.chip.incrementCounter(state.counterId, state.counterAuth);
         if (counter !== epoch) throw new Error(`the chip counter moved to ${counter} where ${epoch} was expected`);
       } catch (e) {
-        // The database and the counter now disagree, which only a reopen sorts out.
+        // The database and the counter may now disagree: establishing it again (recover(), or a reopen) sorts that out.
         throw this.failed(e);
       }
     });
@@ -567,10 +583,74 @@ export class ProtectedStorage {
   }
 
   private failed(e: unknown): PssError {
+    // Later windows fail with the first failure; its cause is the one worth reporting.
+    if (this.failure) return this.failure;
     this.failureCause = e instanceof Error ? e.message : String(e);
-    this.failure = new PssError('commit-failed', `a PSS commit failed (${this.failureCause}); the PSS accepts no more saves — reopen it to recover`, { cause: e });
+    this.failure = new PssError('commit-failed', `a PSS commit failed (${this.failureCause}); the PSS takes no saves until it recovers`, { cause: e });
     this.log.error({ err: this.failure.message }, 'PSS commit failed');
+    for (const listener of this.failureListeners) listener(this.failureCause);
     return this.failure;
+  }
+
+  /** Calls `listener` with the cause whenever a commit fails (recover() may then bring the PSS back). */
+  onFailure(listener: (cause: string) => void): void {
+    this.failureListeners.add(listener);
+  }
+
+  /**
+   * After a failed commit: once every window in flight has settled, establishes the database
+   * again from what is on disk and in the chip, as opening it does (catching the counter up to
+   * commits written before the failure), and takes saves again. What the PSS held in memory of
+   * the failed windows is dropped: the database is the truth, and a vTPM whose save failed must
+   * load from it again. Resolves true when the PSS works (also when it had not failed); false
+   * when it is still failing (the chip or the disk still does not answer, or the database can no
+   * longer be trusted), with `status().failure` saying why.
+   */
+  recover(): Promise<boolean> {
+    if (this.closed) return Promise.reject(new PssError('closed', 'the PSS is closed; open it again to use it'));
+    return (this.recovering ??= this.reestablish().finally(() => (this.recovering = undefined)));
+  }
+
+  private async reestablish(): Promise<boolean> {
+    if (!this.failure || !this.state) return !this.failure;
+    await this.committer.drain();
+    await this.counting;
+    const state = this.state;
+    let r: Awaited<ReturnType<typeof establish>>;
+    try {
+      r = await establish(this.db, this.chip, this.log, undefined);
+    } catch (e) {
+      this.recoveryError = e instanceof Error ? e.message : String(e);
+      return false;
+    }
+    if ('refusal' in r) {
+      this.recoveryError = `the database cannot be trusted after the failed commit (${r.refusal.condition}): ${r.refusal.message}`;
+      this.log.error({ condition: r.refusal.condition }, this.recoveryError);
+      return false;
+    }
+    // The same database, so the same keys: the ones in use stay, the copies are wiped.
+    const same = r.pssId.equals(state.pssId) && r.counterId === state.counterId;
+    r.storageKey.fill(0);
+    for (const key of Object.values(r.keys)) key.fill(0);
+    if (!same) {
+      this.recoveryError = 'the database changed its identity while the PSS had it open';
+      return false;
+    }
+    this.latest.clear();
+    this.unsettled.clear();
+    this.pendingBlobs.clear();
+    this.images.clear();
+    this.waitingImages.clear();
+    this.stored.clear();
+    for (const [vmId, { record, digest }] of r.records) this.stored.set(vmId, storedRef(record, digest));
+    this.aggregate = Buffer.from(r.aggregate);
+    this.epoch = r.epoch;
+    this.failure = undefined;
+    this.failureCause = undefined;
+    this.recoveryError = undefined;
+    this.recoveries++;
+    this.log.info({ epoch: r.epoch.toString(), vms: r.records.size }, 'PSS recovered from the failed commit');
+    return true;
   }
 }
 

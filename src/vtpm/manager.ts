@@ -192,6 +192,12 @@ export class GvtpmManager {
     return { sessions: keys?.savedSessions ?? 0, keys: keys?.savedContexts ?? 0 };
   }
 
+  /** Every loaded model's state to the storage again (see VtpmHandle.saveAgain); resolves with how many failed. */
+  async saveLoadedAgain(): Promise<number> {
+    const saves = [...this.handles.values()].filter((h) => h.loaded).map((h) => h.saveAgain());
+    return (await Promise.allSettled(saves)).filter((r) => r.status === 'rejected').length;
+  }
+
   /** Loaded models, for metrics and tests. */
   loadedCount(): number {
     let n = 0;
@@ -312,16 +318,49 @@ export class VtpmHandle implements TpmDevice {
     return this.queue.run(async () => {
       const model = await this.ensureLoaded();
       this.touch();
-      return model.execute(command, locality);
+      return this.unlessFailed(model.execute(command, locality));
     });
   }
 
   powerOn(): Promise<void> {
-    return this.queue.run(async () => (await this.ensureLoaded()).powerOn());
+    return this.queue.run(async () => this.unlessFailed((await this.ensureLoaded()).powerOn()));
   }
 
   powerOff(): Promise<void> {
-    return this.queue.run(async () => (await this.ensureLoaded()).powerOff());
+    return this.queue.run(async () => this.unlessFailed((await this.ensureLoaded()).powerOff()));
+  }
+
+  /**
+   * Hands the loaded model's state to the storage again: after the PSS recovered from a failed
+   * commit it holds only what reached the disk, and a batched vTPM's last saves may not have.
+   */
+  saveAgain(): Promise<void> {
+    return this.queue.run(async () => {
+      if (!this.model) return;
+      await this.unlessFailed(this.model.snapshot().then(this.persister(this.measurement())));
+    });
+  }
+
+  /**
+   * A model whose state did not reach the storage (its save failed) holds what the storage may
+   * never see: it leaves memory, and the vTPM continues from the storage's state on its next
+   * command, as it would after a restart of the host process.
+   */
+  private async unlessFailed<T>(work: Promise<T>): Promise<T> {
+    try {
+      return await work;
+    } catch (e) {
+      this.discardModel();
+      throw e;
+    }
+  }
+
+  private discardModel(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (!this.model) return;
+    this.model = undefined;
+    this.storage.release(this.record.name);
   }
 
   flush(): Promise<void> {
@@ -344,12 +383,8 @@ export class VtpmHandle implements TpmDevice {
   }
 
   private async dropModel(): Promise<void> {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = undefined;
-    if (!this.model) return;
-    await this.model.flush();
-    this.model = undefined;
-    this.storage.release(this.record.name);
+    await this.model?.flush();
+    this.discardModel();
   }
 }
 

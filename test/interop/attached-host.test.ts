@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -90,6 +91,54 @@ class HostSwtpm {
   async pcrs(pcrs: readonly number[]): Promise<string[]> {
     const bank = parsePcrRead(await tool(this.tcti, 'tpm2_pcrread', [`sha256:${pcrs.join(',')}`])).get('sha256')!;
     return pcrs.map((p) => bank.get(p)!);
+  }
+}
+
+/**
+ * A Unix socket relaying to the host TPM's: cutting it is the TPM going away without a reset (a
+ * resource manager restarted, a cable pulled), and opening it again brings the same TPM back.
+ */
+class Relay {
+  private server: Server | undefined;
+  private readonly open = new Set<Socket>();
+
+  constructor(
+    readonly path: string,
+    private readonly target: string,
+  ) {}
+
+  async listen(): Promise<void> {
+    const server = createServer((client) => {
+      const tpm = connect(this.target);
+      for (const [from, to] of [[client, tpm], [tpm, client]] as const) {
+        this.open.add(from);
+        from.pipe(to);
+        from.on('error', () => to.destroy());
+        from.on('close', () => {
+          this.open.delete(from);
+          to.destroy();
+        });
+      }
+    });
+    this.server = server;
+    await new Promise<void>((ok) => server.listen(this.path, ok));
+  }
+
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    const closed = new Promise((ok) => server.close(ok));
+    for (const s of this.open) s.destroy();
+    await closed;
+  }
+}
+
+async function eventually(what: string, done: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > until) assert.fail(`not within ${timeoutMs / 1000} s: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -331,7 +380,55 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
       await tool(host.tcti, 'tpm2_changeauth', ['-c', 'e', '-p', 'endorsement secret']);
     }
   });
-  test('when the host TPM goes away, a guest gets TPM_RC_FAILURE, the daemon runs on and /health says why', async () => {
+  test('when the host TPM comes back unchanged, the PSS recovers without a restart and the vTPMs save again', async () => {
+    const relay = new Relay(files('relay.sock'), host.socket);
+    await relay.listen();
+    try {
+      const fresh = join(work.path, 'vtpmd-recovering');
+      const attach = () => startDaemon(fresh, ['--host-tpm', `swtpm:path=${relay.path}`, '--ek-ca', ekCa]);
+      daemon = await attach();
+      const api = join(fresh, 'vtpmd.sock');
+      const health = async () => JSON.parse((await http(api, 'GET', '/health')).body) as { status: string; pss: string };
+      const sw = await cli(fresh, ['vm', 'create', 'sw']);
+      assert.equal(sw.code, 0, sw.stderr);
+      const t = tcti(JSON.parse(sw.stdout));
+      const pcr16 = async () => parsePcrRead(await tool(t, 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16)!;
+      await tool(t, 'tpm2_pcrextend', ['16:sha256=' + '01'.repeat(32)]);
+
+      await relay.cut();
+      await assert.rejects(tool(t, 'tpm2_pcrextend', ['16:sha256=' + '02'.repeat(32)]), /0x00000101|0x101/);
+      const failing = await health();
+      assert.equal(failing.status, 'degraded');
+      assert.match(failing.pss, /^a commit failed \(cannot reach the host TPM at swtpm:path=\S+relay\.sock: .+\); no vTPM saves until the PSS recovers, tried again within \d+ s/);
+      await assert.rejects(tool(t, 'tpm2_pcrextend', ['16:sha256=' + '03'.repeat(32)]), /0x00000101|0x101/, 'no save while failing');
+      // An attempt made while the TPM is still away says why it failed.
+      await eventually('a failed attempt to recover', async () => /the last attempt: cannot reach the host TPM/.test((await health()).pss));
+
+      await relay.listen();
+      await eventually('the PSS recovered', async () => (await health()).status === 'ok');
+      assert.equal((await health()).pss, 'ok');
+      assert.match((await http(api, 'GET', '/metrics')).body, /^vtpmd_pss_recoveries 1$/m);
+      // The vTPM continues from what reached the disk: the first extend, and perhaps the one whose
+      // commit was written before its counter increment failed.
+      const acknowledged = createHash('sha256').update(Buffer.alloc(32)).update(Buffer.alloc(32, 0x01)).digest();
+      const written = createHash('sha256').update(acknowledged).update(Buffer.alloc(32, 0x02)).digest();
+      const recovered = await pcr16();
+      assert.ok([acknowledged, written].map((d) => d.toString('hex')).includes(recovered), `PCR 16 is ${recovered}`);
+      await tool(t, 'tpm2_pcrextend', ['16:sha256=' + '04'.repeat(32)]);
+      const after = await pcr16();
+      assert.equal(after, createHash('sha256').update(Buffer.from(recovered, 'hex')).update(Buffer.alloc(32, 0x04)).digest('hex'));
+      await stop();
+
+      daemon = await attach();
+      assert.equal((await health()).status, 'ok');
+      assert.equal(await pcr16(), after, 'what was saved after the recovery survives a restart');
+      await stop();
+    } finally {
+      await relay.cut();
+    }
+  });
+
+  test('when the host TPM goes away and comes back reset, a guest gets TPM_RC_FAILURE, /health says why, and a restart recovers', async () => {
     const fresh = join(work.path, 'vtpmd-lost-tpm');
     daemon = await startDaemon(fresh, ['--host-tpm', host.tcti, '--ek-ca', ekCa]);
     const sw = await cli(fresh, ['vm', 'create', 'sw']);
@@ -342,13 +439,17 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
     await assert.rejects(tool(t, 'tpm2_pcrextend', ['16:sha256=' + '02'.repeat(32)]), /0x00000101|0x101/);
     const health = JSON.parse((await http(join(fresh, 'vtpmd.sock'), 'GET', '/health')).body);
     assert.equal(health.status, 'degraded');
-    assert.match(health.pss, /^a commit failed \(cannot reach the host TPM at swtpm:path=\S+: connect \w+ \S+\); no vTPM saves until vtpmd is restarted$/);
+    assert.match(health.pss, /^a commit failed \(cannot reach the host TPM at swtpm:path=\S+: connect \w+ \S+\); no vTPM saves until the PSS recovers, tried again within \d+ s/);
     assert.match((await http(join(fresh, 'vtpmd.sock'), 'GET', '/metrics')).body, /^vtpmd_pss_failed 1$/m);
+    // Back, but reset: the PCRs the storage key is sealed to are measured again only when vtpmd starts.
+    await host.start();
+    await eventually('an attempt to recover on the reset TPM', async () =>
+      /the last attempt: the database cannot be trusted after the failed commit \(tcb-changed\)/.test(JSON.parse((await http(join(fresh, 'vtpmd.sock'), 'GET', '/health')).body).pss),
+    );
     await stop();
 
-    // Restarted with its TPM back, vtpmd has the acknowledged extend (and perhaps the one whose
-    // response was a failure: its commit was written before the TPM went away).
-    await host.start();
+    // Restarted, vtpmd has the acknowledged extend (and perhaps the one whose response was a
+    // failure: its commit was written before the TPM went away).
     daemon = await startDaemon(fresh, ['--host-tpm', host.tcti, '--ek-ca', ekCa]);
     assert.equal(JSON.parse((await http(join(fresh, 'vtpmd.sock'), 'GET', '/health')).body).status, 'ok');
     const acknowledged = createHash('sha256').update(Buffer.alloc(32)).update(Buffer.alloc(32, 0x01)).digest();

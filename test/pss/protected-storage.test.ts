@@ -402,7 +402,7 @@ describe('protected storage', () => {
     let pss = await ProtectedStorage.open({ dir, chip: flaky });
     await pss.save('vm-a', MODEL, nvm('vm-a', 1));
     failing = true;
-    await assert.rejects(pss.save('vm-a', MODEL, nvm('vm-a', 2)), (e: unknown) => e instanceof PssError && e.code === 'commit-failed' && /reopen/.test(e.message));
+    await assert.rejects(pss.save('vm-a', MODEL, nvm('vm-a', 2)), (e: unknown) => e instanceof PssError && e.code === 'commit-failed' && /until it recovers/.test(e.message));
     await assert.rejects(pss.save('vm-b', MODEL, nvm('vm-b', 1)), (e: unknown) => e instanceof PssError && e.code === 'commit-failed');
     assert.equal(pss.status().failure, 'the chip stopped answering');
     await pss.close();
@@ -414,6 +414,78 @@ describe('protected storage', () => {
     await pss.close();
     pss = await ProtectedStorage.open({ dir, chip: client });
     assert.deepEqual(await pss.load('vm-a', MODEL), nvm('vm-a', 3));
+    await pss.close();
+  });
+
+  test('recover() brings a PSS back from a failed commit once the chip answers again, keeping what reached the disk', async () => {
+    const { dir, client } = await setup();
+    let failing = false;
+    const flaky: ChipClient = Object.create(client, {
+      incrementCounter: {
+        value: (id: number, auth?: Uint8Array) => (failing ? Promise.reject(new Error('the chip stopped answering')) : client.incrementCounter(id, auth)),
+      },
+    });
+    const pss = await ProtectedStorage.open({ dir, chip: flaky });
+    const causes: string[] = [];
+    pss.onFailure((cause) => causes.push(cause));
+    assert.equal(await pss.recover(), true, 'a PSS that has not failed is working');
+    assert.equal(pss.status().recoveries, 0);
+    await pss.save('vm-a', MODEL, nvm('vm-a', 1));
+    await pss.save('vm-b', MODEL, nvm('vm-b', 1));
+    pss.release('vm-b');
+    // A batched save shares the next window, whose increment fails.
+    await pss.save('vm-c', MODEL, nvm('vm-c', 1), { durable: false });
+
+    failing = true;
+    await assert.rejects(pss.save('vm-a', MODEL, nvm('vm-a', 2)), (e: unknown) => e instanceof PssError && e.code === 'commit-failed' && /until it recovers/.test(e.message));
+    assert.deepEqual(causes, ['the chip stopped answering'], 'told once');
+    assert.equal(await pss.recover(), false, 'the chip still fails: catching the counter up fails');
+    assert.equal(pss.status().failure, 'the chip stopped answering');
+    assert.equal(pss.status().recoveryError, 'the chip stopped answering');
+    await assert.rejects(pss.load('vm-b', MODEL), (e: unknown) => e instanceof PssError && e.code === 'commit-failed');
+
+    failing = false;
+    const [first, second] = await Promise.all([pss.recover(), pss.recover()]);
+    assert.ok(first && second, 'concurrent calls share one attempt');
+    assert.equal(pss.status().failure, undefined);
+    assert.equal(pss.status().recoveryError, undefined);
+    assert.equal(pss.status().recoveries, 1);
+    assert.equal(await client.readCounter(pss.status().counterId!), pss.status().epoch, 'the counter caught up with the written commit');
+    assert.deepEqual(await pss.load('vm-a', MODEL), nvm('vm-a', 2), 'the commit written before its increment failed is kept');
+    assert.deepEqual(await pss.load('vm-b', MODEL), nvm('vm-b', 1), 'a VM on disk only loads');
+    assert.deepEqual(await pss.load('vm-c', MODEL), nvm('vm-c', 1), 'so is the batched save written with it');
+    await pss.save('vm-a', MODEL, nvm('vm-a', 3));
+    await pss.save('vm-c', MODEL, nvm('vm-c', 2));
+    assert.deepEqual(pss.list(), ['vm-a', 'vm-b', 'vm-c']);
+    await pss.close();
+
+    const again = await ProtectedStorage.open({ dir, chip: client });
+    assert.equal(again.refusal, undefined);
+    for (const [vm, n] of [['vm-a', 3], ['vm-b', 1], ['vm-c', 2]] as const) assert.deepEqual(await again.load(vm, MODEL), nvm(vm, n));
+    await again.close();
+  });
+
+  test('recover() refuses a database that changed while the commit had failed, and keeps failing', async () => {
+    const { dir, client } = await setup();
+    let failing = false;
+    const flaky: ChipClient = Object.create(client, {
+      incrementCounter: {
+        value: (id: number, auth?: Uint8Array) => (failing ? Promise.reject(new Error('the chip stopped answering')) : client.incrementCounter(id, auth)),
+      },
+    });
+    const pss = await ProtectedStorage.open({ dir, chip: flaky });
+    const db = (pss as unknown as { db: { get(k: string): Promise<Buffer | undefined>; put(k: string, v: Buffer): Promise<void> } }).db;
+    await pss.save('vm-a', MODEL, nvm('vm-a', 1));
+    const older = (await db.get(KEY.head))!;
+    await pss.save('vm-a', MODEL, nvm('vm-a', 2));
+    failing = true;
+    await assert.rejects(pss.save('vm-a', MODEL, nvm('vm-a', 3)));
+    failing = false;
+    // The head of two commits back: the database rolled back under the failed PSS.
+    await db.put(KEY.head, older);
+    assert.equal(await pss.recover(), false);
+    assert.match(pss.status().recoveryError!, /^the database cannot be trusted after the failed commit \(rollback\): /);
+    await assert.rejects(pss.save('vm-a', MODEL, nvm('vm-a', 4)), (e: unknown) => e instanceof PssError && e.code === 'commit-failed');
     await pss.close();
   });
 

@@ -108,6 +108,50 @@ describe('GVTPM manager', () => {
     await m.close();
   });
 
+  test('a vTPM whose save failed leaves memory and continues from the stored state; saveLoadedAgain hands loaded vTPMs to storage that lost them', async () => {
+    class FailingStorage extends MemoryStorage {
+      failing = false;
+      override save(vmId: string, measurement: Buffer, nvm: Buffer): Promise<void> {
+        return this.failing ? Promise.reject(new Error('the disk stopped answering')) : super.save(vmId, measurement, nvm);
+      }
+    }
+    const storage = new FailingStorage();
+    const m = await GvtpmManager.open({ registryDir: tempDir(), storage, measurer, idleUnloadMs: 0 });
+    const extend = (tpm: Tpm2Client, n: number) => tpm.pcrExtend(16, [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, n) }]);
+    const pcr16 = async (tpm: Tpm2Client) => (await tpm.pcrRead(ALG.SHA256, [16]))[0]!;
+    await m.create('failed');
+    await m.create('bystander');
+    const failed = await m.device('failed');
+    const bystander = await m.device('bystander');
+    const [a, b] = [client(failed), client(bystander)];
+    await a.startup();
+    await b.startup();
+    await extend(a, 1);
+    await extend(b, 1);
+    const acknowledged = await pcr16(a);
+
+    storage.failing = true;
+    await assert.rejects(extend(a, 2), /the disk stopped answering/);
+    assert.equal(failed.loaded, false, 'the model whose save failed is gone from memory');
+    assert.equal(bystander.loaded, true, 'a vTPM that did not save stays');
+    assert.ok(storage.released.includes('failed'));
+
+    storage.failing = false;
+    assert.deepEqual(await pcr16(a), acknowledged, 'the stored state: the extend whose save failed is not there');
+    // Storage that lost what it held (a PSS recovered from a failed window) gets every loaded vTPM's state again.
+    storage.blobs.clear();
+    assert.equal(await m.saveLoadedAgain(), 0);
+    assert.deepEqual([...storage.blobs.keys()].sort(), ['bystander', 'failed']);
+    const bystanderPcr = await pcr16(b);
+    await m.unload('bystander');
+    assert.deepEqual(await pcr16(b), bystanderPcr, 'reloaded from what was saved again');
+    storage.failing = true;
+    assert.equal(await m.saveLoadedAgain(), 2, 'saves that fail are counted, and their models leave memory');
+    assert.equal(m.loadedCount(), 0);
+    storage.failing = false;
+    await m.close();
+  });
+
   test('an idle timer unloads models nobody uses', async () => {
     const m = await GvtpmManager.open({ registryDir: tempDir(), storage: new MemoryStorage(), measurer, idleUnloadMs: 20 });
     await m.create('sleepy');
