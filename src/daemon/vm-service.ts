@@ -171,12 +171,14 @@ export class VmService {
     });
   }
 
-  async health(): Promise<{ status: 'ok' | 'degraded'; hostTpm: string; vms: number; running: number; pss: string }> {
+  async health(): Promise<{ status: 'ok' | 'degraded'; hostTpm: string; pssCounter: string | undefined; vms: number; running: number; pss: string }> {
     const refusal = this.host.pss.refusal;
-    const { failure, recoveryError } = this.host.pss.status();
+    const { failure, recoveryError, counterId } = this.host.pss.status();
     return {
       status: refusal || failure ? 'degraded' : 'ok',
       hostTpm: this.host.platform.name,
+      // The host TPM's NV index this state directory's PSS holds: to release once the directory is thrown away.
+      pssCounter: counterId === undefined ? undefined : `0x${counterId.toString(16).padStart(8, '0')}`,
       vms: (await this.manager.list()).length,
       running: this.endpoints.size,
       pss: refusal ? `refusing every vTPM (${refusal.condition})` : failure ? failing(failure, recoveryError, this.host.recovery.nextDelayMs) : 'ok',

@@ -133,19 +133,22 @@ export class Tpm2ChipClient implements ChipClient {
 
   createCounter(auth?: Uint8Array): Promise<{ id: number; value: bigint }> {
     return this.turn(async (tpm) => {
-      const taken = new Set<number>();
-      const cap = await tpm.getCapability(CAP.HANDLES, COUNTER_BASE, COUNTER_LIMIT - COUNTER_BASE + 1);
-      if ('items' in cap.capabilityData) for (const h of cap.capabilityData.items) taken.add(h);
+      const taken = await definedIndices(tpm, COUNTER_BASE, COUNTER_LIMIT);
       let id = COUNTER_BASE;
-      while (taken.has(id)) if (++id > COUNTER_LIMIT) throw new ChipRefusal('resources', 'no free NV index is left for another counter');
-      await tpm.nvDefineSpace(RH.OWNER, {
-        nvIndex: id,
-        nameAlg: ALG.SHA256,
-        // With a key, only its holder increments it; its value is no secret, so the owner reads it.
-        attributes: NV_ATTR.AUTHWRITE | (auth ? NV_ATTR.OWNERREAD : NV_ATTR.AUTHREAD) | NV_ATTR.NO_DA | (NT.COUNTER << 4),
-        authPolicy: Buffer.alloc(0),
-        dataSize: 8,
-      }, { indexAuth: counterAuth(auth) });
+      while (taken.has(id)) if (++id > COUNTER_LIMIT) throw counterRoomRefusal('every NV index of the range is in use');
+      try {
+        await tpm.nvDefineSpace(RH.OWNER, {
+          nvIndex: id,
+          nameAlg: ALG.SHA256,
+          // With a key, only its holder increments it; its value is no secret, so the owner reads it.
+          attributes: NV_ATTR.AUTHWRITE | (auth ? NV_ATTR.OWNERREAD : NV_ATTR.AUTHREAD) | NV_ATTR.NO_DA | (NT.COUNTER << 4),
+          authPolicy: Buffer.alloc(0),
+          dataSize: 8,
+        }, { indexAuth: counterAuth(auth) });
+      } catch (e) {
+        if (e instanceof Tpm2CommandError && e.rc === RC.NV_SPACE) throw counterRoomRefusal('its NV memory is full (TPM_RC_NV_SPACE)');
+        throw e;
+      }
       // A TPM 2.0 counter has no value until its first increment.
       await tpm.nvIncrement(id, id, counterPassword(auth));
       return { id, value: await this.readCounterValue(tpm, id) };
@@ -177,6 +180,30 @@ export class Tpm2ChipClient implements ChipClient {
     const { outPrivate, outPublic } = await tpm.create(HANDLES.SRK, template);
     return { blob: encodeBlob({ ...b, inPrivate: outPrivate, inPublic: outPublic }), publicKey: publicKeyOf(outPublic) };
   }
+}
+
+/** The NV indices defined in first…last, over as many GetCapability calls as the TPM needs to list them. */
+async function definedIndices(tpm: Tpm2Client, first: number, last: number): Promise<Set<number>> {
+  const taken = new Set<number>();
+  for (let from = first; from <= last; ) {
+    const cap = await tpm.getCapability(CAP.HANDLES, from, last - from + 1);
+    const items = 'items' in cap.capabilityData ? cap.capabilityData.items.filter((h) => h >= from && h <= last) : [];
+    for (const h of items) taken.add(h);
+    if (!cap.moreData || items.length === 0) break;
+    from = Math.max(...items) + 1;
+  }
+  return taken;
+}
+
+/**
+ * No room for a new PSS's counter. Each PSS database made on a TPM holds one counter there for
+ * good, so a TPM on which state directories were made and thrown away fills up.
+ */
+function counterRoomRefusal(why: string): ChipRefusal {
+  return new ChipRefusal(
+    'resources',
+    `the host TPM has no room for another PSS counter: ${why}. Every PSS database made on this TPM holds a counter in 0x${COUNTER_BASE.toString(16).padStart(8, '0')}–0x${COUNTER_LIMIT.toString(16).padStart(8, '0')}; release those of state directories no longer used with tpm2_nvundefine -C o INDEX (a running vtpmd names its own in /health)`,
+  );
 }
 
 /** A counter's index authValue: the secret's SHA-256 digest, the largest authValue a SHA-256 index takes. */

@@ -160,3 +160,21 @@ for (const personality of PERSONALITIES) {
     });
   });
 }
+
+describe('chip client over tpm2: room for counters', () => {
+  test('a TPM whose NV is full refuses another counter, saying where the PSS counters are and how to release them', async () => {
+    const { client } = await freshClient('tpm2');
+    const made: number[] = [];
+    let refusal: unknown;
+    for (let i = 0; i < 300 && refusal === undefined; i++) {
+      try {
+        made.push((await client.createCounter(Buffer.from('key'))).id);
+      } catch (e) {
+        refusal = e;
+      }
+    }
+    assert.ok(made.length > 0 && new Set(made).size === made.length, 'each counter at an index of its own');
+    assert.ok(refusal instanceof ChipRefusal && refusal.reason === 'resources', String(refusal));
+    assert.match(refusal.message, /no room for another PSS counter: its NV memory is full \(TPM_RC_NV_SPACE\)\. .*0x01500000–0x015000ff; release those of state directories no longer used with tpm2_nvundefine -C o INDEX/);
+  });
+});

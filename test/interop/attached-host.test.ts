@@ -196,6 +196,7 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
     assert.deepEqual(measuredLine(d), { ...measuredLine(d), measured: 3, already: 0 });
     const health = JSON.parse((await http(new URL(d.api).pathname, 'GET', '/health')).body);
     assert.deepEqual([health.status, health.hostTpm], ['ok', host.tcti]);
+    assert.match(health.pssCounter, /^0x015000[0-9a-f]{2}$/);
 
     const hw = await cli(state, ['vm', 'create', 'hw', '--dm', 'hardware']);
     assert.equal(hw.code, 0, hw.stderr);
@@ -227,6 +228,9 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
     const values = await host.pcrs(COMPONENT_PCRS);
     assert.ok(values.every((v) => v !== '00'.repeat(32)), 'every component PCR was extended');
     assert.deepEqual(values, await replayed(join(state, 'host', 'eventlog.bin'), COMPONENT_PCRS), 'the event log replays to the host TPM');
+    // The PSS's counter, as /health named it, is among the host TPM's NV indices.
+    const indices = [...(await tool(host.tcti, 'tpm2_getcap', ['handles-nv-index'])).matchAll(/^- (0x[0-9a-f]+)$/gim)].map((m) => Number(m[1]));
+    assert.ok(indices.includes(Number(health.pssCounter)), `${health.pssCounter} among ${indices.map((i) => i.toString(16))}`);
   });
 
   test('a hardware-backed VM does everything a guest does with it through the host TPM: libtpms makes and uses its keys', async () => {
