@@ -215,7 +215,8 @@ export class ProtectedStorage {
   private readonly failureListeners = new Set<(cause: string) => void>();
 
   private constructor(
-    private readonly db: PssDatabase,
+    private db: PssDatabase,
+    private readonly dir: string,
     private readonly chip: ChipClient,
     private readonly log: Logger,
     private readonly entropy: EntropySource,
@@ -256,10 +257,10 @@ export class ProtectedStorage {
       const r = await establish(db, opts.chip, log, { bindPcrs: opts.bindPcrs ?? defaultBindPcrs(), entropy });
       if ('refusal' in r) {
         log.error({ condition: r.refusal.condition }, r.refusal.message);
-        return new ProtectedStorage(db, opts.chip, log, entropy, undefined, r.refusal, { pssId: r.pssId, counterId: r.counterId }, batch, 'never');
+        return new ProtectedStorage(db, opts.dir, opts.chip, log, entropy, undefined, r.refusal, { pssId: r.pssId, counterId: r.counterId }, batch, 'never');
       }
       log.info({ pssId: r.pssId.toString('hex'), epoch: r.epoch.toString(), vms: r.records.size }, 'PSS opened');
-      return new ProtectedStorage(db, opts.chip, log, entropy, r, undefined, { pssId: r.pssId, counterId: r.counterId }, batch, opts.sealThread ?? 'auto');
+      return new ProtectedStorage(db, opts.dir, opts.chip, log, entropy, r, undefined, { pssId: r.pssId, counterId: r.counterId }, batch, opts.sealThread ?? 'auto');
     } catch (e) {
       await db.close().catch(() => undefined);
       throw e;
@@ -514,8 +515,9 @@ export class ProtectedStorage {
     const digests: [string, Buffer | undefined][] = [];
     // A chained batch: the array form costs several microseconds of main-thread time per
     // operation, which at hundreds of saves per window is most of the commit.
-    const batch = this.db.batch();
+    let batch: ReturnType<PssDatabase['batch']> | undefined;
     try {
+      batch = this.db.batch();
       for (const [vmId, c] of last) {
         const before = this.stored.get(vmId);
         if (before) {
@@ -542,7 +544,7 @@ export class ProtectedStorage {
       await batch.write({ sync: durable });
       this.epoch = epoch;
     } catch (e) {
-      await batch.close().catch(() => undefined);
+      await batch?.close().catch(() => undefined);
       throw this.failed(e);
     }
 
@@ -598,9 +600,9 @@ export class ProtectedStorage {
   }
 
   /**
-   * After a failed commit: once every window in flight has settled, establishes the database
-   * again from what is on disk and in the chip, as opening it does (catching the counter up to
-   * commits written before the failure), and takes saves again. What the PSS held in memory of
+   * After a failed commit: once every window in flight has settled, opens the database again and
+   * establishes it from what is on disk and in the chip, as opening the PSS does (catching the
+   * counter up to commits written before the failure), and takes saves again. What the PSS held in memory of
    * the failed windows is dropped: the database is the truth, and a vTPM whose save failed must
    * load from it again. Resolves true when the PSS works (also when it had not failed); false
    * when it is still failing (the chip or the disk still does not answer, or the database can no
@@ -618,6 +620,9 @@ export class ProtectedStorage {
     const state = this.state;
     let r: Awaited<ReturnType<typeof establish>>;
     try {
+      // Opened afresh: LevelDB refuses every write after one failed to reach the disk.
+      await this.db.close().catch(() => undefined);
+      this.db = await openDatabase(this.dir);
       r = await establish(this.db, this.chip, this.log, undefined);
     } catch (e) {
       this.recoveryError = e instanceof Error ? e.message : String(e);

@@ -465,6 +465,27 @@ describe('protected storage', () => {
     await again.close();
   });
 
+  test('recover() after a write that failed opens the database again, since LevelDB takes no write after one failed', async () => {
+    const { dir, client } = await setup();
+    const pss = await ProtectedStorage.open({ dir, chip: client });
+    await pss.save('vm-a', MODEL, nvm('vm-a', 1));
+    const inner = pss as unknown as { db: { close(): Promise<void> } };
+    const broken = inner.db;
+    // A database that takes no more writes, as LevelDB is after a failed sync.
+    await broken.close();
+    await assert.rejects(pss.save('vm-a', MODEL, nvm('vm-a', 2)), (e: unknown) => e instanceof PssError && e.code === 'commit-failed');
+    assert.ok(pss.status().failure, 'the failed write is the PSS failing, not one save');
+    await assert.rejects(pss.save('vm-b', MODEL, nvm('vm-b', 1)), (e: unknown) => e instanceof PssError && e.code === 'commit-failed');
+    assert.equal(await pss.recover(), true, pss.status().recoveryError);
+    assert.notEqual(inner.db, broken, 'a database opened afresh');
+    assert.deepEqual(await pss.load('vm-a', MODEL), nvm('vm-a', 1), 'the save whose write failed is not there');
+    await pss.save('vm-a', MODEL, nvm('vm-a', 3));
+    await pss.close();
+    const again = await ProtectedStorage.open({ dir, chip: client });
+    assert.deepEqual(await again.load('vm-a', MODEL), nvm('vm-a', 3));
+    await again.close();
+  });
+
   test('recover() refuses a database that changed while the commit had failed, and keeps failing', async () => {
     const { dir, client } = await setup();
     let failing = false;
