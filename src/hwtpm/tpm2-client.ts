@@ -63,6 +63,10 @@ const RC_TESTING = 0x90a;
 /** TPM_RC_RETRY, TPM_RC_YIELDED, TPM_RC_TESTING: not run, send again. */
 const RESEND = new Set([0x922, 0x908, RC_TESTING]);
 const MAX_SENDS = 100;
+/** TPM_RC_NV_RATE, TPM_RC_NV_UNAVAILABLE: not run because the TPM's NV cannot be written now; send again once it can. */
+const NV_BUSY = new Set([0x920, 0x923]);
+/** How long a command waits for NV that stays busy, in all, before the TPM's answer stands. */
+const NV_BUSY_PATIENCE_MS = 30_000;
 
 /** A command the chip refused, with the response code it gave. */
 export class Tpm2CommandError extends Error {
@@ -188,12 +192,24 @@ export class Tpm2Client {
   /**
    * Sends `command` until the TPM runs it. TPM_RC_RETRY, TPM_RC_YIELDED and TPM_RC_TESTING say the
    * TPM did not start it (its sessions untouched), so the same bytes go again; real TPMs, and
-   * libtpms, answer them under load or while self-testing.
+   * libtpms, answer them under load or while self-testing. So do TPM_RC_NV_RATE and
+   * TPM_RC_NV_UNAVAILABLE, which a discrete TPM gives when NV writes come faster than it lets
+   * them (the PSS's counter moves with every commit).
    */
   private async send(command: Buffer): Promise<Buffer> {
+    let nvWaited = 0;
     for (let attempt = 1; ; attempt++) {
       const response = Buffer.from(await this.exec(command));
       const rc = response.length >= 10 ? response.readUInt32BE(6) : 0;
+      if (NV_BUSY.has(rc)) {
+        // A TPM limiting NV writes against wear-out (or busy with its NV) asks for patience, not
+        // a tight loop: waits from 10 ms, doubling up to a second.
+        const wait = Math.min(10 * 2 ** Math.min(attempt - 1, 7), 1000);
+        if (nvWaited + wait > NV_BUSY_PATIENCE_MS) return response;
+        nvWaited += wait;
+        await new Promise((wake) => setTimeout(wake, wait));
+        continue;
+      }
       if (!RESEND.has(rc) || attempt >= MAX_SENDS) return response;
       await new Promise((wake) => setTimeout(wake, rc === RC_TESTING ? 10 : 0));
     }

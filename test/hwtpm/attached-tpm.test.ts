@@ -69,6 +69,8 @@ describe('AttachedTpm', () => {
       if (nth === 0xdead) return void socket.end(response(0).subarray(0, 6));
       if (nth === 0xbeef) return void socket.write(Buffer.from('8001ffffffff00000000', 'hex'));
       if (nth === 0x0922 && commands % 3 !== 0) return void socket.write(response(0x922));
+      // NV rate-limited for the first three sends.
+      if ((nth === 0x0920 || nth === 0x0923) && commands <= 3) return void socket.write(response(nth));
       if (nth === 0x0921 || nth === 0x09a2 || nth === 0x0977) return void socket.write(response(nth));
       // Split across writes, as TCP may deliver it.
       const r = response(0, Buffer.from('0008a1a2a3a4a5a6a7a8', 'hex'));
@@ -120,6 +122,22 @@ describe('AttachedTpm', () => {
       await t.close();
     }
   });
+
+  for (const [rc, name] of [[0x920, 'TPM_RC_NV_RATE'], [0x923, 'TPM_RC_NV_UNAVAILABLE']] as const) {
+    test(`the client waits for NV that answers ${name}, longer each time, and sends the command again`, async () => {
+      const t = await AttachedTpm.open({ host: '127.0.0.1', port: tpm.port });
+      try {
+        commands = 0;
+        const started = performance.now();
+        const r = await t.exclusive((exec) => new Tpm2Client(exec).call(CC.GetRandom, [], [], { bytesRequested: rc }));
+        assert.equal((r.params.randomBytes as Buffer).toString('hex'), 'a1a2a3a4a5a6a7a8');
+        assert.equal(commands, 4, 'sent until the TPM ran it');
+        assert.ok(performance.now() - started >= 10 + 20 + 40 - 3, 'waits of 10, 20 and 40 ms between the sends');
+      } finally {
+        await t.close();
+      }
+    });
+  }
 
   test("a refusal names the TPM's response code", async () => {
     const t = await AttachedTpm.open({ host: '127.0.0.1', port: tpm.port });
