@@ -3,7 +3,7 @@
  * host TPM or the disk stops answering; both often come back (a resource manager restarted, a
  * TPM behind a socket reconnected, space freed on the disk). Until then every vTPM that saves
  * answers TPM_RC_FAILURE. Recovery is tried a second after the failure, then at doubling
- * intervals up to a minute, until it works; then every vTPM still in memory hands its state to
+ * intervals up to 30 s, until it works; then every vTPM still in memory hands its state to
  * the PSS again, since what batched vTPMs saved may have been in the windows that failed.
  */
 import type { Logger } from 'pino';
@@ -13,11 +13,11 @@ import type { GvtpmManager } from '../vtpm/manager.ts';
 export interface RecoveryDelays {
   /** Before the first attempt. Default 1 s. */
   readonly firstMs: number;
-  /** Longest wait between attempts. Default 60 s. */
+  /** Longest wait between attempts. Default 30 s. */
   readonly maxMs: number;
 }
 
-export const DEFAULT_RECOVERY_DELAYS: RecoveryDelays = { firstMs: 1_000, maxMs: 60_000 };
+export const DEFAULT_RECOVERY_DELAYS: RecoveryDelays = { firstMs: 1_000, maxMs: 30_000 };
 
 export class PssRecovery {
   private timer: NodeJS.Timeout | undefined;

@@ -9,7 +9,9 @@ export async function openDatabase(dir: string): Promise<PssDatabase> {
   try {
     await db.open();
   } catch (e) {
-    throw new PssError('bad-database', `cannot open the PSS database in ${dir} (${(e as Error).message}); check that no other vtpmd holds it and that the directory is writable`, { cause: e });
+    // level's own message ("Database failed to open") hides LevelDB's, which says why.
+    const why = [e, (e as { cause?: unknown }).cause].filter((x): x is Error => x instanceof Error).map((x) => x.message).join(': ');
+    throw new PssError('bad-database', `cannot open the PSS database in ${dir} (${why}); check that no other vtpmd holds it, that the directory is writable and that its disk has room`, { cause: e });
   }
   return db;
 }

@@ -623,6 +623,11 @@ export class ProtectedStorage {
       // Opened afresh: LevelDB refuses every write after one failed to reach the disk.
       await this.db.close().catch(() => undefined);
       this.db = await openDatabase(this.dir);
+      // Closed meanwhile: close() found the old database closed, so this one is closed here.
+      if (this.closed) {
+        await this.db.close();
+        return false;
+      }
       r = await establish(this.db, this.chip, this.log, undefined);
     } catch (e) {
       this.recoveryError = e instanceof Error ? e.message : String(e);
