@@ -16,6 +16,7 @@ import { TruncatedFrameError } from './errors.ts';
 import { SerialQueue } from '../tpm/serial-queue.ts';
 import { SocketReader, writeFully } from './socket-io.ts';
 import { commandSizeResponse, failureResponse, HEADER_SIZE_OFFSET, localityResponse, TPM_HEADER_SIZE } from './tpm-frames.ts';
+import { FailureLog } from './failure-log.ts';
 
 export const MssimCmd = {
   SIGNAL_POWER_ON: 1,
@@ -75,6 +76,8 @@ interface MssimContext {
   device: TpmDevice;
   queue: SerialQueue;
   logger: Logger;
+  /** The server's, not the connection's: tpm2-tools connects once per command. */
+  failures: FailureLog;
   /** A client sent STOP: flush the device and stop the server. */
   stop(): void;
 }
@@ -86,6 +89,7 @@ export async function startMssimServer(device: TpmDevice, options: MssimServerOp
   let closing: Promise<void> | undefined;
   let markClosed!: () => void;
   const closed = new Promise<void>((resolve) => (markClosed = resolve));
+  const failures = new FailureLog(logger);
 
   const context = (channel: string): MssimContext => {
     const connLogger = logger.child({ channel, conn: ++connections });
@@ -94,6 +98,7 @@ export async function startMssimServer(device: TpmDevice, options: MssimServerOp
       device,
       queue,
       logger: connLogger,
+      failures,
       stop: () => {
         logger.info('STOP received; flushing the device and stopping');
         void queue
@@ -218,7 +223,7 @@ async function serveCommandConnection(socket: Socket, ctx: MssimContext): Promis
  * simulator does; malformed envelopes get the TPM's own error responses, never a dropped link.
  */
 function sendCommand(ctx: MssimContext, locality: number, command: Buffer): Promise<Uint8Array> {
-  const { device, logger } = ctx;
+  const { device, failures } = ctx;
   return ctx.queue.run(async () => {
     if (!device.powered) return new Uint8Array(0);
     // The envelope carries its own length; a header that disagrees is what a TPM calls an
@@ -231,7 +236,7 @@ function sendCommand(ctx: MssimContext, locality: number, command: Buffer): Prom
     try {
       return await device.execute(command, locality);
     } catch (err) {
-      logger.error({ err }, 'the device failed at host level while executing a command; answered with a failure response');
+      failures.commandFailed(err);
       return failureResponse(device.family);
     }
   });

@@ -8,18 +8,22 @@ import type { Logger } from 'pino';
 import type { TpmDevice } from '../tpm/device.ts';
 import type { SerialQueue } from '../tpm/serial-queue.ts';
 import { failureResponse, responseCode, startupCommand, type StartupType } from './tpm-frames.ts';
+import { FailureLog } from './failure-log.ts';
 
 export const MAX_LOCALITY = 4;
 
 export class SwtpmTpm {
   #running = false;
   #locality = 0;
+  readonly #failures: FailureLog;
 
   constructor(
     readonly device: TpmDevice,
     private readonly queue: SerialQueue,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.#failures = new FailureLog(logger);
+  }
 
   get running(): boolean {
     return this.#running;
@@ -64,7 +68,7 @@ export class SwtpmTpm {
       try {
         return await this.device.execute(command, this.#locality);
       } catch (err) {
-        this.logger.error({ err }, 'the device failed at host level while executing a command; answered with a failure response');
+        this.#failures.commandFailed(err);
         return failureResponse(this.device.family);
       }
     });
@@ -82,7 +86,7 @@ export class SwtpmTpm {
     try {
       return device.executeSync(command, this.#locality);
     } catch (err) {
-      this.logger.error({ err }, 'the device failed at host level while executing a command; answered with a failure response');
+      this.#failures.commandFailed(err);
       return failureResponse(device.family);
     }
   }
