@@ -4,6 +4,7 @@ import { createLogger } from './logger.ts';
 import { registerMssimCommand } from './mssim-command.ts';
 import { registerServeCommand } from './serve-command.ts';
 import { registerVmCommand } from './vm-command.ts';
+import { registerHealthCommand } from './health-command.ts';
 import { registerBenchCommand } from './bench-command.ts';
 import { registerSocketCommand, type OpenDeviceOptions } from './socket-command.ts';
 
@@ -39,6 +40,7 @@ registerSocketCommand(program, openDevice, logger);
 registerMssimCommand(program, openDevice, logger);
 registerServeCommand(program, logger);
 registerVmCommand(program);
+registerHealthCommand(program);
 registerBenchCommand(program);
 
 try {

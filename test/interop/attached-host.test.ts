@@ -403,6 +403,7 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
       await assert.rejects(tool(t, 'tpm2_pcrextend', ['16:sha256=' + '02'.repeat(32)]), /0x00000101|0x101/);
       const failing = await health();
       assert.equal(failing.status, 'degraded');
+      assert.equal((await cli(fresh, ['health'])).code, 1, '`vtpmd health` fails while the daemon is degraded');
       assert.match(failing.pss, /^a commit failed \(cannot reach the host TPM at swtpm:path=\S+relay\.sock: .+\); no vTPM saves until the PSS recovers, tried again within \d+ s/);
       await assert.rejects(tool(t, 'tpm2_pcrextend', ['16:sha256=' + '03'.repeat(32)]), /0x00000101|0x101/, 'no save while failing');
       // An attempt made while the TPM is still away says why it failed.
@@ -411,6 +412,7 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
       await relay.listen();
       await eventually('the PSS recovered', async () => (await health()).status === 'ok');
       assert.equal((await health()).pss, 'ok');
+      assert.equal((await cli(fresh, ['health'])).code, 0);
       assert.match((await http(api, 'GET', '/metrics')).body, /^vtpmd_pss_recoveries 1$/m);
       // The vTPM continues from what reached the disk: the first extend, and perhaps the one whose
       // commit was written before its counter increment failed.

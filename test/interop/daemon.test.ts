@@ -114,6 +114,12 @@ describe('vtpmd serve', { skip }, () => {
     assert.equal(health.status, 'ok');
     assert.equal(health.hostTpm, 'simulated lab chip');
     assert.equal(health.vms, 2);
+    const shown = await cli(state.path, ['health']);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.deepEqual(JSON.parse(shown.stdout), health, '`vtpmd health` prints the same');
+    const nobody = await cli(state.path, ['health', '--api', `unix://${join(state.path, 'nobody.sock')}`]);
+    assert.equal(nobody.code, 1);
+    assert.match(nobody.stderr, /^vtpmd: error: no vtpmd daemon answers at unix:\/\/\S+nobody\.sock \(ENOENT\)/);
     const metrics = (await http(sock, 'GET', '/metrics')).body;
     assert.match(metrics, /vtpmd_vm_queue_depth\{vm="web"\} 0/);
     // PCR_Extend is 0x00000182.
