@@ -47,6 +47,17 @@ function isViolation(condition: PssCondition, vmId?: string): (e: unknown) => bo
   };
 }
 
+/** `client` with a counter whose increments fail while `failing` is set, as a chip that stopped answering. */
+function flakyCounter(client: ChipClient): { chip: ChipClient; failing: boolean } {
+  const state = { chip: client, failing: false };
+  state.chip = Object.create(client, {
+    incrementCounter: {
+      value: (id: number, auth?: Uint8Array) => (state.failing ? Promise.reject(new Error('the chip stopped answering')) : client.incrementCounter(id, auth)),
+    },
+  });
+  return state;
+}
+
 // Making a chip's storage root key is the slow part of a test, so PSSs share one chip (each PSS
 // has its own key and counter on it) unless a test changes the chip's PCRs.
 let sharedChip: Promise<ChipClient> | undefined;
@@ -393,15 +404,10 @@ describe('protected storage', () => {
 
   test('a commit whose counter increment failed stops the PSS, and the reopened PSS recovers that commit', async () => {
     const { dir, client } = await setup();
-    let failing = false;
-    const flaky: ChipClient = Object.create(client, {
-      incrementCounter: {
-        value: (id: number, auth?: Uint8Array) => (failing ? Promise.reject(new Error('the chip stopped answering')) : client.incrementCounter(id, auth)),
-      },
-    });
-    let pss = await ProtectedStorage.open({ dir, chip: flaky });
+    const flaky = flakyCounter(client);
+    let pss = await ProtectedStorage.open({ dir, chip: flaky.chip });
     await pss.save('vm-a', MODEL, nvm('vm-a', 1));
-    failing = true;
+    flaky.failing = true;
     await assert.rejects(pss.save('vm-a', MODEL, nvm('vm-a', 2)), (e: unknown) => e instanceof PssError && e.code === 'commit-failed' && /until it recovers/.test(e.message));
     await assert.rejects(pss.save('vm-b', MODEL, nvm('vm-b', 1)), (e: unknown) => e instanceof PssError && e.code === 'commit-failed');
     assert.equal(pss.status().failure, 'the chip stopped answering');
@@ -419,13 +425,8 @@ describe('protected storage', () => {
 
   test('recover() brings a PSS back from a failed commit once the chip answers again, keeping what reached the disk', async () => {
     const { dir, client } = await setup();
-    let failing = false;
-    const flaky: ChipClient = Object.create(client, {
-      incrementCounter: {
-        value: (id: number, auth?: Uint8Array) => (failing ? Promise.reject(new Error('the chip stopped answering')) : client.incrementCounter(id, auth)),
-      },
-    });
-    const pss = await ProtectedStorage.open({ dir, chip: flaky });
+    const flaky = flakyCounter(client);
+    const pss = await ProtectedStorage.open({ dir, chip: flaky.chip });
     const causes: string[] = [];
     pss.onFailure((cause) => causes.push(cause));
     assert.equal(await pss.recover(), true, 'a PSS that has not failed is working');
@@ -436,7 +437,7 @@ describe('protected storage', () => {
     // A batched save shares the next window, whose increment fails.
     await pss.save('vm-c', MODEL, nvm('vm-c', 1), { durable: false });
 
-    failing = true;
+    flaky.failing = true;
     await assert.rejects(pss.save('vm-a', MODEL, nvm('vm-a', 2)), (e: unknown) => e instanceof PssError && e.code === 'commit-failed' && /until it recovers/.test(e.message));
     assert.deepEqual(causes, ['the chip stopped answering'], 'told once');
     assert.equal(await pss.recover(), false, 'the chip still fails: catching the counter up fails');
@@ -444,7 +445,7 @@ describe('protected storage', () => {
     assert.equal(pss.status().recoveryError, 'the chip stopped answering');
     await assert.rejects(pss.load('vm-b', MODEL), (e: unknown) => e instanceof PssError && e.code === 'commit-failed');
 
-    failing = false;
+    flaky.failing = false;
     const [first, second] = await Promise.all([pss.recover(), pss.recover()]);
     assert.ok(first && second, 'concurrent calls share one attempt');
     assert.equal(pss.status().failure, undefined);
@@ -488,20 +489,15 @@ describe('protected storage', () => {
 
   test('recover() refuses a database that changed while the commit had failed, and keeps failing', async () => {
     const { dir, client } = await setup();
-    let failing = false;
-    const flaky: ChipClient = Object.create(client, {
-      incrementCounter: {
-        value: (id: number, auth?: Uint8Array) => (failing ? Promise.reject(new Error('the chip stopped answering')) : client.incrementCounter(id, auth)),
-      },
-    });
-    const pss = await ProtectedStorage.open({ dir, chip: flaky });
+    const flaky = flakyCounter(client);
+    const pss = await ProtectedStorage.open({ dir, chip: flaky.chip });
     const db = (pss as unknown as { db: { get(k: string): Promise<Buffer | undefined>; put(k: string, v: Buffer): Promise<void> } }).db;
     await pss.save('vm-a', MODEL, nvm('vm-a', 1));
     const older = (await db.get(KEY.head))!;
     await pss.save('vm-a', MODEL, nvm('vm-a', 2));
-    failing = true;
+    flaky.failing = true;
     await assert.rejects(pss.save('vm-a', MODEL, nvm('vm-a', 3)));
-    failing = false;
+    flaky.failing = false;
     // The head of two commits back: the database rolled back under the failed PSS.
     await db.put(KEY.head, older);
     assert.equal(await pss.recover(), false);
