@@ -602,11 +602,11 @@ export class ProtectedStorage {
   /**
    * After a failed commit: once every window in flight has settled, opens the database again and
    * establishes it from what is on disk and in the chip, as opening the PSS does (catching the
-   * counter up to commits written before the failure), and takes saves again. What the PSS held in memory of
-   * the failed windows is dropped: the database is the truth, and a vTPM whose save failed must
-   * load from it again. Resolves true when the PSS works (also when it had not failed); false
-   * when it is still failing (the chip or the disk still does not answer, or the database can no
-   * longer be trusted), with `status().failure` saying why.
+   * counter up to commits written before the failure), and takes saves again. What the PSS held
+   * in memory of the failed windows is dropped: the database is the truth, and a vTPM whose save
+   * failed must load from it again. Resolves true when the PSS works (also when it had not
+   * failed); false when it is still failing (the chip or the disk still does not answer, or the
+   * database can no longer be trusted), with `status().recoveryError` saying why.
    */
   recover(): Promise<boolean> {
     if (this.closed) return Promise.reject(new PssError('closed', 'the PSS is closed; open it again to use it'));

@@ -318,7 +318,13 @@ export class VtpmHandle implements TpmDevice {
     return this.queue.run(async () => {
       const model = await this.ensureLoaded();
       this.touch();
-      return this.unlessFailed(model.execute(command, locality));
+      // As unlessFailed does, without another async frame on every command.
+      try {
+        return await model.execute(command, locality);
+      } catch (e) {
+        this.discardModel();
+        throw e;
+      }
     });
   }
 
