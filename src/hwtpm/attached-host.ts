@@ -58,6 +58,9 @@ export class AttachedHostError extends Error {
 
 export async function attachHost(tpm: AttachedTpm, opts: AttachHostOptions): Promise<HostPlatform> {
   await startChip(tpm);
+  if (tpm.leftoversFlushed > 0) {
+    opts.logger?.warn({ tpm: tpm.name, flushed: tpm.leftoversFlushed }, 'the host TPM held transient objects or sessions that nobody holds any more (a vtpmd stopped in mid-operation?): flushed them');
+  }
   const { events, eks } = await tpm2Turn(tpm, async (client) => {
     await checkHierarchyAuth(client);
     const log = opts.firmwareLog ? await firmwareLogBuilder(client, opts.firmwareLog, opts.logger) : new EventLogBuilder(await activeBanks(client));

@@ -16,6 +16,14 @@
  * not-need-init`): vtpmd never power-cycles it, because resetting the host's TPM is a reboot's
  * business, not a daemon's. One command is in flight at a time. A failed exchange fails the
  * command in flight, and the next command opens the channel again.
+ *
+ * vtpmd keeps nothing loaded in the TPM between its turns: keys and sessions are loaded for one
+ * operation and flushed or saved after it. A turn cut off by a lost connection, or a vtpmd that
+ * crashed mid-turn, leaves them loaded, though, and a TPM without a resource manager in front
+ * (swtpm, /dev/tpm0) keeps them until it is reset: a few such and it has no slot left for
+ * anyone. So a channel to such a TPM, once opened, first flushes the transient objects and
+ * loaded sessions it finds. Behind the kernel's resource manager (/dev/tpmrm*) a connection
+ * sees only its own, and the kernel flushes those when the connection closes.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
@@ -23,7 +31,8 @@ import { SerialQueue } from '../tpm/serial-queue.ts';
 import { HEADER_SIZE_OFFSET, TPM_HEADER_SIZE } from '../transport/tpm-frames.ts';
 import { SocketReader } from '../transport/socket-io.ts';
 import type { HostTpm } from './host-tpm.ts';
-import type { Exec, HierarchyAuth } from './tpm2-client.ts';
+import { Tpm2Client, type Exec, type HierarchyAuth } from './tpm2-client.ts';
+import { CAP } from '../tpm/tpm2/constants.ts';
 
 export type AttachedTpmAddress = { readonly host: string; readonly port: number } | { readonly path: string } | { readonly device: string };
 
@@ -166,6 +175,8 @@ export class AttachedTpm implements HostTpm {
   private readonly queue = new SerialQueue();
   private channel: Channel | undefined;
   private closed = false;
+  /** Transient objects and loaded sessions found and flushed when channels opened (see the module comment). */
+  leftoversFlushed = 0;
 
   /** `hierarchyAuth`: the owner and endorsement authValues, when the host's owner set them. */
   constructor(
@@ -226,8 +237,20 @@ export class AttachedTpm implements HostTpm {
   private async opened(): Promise<Channel> {
     if (this.closed) throw new AttachedTpmError(`the host TPM at ${this.name} was detached`);
     if (this.channel && !this.channel.usable) await this.drop();
-    this.channel ??= 'device' in this.address ? await DeviceChannel.open(this.address.device, this.name) : await SocketChannel.open(this.address, this.name);
-    return this.channel;
+    if (this.channel) return this.channel;
+    const channel = 'device' in this.address ? await DeviceChannel.open(this.address.device, this.name) : await SocketChannel.open(this.address, this.name);
+    try {
+      if (!this.behindResourceManager) this.leftoversFlushed += await flushLeftovers(new Tpm2Client((c) => channel.exchange(c)));
+    } catch (e) {
+      await channel.close().catch(() => undefined);
+      throw new AttachedTpmError(`the host TPM at ${this.name} failed while its leftover objects and sessions were flushed: ${(e as Error).message}`, { cause: e });
+    }
+    this.channel = channel;
+    return channel;
+  }
+
+  private get behindResourceManager(): boolean {
+    return behindResourceManager(this.address);
   }
 
   private async drop(): Promise<void> {
@@ -235,4 +258,32 @@ export class AttachedTpm implements HostTpm {
     this.channel = undefined;
     await channel?.close().catch(() => undefined);
   }
+}
+
+/** Whether the kernel's resource manager stands between vtpmd and the TPM (see the module comment). */
+export function behindResourceManager(address: AttachedTpmAddress): boolean {
+  return 'device' in address && /\/tpmrm\d*$/.test(address.device);
+}
+
+/**
+ * Where GetCapability lists what is loaded, and the handle types it lists there: transient
+ * objects (TPM_HT_TRANSIENT), and loaded sessions (TPM_HT_LOADED_SESSION), HMAC and policy.
+ */
+const LOADED = [
+  { first: 0x80000000, types: [0x80] },
+  { first: 0x02000000, types: [0x02, 0x03] },
+] as const;
+
+/** Flushes every transient object and loaded session the TPM lists; resolves with how many. */
+async function flushLeftovers(tpm: Tpm2Client): Promise<number> {
+  let flushed = 0;
+  for (const { first, types } of LOADED) {
+    const { capabilityData } = await tpm.getCapability(CAP.HANDLES, first, 64);
+    const handles = 'items' in capabilityData ? capabilityData.items.filter((h) => (types as readonly number[]).includes(h >>> 24)) : [];
+    for (const handle of handles) {
+      await tpm.flushContext(handle);
+      flushed++;
+    }
+  }
+  return flushed;
 }

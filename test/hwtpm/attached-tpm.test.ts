@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { AttachedTpm, AttachedTpmError, parseAttachedTpm } from '../../src/hwtpm/attached-tpm.ts';
+import { AttachedTpm, AttachedTpmError, behindResourceManager, parseAttachedTpm } from '../../src/hwtpm/attached-tpm.ts';
 import { Tpm2Client, Tpm2CommandError } from '../../src/hwtpm/tpm2-client.ts';
 import { CC } from '../../src/tpm/tpm2/constants.ts';
 
@@ -30,21 +30,43 @@ describe('parseAttachedTpm', () => {
   });
 });
 
-/** A TPM stand-in on a socket that answers each command as `answer` says (or hangs up). */
-function fakeTpm(answer: (command: Buffer, socket: Socket) => void): Promise<{ server: Server; port: number }> {
+const CC_GET_CAPABILITY = 0x17a;
+const CC_FLUSH_CONTEXT = 0x165;
+
+/** A GetCapability(TPM_CAP_HANDLES) response listing `handles`. */
+function handlesResponse(handles: readonly number[]): Buffer {
+  const body = Buffer.alloc(9 + 4 * handles.length);
+  body.writeUInt32BE(1, 1);
+  body.writeUInt32BE(handles.length, 5);
+  handles.forEach((h, i) => body.writeUInt32BE(h, 9 + 4 * i));
+  return response(0, body);
+}
+
+/**
+ * A TPM stand-in on a socket that answers each command as `answer` says (or hangs up). It lists
+ * no loaded objects or sessions unless `loaded` gives some, and records what is flushed.
+ */
+function fakeTpm(answer: (command: Buffer, socket: Socket) => void, loaded: (first: number) => number[] = () => []): Promise<{ server: Server; port: number; flushed: number[] }> {
+  const flushed: number[] = [];
   const server = createServer((socket) => {
     let buffered = Buffer.alloc(0);
     socket.on('data', (d) => {
       buffered = Buffer.concat([buffered, d]);
       while (buffered.length >= 10 && buffered.length >= buffered.readUInt32BE(2)) {
         const size = buffered.readUInt32BE(2);
-        answer(buffered.subarray(0, size), socket);
+        const command = buffered.subarray(0, size);
+        const cc = command.readUInt32BE(6);
+        if (cc === CC_GET_CAPABILITY) socket.write(handlesResponse(loaded(command.readUInt32BE(14))));
+        else if (cc === CC_FLUSH_CONTEXT) {
+          flushed.push(command.readUInt32BE(10));
+          socket.write(response(0));
+        } else answer(command, socket);
         buffered = buffered.subarray(size);
       }
     });
     socket.on('error', () => undefined);
   });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ server, port: (server.address() as { port: number }).port })));
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ server, port: (server.address() as { port: number }).port, flushed })));
 }
 
 /** A TPM2 response: tag, size, rc, then `body`. */
@@ -138,6 +160,25 @@ describe('AttachedTpm', () => {
       }
     });
   }
+
+  test('a channel opened to a TPM without a resource manager first flushes the objects and sessions left loaded in it', async () => {
+    const left = new Map([
+      [0x80000000, [0x80000001, 0x80000002]],
+      [0x02000000, [0x02000000, 0x03000001]],
+    ]);
+    const other = await fakeTpm((_command, socket) => socket.write(response(0)), (first) => left.get(first) ?? []);
+    try {
+      const t = await AttachedTpm.open({ host: '127.0.0.1', port: other.port });
+      assert.deepEqual(other.flushed, [0x80000001, 0x80000002, 0x02000000, 0x03000001]);
+      assert.equal(t.leftoversFlushed, 4);
+      await t.close();
+    } finally {
+      other.server.close();
+    }
+    assert.equal(behindResourceManager({ device: '/dev/tpmrm0' }), true, "the kernel's resource manager flushes a closed connection's own");
+    assert.equal(behindResourceManager({ device: '/dev/tpm0' }), false);
+    assert.equal(behindResourceManager({ path: '/run/swtpm.sock' }), false);
+  });
 
   test("a refusal names the TPM's response code", async () => {
     const t = await AttachedTpm.open({ host: '127.0.0.1', port: tpm.port });

@@ -12,7 +12,10 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { ALG } from '../../src/tpm/tpm2/constants.ts';
+import { ALG, CAP, RH } from '../../src/tpm/tpm2/constants.ts';
+import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
+import { eccSigningTemplate } from '../../src/hwtpm/tpm2-templates.ts';
+import { SocketReader } from '../../src/transport/socket-io.ts';
 import { EventLogBuilder } from '../../src/hwtpm/event-log.ts';
 import { EV } from '../../src/hwtpm/event-types.ts';
 import { dmiPlatformIdentity } from '../../src/hwtpm/platform-identity.ts';
@@ -132,6 +135,28 @@ class Relay {
     for (const s of this.open) s.destroy();
     await closed;
   }
+}
+
+/** A client of the host TPM's socket that leaves whatever it loads loaded, as a vtpmd killed mid-operation does. */
+async function rawClient(path: string): Promise<{ tpm: Tpm2Client; close: () => void }> {
+  const socket = connect({ path });
+  await new Promise((ok, fail) => socket.once('connect', ok).once('error', fail));
+  const reader = new SocketReader(socket);
+  const exec = async (command: Uint8Array) => {
+    socket.write(command);
+    const header = (await reader.read(10))!;
+    return Buffer.concat([header, await reader.readRest(header.readUInt32BE(2) - 10, 10)]);
+  };
+  return { tpm: new Tpm2Client(exec), close: () => socket.destroy() };
+}
+
+/** How many transient objects and loaded sessions the TPM lists. */
+async function loaded(tpm: Tpm2Client): Promise<{ objects: number; sessions: number }> {
+  const count = async (first: number) => {
+    const { capabilityData } = await tpm.getCapability(CAP.HANDLES, first, 64);
+    return 'items' in capabilityData ? capabilityData.items.length : 0;
+  };
+  return { objects: await count(0x80000000), sessions: await count(0x02000000) };
 }
 
 async function eventually(what: string, done: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
@@ -384,6 +409,36 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
       await tool(host.tcti, 'tpm2_changeauth', ['-c', 'e', '-p', 'endorsement secret']);
     }
   });
+  test('objects and sessions left loaded in the host TPM (it has no resource manager) are flushed when vtpmd attaches, so they take no slot', async () => {
+    const raw = await rawClient(host.socket);
+    try {
+      // Every object and session slot of the TPM (three each in libtpms) taken by nobody's.
+      for (let i = 0; i < 3; i++) await raw.tpm.createPrimary(RH.OWNER, eccSigningTemplate(false));
+      for (let i = 0; i < 3; i++) await raw.tpm.startHmacSession();
+      assert.deepEqual(await loaded(raw.tpm), { objects: 3, sessions: 3 });
+    } finally {
+      raw.close();
+    }
+    const fresh = join(work.path, 'vtpmd-leftovers');
+    daemon = await startDaemon(fresh, ['--host-tpm', host.tcti, '--ek-ca', ekCa]);
+    assert.match(daemon.stderr(), /"flushed":6,"msg":"the host TPM held transient objects or sessions that nobody holds any more/);
+    const hw = await cli(fresh, ['vm', 'create', 'hw', '--dm', 'hardware']);
+    assert.equal(hw.code, 0, hw.stderr);
+    const t = tcti(JSON.parse(hw.stdout));
+    await tool(t, 'tpm2_createprimary', ['-C', 'o', '-G', 'ecc', '-c', files('left-primary.ctx')]);
+    await tool(t, 'tpm2_create', ['-C', files('left-primary.ctx'), '-G', 'ecc', '-u', files('left.pub'), '-r', files('left.priv'), '-c', files('left.ctx')]);
+    await tool(t, 'tpm2_flushcontext', ['-t']);
+    writeFileSync(files('left.msg'), 'signed in a host TPM whose slots were full');
+    await tool(t, 'tpm2_sign', ['-c', files('left.ctx'), '-g', 'sha256', '-o', files('left.sig'), files('left.msg')]);
+    await stop();
+    const later = await rawClient(host.socket);
+    try {
+      assert.deepEqual(await loaded(later.tpm), { objects: 0, sessions: 0 }, 'vtpmd leaves nothing loaded either');
+    } finally {
+      later.close();
+    }
+  });
+
   test('when the host TPM comes back unchanged, the PSS recovers without a restart and the vTPMs save again', async () => {
     const relay = new Relay(files('relay.sock'), host.socket);
     await relay.listen();
