@@ -214,8 +214,8 @@ export class ChipKeyBackend implements HardwareKeyBackend {
   }
 
   exportSensitive(outer: Buffer, pub: Public): Sensitive {
-    const chip = this.use<Sensitive>(outer, pub, { kind: 'export' });
-    const k = this.opened(outer, pub);
+    const k = this.checked(outer, pub);
+    const chip = this.useOpened<Sensitive>(k, { kind: 'export' });
     // The chip holds its own authValue; a storage parent's seed (its children's wrapping) is the
     // model's. A sealed object's or a symmetric key's seedValue is the chip's, which its unique
     // value commits to.
@@ -235,7 +235,11 @@ export class ChipKeyBackend implements HardwareKeyBackend {
   }
 
   private use<T>(outer: Buffer, pub: Public, use: KeyUse): T {
-    const k = this.checked(outer, pub);
+    return this.useOpened<T>(this.checked(outer, pub), use);
+  }
+
+  /** `use` of a bound key already opened and checked. */
+  private useOpened<T>(k: BoundKey, use: KeyUse): T {
     const result = this.take<T | ChipRefused>({ innerPrivate: k.innerPrivate, innerPublic: k.innerPublic, chipAuth: k.chipAuth, primaryUnique: k.primaryUnique, ...use });
     if (result && typeof result === 'object' && 'refused' in result) throw new TpmError(result.refused);
     return result as T;
