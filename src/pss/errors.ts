@@ -15,7 +15,7 @@ export type PssCondition = 'tcb-changed' | 'rollback' | 'foreign' | 'modified' |
 
 const ADVICE: Record<PssCondition, string> = {
   'tcb-changed':
-    'the host TCB or GVTPM components differ from those the PSS storage key is bound to; boot the configuration the PSS was set up under (a TCB upgrade needs the PSS key re-bound first)',
+    'the host TCB or GVTPM components differ from those the PSS storage key is bound to; boot the configuration the PSS was set up under, with the vtpmd whose components it measured (vtpmd cannot yet re-bind the key to an upgraded TCB or vtpmd)',
   rollback:
     "the PSS database is older than the chip's monotonic counter allows (restored from a copy or replaced); put the latest database back — this one cannot be trusted to hold the vTPMs' latest state",
   foreign: 'the state was made by another PSS; bring a vTPM from another host through migration, never by copying its blob',
