@@ -2,8 +2,10 @@
  * The CLI's side of the control API. The daemon is found through `--api`, then `VTPMD_API`, then
  * the default socket in the state directory; a TCP API's token comes from `VTPMD_API_TOKEN`.
  */
+import type { Command } from 'commander';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { stateDirFallback } from './socket-command.ts';
 
 export class ApiError extends Error {
   constructor(
@@ -18,6 +20,26 @@ export class ApiError extends Error {
 
 export function resolveApi(explicit: string | undefined, stateDir: string): string {
   return explicit ?? process.env.VTPMD_API ?? `unix://${join(stateDir, 'vtpmd.sock')}`;
+}
+
+/**
+ * A command's action that talks to the daemon: `fn` gets the API address (`--api` as `apiOption`
+ * reads it, then VTPMD_API, then the state directory's socket) and the command; what it returns
+ * is printed as JSON, and an ApiError is one line on stderr and exit code 1.
+ */
+export function apiAction(apiOption: () => string | undefined, fn: (api: string, command: Command) => Promise<unknown>) {
+  return async (...args: unknown[]): Promise<void> => {
+    const command = args[args.length - 1] as Command;
+    const api = resolveApi(apiOption(), stateDirFallback(command, undefined));
+    try {
+      const out = await fn(api, command);
+      if (out !== undefined) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      process.stderr.write(`vtpmd: error: ${e.message}\n`);
+      process.exitCode = 1;
+    }
+  };
 }
 
 export async function callApi(api: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {

@@ -4,24 +4,22 @@
  * does not answer.
  */
 import type { Command } from 'commander';
-import { ApiError, callApi, resolveApi } from './api-client.ts';
-import { stateDirFallback } from './socket-command.ts';
+import { apiAction, callApi } from './api-client.ts';
 
 export function registerHealthCommand(program: Command): Command {
-  return program
+  const health: Command = program
     .command('health')
     .description('print the running daemon\'s health as JSON; exit 1 unless it is "ok"')
     .option('--api <address>', 'the daemon: unix:///path or http://127.0.0.1:PORT (default VTPMD_API, then <state>/vtpmd.sock)')
-    .action(async (opts: { api?: string }, command: Command) => {
-      const api = resolveApi(opts.api, stateDirFallback(command, undefined));
-      try {
-        const { json } = await callApi(api, 'GET', '/health');
-        process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
-        if (json?.status !== 'ok') process.exitCode = 1;
-      } catch (e) {
-        if (!(e instanceof ApiError)) throw e;
-        process.stderr.write(`vtpmd: error: ${e.message}\n`);
-        process.exitCode = 1;
-      }
-    });
+    .action(
+      apiAction(
+        () => health.opts().api as string | undefined,
+        async (api) => {
+          const { json } = await callApi(api, 'GET', '/health');
+          if (json?.status !== 'ok') process.exitCode = 1;
+          return json;
+        },
+      ),
+    );
+  return health;
 }

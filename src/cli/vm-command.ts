@@ -3,8 +3,7 @@
  * (a VM, or the list); errors are one line on stderr and exit code 1.
  */
 import { Command, Option } from 'commander';
-import { ApiError, callApi, resolveApi } from './api-client.ts';
-import { stateDirFallback } from './socket-command.ts';
+import { apiAction, callApi } from './api-client.ts';
 
 export function registerVmCommand(program: Command): Command {
   const vm = program
@@ -12,18 +11,7 @@ export function registerVmCommand(program: Command): Command {
     .description('create, list, show, stop, start and destroy VMs of a running `vtpmd serve`')
     .option('--api <address>', 'the daemon: unix:///path or http://127.0.0.1:PORT (default VTPMD_API, then <state>/vtpmd.sock)');
 
-  const run = (fn: (api: string, command: Command) => Promise<unknown>) => async (...args: unknown[]) => {
-    const command = args[args.length - 1] as Command;
-    const api = resolveApi(vm.opts().api as string | undefined, stateDirFallback(command, undefined));
-    try {
-      const out = await fn(api, command);
-      if (out !== undefined) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-    } catch (e) {
-      if (!(e instanceof ApiError)) throw e;
-      process.stderr.write(`vtpmd: error: ${e.message}\n`);
-      process.exitCode = 1;
-    }
-  };
+  const run = (fn: (api: string, command: Command) => Promise<unknown>) => apiAction(() => vm.opts().api as string | undefined, fn);
   const path = (name: string, suffix = '') => `/vms/${encodeURIComponent(name)}${suffix}`;
 
   vm.command('create <name>')
