@@ -240,7 +240,7 @@ export class AttachedTpm implements HostTpm {
     if (this.channel) return this.channel;
     const channel = 'device' in this.address ? await DeviceChannel.open(this.address.device, this.name) : await SocketChannel.open(this.address, this.name);
     try {
-      if (!this.behindResourceManager) this.leftoversFlushed += await flushLeftovers(new Tpm2Client((c) => channel.exchange(c)));
+      if (!behindResourceManager(this.address)) this.leftoversFlushed += await flushLeftovers(new Tpm2Client((c) => channel.exchange(c)));
     } catch (e) {
       await channel.close().catch(() => undefined);
       throw new AttachedTpmError(`the host TPM at ${this.name} failed while its leftover objects and sessions were flushed: ${(e as Error).message}`, { cause: e });
@@ -249,9 +249,6 @@ export class AttachedTpm implements HostTpm {
     return channel;
   }
 
-  private get behindResourceManager(): boolean {
-    return behindResourceManager(this.address);
-  }
 
   private async drop(): Promise<void> {
     const channel = this.channel;
