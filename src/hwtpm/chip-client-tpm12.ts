@@ -14,7 +14,7 @@ import { certifyInfo, certifyInfo2, quoteInfo } from '../tpm/tpm12/structures/at
 import { key, type Key } from '../tpm/tpm12/structures/key.ts';
 import { storedData } from '../tpm/tpm12/structures/stored-data.ts';
 import type { HostTpm } from './host-tpm.ts';
-import { ChipRefusal, type ChipClient, type ChipKey, type KeyCertification, type Quote, type SignatureScheme } from './chip-client.ts';
+import { ChipRefusal, expectedPcrValues, type ChipClient, type ChipKey, type KeyCertification, type Quote, type SignatureScheme } from './chip-client.ts';
 
 /** The TCG well-known secret: twenty zero bytes. */
 const WELL_KNOWN = Buffer.alloc(20);
@@ -61,9 +61,10 @@ export class Tpm12ChipClient implements ChipClient {
     return this.turn((tpm) => readValues(tpm, pcrs));
   }
 
-  seal(secret: Uint8Array, pcrs: readonly number[]): Promise<Buffer> {
+  seal(secret: Uint8Array, pcrs: readonly number[], expected?: ReadonlyMap<number, Buffer>): Promise<Buffer> {
     return this.turn(async (tpm) => {
-      const info = pcrInfoLongFor([...pcrs], await readValues(tpm, pcrs));
+      const bound = expected ? expectedPcrValues('sha1', pcrs, expected) : { pcrs: [...pcrs], values: await readValues(tpm, pcrs) };
+      const info = pcrInfoLongFor(bound.pcrs, bound.values);
       const blob = await tpm.seal(KH.SRK, WELL_KNOWN, WELL_KNOWN, Buffer.from(secret), info);
       return encodeBlob(KIND.sealed, encodeWith(storedData, blob));
     });

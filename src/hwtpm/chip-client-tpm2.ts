@@ -17,7 +17,7 @@ import type { Signature } from '../tpm/tpm2/types/signature.ts';
 import { publicKeyOf } from '../tpm/tpm2/objects/model.ts';
 import { decode } from '../tpm/wire/codec.ts';
 import { tpm2Turn, type HostTpm } from './host-tpm.ts';
-import { ChipRefusal, type Attestation, type ChipClient, type ChipKey, type KeyCertification, type Quote, type SignatureScheme } from './chip-client.ts';
+import { ChipRefusal, expectedPcrValues, pcrHashOf, type Attestation, type ChipClient, type ChipKey, type KeyCertification, type Quote, type SignatureScheme } from './chip-client.ts';
 import { Tpm2Client, Tpm2CommandError, pcrSelection, type Authorization } from './tpm2-client.ts';
 import { HANDLES, eccSigningTemplate, sealedTemplate, srkTemplate } from './tpm2-templates.ts';
 
@@ -65,9 +65,9 @@ export class Tpm2ChipClient implements ChipClient {
     return this.turn((tpm) => tpm.pcrRead(ALG.SHA256, pcrs));
   }
 
-  seal(secret: Uint8Array, pcrs: readonly number[]): Promise<Buffer> {
+  seal(secret: Uint8Array, pcrs: readonly number[], expected?: ReadonlyMap<number, Buffer>): Promise<Buffer> {
     return this.turn(async (tpm) => {
-      const policy = await pcrPolicy(tpm, pcrs);
+      const policy = await pcrPolicy(tpm, pcrs, expected && pcrHashOf('sha256', ...expectedPcrValues('sha256', pcrs, expected).values));
       const { outPrivate, outPublic } = await tpm.create(HANDLES.SRK, sealedTemplate(policy), { data: Buffer.from(secret) });
       return encodeBlob({ kind: KIND.sealed, pcrs: [...pcrs], inPrivate: outPrivate, inPublic: outPublic });
     });
@@ -221,11 +221,14 @@ export function tpm2KeyBlobPublicKey(blob: Buffer): KeyObject {
   return publicKeyOf(decodeBlob(blob).inPublic);
 }
 
-/** The PolicyPCR digest of `pcrs`' present SHA-256 values, computed by the chip in a trial session. */
-async function pcrPolicy(tpm: Tpm2Client, pcrs: readonly number[]): Promise<Buffer> {
+/**
+ * The PolicyPCR digest of `pcrs`' SHA-256 values, computed by the chip in a trial session: of
+ * their present values, or of those whose digest is `pcrDigest`.
+ */
+async function pcrPolicy(tpm: Tpm2Client, pcrs: readonly number[], pcrDigest?: Buffer): Promise<Buffer> {
   const session = await tpm.startPolicySession(true);
   try {
-    await tpm.policyPcr(session, [pcrSelection(ALG.SHA256, pcrs)]);
+    await tpm.policyPcr(session, [pcrSelection(ALG.SHA256, pcrs)], pcrDigest);
     return await tpm.policyGetDigest(session);
   } finally {
     await tpm.flushContext(session);

@@ -60,8 +60,12 @@ export interface ChipClient {
   measure(pcr: number, data: Uint8Array): Promise<void>;
   readPcrs(pcrs: readonly number[]): Promise<Buffer[]>;
 
-  /** Seals `secret` so that only this chip releases it, and only while `pcrs` hold their present values. */
-  seal(secret: Uint8Array, pcrs: readonly number[]): Promise<Buffer>;
+  /**
+   * Seals `secret` so that only this chip releases it, and only while `pcrs` hold their present
+   * values — or, with `expected`, the values it gives for each of `pcrs` (in the chip's PCR hash):
+   * what they will hold once other code is measured.
+   */
+  seal(secret: Uint8Array, pcrs: readonly number[], expected?: ReadonlyMap<number, Buffer>): Promise<Buffer>;
   unseal(blob: Buffer): Promise<Buffer>;
 
   /** A signing key the chip uses only while `pcrs` hold their present values. */
@@ -103,4 +107,38 @@ export function pcrHashOf(hash: 'sha256' | 'sha1', ...parts: Uint8Array[]): Buff
   const h = createHash(hash);
   for (const p of parts) h.update(p);
   return h.digest();
+}
+
+/**
+ * `pcrs` in ascending order (the order PCR composites and PolicyPCR digests take them) with the
+ * values `expected` gives them; each must be a digest of the chip's PCR hash.
+ */
+export function expectedPcrValues(hash: 'sha256' | 'sha1', pcrs: readonly number[], expected: ReadonlyMap<number, Buffer>): { pcrs: number[]; values: Buffer[] } {
+  const size = hash === 'sha256' ? 32 : 20;
+  const sorted = [...new Set(pcrs)].sort((a, b) => a - b);
+  const values = sorted.map((pcr) => {
+    const value = expected.get(pcr);
+    if (!value) throw new RangeError(`no expected value for PCR ${pcr}`);
+    if (value.length !== size) throw new RangeError(`the expected value of PCR ${pcr} has ${value.length} bytes, not the ${size} of a ${hash} PCR`);
+    return value;
+  });
+  return { pcrs: sorted, values };
+}
+
+/**
+ * Unseals `current`; when the chip refuses it because the PCRs moved, `staged` — the same secret
+ * sealed to the values an upgrade expected. Throws the refusal of `current` when neither opens.
+ */
+export async function unsealCurrentOrStaged(chip: ChipClient, current: Buffer, staged: Buffer | undefined): Promise<{ secret: Buffer; staged: boolean }> {
+  try {
+    return { secret: await chip.unseal(current), staged: false };
+  } catch (e) {
+    if (!staged || !(e instanceof ChipRefusal && e.reason === 'pcr-mismatch')) throw e;
+    try {
+      return { secret: await chip.unseal(staged), staged: true };
+    } catch (f) {
+      // A staged binding the chip refuses too leaves the current one's refusal to report.
+      throw f instanceof ChipRefusal ? e : f;
+    }
+  }
 }

@@ -196,19 +196,39 @@ export async function measureHostBoot(extend: ExtendFn, banks: readonly number[]
   return log.log;
 }
 
+/** Each GVTPM component with its code as read from `options.rootDir` (default: this checkout). */
+async function measuredComponents(options: MeasureHostBootOptions): Promise<{ component: GvtpmComponent; code: ComponentCode; image: Buffer }[]> {
+  const components = options.components ?? GVTPM_COMPONENTS;
+  checkComponentPcrs(components);
+  const rootDir = options.rootDir ?? resolve(import.meta.dirname, '..', '..');
+  const out = [];
+  for (const component of components) {
+    const code = await readComponentCode(rootDir, component.name, component.folder);
+    out.push({ component, code, image: componentImage(code) });
+  }
+  return out;
+}
+
 /**
  * Logs one EV_EVENT_TAG event per GVTPM component, measuring its code, into `log`; returns them
  * for the caller to extend.
  */
 export async function gvtpmComponentEvents(log: EventLogBuilder, options: MeasureHostBootOptions = {}): Promise<PcrEvent[]> {
-  const components = options.components ?? GVTPM_COMPONENTS;
-  checkComponentPcrs(components);
-  const rootDir = options.rootDir ?? resolve(import.meta.dirname, '..', '..');
-  const events: PcrEvent[] = [];
-  for (const component of components) {
-    const code = await readComponentCode(rootDir, component.name, component.folder);
-    const image = componentImage(code);
-    events.push(log.record(component.pcr, EV.EVENT_TAG, componentEvent(component, code, image), eventDigests(log.banks, image)));
+  return (await measuredComponents(options)).map(({ component, code, image }) =>
+    log.record(component.pcr, EV.EVENT_TAG, componentEvent(component, code, image), eventDigests(log.banks, image)),
+  );
+}
+
+/**
+ * What each GVTPM component's PCR holds, in one bank, once the code under `options.rootDir` is
+ * measured into it after a reset: its one event extended into zeros.
+ */
+export async function gvtpmPcrValues(hash: 'sha256' | 'sha1', options: MeasureHostBootOptions = {}): Promise<Map<number, Buffer>> {
+  const alg = hash === 'sha256' ? ALG.SHA256 : ALG.SHA1;
+  const values = new Map<number, Buffer>();
+  for (const { component, image } of await measuredComponents(options)) {
+    const measured = digest(alg, image);
+    values.set(component.pcr, digest(alg, Buffer.concat([Buffer.alloc(measured.length), measured])));
   }
-  return events;
+  return values;
 }

@@ -61,6 +61,30 @@ for (const personality of PERSONALITIES) {
       await assert.rejects(client.unseal(blob), (e: unknown) => e instanceof ChipRefusal && e.reason === 'pcr-mismatch');
     });
 
+    test('seal to expected values releases the secret only once the PCRs reach them', async () => {
+      const { client } = await freshClient(personality);
+      await client.measure(11, Buffer.from('host tcb'));
+      const [pcr11, pcr12] = await client.readPcrs([11, 12]);
+      // Given out of order: the binding takes the PCRs in ascending order whatever the caller's.
+      const expected = new Map([
+        [12, expectedPcr(client.pcrHash, pcr12!, 'gvtpm v2')],
+        [11, pcr11!],
+      ]);
+      const blob = await client.seal(Buffer.from('pss storage key'), [12, 11], expected);
+      await assert.rejects(client.unseal(blob), (e: unknown) => e instanceof ChipRefusal && e.reason === 'pcr-mismatch', 'PCR 12 does not hold the expected value yet');
+      await client.measure(12, Buffer.from('gvtpm v2'));
+      assert.equal((await client.unseal(blob)).toString(), 'pss storage key');
+      await client.measure(12, Buffer.from('gvtpm v3'));
+      await assert.rejects(client.unseal(blob), (e: unknown) => e instanceof ChipRefusal && e.reason === 'pcr-mismatch');
+    });
+
+    test('seal to expected values refuses a missing PCR or a value of the wrong size', async () => {
+      const { client } = await freshClient(personality);
+      const size = client.pcrHash === 'sha256' ? 32 : 20;
+      await assert.rejects(client.seal(Buffer.from('k'), [11, 12], new Map([[11, Buffer.alloc(size)]])), /no expected value for PCR 12/);
+      await assert.rejects(client.seal(Buffer.from('k'), [11], new Map([[11, Buffer.alloc(size + 1)]])), new RegExp(`has ${size + 1} bytes`));
+    });
+
     test('a sealed blob with a flipped byte is refused, not unsealed', async () => {
       const { client } = await freshClient(personality);
       const blob = await client.seal(Buffer.from('secret'), [11]);
