@@ -5,6 +5,7 @@ import { registerMssimCommand } from './mssim-command.ts';
 import { registerServeCommand } from './serve-command.ts';
 import { registerVmCommand } from './vm-command.ts';
 import { registerHealthCommand } from './health-command.ts';
+import { registerUpgradeCommand } from './upgrade-command.ts';
 import { registerBenchCommand } from './bench-command.ts';
 import { registerSocketCommand, type OpenDeviceOptions } from './socket-command.ts';
 
@@ -41,6 +42,7 @@ registerMssimCommand(program, openDevice, logger);
 registerServeCommand(program, logger);
 registerVmCommand(program);
 registerHealthCommand(program);
+registerUpgradeCommand(program);
 registerBenchCommand(program);
 
 try {

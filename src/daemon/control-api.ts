@@ -10,16 +10,20 @@
  *   POST   /vms/NAME/stop | /start   → the VM
  *   DELETE /vms/NAME                 → 204
  *   GET    /vms/NAME/credentials     {"ek", "platform", "chain": [...], "vmcaRoot"} as PEM
+ *   POST   /upgrade                  {"code": "/path/to/new/vtpmd"} → what was staged (code-upgrade.ts)
+ *   DELETE /upgrade                  → {"cancelled": boolean}
  *
  * Errors are JSON {"error": message, "code": code} with the status saying which kind: 400 bad
- * request, 401 token, 404 unknown VM or route, 405 method, 409 duplicate, 413 body too large,
- * 422 refused by the vTPM layer, 500 a fault (logged; the message carries nothing internal).
+ * request, 401 token, 404 unknown VM or route, 405 method, 409 duplicate or an upgrade that cannot
+ * be staged, 413 body too large, 422 refused by the vTPM layer, 503 the PSS is failing, 500 a
+ * fault (logged; the message carries nothing internal).
  */
 import { timingSafeEqual } from 'node:crypto';
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { PssViolation } from '../pss/errors.ts';
+import { PssError, PssViolation } from '../pss/errors.ts';
+import { UpgradeError } from './code-upgrade.ts';
 import { VtpmError } from '../vtpm/manager.ts';
 import { toPem } from '../hwtpm/credentials/x509.ts';
 import type { CreateVmRequest, VmService } from './vm-service.ts';
@@ -124,6 +128,14 @@ function createRequest(body: unknown): CreateVmRequest {
   return b as unknown as CreateVmRequest;
 }
 
+function upgradeRequest(body: unknown): string {
+  const b = body as Record<string, unknown> | null;
+  if (!b || typeof b !== 'object' || Array.isArray(b) || Object.keys(b).some((k) => k !== 'code') || typeof b.code !== 'string' || b.code === '') {
+    throw new HttpError(400, 'bad-request', 'expected a JSON object: {"code": "/path/to/the/new/vtpmd"}');
+  }
+  return b.code;
+}
+
 async function handle(service: VmService, address: ApiAddress, req: IncomingMessage, res: ServerResponse, logger: Logger): Promise<void> {
   try {
     if (!authorized(address, req)) throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token');
@@ -165,6 +177,11 @@ async function handle(service: VmService, address: ApiAddress, req: IncomingMess
         return send(res, 200, parts[2] === 'stop' ? await service.stop(name) : await service.start(name));
       }
     }
+    if (parts.length === 1 && parts[0] === 'upgrade') {
+      only('POST', 'DELETE');
+      if (method === 'DELETE') return send(res, 200, await service.cancelUpgrade());
+      return send(res, 200, await service.stageUpgrade(upgradeRequest(await readJson(req))));
+    }
     throw new HttpError(404, 'not-found', `no such resource: ${method} ${url.pathname}`);
   } catch (e) {
     if (e instanceof HttpError) return send(res, e.status, { error: e.message, code: e.code });
@@ -172,6 +189,8 @@ async function handle(service: VmService, address: ApiAddress, req: IncomingMess
       const status = e.code === 'unknown-vm' ? 404 : e.code === 'duplicate-vm' ? 409 : e.code === 'bad-config' ? 400 : 422;
       return send(res, status, { error: e.message, code: e.code });
     }
+    if (e instanceof UpgradeError) return send(res, e.code === 'bad-code' ? 400 : 409, { error: e.message, code: e.code });
+    if (e instanceof PssError) return send(res, e.code === 'bad-request' ? 400 : 503, { error: e.message, code: e.code });
     if (e instanceof PssViolation) {
       logger.warn({ condition: e.condition, vm: e.vmId }, 'the PSS refused a vTPM');
       return send(res, 422, { error: e.message, code: e.condition });

@@ -12,7 +12,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { ChipClient } from '../hwtpm/chip-client.ts';
 import { attachHost } from '../hwtpm/attached-host.ts';
@@ -25,7 +25,10 @@ import { labPlatformIdentity } from '../hwtpm/platform-identity.ts';
 import { processRsaKeyPool } from '../tpm/crypto/rsa-key-pool.ts';
 import { openChipClient } from '../hwtpm/open-chip-client.ts';
 import { ProtectedStorage } from '../pss/protected-storage.ts';
-import { GvtpmManager } from '../vtpm/manager.ts';
+import { GvtpmManager, VtpmError } from '../vtpm/manager.ts';
+import type { MeasureHostBootOptions } from '../hwtpm/host-boot.ts';
+import { planUpgrade } from './code-upgrade.ts';
+import { vmaPcrs } from '../vma/reference-values.ts';
 import { PssRecovery, type RecoveryDelays } from './pss-recovery.ts';
 
 export interface HostOptions {
@@ -45,6 +48,23 @@ export interface HostOptions {
   readonly hierarchyAuth?: HierarchyAuth;
   /** When to try again to bring back a PSS whose commit failed (pss-recovery.ts). */
   readonly recoveryDelays?: RecoveryDelays;
+  /** Where the GVTPM components' code is measured from; default this checkout, the code running. */
+  readonly measure?: MeasureHostBootOptions;
+}
+
+/** What staging an upgrade sealed, for the control API. */
+export interface StagedUpgrade {
+  readonly code: string;
+  readonly stagedAt: string;
+  /** The component PCRs the new code moves, with the values they will hold (hex). */
+  readonly pcrs: Record<string, string>;
+  /** Whether the key-binding key of hardware-backed vTPMs was staged too, or why not. */
+  readonly keyBindingKey: string;
+  /**
+   * The host configuration the new code will measure as: the values of the PCRs a VMCA judges
+   * (reference-values.ts), for the VMCA to approve before the vMA asks it for a delegation.
+   */
+  readonly configuration: Record<string, string>;
 }
 
 export class Host {
@@ -55,7 +75,38 @@ export class Host {
     readonly manager: GvtpmManager,
     readonly hostId: string,
     readonly recovery: PssRecovery,
+    private readonly measured: MeasureHostBootOptions,
   ) {}
+
+  /**
+   * Seals the PSS storage key and the key-binding key to the PCR values the vtpmd code under
+   * `codeRoot` will give once it runs (code-upgrade.ts), beside their present bindings.
+   */
+  async stageUpgrade(codeRoot: string): Promise<StagedUpgrade> {
+    const plan = await planUpgrade(this.chipClient, codeRoot, this.measured);
+    const staged = await this.pss.stageBinding(plan.expected);
+    let keyBindingKey = 'staged';
+    try {
+      await this.manager.stageBinding(plan.expected);
+    } catch (e) {
+      if (!(e instanceof VtpmError)) throw e;
+      keyBindingKey = `not staged: ${e.message}`;
+    }
+    return {
+      code: resolve(codeRoot),
+      stagedAt: staged.stagedAt,
+      pcrs: hexValues(plan.expected, plan.changed),
+      keyBindingKey,
+      configuration: hexValues(plan.expected, vmaPcrs()),
+    };
+  }
+
+  /** Drops what stageUpgrade sealed; true when something was staged. */
+  async cancelUpgrade(): Promise<boolean> {
+    const pss = await this.pss.cancelStaged();
+    const kbk = await this.manager.cancelStaged();
+    return pss || kbk;
+  }
 
   static async open(opts: HostOptions): Promise<Host> {
     const hostId = opts.hostId ?? hostname();
@@ -73,7 +124,7 @@ export class Host {
         ...(opts.idleUnloadMs !== undefined ? { idleUnloadMs: opts.idleUnloadMs } : {}),
         ...(opts.logger ? { logger: opts.logger } : {}),
       });
-      return new Host(platform, chipClient, pss, manager, hostId, new PssRecovery(pss, manager, opts.logger, opts.recoveryDelays));
+      return new Host(platform, chipClient, pss, manager, hostId, new PssRecovery(pss, manager, opts.logger, opts.recoveryDelays), opts.measure ?? {});
     } catch (e) {
       await pss?.close();
       await platform.close();
@@ -90,20 +141,30 @@ export class Host {
   }
 }
 
+function hexValues(values: ReadonlyMap<number, Buffer>, pcrs: readonly number[]): Record<string, string> {
+  return Object.fromEntries(pcrs.map((pcr) => [String(pcr), values.get(pcr)!.toString('hex')]));
+}
+
 async function openPlatform(opts: HostOptions, hostId: string): Promise<HostPlatform> {
   if (opts.hostTpm) {
     const stateDir = join(opts.stateDir, 'host');
     await mkdir(stateDir, { recursive: true });
     const tpm = await AttachedTpm.open(opts.hostTpm, opts.hierarchyAuth);
     try {
-      return await attachHost(tpm, { stateDir, ekRoots: opts.ekRoots ?? [], ...(opts.firmwareLog ? { firmwareLog: opts.firmwareLog } : {}), ...(opts.logger ? { logger: opts.logger } : {}) });
+      return await attachHost(tpm, {
+        stateDir,
+        ekRoots: opts.ekRoots ?? [],
+        ...(opts.firmwareLog ? { firmwareLog: opts.firmwareLog } : {}),
+        ...(opts.logger ? { logger: opts.logger } : {}),
+        ...(opts.measure ? { measure: opts.measure } : {}),
+      });
     } catch (e) {
       await tpm.close();
       throw e;
     }
   }
   // The chip makes hardware-backed vTPMs' RSA keys: off the main thread, as the models do.
-  const lab = await bootLabHost({ stateDir: join(opts.stateDir, 'chip'), hostId, rsaKeys: processRsaKeyPool() });
+  const lab = await bootLabHost({ stateDir: join(opts.stateDir, 'chip'), hostId, rsaKeys: processRsaKeyPool(), ...(opts.measure ? { boot: opts.measure } : {}) });
   return {
     tpm: lab.chip,
     name: 'simulated lab chip',

@@ -9,7 +9,7 @@ import { startSwtpmServer, type SwtpmServer } from '../transport/index.ts';
 import { startupCommand } from '../transport/tpm-frames.ts';
 import type { ModelConfig } from '../vtpm/model-measurement.ts';
 import type { VmRecord } from '../vtpm/registry.ts';
-import type { Host } from './host.ts';
+import type { Host, StagedUpgrade } from './host.ts';
 import type { Hypervisor } from '../hypervisor/hypervisor.ts';
 import type { Authorities } from './authorities.ts';
 import { VtpmError } from '../vtpm/manager.ts';
@@ -171,9 +171,17 @@ export class VmService {
     });
   }
 
-  async health(): Promise<{ status: 'ok' | 'degraded'; hostTpm: string; pssCounter: string | undefined; vms: number; running: number; pss: string }> {
+  async health(): Promise<{
+    status: 'ok' | 'degraded';
+    hostTpm: string;
+    pssCounter: string | undefined;
+    vms: number;
+    running: number;
+    pss: string;
+    upgradeStagedAt: string | undefined;
+  }> {
     const refusal = this.host.pss.refusal;
-    const { failure, recoveryError, counterId } = this.host.pss.status();
+    const { failure, recoveryError, counterId, upgradeStagedAt } = this.host.pss.status();
     return {
       status: refusal || failure ? 'degraded' : 'ok',
       hostTpm: this.host.platform.name,
@@ -182,7 +190,29 @@ export class VmService {
       vms: (await this.manager.list()).length,
       running: this.endpoints.size,
       pss: refusal ? `refusing every vTPM (${refusal.condition})` : failure ? failing(failure, recoveryError, this.host.recovery.nextDelayMs) : 'ok',
+      // Set from staging until the staged code first runs (code-upgrade.ts).
+      upgradeStagedAt,
     };
+  }
+
+  /**
+   * Stages the upgrade (Host.stageUpgrade) and has the embedded VMCA approve the configuration the
+   * host will measure as, as staging is the operator approving that code: the vMA of the new code
+   * then gets its delegation. An external VMCA would be given `configuration` to approve.
+   */
+  async stageUpgrade(codeRoot: string): Promise<StagedUpgrade> {
+    const staged = await this.host.stageUpgrade(codeRoot);
+    await this.authorities?.vmca.approve({ name: upgradeConfigurationName(this.host, staged.stagedAt), pcrs: staged.configuration });
+    this.logger.info({ code: staged.code, pcrs: Object.keys(staged.pcrs), keyBindingKey: staged.keyBindingKey }, 'upgrade staged: the keys are sealed to the new code as well');
+    return staged;
+  }
+
+  async cancelUpgrade(): Promise<{ cancelled: boolean }> {
+    const stagedAt = this.host.pss.status().upgradeStagedAt;
+    const cancelled = await this.host.cancelUpgrade();
+    if (stagedAt) await this.authorities?.vmca.withdrawConfiguration(upgradeConfigurationName(this.host, stagedAt));
+    if (cancelled) this.logger.info('staged upgrade cancelled: the keys are sealed to the running code only');
+    return { cancelled };
   }
 
   /** Closes every endpoint and partition, waiting for the vTPMs' commands in flight; the host closes next. */
@@ -276,6 +306,10 @@ export class VmService {
   private async setDesiredState(name: string, state: VmState): Promise<void> {
     await this.manager.setMeta(`state/${name}`, Buffer.from(state));
   }
+}
+
+function upgradeConfigurationName(host: Host, stagedAt: string): string {
+  return `host ${host.hostId} (${host.platform.name}) with the vtpmd upgrade staged at ${stagedAt}`;
 }
 
 /** /health's account of a failed commit: no vTPM saves until the PSS recovers (pss-recovery.ts). */

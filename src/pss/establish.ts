@@ -13,7 +13,7 @@
  * that cannot come from this PSS and is refused too.
  */
 import type { Logger } from 'pino';
-import { ChipRefusal, type ChipClient } from '../hwtpm/chip-client.ts';
+import { ChipRefusal, unsealCurrentOrStaged, type ChipClient } from '../hwtpm/chip-client.ts';
 import type { EntropySource } from '../tpm/crypto/random.ts';
 import { PssError, PssViolation } from './errors.ts';
 import { DIGEST_BYTES, headMac, headMacValid, integrityKeys, recordDigest, xorInto, type IntegrityKeys } from './integrity.ts';
@@ -40,6 +40,8 @@ export interface Established {
   /** Per VM: its record and that record's digest in the head's aggregate. */
   readonly records: Map<string, { record: VmRecord; digest: Buffer }>;
   readonly aggregate: Buffer;
+  /** When an upgrade staged a binding still waiting for its code (ISO 8601). */
+  readonly stagedAt: string | undefined;
 }
 
 /** The database could not be trusted: the PSS stays open but refuses every vTPM. */
@@ -74,11 +76,15 @@ export async function establish(db: PssDatabase, chip: ChipClient, log: Logger, 
   const refuse = (condition: PssViolation['condition'], detail: string): Refused => refused(new PssViolation(condition, undefined, detail), meta.pssId, meta.counterId);
 
   let storageKey: Buffer;
+  let fromStaged = false;
   try {
-    storageKey = await chip.unseal(meta.sealedKey);
+    const released = await unsealCurrentOrStaged(chip, meta.sealedKey, meta.staged?.sealedKey);
+    storageKey = released.secret;
+    fromStaged = released.staged;
   } catch (e) {
     if (e instanceof ChipRefusal && e.reason === 'pcr-mismatch') {
-      return refuse('tcb-changed', `the chip will not release the storage key: PCRs ${meta.bindPcrs.join(',')} no longer hold the values it was sealed to`);
+      const staged = meta.staged ? `, nor the values an upgrade staged on ${meta.staged.stagedAt} expected` : '';
+      return refuse('tcb-changed', `the chip will not release the storage key: PCRs ${meta.bindPcrs.join(',')} no longer hold the values it was sealed to${staged}`);
     }
     if (e instanceof ChipRefusal && e.reason === 'bad-blob') return refuse('foreign', 'the storage key was sealed by another chip (the database comes from another host)');
     throw e;
@@ -134,7 +140,25 @@ export async function establish(db: PssDatabase, chip: ChipClient, log: Logger, 
   if (head.epoch !== counter) {
     return refuse('rollback', `the database is at epoch ${head.epoch} but the chip's monotonic counter is at ${counter}`);
   }
-  return { pssId: meta.pssId, counterId: meta.counterId, counterAuth, storageKey, blobKey: new BlobKey(storageKey), keys, epoch: head.epoch, records, aggregate };
+  if (fromStaged) {
+    // Only now, with the database proven by the released key, does the staged binding replace
+    // the one the chip no longer honours.
+    const { staged: _, ...current } = meta;
+    await db.put(KEY.meta, encodeMeta({ ...current, sealedKey: meta.staged!.sealedKey }), { sync: true });
+    log.info({ stagedAt: meta.staged!.stagedAt }, 'the chip released the storage key to the upgraded code staged for it; that binding is now the only one');
+  }
+  return {
+    pssId: meta.pssId,
+    counterId: meta.counterId,
+    counterAuth,
+    storageKey,
+    blobKey: new BlobKey(storageKey),
+    keys,
+    epoch: head.epoch,
+    records,
+    aggregate,
+    stagedAt: fromStaged ? undefined : meta.staged?.stagedAt,
+  };
 }
 
 async function create(db: PssDatabase, chip: ChipClient, bindPcrs: readonly number[], entropy: EntropySource, log: Logger): Promise<Established> {
@@ -153,7 +177,18 @@ async function create(db: PssDatabase, chip: ChipClient, bindPcrs: readonly numb
     { sync: true },
   );
   log.info({ pssId: pssId.toString('hex'), counterId: counter.id, bindPcrs }, 'created a new PSS');
-  return { pssId, counterId: counter.id, counterAuth: keys.counter, storageKey, blobKey: new BlobKey(storageKey), keys, epoch: counter.value, records: new Map(), aggregate };
+  return {
+    pssId,
+    counterId: counter.id,
+    counterAuth: keys.counter,
+    storageKey,
+    blobKey: new BlobKey(storageKey),
+    keys,
+    epoch: counter.value,
+    records: new Map(),
+    aggregate,
+    stagedAt: undefined,
+  };
 }
 
 function refused(refusal: PssViolation, pssId: Buffer | undefined, counterId: number | undefined): Refused {

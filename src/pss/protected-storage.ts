@@ -39,6 +39,11 @@
  * host TPM stopped answering) fails its saves and every save after it, since what the database
  * and the counter hold is no longer known. recover() finds out again, from the disk and the
  * chip, as opening does; the owner of the PSS calls it once the cause may have gone.
+ *
+ * Upgrades. The storage key is sealed to the GVTPM components' PCRs, so new vtpmd code would find
+ * it refused. stageBinding() seals it a second time, to the values those PCRs will hold once the
+ * new code is measured (code-upgrade.ts); the first open the chip releases it to under that
+ * binding makes it the only one, after the database has been proven with the key it released.
  */
 import pino, { type Logger } from 'pino';
 import type { ChipClient } from '../hwtpm/chip-client.ts';
@@ -52,7 +57,7 @@ import { establish, MAX_UNCONFIRMED_COMMITS, type Established } from './establis
 import { GroupCommit, type Written } from './group-commit.ts';
 import { headMac, recordDigest, xorInto } from './integrity.ts';
 import { openDatabase, type PssDatabase } from './database.ts';
-import { decodeRecord, encodeHead, encodeRecord, KEY, type VmRecord } from './records.ts';
+import { decodeMeta, decodeRecord, encodeHead, encodeMeta, encodeRecord, KEY, type Meta, type StagedKey, type VmRecord } from './records.ts';
 import { constantTimeEqual } from '../tpm/crypto/hash.ts';
 import { verifyRestore } from './verify.ts';
 import { detached } from '../tpm/wire/buffer.ts';
@@ -107,6 +112,8 @@ export interface PssStatus {
   readonly held: number;
   /** Whether the sealing thread is running (blob-sealer.ts): it starts with the first crowded commit window. */
   readonly sealingThread: boolean;
+  /** When an upgrade staged a binding of the storage key that still waits for its code (ISO 8601). */
+  readonly upgradeStagedAt: string | undefined;
 }
 
 /**
@@ -213,6 +220,7 @@ export class ProtectedStorage {
   private recoveryError: string | undefined;
   private recovering: Promise<boolean> | undefined;
   private readonly failureListeners = new Set<(cause: string) => void>();
+  private stagedAt: string | undefined;
 
   private constructor(
     private db: PssDatabase,
@@ -236,6 +244,7 @@ export class ProtectedStorage {
     });
     this.aggregate = Buffer.from(state?.aggregate ?? Buffer.alloc(32));
     this.epoch = state?.epoch ?? 0n;
+    this.stagedAt = state?.stagedAt;
     for (const [vmId, { record, digest }] of state?.records ?? []) this.stored.set(vmId, storedRef(record, digest));
     // The records themselves are read back when their VM loads.
     state?.records.clear();
@@ -485,7 +494,41 @@ export class ProtectedStorage {
       recoveries: this.recoveries,
       held: new Set([...this.latest.keys(), ...this.images.keys(), ...this.waitingImages.keys()]).size,
       sealingThread: this.sealer?.threadRunning ?? false,
+      upgradeStagedAt: this.stagedAt,
     };
+  }
+
+  /**
+   * Seals the storage key a second time, to `expected` values of the PCRs it is bound to (those
+   * upgraded code will give them; the others' present values), beside the binding in use. Replaces
+   * an earlier staging.
+   */
+  async stageBinding(expected: ReadonlyMap<number, Buffer>): Promise<StagedKey> {
+    const state = this.usable(undefined);
+    const meta = await this.readMeta();
+    const sealedKey = await this.chip.seal(state.storageKey, meta.bindPcrs, expected);
+    const staged: StagedKey = { sealedKey, expected: new Map(meta.bindPcrs.map((pcr) => [pcr, expected.get(pcr)!])), stagedAt: new Date().toISOString() };
+    await this.db.put(KEY.meta, encodeMeta({ ...meta, staged }), { sync: true });
+    this.stagedAt = staged.stagedAt;
+    this.log.info({ stagedAt: staged.stagedAt, pcrs: meta.bindPcrs }, 'storage key sealed to the PCR values of the staged upgrade');
+    return staged;
+  }
+
+  /** Drops a staged binding; true when there was one. */
+  async cancelStaged(): Promise<boolean> {
+    this.usable(undefined);
+    const { staged, ...meta } = await this.readMeta();
+    if (!staged) return false;
+    await this.db.put(KEY.meta, encodeMeta(meta), { sync: true });
+    this.stagedAt = undefined;
+    this.log.info({ stagedAt: staged.stagedAt }, 'staged upgrade cancelled');
+    return true;
+  }
+
+  private async readMeta(): Promise<Meta> {
+    const bytes = (await this.db.get(KEY.meta)) as Buffer | undefined;
+    if (!bytes) throw new PssError('bad-database', 'the PSS meta record is gone from the database');
+    return decodeMeta(bytes);
   }
 
   private usable(vmId: string | undefined): Established {

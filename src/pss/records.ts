@@ -3,7 +3,9 @@
  * so a later vtpmd can read, convert or refuse it knowingly.
  *
  *   key            value
- *   meta           JSON {format, pssId, counterId, sealedKey, bindPcrs} — written once, at creation
+ *   meta           JSON {format, pssId, counterId, sealedKey, bindPcrs, staged?} — written at creation,
+ *                  and again when an upgrade is staged (`staged`: the storage key sealed to the
+ *                  PCR values the upgraded code will give) or takes effect (that becomes `sealedKey`)
  *   head           JSON {format, epoch, count, aggregate, mac} — rewritten by every commit
  *   rec/<vmId>     JSON {format, vmId, measurement, version, base, blobId, nonce} — one per VM
  *   blob/<vmId>    the VM's whole image, saved as version `base` (see blob.ts)
@@ -41,6 +43,16 @@ export interface Meta {
   readonly bindPcrs: readonly number[];
   /** Whether the counter takes increments only with the PSS's counter key (databases made before it existed: no). */
   readonly counterAuth: boolean;
+  readonly staged?: StagedKey;
+}
+
+/** The storage key sealed to the values `bindPcrs` will hold once staged code runs (code-upgrade.ts). */
+export interface StagedKey {
+  readonly sealedKey: Buffer;
+  /** The values it was sealed to, by PCR. */
+  readonly expected: ReadonlyMap<number, Buffer>;
+  /** ISO 8601. */
+  readonly stagedAt: string;
 }
 
 export interface Head {
@@ -70,6 +82,15 @@ export function encodeMeta(m: Meta): Buffer {
     sealedKey: m.sealedKey.toString('base64'),
     bindPcrs: [...m.bindPcrs],
     ...(m.counterAuth ? { counterAuth: true } : {}),
+    ...(m.staged
+      ? {
+          staged: {
+            sealedKey: m.staged.sealedKey.toString('base64'),
+            expected: Object.fromEntries([...m.staged.expected].map(([pcr, value]) => [pcr, value.toString('hex')])),
+            stagedAt: m.staged.stagedAt,
+          },
+        }
+      : {}),
   });
 }
 
@@ -78,7 +99,20 @@ export function decodeMeta(bytes: Buffer): Meta {
   checkFormat(o, META_FORMAT, 'meta');
   if (!isHex(o.pssId) || typeof o.counterId !== 'number' || typeof o.sealedKey !== 'string' || !isPcrList(o.bindPcrs)) throw unreadable('meta');
   if (o.counterAuth !== undefined && o.counterAuth !== true) throw unreadable('meta');
-  return { pssId: Buffer.from(o.pssId, 'hex'), counterId: o.counterId, sealedKey: Buffer.from(o.sealedKey, 'base64'), bindPcrs: o.bindPcrs, counterAuth: o.counterAuth === true };
+  const meta = { pssId: Buffer.from(o.pssId, 'hex'), counterId: o.counterId, sealedKey: Buffer.from(o.sealedKey, 'base64'), bindPcrs: o.bindPcrs, counterAuth: o.counterAuth === true };
+  return o.staged === undefined ? meta : { ...meta, staged: decodeStaged(o.staged) };
+}
+
+function decodeStaged(o: unknown): StagedKey {
+  if (!o || typeof o !== 'object' || Array.isArray(o)) throw unreadable('meta');
+  const { sealedKey, expected, stagedAt } = o as Json;
+  if (typeof sealedKey !== 'string' || typeof stagedAt !== 'string' || !expected || typeof expected !== 'object' || Array.isArray(expected)) throw unreadable('meta');
+  const values = new Map<number, Buffer>();
+  for (const [pcr, value] of Object.entries(expected as Json)) {
+    if (!isPcrList([Number(pcr)]) || !isHex(value)) throw unreadable('meta');
+    values.set(Number(pcr), Buffer.from(value, 'hex'));
+  }
+  return { sealedKey: Buffer.from(sealedKey, 'base64'), expected: values, stagedAt };
 }
 
 export function encodeHead(h: Head): Buffer {

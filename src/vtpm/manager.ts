@@ -12,7 +12,7 @@ import { VmRegistry, type VmRecord } from './registry.ts';
 import { Tpm2VtpmModel, type HardwareBacking } from './tpm2-model.ts';
 import { Tpm12VtpmModel } from './tpm12-model.ts';
 import { tpm2Turn, type HostTpm } from '../hwtpm/host-tpm.ts';
-import { ChipRefusal, type ChipClient } from '../hwtpm/chip-client.ts';
+import { ChipRefusal, unsealCurrentOrStaged, type ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { HardwareKeyService, readSrk } from './hardware-key-service.ts';
 import { proveSrk, SrkProofError } from './srk-proof.ts';
@@ -78,6 +78,7 @@ export class GvtpmManager {
   private readonly handles = new Map<string, VtpmHandle>();
   private readonly measurer: ModelMeasurer;
   private readonly idleUnloadMs: number;
+  private readonly hardware: ManagerChip | undefined;
 
   private constructor(
     private readonly registry: VmRegistry,
@@ -87,6 +88,25 @@ export class GvtpmManager {
   ) {
     this.measurer = opts.measurer ?? new ModelMeasurer();
     this.idleUnloadMs = opts.idleUnloadMs ?? 60_000;
+    this.hardware = opts.hardware;
+  }
+
+  /**
+   * Seals the key-binding key a second time, to `expected` values of its PCRs (code-upgrade.ts),
+   * replacing an earlier staging; the first start whose PCRs hold them makes that binding the only
+   * one. Throws why not when this manager has no key-binding key to seal.
+   */
+  async stageBinding(expected: ReadonlyMap<number, Buffer>): Promise<void> {
+    if (!this.hardware || !this.backing) throw new VtpmError('bad-config', 'this manager has no hwTPM, so no key-binding key');
+    if (this.backing instanceof VtpmError) throw this.backing;
+    await this.registry.putMeta(KBK_STAGED_META, await this.hardware.client.seal(this.backing.kbk, kbkPcrs(this.hardware), expected));
+  }
+
+  /** Drops a staged binding of the key-binding key; true when there was one. */
+  async cancelStaged(): Promise<boolean> {
+    if (!(await this.registry.getMeta(KBK_STAGED_META))) return false;
+    await this.registry.deleteMeta(KBK_STAGED_META);
+    return true;
   }
 
   static async open(opts: ManagerOptions): Promise<GvtpmManager> {
@@ -95,7 +115,7 @@ export class GvtpmManager {
       let backing: SharedBacking | VtpmError | undefined;
       if (opts.hardware) {
         try {
-          const kbk = await keyBindingKey(registry, opts.hardware);
+          const kbk = await keyBindingKey(registry, opts.hardware, opts.logger);
           backing = { kbk, keys: new HardwareKeyService(opts.hardware.chip, { srkName: await pinnedSrkName(registry, opts.hardware, opts.logger) }) };
         } catch (e) {
           // Software vTPMs keep running; only those whose keys live in the chip are refused.
@@ -395,6 +415,8 @@ export class VtpmHandle implements TpmDevice {
 }
 
 const KBK_META = 'kbk-sealed';
+/** The key-binding key sealed to the PCR values an upgrade expects, until that upgrade runs. */
+const KBK_STAGED_META = 'kbk-staged';
 const SRK_NAME_META = 'hwsrk-name';
 
 /**
@@ -421,10 +443,23 @@ async function pinnedSrkName(registry: VmRegistry, hw: ManagerChip, logger: Logg
  * The key-binding key: made once, sealed by the chip to the host TCB and the GVTPM manager, and
  * unsealed at every start. A changed TCB therefore leaves hardware-backed keys unusable.
  */
-async function keyBindingKey(registry: VmRegistry, hw: ManagerChip): Promise<Buffer> {
+async function keyBindingKey(registry: VmRegistry, hw: ManagerChip, logger: Logger | undefined): Promise<Buffer> {
   const sealed = await registry.getMeta(KBK_META);
-  if (sealed) return hw.client.unseal(sealed);
+  if (sealed) {
+    const staged = await registry.getMeta(KBK_STAGED_META);
+    const released = await unsealCurrentOrStaged(hw.client, sealed, staged);
+    if (released.staged) {
+      await registry.putMeta(KBK_META, staged!);
+      await registry.deleteMeta(KBK_STAGED_META);
+      logger?.info('the chip released the key-binding key to the upgraded code staged for it; that binding is now the only one');
+    }
+    return released.secret;
+  }
   const kbk = randomBytes(32);
-  await registry.putMeta(KBK_META, await hw.client.seal(kbk, hw.bindPcrs ?? [...hostTcbPcrs(), GVTPM_PCR.MANAGER]));
+  await registry.putMeta(KBK_META, await hw.client.seal(kbk, kbkPcrs(hw)));
   return kbk;
+}
+
+function kbkPcrs(hw: ManagerChip): readonly number[] {
+  return hw.bindPcrs ?? [...hostTcbPcrs(), GVTPM_PCR.MANAGER];
 }

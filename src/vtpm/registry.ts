@@ -57,6 +57,10 @@ export class VmRegistry {
     await this.db.put(META_PREFIX + key, value.toString('base64'), { sync: true });
   }
 
+  async deleteMeta(key: string): Promise<void> {
+    await this.db.del(META_PREFIX + key, { sync: true });
+  }
+
   async list(): Promise<VmRecord[]> {
     const out: VmRecord[] = [];
     for await (const [key, raw] of this.db.iterator({ gte: KEY_PREFIX, lt: KEY_PREFIX + '\xff' })) out.push(parseRecord(key.slice(KEY_PREFIX.length), raw));

@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { ALG, CAP, RH } from '../../src/tpm/tpm2/constants.ts';
@@ -29,6 +29,7 @@ const skip =
   (['swtpm', 'swtpm_setup', 'swtpm_localca', 'openssl', 'python3'].every(hasCommand) ? undefined : skipUnlessRequired('the attached host TPM tests need swtpm, swtpm_setup, openssl and python3 (apt-get install swtpm swtpm-tools openssl python3)'));
 
 const COMPONENT_PCRS = [11, 12, 13];
+const CHECKOUT = resolve(import.meta.dirname, '..', '..');
 
 /** A swtpm as the host's TPM, on a Unix socket (its ctrl channel beside it, as the swtpm TCTI expects). */
 class HostSwtpm {
@@ -182,8 +183,8 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
   let ekCa: string;
   let daemon: Daemon | undefined;
 
-  const serve = async (): Promise<Daemon> => {
-    daemon = await startDaemon(state, ['--host-tpm', host.tcti, '--ek-ca', ekCa], { VTPMD_LOG_LEVEL: 'info' });
+  const serve = async (bin?: string): Promise<Daemon> => {
+    daemon = await startDaemon(state, ['--host-tpm', host.tcti, '--ek-ca', ekCa], { VTPMD_LOG_LEVEL: 'info' }, bin);
     return daemon;
   };
   const stop = async (): Promise<void> => {
@@ -517,6 +518,54 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
     const failed = createHash('sha256').update(acknowledged).update(Buffer.alloc(32, 0x02)).digest();
     const pcr = parsePcrRead(await tool(t, 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16);
     assert.ok([acknowledged.toString('hex'), failed.toString('hex')].includes(pcr!), `PCR 16 is ${pcr}`);
+    await stop();
+  });
+
+  test('an upgrade staged by the running vtpmd opens the VMs under the new code after the reboot; a downgrade is refused', async () => {
+    // The new vtpmd: this installation copied, with its PSS and manager changed.
+    const v2 = files('vtpmd-v2');
+    for (const part of ['bin', 'src', 'package.json', 'tsconfig.json']) cpSync(join(CHECKOUT, part), join(v2, part), { recursive: true });
+    symlinkSync(join(CHECKOUT, 'node_modules'), join(v2, 'node_modules'));
+    for (const folder of ['src/pss', 'src/vtpm']) writeFileSync(join(v2, folder, 'CHANGES'), 'v2\n');
+
+    const d = await serve();
+    const health = async (api: Daemon) => JSON.parse((await http(new URL(api.api).pathname, 'GET', '/health')).body);
+    assert.equal((await health(d)).status, 'ok');
+    const pcr16 = async () => parsePcrRead(await tool(tcti(await vm('sw')), 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16);
+    const swPcr = await pcr16();
+    const staged = await cli(state, ['upgrade', 'stage', v2]);
+    assert.equal(staged.code, 0, staged.stderr);
+    const plan = JSON.parse(staged.stdout) as { pcrs: Record<string, string>; keyBindingKey: string; stagedAt: string; configuration: Record<string, string> };
+    assert.deepEqual(Object.keys(plan.pcrs), ['11', '12']);
+    assert.equal(plan.keyBindingKey, 'staged');
+    assert.deepEqual(Object.keys(plan.configuration).map(Number), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13]);
+    assert.equal(plan.configuration['12'], plan.pcrs['12']);
+    assert.equal((await health(d)).upgradeStagedAt, plan.stagedAt);
+    await stop();
+
+    // The reboot into the new code: the host TPM is reset, and the new vtpmd measures itself.
+    await host.stop();
+    await host.start();
+    const upgraded = await serve(join(v2, 'bin', 'vtpmd.js'));
+    assert.deepEqual(measuredLine(upgraded), { ...measuredLine(upgraded), measured: 3, already: 0 });
+    const after = await health(upgraded);
+    assert.deepEqual([after.status, after.upgradeStagedAt], ['ok', undefined]);
+    assert.equal(await pcr16(), swPcr, 'the software vTPM kept its PCR 16');
+    await signsWithHardwareKey('signed by the upgraded vtpmd');
+    // Staging had the VMCA approve the new configuration: the new vMA is delegated and certifies a new VM.
+    assert.equal((await cli(state, ['vm', 'create', 'after-upgrade'])).code, 0);
+    const creds = await cli(state, ['vm', 'credentials', 'after-upgrade', '--out', files('creds-v2')]);
+    assert.equal(creds.code, 0, creds.stderr);
+    const c = (n: string) => join(files('creds-v2'), n);
+    assert.match((await run('openssl', ['verify', '-CAfile', c('vmca-root.pem'), '-untrusted', c('chain.pem'), c('ek.pem')])).stdout, /ek\.pem: OK/);
+    await stop();
+    assert.deepEqual(await host.pcrs([11, 12]), [plan.pcrs['11'], plan.pcrs['12']], 'the PCRs hold what staging predicted');
+
+    await host.stop();
+    await host.start();
+    const old = await serve();
+    const refused = await health(old);
+    assert.deepEqual([refused.status, refused.pss], ['degraded', 'refusing every vTPM (tcb-changed)'], 'going back needs staging from the new code');
     await stop();
   });
 });

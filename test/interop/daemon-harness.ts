@@ -18,8 +18,9 @@ export interface Daemon {
   stderr(): string;
 }
 
-export async function startDaemon(stateDir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Daemon> {
-  const child = spawn(process.execPath, [BIN, '--state', stateDir, 'serve', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VTPMD_LOG_LEVEL: 'warn', ...env } });
+/** `bin`: another installation's bin/vtpmd.js, to run its code. */
+export async function startDaemon(stateDir: string, extra: string[] = [], env: Record<string, string> = {}, bin = BIN): Promise<Daemon> {
+  const child = spawn(process.execPath, [bin, '--state', stateDir, 'serve', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VTPMD_LOG_LEVEL: 'warn', ...env } });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const api = await new Promise<string>((ok, fail) => {

@@ -104,6 +104,16 @@ describe('vtpmd serve', { skip }, () => {
     assert.equal(badField.status, 400);
     assert.equal((await http(sock, 'GET', '/nowhere')).status, 404);
     assert.equal((await http(sock, 'PUT', '/vms')).status, 405);
+    // Upgrades: nothing staged until a vtpmd tree that measures differently is given.
+    assert.equal((await http(sock, 'POST', '/upgrade', JSON.stringify({ code: 1 }))).status, 400);
+    const notVtpmd = await cli(state.path, ['upgrade', 'stage', work.path]);
+    assert.equal(notVtpmd.code, 1);
+    assert.match(notVtpmd.stderr, /is not vtpmd code: it has no src\/vtpm folder/);
+    const same = await cli(state.path, ['upgrade', 'stage', join(import.meta.dirname, '..', '..')]);
+    assert.equal(same.code, 1);
+    assert.match(same.stderr, /measure as the running ones do/);
+    assert.deepEqual(JSON.parse((await cli(state.path, ['upgrade', 'cancel'])).stdout), { cancelled: false });
+    assert.equal((await http(sock, 'GET', '/upgrade')).status, 405);
     const list = JSON.parse((await cli(state.path, ['vm', 'list'])).stdout) as { name: string }[];
     assert.deepEqual(list.map((v) => v.name).sort(), ['db', 'web']);
   });
