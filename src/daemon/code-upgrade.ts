@@ -7,13 +7,24 @@
  * simulated chip is reset by every start). The host TCB PCRs keep their present values: a new
  * boot chain is not something vtpmd can predict, so it stays a change the keys are refused to.
  *
- * Who stages decides what code the keys are released to: the control API, whose access is the
- * host's administration, is the authority here, as it is for creating and destroying VMs.
+ * The device models are measured as well, every time one is loaded (model-measurement.ts), and
+ * the PSS hands a vTPM's state only to the model that saved it. Staging therefore also
+ * authorizes, under a MAC of the PSS, each TPM version's model code of the new vtpmd to continue
+ * the state the running model code saved; a vTPM loaded by the new code continues from there and
+ * is bound to the new model from its next save.
+ *
+ * Who stages decides what code the keys are released to. Here that is whoever the running
+ * daemon's control API admits, as for creating and destroying VMs. Running the staged code on the
+ * state directory and the TPM then takes the access of vtpmd's own user, which can already read
+ * the keys out of the running daemon's memory. What the sealing defends against — another boot,
+ * the disk taken elsewhere, code changed with no trusted daemon running — cannot stage: staging
+ * needs the keys in the hands of code the chip trusts, running now.
  */
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_COMPONENTS, gvtpmPcrValues, hostTcbPcrs, type MeasureHostBootOptions } from '../hwtpm/host-boot.ts';
+import { modelCodeFolders } from '../vtpm/model-measurement.ts';
 
 export class UpgradeError extends Error {
   constructor(
@@ -35,18 +46,17 @@ export interface UpgradePlan {
 /**
  * What the PCRs will hold once the code under `codeRoot` is measured in place of the running
  * code (whose root `running.rootDir` names; default this checkout). Refuses a folder that is not
- * vtpmd code, code that measures as the running code does, and a chip whose component PCRs do not
- * hold what the running code measures as (then the prediction would start from a wrong base).
+ * vtpmd code, and a chip whose component PCRs do not hold what the running code measures as
+ * (then the prediction would start from a wrong base).
  */
 export async function planUpgrade(chip: ChipClient, codeRoot: string, running: MeasureHostBootOptions = {}): Promise<UpgradePlan> {
   const root = resolve(codeRoot);
-  for (const c of GVTPM_COMPONENTS) {
-    const folder = join(root, c.folder);
-    const isDir = await stat(folder).then(
+  for (const folder of [...GVTPM_COMPONENTS.map((c) => c.folder), ...modelCodeFolders()]) {
+    const isDir = await stat(join(root, folder)).then(
       (s) => s.isDirectory(),
       () => false,
     );
-    if (!isDir) throw new UpgradeError('bad-code', `${root} is not vtpmd code: it has no ${c.folder} folder (give the root of the new vtpmd, where package.json is)`);
+    if (!isDir) throw new UpgradeError('bad-code', `${root} is not vtpmd code: it has no ${folder} folder (give the root of the new vtpmd, where package.json is)`);
   }
   const componentPcrs = GVTPM_COMPONENTS.map((c) => c.pcr);
   const pcrs = [...hostTcbPcrs(), ...componentPcrs];
@@ -63,9 +73,6 @@ export async function planUpgrade(chip: ChipClient, codeRoot: string, running: M
   }
   const next = await gvtpmPcrValues(chip.pcrHash, { ...running, rootDir: root });
   const changed = componentPcrs.filter((pcr) => !next.get(pcr)!.equals(expected.get(pcr)!));
-  if (changed.length === 0) {
-    throw new UpgradeError('unchanged', `the GVTPM components under ${root} measure as the running ones do: that code gets the keys as it is, with nothing staged`);
-  }
   for (const pcr of changed) expected.set(pcr, next.get(pcr)!);
   return { expected, changed };
 }

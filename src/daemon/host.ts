@@ -26,8 +26,9 @@ import { processRsaKeyPool } from '../tpm/crypto/rsa-key-pool.ts';
 import { openChipClient } from '../hwtpm/open-chip-client.ts';
 import { ProtectedStorage } from '../pss/protected-storage.ts';
 import { GvtpmManager, VtpmError } from '../vtpm/manager.ts';
+import { ModelMeasurer } from '../vtpm/model-measurement.ts';
 import type { MeasureHostBootOptions } from '../hwtpm/host-boot.ts';
-import { planUpgrade } from './code-upgrade.ts';
+import { planUpgrade, UpgradeError } from './code-upgrade.ts';
 import { vmaPcrs } from '../vma/reference-values.ts';
 import { PssRecovery, type RecoveryDelays } from './pss-recovery.ts';
 
@@ -48,7 +49,7 @@ export interface HostOptions {
   readonly hierarchyAuth?: HierarchyAuth;
   /** When to try again to bring back a PSS whose commit failed (pss-recovery.ts). */
   readonly recoveryDelays?: RecoveryDelays;
-  /** Where the GVTPM components' code is measured from; default this checkout, the code running. */
+  /** Where the GVTPM components' and device models' code is measured from; default this checkout, the code running. */
   readonly measure?: MeasureHostBootOptions;
 }
 
@@ -60,6 +61,8 @@ export interface StagedUpgrade {
   readonly pcrs: Record<string, string>;
   /** Whether the key-binding key of hardware-backed vTPMs was staged too, or why not. */
   readonly keyBindingKey: string;
+  /** The device model code digests whose vTPM state the new code's models may continue. */
+  readonly models: readonly { readonly from: string; readonly to: string }[];
   /**
    * The host configuration the new code will measure as: the values of the PCRs a VMCA judges
    * (reference-values.ts), for the VMCA to approve before the vMA asks it for a delegation.
@@ -84,26 +87,36 @@ export class Host {
    */
   async stageUpgrade(codeRoot: string): Promise<StagedUpgrade> {
     const plan = await planUpgrade(this.chipClient, codeRoot, this.measured);
-    const staged = await this.pss.stageBinding(plan.expected);
-    let keyBindingKey = 'staged';
-    try {
-      await this.manager.stageBinding(plan.expected);
-    } catch (e) {
-      if (!(e instanceof VtpmError)) throw e;
-      keyBindingKey = `not staged: ${e.message}`;
+    const models = await this.manager.codeTransitionsTo(codeRoot);
+    if (plan.changed.length === 0 && models.length === 0) {
+      throw new UpgradeError('unchanged', `the vtpmd code under ${resolve(codeRoot)} measures as the running code does: it opens the vTPMs as it is, with nothing staged`);
     }
+    let stagedAt = new Date().toISOString();
+    let keyBindingKey = 'unchanged: the new code measures as the running GVTPM manager does';
+    if (plan.changed.length > 0) {
+      stagedAt = (await this.pss.stageBinding(plan.expected)).stagedAt;
+      keyBindingKey = 'staged';
+      try {
+        await this.manager.stageBinding(plan.expected);
+      } catch (e) {
+        if (!(e instanceof VtpmError)) throw e;
+        keyBindingKey = `not staged: ${e.message}`;
+      }
+    }
+    await this.pss.authorizeCodeTransitions(models);
     return {
       code: resolve(codeRoot),
-      stagedAt: staged.stagedAt,
+      stagedAt,
       pcrs: hexValues(plan.expected, plan.changed),
       keyBindingKey,
+      models: models.map(([from, to]) => ({ from: from.toString('hex'), to: to.toString('hex') })),
       configuration: hexValues(plan.expected, vmaPcrs()),
     };
   }
 
-  /** Drops what stageUpgrade sealed; true when something was staged. */
+  /** Drops what stageUpgrade sealed and authorized; true when something was staged. */
   async cancelUpgrade(): Promise<boolean> {
-    const pss = await this.pss.cancelStaged();
+    const pss = await this.pss.cancelStaged(await this.manager.runningCode());
     const kbk = await this.manager.cancelStaged();
     return pss || kbk;
   }
@@ -118,6 +131,7 @@ export class Host {
       pss = await ProtectedStorage.open({ dir: join(opts.stateDir, 'pss'), chip: chipClient, ...(opts.logger ? { logger: opts.logger } : {}) });
       if (pss.refusal) opts.logger?.error({ condition: pss.refusal.condition }, `the PSS refuses every vTPM: ${pss.refusal.message}`);
       const manager = await GvtpmManager.open({
+        ...(opts.measure?.rootDir ? { measurer: new ModelMeasurer(opts.measure.rootDir) } : {}),
         registryDir: join(opts.stateDir, 'vms'),
         storage: pss,
         hardware: { chip: platform.tpm, client: chipClient, ...(platform.ekRoots.length > 0 ? { ekRoots: platform.ekRoots } : {}) },

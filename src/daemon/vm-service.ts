@@ -252,7 +252,8 @@ export class VmService {
       migratable: r.config.migratable,
       durability: r.config.durability,
       state: ep ? 'running' : 'stopped',
-      measurement: r.measurement,
+      // What the model measures as under the code running now (the registry keeps the one at creation).
+      measurement: (await this.manager.measure(r.config)).toString('hex'),
       createdAt: r.createdAt,
       endpoints: ep ? { swtpm: { data: ep.data, ctrl: ep.ctrl } } : {},
     };

@@ -21,7 +21,7 @@ const ADVICE: Record<PssCondition, string> = {
   foreign: 'the state was made by another PSS; bring a vTPM from another host through migration, never by copying its blob',
   modified: 'the stored state was altered or truncated; restore the latest copy of the PSS database or re-provision the vTPM',
   'wrong-owner': "the stored blob belongs to another VM (blobs swapped or copied between VMs); restore this VM's own blob",
-  'wrong-measurement': 'the state was saved by a vTPM model with another measurement; start the VM with the model that saved its state',
+  'wrong-measurement': 'the state was saved by a vTPM model with another measurement (other code or configuration); start the VM with the model that saved its state — new vtpmd code continues it only when `vtpmd upgrade stage` ran first',
   'not-latest': "an older copy of the VM's state replaced the latest one; restore the latest copy of the PSS database",
 };
 

@@ -16,7 +16,8 @@ import type { Logger } from 'pino';
 import { ChipRefusal, unsealCurrentOrStaged, type ChipClient } from '../hwtpm/chip-client.ts';
 import type { EntropySource } from '../tpm/crypto/random.ts';
 import { PssError, PssViolation } from './errors.ts';
-import { DIGEST_BYTES, headMac, headMacValid, integrityKeys, recordDigest, xorInto, type IntegrityKeys } from './integrity.ts';
+import { codeTransitionsMac, DIGEST_BYTES, headMac, headMacValid, integrityKeys, recordDigest, xorInto, type CodeTransition, type IntegrityKeys } from './integrity.ts';
+import { constantTimeEqual } from '../tpm/crypto/hash.ts';
 import { BlobKey, PSS_ID_BYTES } from './blob.ts';
 import { decodeHead, decodeMeta, decodeRecord, encodeHead, encodeMeta, KEY, RECORD_RANGE, type Meta, type VmRecord } from './records.ts';
 import type { PssDatabase } from './database.ts';
@@ -42,6 +43,8 @@ export interface Established {
   readonly aggregate: Buffer;
   /** When an upgrade staged a binding still waiting for its code (ISO 8601). */
   readonly stagedAt: string | undefined;
+  /** Model code whose vTPM state later code may continue, as upgrades authorized it (checked). */
+  readonly codeTransitions: readonly CodeTransition[];
 }
 
 /** The database could not be trusted: the PSS stays open but refuses every vTPM. */
@@ -106,6 +109,10 @@ export async function establish(db: PssDatabase, chip: ChipClient, log: Logger, 
   if (head.aggregate.length !== DIGEST_BYTES || !headMacValid(keys, fields, head.mac)) {
     return refuse('modified', 'the database head fails its integrity check (edited, or taken from another PSS)');
   }
+  const transitions = meta.codeTransitions;
+  if (transitions && !constantTimeEqual(codeTransitionsMac(keys, transitions.pairs), transitions.mac)) {
+    return refuse('modified', 'the model code transitions upgrades authorized fail their integrity check (edited)');
+  }
 
   const records = new Map<string, { record: VmRecord; digest: Buffer }>();
   const aggregate = Buffer.alloc(DIGEST_BYTES);
@@ -158,6 +165,7 @@ export async function establish(db: PssDatabase, chip: ChipClient, log: Logger, 
     records,
     aggregate,
     stagedAt: fromStaged ? undefined : meta.staged?.stagedAt,
+    codeTransitions: transitions?.pairs ?? [],
   };
 }
 
@@ -188,6 +196,7 @@ async function create(db: PssDatabase, chip: ChipClient, bindPcrs: readonly numb
     records: new Map(),
     aggregate,
     stagedAt: undefined,
+    codeTransitions: [],
   };
 }
 

@@ -57,3 +57,19 @@ export function headMacValid(keys: IntegrityKeys, f: HeadFields, mac: Buffer): b
   const expected = headMac(keys, f);
   return mac.length === expected.length && constantTimeEqual(mac, expected);
 }
+
+/** Model code digests an upgrade authorized to continue from an earlier code's state: earlier → later. */
+export type CodeTransition = readonly [Buffer, Buffer];
+
+/** Binds the list of authorized code transitions to the storage key, so nobody else adds one. */
+export function codeTransitionsMac(keys: IntegrityKeys, pairs: readonly CodeTransition[]): Buffer {
+  const parts: Buffer[] = [Buffer.from('code transitions v1', 'latin1')];
+  for (const [from, to] of pairs) {
+    for (const d of [from, to]) {
+      const len = Buffer.alloc(2);
+      len.writeUInt16BE(d.length);
+      parts.push(len, d);
+    }
+  }
+  return hmac(ALG.SHA256, keys.head, ...parts);
+}

@@ -55,7 +55,7 @@ import { encodeDelta } from './delta.ts';
 import { PssError, PssViolation, type PssCondition } from './errors.ts';
 import { establish, MAX_UNCONFIRMED_COMMITS, type Established } from './establish.ts';
 import { GroupCommit, type Written } from './group-commit.ts';
-import { headMac, recordDigest, xorInto } from './integrity.ts';
+import { codeTransitionsMac, headMac, recordDigest, xorInto, type CodeTransition } from './integrity.ts';
 import { openDatabase, type PssDatabase } from './database.ts';
 import { decodeMeta, decodeRecord, encodeHead, encodeMeta, encodeRecord, KEY, type Meta, type StagedKey, type VmRecord } from './records.ts';
 import { constantTimeEqual } from '../tpm/crypto/hash.ts';
@@ -221,6 +221,7 @@ export class ProtectedStorage {
   private recovering: Promise<boolean> | undefined;
   private readonly failureListeners = new Set<(cause: string) => void>();
   private stagedAt: string | undefined;
+  private transitions: readonly CodeTransition[];
 
   private constructor(
     private db: PssDatabase,
@@ -245,6 +246,7 @@ export class ProtectedStorage {
     this.aggregate = Buffer.from(state?.aggregate ?? Buffer.alloc(32));
     this.epoch = state?.epoch ?? 0n;
     this.stagedAt = state?.stagedAt;
+    this.transitions = state?.codeTransitions ?? [];
     for (const [vmId, { record, digest }] of state?.records ?? []) this.stored.set(vmId, storedRef(record, digest));
     // The records themselves are read back when their VM loads.
     state?.records.clear();
@@ -379,9 +381,10 @@ export class ProtectedStorage {
 
   /**
    * The latest NVM of `vmId`'s vTPM, or undefined when it has none. Throws a PssViolation naming
-   * the condition when the stored state is not exactly that vTPM's latest, made here.
+   * the condition when the stored state is not exactly that vTPM's latest, made here, by the model
+   * measuring `measurement` or one of the `earlier` models it may continue from.
    */
-  async load(vmId: string, measurement: Uint8Array): Promise<Buffer | undefined> {
+  async load(vmId: string, measurement: Uint8Array, earlier: readonly Uint8Array[] = []): Promise<Buffer | undefined> {
     for (;;) {
       const state = this.usable(vmId);
       checkRequest(vmId, measurement);
@@ -408,7 +411,9 @@ export class ProtectedStorage {
       const blobs = queued.map((b) => b ?? stored[next++]);
       try {
         const record = onDiskOnly ? this.readBack(state, vmId, latest, stored[next]) : latest;
-        const nvm = verifyRestore({ blobKey: state.blobKey, pssId: state.pssId, vmId, measurement: Buffer.from(measurement), record, blobs });
+        // State of an earlier model an upgrade authorized: checked as that model's; its next save is the new model's.
+        const expected = earlier.some((m) => record.measurement.equals(m)) ? record.measurement : Buffer.from(measurement);
+        const nvm = verifyRestore({ blobKey: state.blobKey, pssId: state.pssId, vmId, measurement: expected, record, blobs });
         this.images.set(vmId, Buffer.from(nvm));
         if (onDiskOnly) this.latest.set(vmId, record);
         return nvm;
@@ -514,15 +519,45 @@ export class ProtectedStorage {
     return staged;
   }
 
-  /** Drops a staged binding; true when there was one. */
-  async cancelStaged(): Promise<boolean> {
-    this.usable(undefined);
+  /** Model code digests an upgrade authorized to continue the vTPM state of earlier code: earlier → later. */
+  codeTransitions(): readonly CodeTransition[] {
+    return this.transitions;
+  }
+
+  /**
+   * Lets vTPM state saved by models running the earlier code of each pair load into models
+   * running the later one (the model measurements are derived from the code digests), beside the
+   * transitions already authorized.
+   */
+  async authorizeCodeTransitions(pairs: readonly CodeTransition[]): Promise<void> {
+    const state = this.usable(undefined);
+    const known = new Set(this.transitions.map(transitionKey));
+    const all = [...this.transitions, ...pairs.filter((p) => !known.has(transitionKey(p)))];
+    await this.writeTransitions(state, await this.readMeta(), all);
+    this.log.info({ transitions: pairs.map(transitionKey) }, 'model code transitions authorized');
+  }
+
+  /**
+   * Drops a staged binding and every code transition leading to code other than `runningCode`
+   * (the digests of the model code running now); true when either existed.
+   */
+  async cancelStaged(runningCode: readonly Buffer[]): Promise<boolean> {
+    const state = this.usable(undefined);
     const { staged, ...meta } = await this.readMeta();
-    if (!staged) return false;
-    await this.db.put(KEY.meta, encodeMeta(meta), { sync: true });
+    const kept = this.transitions.filter(([, to]) => runningCode.some((c) => c.equals(to)));
+    if (!staged && kept.length === this.transitions.length) return false;
+    await this.writeTransitions(state, meta, kept);
     this.stagedAt = undefined;
-    this.log.info({ stagedAt: staged.stagedAt }, 'staged upgrade cancelled');
+    this.log.info({ stagedAt: staged?.stagedAt, transitionsDropped: this.transitions.length - kept.length }, 'staged upgrade cancelled');
+    this.transitions = kept;
     return true;
+  }
+
+  private async writeTransitions(state: Established, meta: Meta, pairs: readonly CodeTransition[]): Promise<void> {
+    const { codeTransitions: _, ...rest } = meta;
+    const next = pairs.length ? { ...rest, codeTransitions: { pairs, mac: codeTransitionsMac(state.keys, pairs) } } : rest;
+    await this.db.put(KEY.meta, encodeMeta(next), { sync: true });
+    this.transitions = pairs;
   }
 
   private async readMeta(): Promise<Meta> {
@@ -698,6 +733,7 @@ export class ProtectedStorage {
     for (const [vmId, { record, digest }] of r.records) this.stored.set(vmId, storedRef(record, digest));
     this.aggregate = Buffer.from(r.aggregate);
     this.epoch = r.epoch;
+    this.transitions = r.codeTransitions;
     this.failure = undefined;
     this.failureCause = undefined;
     this.recoveryError = undefined;
@@ -705,6 +741,10 @@ export class ProtectedStorage {
     this.log.info({ epoch: r.epoch.toString(), vms: r.records.size }, 'PSS recovered from the failed commit');
     return true;
   }
+}
+
+function transitionKey([from, to]: CodeTransition): string {
+  return `${from.toString('hex')}>${to.toString('hex')}`;
 }
 
 function storedRef(r: VmRecord, digest: Buffer): StoredRef {

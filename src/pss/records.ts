@@ -3,9 +3,11 @@
  * so a later vtpmd can read, convert or refuse it knowingly.
  *
  *   key            value
- *   meta           JSON {format, pssId, counterId, sealedKey, bindPcrs, staged?} — written at creation,
- *                  and again when an upgrade is staged (`staged`: the storage key sealed to the
- *                  PCR values the upgraded code will give) or takes effect (that becomes `sealedKey`)
+ *   meta           JSON {format, pssId, counterId, sealedKey, bindPcrs, staged?, codeTransitions?} —
+ *                  written at creation, and again when an upgrade is staged (`staged`: the storage
+ *                  key sealed to the PCR values the upgraded code will give; `codeTransitions`:
+ *                  model code whose state later model code may continue, under a MAC) or takes
+ *                  effect (`staged` becomes `sealedKey`)
  *   head           JSON {format, epoch, count, aggregate, mac} — rewritten by every commit
  *   rec/<vmId>     JSON {format, vmId, measurement, version, base, blobId, nonce} — one per VM
  *   blob/<vmId>    the VM's whole image, saved as version `base` (see blob.ts)
@@ -17,6 +19,7 @@
  * counter value, as a decimal string.
  */
 import { PssError, PssViolation } from './errors.ts';
+import type { CodeTransition } from './integrity.ts';
 import { detached } from '../tpm/wire/buffer.ts';
 export const KEY = {
   meta: 'meta',
@@ -44,6 +47,7 @@ export interface Meta {
   /** Whether the counter takes increments only with the PSS's counter key (databases made before it existed: no). */
   readonly counterAuth: boolean;
   readonly staged?: StagedKey;
+  readonly codeTransitions?: { readonly pairs: readonly CodeTransition[]; readonly mac: Buffer };
 }
 
 /** The storage key sealed to the values `bindPcrs` will hold once staged code runs (code-upgrade.ts). */
@@ -91,6 +95,9 @@ export function encodeMeta(m: Meta): Buffer {
           },
         }
       : {}),
+    ...(m.codeTransitions
+      ? { codeTransitions: { pairs: m.codeTransitions.pairs.map(([from, to]) => [from.toString('hex'), to.toString('hex')]), mac: m.codeTransitions.mac.toString('hex') } }
+      : {}),
   });
 }
 
@@ -100,7 +107,17 @@ export function decodeMeta(bytes: Buffer): Meta {
   if (!isHex(o.pssId) || typeof o.counterId !== 'number' || typeof o.sealedKey !== 'string' || !isPcrList(o.bindPcrs)) throw unreadable('meta');
   if (o.counterAuth !== undefined && o.counterAuth !== true) throw unreadable('meta');
   const meta = { pssId: Buffer.from(o.pssId, 'hex'), counterId: o.counterId, sealedKey: Buffer.from(o.sealedKey, 'base64'), bindPcrs: o.bindPcrs, counterAuth: o.counterAuth === true };
-  return o.staged === undefined ? meta : { ...meta, staged: decodeStaged(o.staged) };
+  return {
+    ...meta,
+    ...(o.staged === undefined ? {} : { staged: decodeStaged(o.staged) }),
+    ...(o.codeTransitions === undefined ? {} : { codeTransitions: decodeTransitions(o.codeTransitions) }),
+  };
+}
+
+function decodeTransitions(o: unknown): NonNullable<Meta['codeTransitions']> {
+  const { pairs, mac } = (o ?? {}) as Json;
+  if (!isHex(mac) || !Array.isArray(pairs) || !pairs.every((p) => Array.isArray(p) && p.length === 2 && p.every(isHex))) throw unreadable('meta');
+  return { pairs: pairs.map(([from, to]: [string, string]) => [Buffer.from(from, 'hex'), Buffer.from(to, 'hex')] as const), mac: Buffer.from(mac, 'hex') };
 }
 
 function decodeStaged(o: unknown): StagedKey {

@@ -18,12 +18,14 @@ import { HardwareKeyService, readSrk } from './hardware-key-service.ts';
 import { proveSrk, SrkProofError } from './srk-proof.ts';
 import type { ParsedCertificate } from '../hwtpm/credentials/x509.ts';
 import { randomBytes } from 'node:crypto';
-import { detached } from '../tpm/wire/buffer.ts';
 
 /** What the manager needs of the PSS. */
 export interface ModelStorage {
   save(vmId: string, measurement: Buffer, nvm: Buffer, opts?: { durable?: boolean }): Promise<void>;
-  load(vmId: string, measurement: Buffer): Promise<Buffer | undefined>;
+  /** `earlier`: measurements of models whose state this one may continue (an upgrade's predecessors). */
+  load(vmId: string, measurement: Buffer, earlier?: readonly Buffer[]): Promise<Buffer | undefined>;
+  /** Model code digests upgrades authorized to continue from earlier code: earlier → later. */
+  codeTransitions?(): readonly (readonly [Buffer, Buffer])[];
   remove(vmId: string): Promise<void>;
   /** The vTPM left memory: whatever the storage kept to make its saves smaller can go. */
   release(vmId: string): void;
@@ -67,6 +69,7 @@ export interface ManagerOptions {
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const TPM_VERSIONS = ['2.0', '1.2'] as const;
 
 /** What the manager shares among hardware-backed vTPMs: the key-binding key and the chip's key and session manager. */
 interface SharedBacking {
@@ -100,6 +103,27 @@ export class GvtpmManager {
     if (!this.hardware || !this.backing) throw new VtpmError('bad-config', 'this manager has no hwTPM, so no key-binding key');
     if (this.backing instanceof VtpmError) throw this.backing;
     await this.registry.putMeta(KBK_STAGED_META, await this.hardware.client.seal(this.backing.kbk, kbkPcrs(this.hardware), expected));
+  }
+
+  /** What a model of `config` measures as under the code running now. */
+  measure(config: ModelConfig): Promise<Buffer> {
+    return this.measurer.measure(config);
+  }
+
+  /** The model code digests of the code running now, one per TPM version. */
+  runningCode(): Promise<Buffer[]> {
+    return Promise.all(TPM_VERSIONS.map((tpm) => this.measurer.codeDigest(tpm)));
+  }
+
+  /** Running model code → the model code under `codeRoot`, for each TPM version whose code differs. */
+  async codeTransitionsTo(codeRoot: string): Promise<[Buffer, Buffer][]> {
+    const next = new ModelMeasurer(codeRoot);
+    const pairs: [Buffer, Buffer][] = [];
+    for (const tpm of TPM_VERSIONS) {
+      const [from, to] = [await this.measurer.codeDigest(tpm), await next.codeDigest(tpm)];
+      if (!from.equals(to)) pairs.push([from, to]);
+    }
+    return pairs;
   }
 
   /** Drops a staged binding of the key-binding key; true when there was one. */
@@ -194,7 +218,7 @@ export class GvtpmManager {
 
   private handleFor(record: VmRecord): VtpmHandle {
     const hardware = record.config.design === 'hardware' ? this.hardwareBacking(record.name) : undefined;
-    return new VtpmHandle(record, this.storage, this.idleUnloadMs, hardware);
+    return new VtpmHandle(record, this.storage, this.measurer, this.idleUnloadMs, hardware);
   }
 
   /** Small values the daemon keeps per VM beside the registry (desired state, endpoint port). */
@@ -260,6 +284,7 @@ export class VtpmHandle implements TpmDevice {
   constructor(
     readonly record: VmRecord,
     private readonly storage: ModelStorage,
+    private readonly measurer: ModelMeasurer,
     private readonly idleUnloadMs: number,
     private readonly hardware: HardwareBacking | undefined,
   ) {
@@ -290,9 +315,9 @@ export class VtpmHandle implements TpmDevice {
     return locality >= 3;
   }
 
-  private measurement(): Buffer {
-    // Off the shared pool: a loaded model keeps it, and a pool slice would keep 8 KB alive.
-    return detached(Buffer.from(this.record.measurement, 'hex'));
+  /** The model's measurement by the code running now: taken before every model is made or loaded. */
+  private measurement(): Promise<Buffer> {
+    return this.measurer.measure(this.record.config);
   }
 
   /** What the model calls with its NVM after each state-changing command. */
@@ -309,7 +334,7 @@ export class VtpmHandle implements TpmDevice {
   /** Makes the brand-new vTPM and hands its first state to the PSS. */
   async manufacture(): Promise<void> {
     await this.queue.run(async () => {
-      const persist = this.persister(this.measurement());
+      const persist = this.persister(await this.measurement());
       this.model = this.family === 'tpm12' ? await Tpm12VtpmModel.create(persist) : await Tpm2VtpmModel.create(persist, this.tpm2Options());
       this.touch();
     });
@@ -317,8 +342,9 @@ export class VtpmHandle implements TpmDevice {
 
   private async ensureLoaded(): Promise<Model> {
     if (this.model) return this.model;
-    const measurement = this.measurement();
-    const snapshot = await this.storage.load(this.record.name, measurement);
+    const measurement = await this.measurement();
+    const earlier = await this.measurer.earlierMeasurements(this.record.config, this.storage.codeTransitions?.() ?? []);
+    const snapshot = await this.storage.load(this.record.name, measurement, earlier);
     if (!snapshot) throw new VtpmError('unknown-vm', `the PSS holds no state for VM '${this.record.name}'`);
     const persist = this.persister(measurement);
     this.model = this.family === 'tpm12' ? Tpm12VtpmModel.restore(persist, snapshot) : Tpm2VtpmModel.restore(persist, snapshot, this.tpm2Options());
@@ -363,7 +389,7 @@ export class VtpmHandle implements TpmDevice {
   saveAgain(): Promise<void> {
     return this.queue.run(async () => {
       if (!this.model) return;
-      await this.unlessFailed(this.model.snapshot().then(this.persister(this.measurement())));
+      await this.unlessFailed(this.model.snapshot().then(this.persister(await this.measurement())));
     });
   }
 

@@ -1,8 +1,9 @@
 /**
  * A device model's measurement: the digest of its program code segment (the engine and device
- * model code it runs) and of its configuration, taken before the model first runs. The PSS binds
- * each vTPM's state to it, so a vTPM's NVM is only ever handed back to the same code and
- * configuration that wrote it.
+ * model code it runs) and of its configuration, taken before the model runs: when it is made and
+ * every time it is loaded. The PSS binds each vTPM's state to it, so a vTPM's NVM is only ever
+ * handed back to the code and configuration that wrote it — or to code an upgrade staged as its
+ * successor (src/daemon/code-upgrade.ts).
  */
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
@@ -26,19 +27,55 @@ const MODEL_CODE: Record<ModelConfig['tpm'], readonly string[]> = {
   '1.2': ['src/tpm/tpm12', 'src/tpm/crypto', 'src/tpm/wire', 'src/vtpm'],
 };
 
-/** Digests of the code images, computed once per process and TPM version: the code does not change under a running daemon. */
+/** Every folder a device model's code comes from. */
+export function modelCodeFolders(): string[] {
+  return [...new Set(Object.values(MODEL_CODE).flat())];
+}
+
+/** A code digest and a configuration as the measurement the PSS binds a vTPM's state to. */
+export function measurementOf(codeDigest: Buffer, config: ModelConfig): Buffer {
+  const canonical = JSON.stringify({ design: config.design, tpm: config.tpm, pcrCount: config.pcrCount, durability: config.durability, migratable: config.migratable });
+  return createHash('sha256').update('vtpmd device model\0').update(codeDigest).update(canonical).digest();
+}
+
+/**
+ * Measures models: the code under `rootDir` (default this checkout, the code running), digested
+ * once per process and TPM version, since the code does not change under a running daemon.
+ */
 export class ModelMeasurer {
   private readonly code = new Map<string, Promise<Buffer>>();
 
   constructor(private readonly rootDir = resolve(import.meta.dirname, '..', '..')) {}
 
   async measure(config: ModelConfig): Promise<Buffer> {
-    const code = await this.codeDigest(config.tpm);
-    const canonical = JSON.stringify({ design: config.design, tpm: config.tpm, pcrCount: config.pcrCount, durability: config.durability, migratable: config.migratable });
-    return createHash('sha256').update('vtpmd device model\0').update(code).update(canonical).digest();
+    return measurementOf(await this.codeDigest(config.tpm), config);
   }
 
-  private codeDigest(tpm: ModelConfig['tpm']): Promise<Buffer> {
+  /**
+   * The measurements of `config` under the code that ran before this code, as far back as
+   * `transitions` (earlier code digest → later one, each authorized by an upgrade) reach.
+   */
+  async earlierMeasurements(config: ModelConfig, transitions: readonly (readonly [Buffer, Buffer])[]): Promise<Buffer[]> {
+    if (transitions.length === 0) return [];
+    const seen = new Set([(await this.codeDigest(config.tpm)).toString('hex')]);
+    const out: Buffer[] = [];
+    for (let frontier = [...seen]; frontier.length > 0; ) {
+      const next: string[] = [];
+      for (const [from, to] of transitions) {
+        const earlier = from.toString('hex');
+        if (frontier.includes(to.toString('hex')) && !seen.has(earlier)) {
+          seen.add(earlier);
+          next.push(earlier);
+          out.push(measurementOf(from, config));
+        }
+      }
+      frontier = next;
+    }
+    return out;
+  }
+
+  /** The digest of the code a model of TPM version `tpm` runs. */
+  codeDigest(tpm: ModelConfig['tpm']): Promise<Buffer> {
     let d = this.code.get(tpm);
     if (!d) {
       d = (async () => {

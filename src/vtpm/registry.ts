@@ -10,7 +10,7 @@ export const RECORD_VERSION = 1;
 export interface VmRecord {
   readonly name: string;
   readonly config: ModelConfig;
-  /** The model measurement, hex: what the PSS binds the vTPM's state to. */
+  /** The model measurement when the VM was made, hex; the PSS binds its state to the measurement of the model that saves it. */
   readonly measurement: string;
   readonly createdAt: string;
 }

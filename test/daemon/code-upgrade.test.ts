@@ -20,18 +20,19 @@ import { defaultBindPcrs } from '../../src/pss/protected-storage.ts';
 import { ALG, CC, RH, ST } from '../../src/tpm/tpm2/constants.ts';
 import { publicKeyOf } from '../../src/tpm/tpm2/objects/model.ts';
 import { VtpmError } from '../../src/vtpm/manager.ts';
+import { modelCodeFolders } from '../../src/vtpm/model-measurement.ts';
 import { tempDirs } from '../helpers/temp-dirs.ts';
 
 const tempDir = tempDirs('vtpmd-upgrade-');
 const CHECKOUT = resolve(import.meta.dirname, '..', '..');
 const VSRK = 0x81000001;
 
-/** The GVTPM components of this checkout, copied, with `edits` (folder → line appended to one of its files). */
+/** The measured code of this checkout (GVTPM components, device models), copied, with `edits` (folder → a line in a new file there). */
 function newCode(edits: Record<string, string>): string {
   const root = tempDir();
-  for (const c of GVTPM_COMPONENTS) {
-    mkdirSync(join(root, c.folder), { recursive: true });
-    cpSync(join(CHECKOUT, c.folder), join(root, c.folder), { recursive: true });
+  for (const folder of new Set([...GVTPM_COMPONENTS.map((c) => c.folder), ...modelCodeFolders()])) {
+    mkdirSync(join(root, folder), { recursive: true });
+    cpSync(join(CHECKOUT, folder), join(root, folder), { recursive: true });
   }
   for (const [folder, line] of Object.entries(edits)) appendFileSync(join(root, folder, 'README.upgrade'), `${line}\n`);
   return root;
@@ -102,6 +103,7 @@ describe('upgrading vtpmd', () => {
     const predicted = await gvtpmPcrValues('sha256', { rootDir: v2 });
     assert.equal(staged.pcrs[GVTPM_PCR.PSS], predicted.get(GVTPM_PCR.PSS)!.toString('hex'));
     assert.equal(staged.keyBindingKey, 'staged');
+    assert.deepEqual(staged.models.length, 2, 'src/vtpm is model code of both TPM versions');
     assert.equal(host.pss.status().upgradeStagedAt, staged.stagedAt);
     await host.close();
 
@@ -154,6 +156,48 @@ describe('upgrading vtpmd', () => {
     await h.close();
   });
 
+  test('new device model code is refused a vTPM state until staged; staged, it continues the state, which is then its own', async () => {
+    const stateDir = tempDir();
+    const { pcr16 } = await populated(stateDir);
+    const engine2 = newCode({ 'src/tpm/tpm2': '// v2 of the TPM 2.0 engine' });
+    const isWrongModel = (e: unknown) => e instanceof PssViolation && e.condition === 'wrong-measurement';
+
+    let host = await open(stateDir, engine2);
+    assert.equal(host.pss.refusal, undefined, 'the GVTPM components are unchanged: the PSS opens');
+    await assert.rejects(vtpm(host, 'web').pcrRead(ALG.SHA256, [16]), isWrongModel);
+    await host.close();
+
+    host = await open(stateDir);
+    const staged = await host.stageUpgrade(engine2);
+    assert.deepEqual(staged.pcrs, {}, 'no PCR moves');
+    assert.match(staged.keyBindingKey, /^unchanged/);
+    assert.equal(staged.models.length, 1, 'only the TPM 2.0 model code changed');
+    assert.equal(host.pss.status().upgradeStagedAt, undefined, 'no key binding waits');
+    assert.deepEqual((await vtpm(host, 'web').pcrRead(ALG.SHA256, [16]))[0], pcr16.get('web'), 'the running code keeps its vTPMs');
+    await host.close();
+
+    host = await open(stateDir, engine2);
+    const web = vtpm(host, 'web');
+    assert.deepEqual((await web.pcrRead(ALG.SHA256, [16]))[0], pcr16.get('web'), 'the new model continues the state');
+    await web.pcrExtend(16, [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, 2) }]);
+    await host.close();
+
+    // Saved by the new model, the state is the new model's: the old code is refused it, and
+    // still opens a vTPM the new code has not saved.
+    host = await open(stateDir);
+    await assert.rejects(vtpm(host, 'web').pcrRead(ALG.SHA256, [16]), isWrongModel);
+    assert.deepEqual((await vtpm(host, 'hsm').pcrRead(ALG.SHA256, [16]))[0], pcr16.get('hsm'));
+    // Cancelled from the old code, the transition to the new model is gone: the new code keeps
+    // the state it saved itself and is refused the rest.
+    assert.equal(await host.cancelUpgrade(), true);
+    assert.equal(await host.cancelUpgrade(), false);
+    await host.close();
+    host = await open(stateDir, engine2);
+    assert.notDeepEqual((await vtpm(host, 'web').pcrRead(ALG.SHA256, [16]))[0], pcr16.get('web'), 'web as the new model extended it');
+    await assert.rejects(vtpm(host, 'hsm').pcrRead(ALG.SHA256, [16]), isWrongModel);
+    await host.close();
+  });
+
   test('a staged binding that releases another key is refused, and the binding in use stays', async () => {
     const stateDir = tempDir();
     await populated(stateDir);
@@ -182,6 +226,24 @@ describe('upgrading vtpmd', () => {
 
     host = await open(stateDir);
     assert.equal(host.pss.refusal, undefined, 'the running code still opens the PSS');
+    await host.close();
+  });
+
+  test('a code transition added to the database without the storage key refuses the PSS as modified', async () => {
+    const stateDir = tempDir();
+    await populated(stateDir);
+    let host = await open(stateDir);
+    await host.stageUpgrade(newCode({ 'src/tpm/tpm2': '// v2' }));
+    await host.close();
+    const db = await openDatabase(join(stateDir, 'pss'));
+    const meta = decodeMeta((await db.get(KEY.meta)) as Buffer);
+    const { pairs, mac } = meta.codeTransitions!;
+    const sneaked = [...pairs, [createHash('sha256').update('other code').digest(), pairs[0]![1]] as const];
+    await db.put(KEY.meta, encodeMeta({ ...meta, codeTransitions: { pairs: sneaked, mac } }), { sync: true });
+    await db.close();
+    host = await open(stateDir);
+    assert.equal(host.pss.refusal?.condition, 'modified');
+    assert.match(host.pss.refusal!.message, /code transitions .* fail their integrity check/);
     await host.close();
   });
 });

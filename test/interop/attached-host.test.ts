@@ -535,9 +535,10 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
     const swPcr = await pcr16();
     const staged = await cli(state, ['upgrade', 'stage', v2]);
     assert.equal(staged.code, 0, staged.stderr);
-    const plan = JSON.parse(staged.stdout) as { pcrs: Record<string, string>; keyBindingKey: string; stagedAt: string; configuration: Record<string, string> };
+    const plan = JSON.parse(staged.stdout) as { pcrs: Record<string, string>; keyBindingKey: string; stagedAt: string; models: unknown[]; configuration: Record<string, string> };
     assert.deepEqual(Object.keys(plan.pcrs), ['11', '12']);
     assert.equal(plan.keyBindingKey, 'staged');
+    assert.equal(plan.models.length, 2, 'the device models of both TPM versions run src/vtpm');
     assert.deepEqual(Object.keys(plan.configuration).map(Number), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13]);
     assert.equal(plan.configuration['12'], plan.pcrs['12']);
     assert.equal((await health(d)).upgradeStagedAt, plan.stagedAt);
