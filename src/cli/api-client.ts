@@ -42,6 +42,18 @@ export function apiAction(apiOption: () => string | undefined, fn: (api: string,
   };
 }
 
+/**
+ * A command of `program` that talks to the running daemon: it takes `--api`, and `run` wraps an
+ * action of it or of its subcommands as apiAction does.
+ */
+export function apiCommand(program: Command, name: string, description: string): { command: Command; run: (fn: (api: string, command: Command) => Promise<unknown>) => ReturnType<typeof apiAction> } {
+  const command: Command = program
+    .command(name)
+    .description(description)
+    .option('--api <address>', 'the daemon: unix:///path or http://127.0.0.1:PORT (default VTPMD_API, then <state>/vtpmd.sock)');
+  return { command, run: (fn) => apiAction(() => command.opts().api as string | undefined, fn) };
+}
+
 export async function callApi(api: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
   const target = api.startsWith('unix://') ? { socketPath: api.slice('unix://'.length) } : apiHost(api);
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));

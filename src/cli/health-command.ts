@@ -4,22 +4,15 @@
  * does not answer.
  */
 import type { Command } from 'commander';
-import { apiAction, callApi } from './api-client.ts';
+import { apiCommand, callApi } from './api-client.ts';
 
 export function registerHealthCommand(program: Command): Command {
-  const health: Command = program
-    .command('health')
-    .description('print the running daemon\'s health as JSON; exit 1 unless it is "ok"')
-    .option('--api <address>', 'the daemon: unix:///path or http://127.0.0.1:PORT (default VTPMD_API, then <state>/vtpmd.sock)')
-    .action(
-      apiAction(
-        () => health.opts().api as string | undefined,
-        async (api) => {
-          const { json } = await callApi(api, 'GET', '/health');
-          if (json?.status !== 'ok') process.exitCode = 1;
-          return json;
-        },
-      ),
-    );
-  return health;
+  const { command: health, run } = apiCommand(program, 'health', 'print the running daemon\'s health as JSON; exit 1 unless it is "ok"');
+  return health.action(
+    run(async (api) => {
+      const { json } = await callApi(api, 'GET', '/health');
+      if (json?.status !== 'ok') process.exitCode = 1;
+      return json;
+    }),
+  );
 }

@@ -1,22 +1,19 @@
 /**
  * `vtpmd upgrade stage <dir>` / `vtpmd upgrade cancel`: with the running daemon, seal its keys to
- * the vtpmd code in <dir> as well, so that this code finds the vTPMs once it runs in place of the
- * present one (src/daemon/code-upgrade.ts); or drop what was staged.
+ * the vtpmd code in <dir> as well and let its device models continue the vTPMs' state, so that
+ * this code finds the vTPMs once it runs in place of the present one (src/daemon/code-upgrade.ts);
+ * or drop what was staged.
  */
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { apiAction, callApi } from './api-client.ts';
+import { apiCommand, callApi } from './api-client.ts';
 
 export function registerUpgradeCommand(program: Command): Command {
-  const upgrade = program
-    .command('upgrade')
-    .description("let new vtpmd code open this host's vTPMs: seal the daemon's keys to it before it replaces the running code")
-    .option('--api <address>', 'the daemon: unix:///path or http://127.0.0.1:PORT (default VTPMD_API, then <state>/vtpmd.sock)');
-  const run = (fn: (api: string, command: Command) => Promise<unknown>) => apiAction(() => upgrade.opts().api as string | undefined, fn);
+  const { command: upgrade, run } = apiCommand(program, 'upgrade', "let new vtpmd code open this host's vTPMs: seal the daemon's keys to it before it replaces the running code");
 
   upgrade
     .command('stage <dir>')
-    .description('seal the PSS storage key and the key-binding key to what the vtpmd code in <dir> will measure as; then stop vtpmd, install that code, and start it (after a host reboot, with a host TPM)')
+    .description("seal the PSS storage key and the key-binding key to what the vtpmd code in <dir> will measure as, and let its device models continue the vTPMs' state; then stop vtpmd, install that code, and start it (after a host reboot, with a host TPM)")
     .action(
       run(async (api, command) => {
         const dir = resolve(command.args[0]!);

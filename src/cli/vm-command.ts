@@ -3,15 +3,10 @@
  * (a VM, or the list); errors are one line on stderr and exit code 1.
  */
 import { Command, Option } from 'commander';
-import { apiAction, callApi } from './api-client.ts';
+import { apiCommand, callApi } from './api-client.ts';
 
 export function registerVmCommand(program: Command): Command {
-  const vm = program
-    .command('vm')
-    .description('create, list, show, stop, start and destroy VMs of a running `vtpmd serve`')
-    .option('--api <address>', 'the daemon: unix:///path or http://127.0.0.1:PORT (default VTPMD_API, then <state>/vtpmd.sock)');
-
-  const run = (fn: (api: string, command: Command) => Promise<unknown>) => apiAction(() => vm.opts().api as string | undefined, fn);
+  const { command: vm, run } = apiCommand(program, 'vm', 'create, list, show, stop, start and destroy VMs of a running `vtpmd serve`');
   const path = (name: string, suffix = '') => `/vms/${encodeURIComponent(name)}${suffix}`;
 
   vm.command('create <name>')
