@@ -83,7 +83,8 @@ export class Host {
 
   /**
    * Seals the PSS storage key and the key-binding key to the PCR values the vtpmd code under
-   * `codeRoot` will give once it runs (code-upgrade.ts), beside their present bindings.
+   * `codeRoot` will give once it runs, beside their present bindings, and lets its device models
+   * continue the running models' vTPM state (code-upgrade.ts). Replaces an earlier staging.
    */
   async stageUpgrade(codeRoot: string): Promise<StagedUpgrade> {
     const plan = await planUpgrade(this.chipClient, codeRoot, this.measured);
@@ -91,6 +92,7 @@ export class Host {
     if (plan.changed.length === 0 && models.length === 0) {
       throw new UpgradeError('unchanged', `the vtpmd code under ${resolve(codeRoot)} measures as the running code does: it opens the vTPMs as it is, with nothing staged`);
     }
+    await this.cancelUpgrade();
     let stagedAt = new Date().toISOString();
     let keyBindingKey = 'unchanged: the new code measures as the running GVTPM manager does';
     if (plan.changed.length > 0) {

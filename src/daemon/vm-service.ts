@@ -201,8 +201,11 @@ export class VmService {
    * then gets its delegation. An external VMCA would be given `configuration` to approve.
    */
   async stageUpgrade(codeRoot: string): Promise<StagedUpgrade> {
+    const earlier = this.host.pss.status().upgradeStagedAt;
     const staged = await this.host.stageUpgrade(codeRoot);
-    await this.authorities?.vmca.approve({ name: upgradeConfigurationName(this.host, staged.stagedAt), pcrs: staged.configuration });
+    if (earlier) await this.authorities?.vmca.withdrawConfiguration(upgradeConfigurationName(this.host, earlier));
+    // New model code alone measures as the running configuration does: nothing new to approve.
+    if (Object.keys(staged.pcrs).length > 0) await this.authorities?.vmca.approve({ name: upgradeConfigurationName(this.host, staged.stagedAt), pcrs: staged.configuration });
     this.logger.info({ code: staged.code, pcrs: Object.keys(staged.pcrs), keyBindingKey: staged.keyBindingKey }, 'upgrade staged: the keys are sealed to the new code as well');
     return staged;
   }

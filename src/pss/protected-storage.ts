@@ -532,9 +532,10 @@ export class ProtectedStorage {
   async authorizeCodeTransitions(pairs: readonly CodeTransition[]): Promise<void> {
     const state = this.usable(undefined);
     const known = new Set(this.transitions.map(transitionKey));
-    const all = [...this.transitions, ...pairs.filter((p) => !known.has(transitionKey(p)))];
-    await this.writeTransitions(state, await this.readMeta(), all);
-    this.log.info({ transitions: pairs.map(transitionKey) }, 'model code transitions authorized');
+    const added = pairs.filter((p) => !known.has(transitionKey(p)));
+    if (added.length === 0) return;
+    await this.writeTransitions(state, await this.readMeta(), [...this.transitions, ...added]);
+    this.log.info({ transitions: added.map(transitionKey) }, 'model code transitions authorized');
   }
 
   /**
@@ -545,11 +546,11 @@ export class ProtectedStorage {
     const state = this.usable(undefined);
     const { staged, ...meta } = await this.readMeta();
     const kept = this.transitions.filter(([, to]) => runningCode.some((c) => c.equals(to)));
-    if (!staged && kept.length === this.transitions.length) return false;
+    const dropped = this.transitions.length - kept.length;
+    if (!staged && dropped === 0) return false;
     await this.writeTransitions(state, meta, kept);
     this.stagedAt = undefined;
-    this.log.info({ stagedAt: staged?.stagedAt, transitionsDropped: this.transitions.length - kept.length }, 'staged upgrade cancelled');
-    this.transitions = kept;
+    this.log.info({ stagedAt: staged?.stagedAt, transitionsDropped: dropped }, 'staged upgrade cancelled');
     return true;
   }
 

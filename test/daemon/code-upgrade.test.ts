@@ -198,6 +198,25 @@ describe('upgrading vtpmd', () => {
     await host.close();
   });
 
+  test('a second staging replaces the first: only the code staged last opens the vTPMs', async () => {
+    const stateDir = tempDir();
+    const { pcr16 } = await populated(stateDir);
+    const v2 = newCode({ 'src/pss': '// v2' });
+    const v3 = newCode({ 'src/tpm/tpm2': '// v3' });
+    let host = await open(stateDir);
+    await host.stageUpgrade(v2);
+    const second = await host.stageUpgrade(v3);
+    assert.deepEqual(second.pcrs, {});
+    assert.equal(host.pss.status().upgradeStagedAt, undefined, "v2's binding is gone");
+    await host.close();
+    host = await open(stateDir, v2);
+    assert.equal(host.pss.refusal?.condition, 'tcb-changed');
+    await host.close();
+    host = await open(stateDir, v3);
+    assert.deepEqual((await vtpm(host, 'web').pcrRead(ALG.SHA256, [16]))[0], pcr16.get('web'));
+    await host.close();
+  });
+
   test('a staged binding that releases another key is refused, and the binding in use stays', async () => {
     const stateDir = tempDir();
     await populated(stateDir);

@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { ALG, CAP, RH } from '../../src/tpm/tpm2/constants.ts';
@@ -19,7 +19,7 @@ import { SocketReader } from '../../src/transport/socket-io.ts';
 import { EventLogBuilder } from '../../src/hwtpm/event-log.ts';
 import { EV } from '../../src/hwtpm/event-types.ts';
 import { dmiPlatformIdentity } from '../../src/hwtpm/platform-identity.ts';
-import { cli, http, startDaemon, stopDaemon, tcti, type Daemon } from './daemon-harness.ts';
+import { cli, http, installChangedCopy, startDaemon, stopDaemon, tcti, type Daemon } from './daemon-harness.ts';
 import { exerciseHardwareVm } from './hardware-vm-flow.ts';
 import { hasCommand, interopUnavailable, parsePcrRead, skipUnlessRequired, tempDir, tool } from './harness.ts';
 
@@ -29,7 +29,6 @@ const skip =
   (['swtpm', 'swtpm_setup', 'swtpm_localca', 'openssl', 'python3'].every(hasCommand) ? undefined : skipUnlessRequired('the attached host TPM tests need swtpm, swtpm_setup, openssl and python3 (apt-get install swtpm swtpm-tools openssl python3)'));
 
 const COMPONENT_PCRS = [11, 12, 13];
-const CHECKOUT = resolve(import.meta.dirname, '..', '..');
 
 /** A swtpm as the host's TPM, on a Unix socket (its ctrl channel beside it, as the swtpm TCTI expects). */
 class HostSwtpm {
@@ -524,9 +523,7 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
   test('an upgrade staged by the running vtpmd opens the VMs under the new code after the reboot; a downgrade is refused', async () => {
     // The new vtpmd: this installation copied, with its PSS and manager changed.
     const v2 = files('vtpmd-v2');
-    for (const part of ['bin', 'src', 'package.json', 'tsconfig.json']) cpSync(join(CHECKOUT, part), join(v2, part), { recursive: true });
-    symlinkSync(join(CHECKOUT, 'node_modules'), join(v2, 'node_modules'));
-    for (const folder of ['src/pss', 'src/vtpm']) writeFileSync(join(v2, folder, 'CHANGES'), 'v2\n');
+    const v2Bin = installChangedCopy(v2, ['src/pss', 'src/vtpm']);
 
     const d = await serve();
     const health = async (api: Daemon) => JSON.parse((await http(new URL(api.api).pathname, 'GET', '/health')).body);
@@ -547,7 +544,7 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
     // The reboot into the new code: the host TPM is reset, and the new vtpmd measures itself.
     await host.stop();
     await host.start();
-    const upgraded = await serve(join(v2, 'bin', 'vtpmd.js'));
+    const upgraded = await serve(v2Bin);
     assert.deepEqual(measuredLine(upgraded), { ...measuredLine(upgraded), measured: 3, already: 0 });
     const after = await health(upgraded);
     assert.deepEqual([after.status, after.upgradeStagedAt], ['ok', undefined]);

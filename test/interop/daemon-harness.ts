@@ -4,12 +4,25 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
-import { resolve } from 'node:path';
+import { cpSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-export const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'vtpmd.js');
+const CHECKOUT = resolve(import.meta.dirname, '..', '..');
+export const BIN = join(CHECKOUT, 'bin', 'vtpmd.js');
+
+/**
+ * Another installation of vtpmd in `dir`: this one copied (its dependencies linked), with a file
+ * added to each folder of `changed`, as a newer release would change them. Returns its bin/vtpmd.js.
+ */
+export function installChangedCopy(dir: string, changed: readonly string[]): string {
+  for (const part of ['bin', 'src', 'package.json', 'tsconfig.json']) cpSync(join(CHECKOUT, part), join(dir, part), { recursive: true });
+  symlinkSync(join(CHECKOUT, 'node_modules'), join(dir, 'node_modules'));
+  for (const folder of changed) writeFileSync(join(dir, folder, 'CHANGES'), 'a newer release\n');
+  return join(dir, 'bin', 'vtpmd.js');
+}
 
 export interface Daemon {
   child: ChildProcess;

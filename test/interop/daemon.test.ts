@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { cli, http, startDaemon, stopDaemon, tcti, type Daemon } from './daemon-harness.ts';
+import { cli, http, installChangedCopy, startDaemon, stopDaemon, tcti, type Daemon } from './daemon-harness.ts';
 import { exerciseHardwareVm } from './hardware-vm-flow.ts';
 import { interopUnavailable, parsePcrRead, tempDir, tool } from './harness.ts';
 
@@ -196,5 +196,36 @@ describe('vtpmd serve', { skip }, () => {
       await stopDaemon(d);
       other.remove();
     }
+  });
+
+  test('an upgrade staged with `vtpmd upgrade stage` is invisible to the guests: the new installation serves the same VMs, and the old one is refused them', async () => {
+    const sock = join(state.path, 'vtpmd.sock');
+    const db = JSON.parse((await cli(state.path, ['vm', 'show', 'db'])).stdout);
+    const pcr = parsePcrRead(await tool(tcti(db), 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16);
+    // A release that changed the PSS and the TPM 2.0 engine.
+    const v2 = join(work.path, 'vtpmd-v2');
+    const v2Bin = installChangedCopy(v2, ['src/pss', 'src/tpm/tpm2']);
+    const staged = await cli(state.path, ['upgrade', 'stage', v2]);
+    assert.equal(staged.code, 0, staged.stderr);
+    const plan = JSON.parse(staged.stdout) as { pcrs: Record<string, string>; models: unknown[] };
+    assert.deepEqual([Object.keys(plan.pcrs), plan.models.length], [['12'], 1]);
+    await stopDaemon(daemon);
+
+    daemon = await startDaemon(state.path, [], {}, v2Bin);
+    assert.equal(JSON.parse((await http(sock, 'GET', '/health')).body).status, 'ok');
+    const after = JSON.parse((await cli(state.path, ['vm', 'show', 'db'])).stdout);
+    assert.equal(after.endpoints.swtpm.data, db.endpoints.swtpm.data);
+    assert.notEqual(after.measurement, db.measurement, 'the VM runs the new model');
+    assert.equal(parsePcrRead(await tool(tcti(after), 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16), pcr);
+    await tool(tcti(after), 'tpm2_pcrextend', ['16:sha256=' + '77'.repeat(32)]);
+    const fresh = await cli(state.path, ['vm', 'create', 'after-upgrade']);
+    assert.equal(fresh.code, 0, fresh.stderr);
+    const creds = await cli(state.path, ['vm', 'credentials', 'after-upgrade', '--out', join(work.path, 'creds-v2')]);
+    assert.equal(creds.code, 0, creds.stderr);
+    await stopDaemon(daemon);
+
+    daemon = await startDaemon(state.path);
+    const health = JSON.parse((await http(sock, 'GET', '/health')).body);
+    assert.deepEqual([health.status, health.pss], ['degraded', 'refusing every vTPM (tcb-changed)'], 'the old installation is refused the upgraded state');
   });
 });
