@@ -4,8 +4,10 @@
  * measurement of the code that runs: new code is refused both keys. So before the new code runs,
  * the running daemon — code the chip still trusts — seals both keys a second time, to the values
  * those PCRs will hold once the new code is measured after the next TPM reset (a host reboot; the
- * simulated chip is reset by every start). The host TCB PCRs keep their present values: a new
- * boot chain is not something vtpmd can predict, so it stays a change the keys are refused to.
+ * simulated chip is reset by every start). The host TCB PCRs keep their present values, unless
+ * the TCG event log of a boot of the new boot chain (firmware, boot loader, hypervisor) is given:
+ * then they are bound to what that log replays to. vtpmd cannot predict a boot chain; whoever
+ * stages vouches that the log is what the updated host will measure.
  *
  * The device models are measured as well, every time one is loaded (model-measurement.ts), and
  * the PSS hands a vTPM's state only to the model that saved it. Staging therefore also
@@ -20,15 +22,17 @@
  * the disk taken elsewhere, code changed with no trusted daemon running — cannot stage: staging
  * needs the keys in the hands of code the chip trusts, running now.
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { ChipClient } from '../hwtpm/chip-client.ts';
+import { decodeEventLog, replay } from '../hwtpm/event-log.ts';
+import { ALG } from '../tpm/tpm2/constants.ts';
 import { GVTPM_COMPONENTS, gvtpmPcrValues, hostTcbPcrs, type MeasureHostBootOptions } from '../hwtpm/host-boot.ts';
 import { modelCodeFolders } from '../vtpm/model-measurement.ts';
 
 export class UpgradeError extends Error {
   constructor(
-    readonly code: 'bad-code' | 'not-measured' | 'unchanged',
+    readonly code: 'bad-code' | 'bad-boot-log' | 'not-measured' | 'unchanged',
     message: string,
   ) {
     super(message);
@@ -39,17 +43,34 @@ export class UpgradeError extends Error {
 export interface UpgradePlan {
   /** Every PCR the keys may be bound to, with the value it will hold under the new code. */
   readonly expected: ReadonlyMap<number, Buffer>;
-  /** The component PCRs the new code moves. */
+  /** The PCRs the new code (and boot chain) move. */
   readonly changed: readonly number[];
 }
 
 /**
- * What the PCRs will hold once the code under `codeRoot` is measured in place of the running
- * code (whose root `running.rootDir` names; default this checkout). Refuses a folder that is not
- * vtpmd code, and a chip whose component PCRs do not hold what the running code measures as
- * (then the prediction would start from a wrong base).
+ * The host TCB PCRs a boot log replays to, in the chip's PCR bank; refuses a file that is not a
+ * TCG event log or has no such bank.
  */
-export async function planUpgrade(chip: ChipClient, codeRoot: string, running: MeasureHostBootOptions = {}): Promise<UpgradePlan> {
+export async function bootLogTcb(path: string, hash: 'sha256' | 'sha1'): Promise<Map<number, Buffer>> {
+  let log;
+  try {
+    log = decodeEventLog(await readFile(path));
+  } catch (e) {
+    throw new UpgradeError('bad-boot-log', `${path} is not a readable TCG event log: ${(e as Error).message}`);
+  }
+  const bank = replay(log).get(hash === 'sha256' ? ALG.SHA256 : ALG.SHA1);
+  if (!bank) throw new UpgradeError('bad-boot-log', `the event log ${path} has no ${hash} bank, which the host TPM binds the keys in`);
+  return new Map(hostTcbPcrs().map((pcr) => [pcr, bank[pcr]!]));
+}
+
+/**
+ * What the PCRs will hold once the code under `codeRoot` is measured in place of the running
+ * code (whose root `running.rootDir` names; default this checkout), and the host TCB is what
+ * `bootTcb` gives (bootLogTcb; default: as it is). Refuses a folder that is not vtpmd code, and
+ * a chip whose component PCRs do not hold what the running code measures as (then the prediction
+ * would start from a wrong base).
+ */
+export async function planUpgrade(chip: ChipClient, codeRoot: string, running: MeasureHostBootOptions = {}, bootTcb?: ReadonlyMap<number, Buffer>): Promise<UpgradePlan> {
   const root = resolve(codeRoot);
   for (const folder of [...GVTPM_COMPONENTS.map((c) => c.folder), ...modelCodeFolders()]) {
     const isDir = await stat(join(root, folder)).then(
@@ -71,8 +92,8 @@ export async function planUpgrade(chip: ChipClient, codeRoot: string, running: M
       );
     }
   }
-  const next = await gvtpmPcrValues(chip.pcrHash, { ...running, rootDir: root });
-  const changed = componentPcrs.filter((pcr) => !next.get(pcr)!.equals(expected.get(pcr)!));
+  const next = new Map([...(bootTcb ?? []), ...(await gvtpmPcrValues(chip.pcrHash, { ...running, rootDir: root }))]);
+  const changed = pcrs.filter((pcr) => next.has(pcr) && !next.get(pcr)!.equals(expected.get(pcr)!));
   for (const pcr of changed) expected.set(pcr, next.get(pcr)!);
   return { expected, changed };
 }

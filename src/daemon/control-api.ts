@@ -10,7 +10,7 @@
  *   POST   /vms/NAME/stop | /start   → the VM
  *   DELETE /vms/NAME                 → 204
  *   GET    /vms/NAME/credentials     {"ek", "platform", "chain": [...], "vmcaRoot"} as PEM
- *   POST   /upgrade                  {"code": "/path/to/new/vtpmd"} → what was staged (code-upgrade.ts)
+ *   POST   /upgrade                  {"code"?: "/new/vtpmd", "bootLog"?: "/new/boot.log"} → what was staged (code-upgrade.ts)
  *   DELETE /upgrade                  → {"cancelled": boolean}
  *
  * Errors are JSON {"error": message, "code": code} with the status saying which kind: 400 bad
@@ -27,6 +27,7 @@ import { UpgradeError } from './code-upgrade.ts';
 import { VtpmError } from '../vtpm/manager.ts';
 import { toPem } from '../hwtpm/credentials/x509.ts';
 import type { CreateVmRequest, VmService } from './vm-service.ts';
+import type { UpgradeRequest } from './host.ts';
 
 export type ApiAddress = { type: 'unix'; path: string } | { type: 'tcp'; host: string; port: number; token: string };
 
@@ -128,12 +129,21 @@ function createRequest(body: unknown): CreateVmRequest {
   return b as unknown as CreateVmRequest;
 }
 
-function upgradeRequest(body: unknown): string {
+function upgradeRequest(body: unknown): UpgradeRequest {
   const b = body as Record<string, unknown> | null;
-  if (!b || typeof b !== 'object' || Array.isArray(b) || Object.keys(b).some((k) => k !== 'code') || typeof b.code !== 'string' || b.code === '') {
-    throw new HttpError(400, 'bad-request', 'expected a JSON object: {"code": "/path/to/the/new/vtpmd"}');
+  const path = (v: unknown) => v === undefined || (typeof v === 'string' && v.startsWith('/'));
+  if (
+    !b ||
+    typeof b !== 'object' ||
+    Array.isArray(b) ||
+    Object.keys(b).some((k) => k !== 'code' && k !== 'bootLog') ||
+    !path(b.code) ||
+    !path(b.bootLog) ||
+    (b.code === undefined && b.bootLog === undefined)
+  ) {
+    throw new HttpError(400, 'bad-request', 'expected a JSON object with absolute paths on this host: {"code"?: "/path/to/the/new/vtpmd", "bootLog"?: "/path/to/the/new/boot/event/log"}, at least one');
   }
-  return b.code;
+  return b as UpgradeRequest;
 }
 
 async function handle(service: VmService, address: ApiAddress, req: IncomingMessage, res: ServerResponse, logger: Logger): Promise<void> {
@@ -189,7 +199,7 @@ async function handle(service: VmService, address: ApiAddress, req: IncomingMess
       const status = e.code === 'unknown-vm' ? 404 : e.code === 'duplicate-vm' ? 409 : e.code === 'bad-config' ? 400 : 422;
       return send(res, status, { error: e.message, code: e.code });
     }
-    if (e instanceof UpgradeError) return send(res, e.code === 'bad-code' ? 400 : 409, { error: e.message, code: e.code });
+    if (e instanceof UpgradeError) return send(res, e.code === 'bad-code' || e.code === 'bad-boot-log' ? 400 : 409, { error: e.message, code: e.code });
     if (e instanceof PssError) return send(res, e.code === 'bad-request' ? 400 : 503, { error: e.message, code: e.code });
     if (e instanceof PssViolation) {
       logger.warn({ condition: e.condition, vm: e.vmId }, 'the PSS refused a vTPM');

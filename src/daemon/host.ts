@@ -28,7 +28,7 @@ import { ProtectedStorage } from '../pss/protected-storage.ts';
 import { GvtpmManager, VtpmError } from '../vtpm/manager.ts';
 import { ModelMeasurer } from '../vtpm/model-measurement.ts';
 import type { MeasureHostBootOptions } from '../hwtpm/host-boot.ts';
-import { planUpgrade, UpgradeError } from './code-upgrade.ts';
+import { bootLogTcb, planUpgrade, UpgradeError } from './code-upgrade.ts';
 import { vmaPcrs } from '../vma/reference-values.ts';
 import { PssRecovery, type RecoveryDelays } from './pss-recovery.ts';
 
@@ -53,11 +53,21 @@ export interface HostOptions {
   readonly measure?: MeasureHostBootOptions;
 }
 
+/** What an upgrade changes: vtpmd's code, the host's boot chain, or both. */
+export interface UpgradeRequest {
+  /** Root of the new vtpmd (where package.json is); default the running code. */
+  readonly code?: string;
+  /** A TCG event log (binary) of a boot of the updated boot chain; default the present chain. */
+  readonly bootLog?: string;
+}
+
+const RUNNING_ROOT = resolve(import.meta.dirname, '..', '..');
+
 /** What staging an upgrade sealed, for the control API. */
 export interface StagedUpgrade {
   readonly code: string;
   readonly stagedAt: string;
-  /** The component PCRs the new code moves, with the values they will hold (hex). */
+  /** The PCRs the upgrade moves, with the values they will hold (hex). */
   readonly pcrs: Record<string, string>;
   /** Whether the key-binding key of hardware-backed vTPMs was staged too, or why not. */
   readonly keyBindingKey: string;
@@ -83,14 +93,18 @@ export class Host {
 
   /**
    * Seals the PSS storage key and the key-binding key to the PCR values the vtpmd code under
-   * `codeRoot` will give once it runs, beside their present bindings, and lets its device models
-   * continue the running models' vTPM state (code-upgrade.ts). Replaces an earlier staging.
+   * `request.code` (default: the running code) and the boot chain of `request.bootLog` (default:
+   * the present one) will give, beside their present bindings, and lets the new code's device
+   * models continue the running models' vTPM state (code-upgrade.ts). Replaces an earlier staging.
    */
-  async stageUpgrade(codeRoot: string): Promise<StagedUpgrade> {
-    const plan = await planUpgrade(this.chipClient, codeRoot, this.measured);
+  async stageUpgrade(request: UpgradeRequest): Promise<StagedUpgrade> {
+    const codeRoot = resolve(request.code ?? this.measured.rootDir ?? RUNNING_ROOT);
+    const bootTcb = request.bootLog === undefined ? undefined : await bootLogTcb(request.bootLog, this.chipClient.pcrHash);
+    const plan = await planUpgrade(this.chipClient, codeRoot, this.measured, bootTcb);
     const models = await this.manager.codeTransitionsTo(codeRoot);
     if (plan.changed.length === 0 && models.length === 0) {
-      throw new UpgradeError('unchanged', `the vtpmd code under ${resolve(codeRoot)} measures as the running code does: it opens the vTPMs as it is, with nothing staged`);
+      const what = bootTcb ? `the vtpmd code under ${codeRoot} and the boot log measure` : `the vtpmd code under ${codeRoot} measures`;
+      throw new UpgradeError('unchanged', `${what} as the running host does: it opens the vTPMs as it is, with nothing staged`);
     }
     await this.cancelUpgrade();
     let stagedAt = new Date().toISOString();
@@ -107,7 +121,7 @@ export class Host {
     }
     await this.pss.authorizeCodeTransitions(models);
     return {
-      code: resolve(codeRoot),
+      code: codeRoot,
       stagedAt,
       pcrs: hexValues(plan.expected, plan.changed),
       keyBindingKey,

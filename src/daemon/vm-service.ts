@@ -9,7 +9,7 @@ import { startSwtpmServer, type SwtpmServer } from '../transport/index.ts';
 import { startupCommand } from '../transport/tpm-frames.ts';
 import type { ModelConfig } from '../vtpm/model-measurement.ts';
 import type { VmRecord } from '../vtpm/registry.ts';
-import type { Host, StagedUpgrade } from './host.ts';
+import type { Host, StagedUpgrade, UpgradeRequest } from './host.ts';
 import type { Hypervisor } from '../hypervisor/hypervisor.ts';
 import type { Authorities } from './authorities.ts';
 import { VtpmError } from '../vtpm/manager.ts';
@@ -200,9 +200,9 @@ export class VmService {
    * host will measure as, as staging is the operator approving that code: the vMA of the new code
    * then gets its delegation. An external VMCA would be given `configuration` to approve.
    */
-  async stageUpgrade(codeRoot: string): Promise<StagedUpgrade> {
+  async stageUpgrade(request: UpgradeRequest): Promise<StagedUpgrade> {
     const earlier = this.host.pss.status().upgradeStagedAt;
-    const staged = await this.host.stageUpgrade(codeRoot);
+    const staged = await this.host.stageUpgrade(request);
     if (earlier) await this.authorities?.vmca.withdrawConfiguration(upgradeConfigurationName(this.host, earlier));
     // New model code alone measures as the running configuration does: nothing new to approve.
     if (Object.keys(staged.pcrs).length > 0) await this.authorities?.vmca.approve({ name: upgradeConfigurationName(this.host, staged.stagedAt), pcrs: staged.configuration });

@@ -5,12 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, verify } from 'node:crypto';
-import { appendFileSync, cpSync, mkdirSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { Host, type HostOptions } from '../../src/daemon/host.ts';
 import { UpgradeError } from '../../src/daemon/code-upgrade.ts';
-import { GVTPM_COMPONENTS, GVTPM_PCR, gvtpmPcrValues } from '../../src/hwtpm/host-boot.ts';
+import { GVTPM_COMPONENTS, GVTPM_PCR, gvtpmPcrValues, hostProfile, measureHostBoot } from '../../src/hwtpm/host-boot.ts';
+import { encodeEventLog } from '../../src/hwtpm/event-log.ts';
 import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
 import { eccSigningTemplate, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
 import { PssViolation } from '../../src/pss/errors.ts';
@@ -38,8 +39,9 @@ function newCode(edits: Record<string, string>): string {
   return root;
 }
 
-function open(stateDir: string, codeRoot?: string): Promise<Host> {
-  const opts: HostOptions = { stateDir, hostId: 'lab-up', idleUnloadMs: 0, ...(codeRoot ? { measure: { rootDir: codeRoot } } : {}) };
+/** The host as `codeRoot`'s vtpmd (default this checkout) opens it; another `hostId` boots another firmware and boot chain. */
+function open(stateDir: string, codeRoot?: string, hostId = 'lab-up'): Promise<Host> {
+  const opts: HostOptions = { stateDir, hostId, idleUnloadMs: 0, ...(codeRoot ? { measure: { rootDir: codeRoot } } : {}) };
   return Host.open(opts);
 }
 
@@ -98,7 +100,7 @@ describe('upgrading vtpmd', () => {
 
     host = await open(stateDir);
     assert.equal(host.pss.refusal, undefined);
-    const staged = await host.stageUpgrade(v2);
+    const staged = await host.stageUpgrade({ code: v2 });
     assert.deepEqual(Object.keys(staged.pcrs).map(Number).sort(), [GVTPM_PCR.MANAGER, GVTPM_PCR.PSS], 'the edited components move their PCRs, the vMA keeps its own');
     const predicted = await gvtpmPcrValues('sha256', { rootDir: v2 });
     assert.equal(staged.pcrs[GVTPM_PCR.PSS], predicted.get(GVTPM_PCR.PSS)!.toString('hex'));
@@ -137,8 +139,8 @@ describe('upgrading vtpmd', () => {
     const host = await open(stateDir);
     try {
       const empty = tempDir();
-      await assert.rejects(host.stageUpgrade(empty), (e: unknown) => e instanceof UpgradeError && e.code === 'bad-code' && /no src\/vtpm folder/.test(e.message));
-      await assert.rejects(host.stageUpgrade(newCode({})), (e: unknown) => e instanceof UpgradeError && e.code === 'unchanged');
+      await assert.rejects(host.stageUpgrade({ code: empty }), (e: unknown) => e instanceof UpgradeError && e.code === 'bad-code' && /no src\/vtpm folder/.test(e.message));
+      await assert.rejects(host.stageUpgrade({ code: newCode({}) }), (e: unknown) => e instanceof UpgradeError && e.code === 'unchanged');
       assert.equal(host.pss.status().upgradeStagedAt, undefined, 'nothing was staged');
       assert.equal(await host.cancelUpgrade(), false);
     } finally {
@@ -147,7 +149,7 @@ describe('upgrading vtpmd', () => {
 
     const v2 = newCode({ 'src/vma': '// v2 of the vMA', 'src/pss': '// v2' });
     let h = await open(stateDir);
-    await h.stageUpgrade(v2);
+    await h.stageUpgrade({ code: v2 });
     assert.equal(await h.cancelUpgrade(), true);
     assert.equal(h.pss.status().upgradeStagedAt, undefined);
     await h.close();
@@ -168,7 +170,7 @@ describe('upgrading vtpmd', () => {
     await host.close();
 
     host = await open(stateDir);
-    const staged = await host.stageUpgrade(engine2);
+    const staged = await host.stageUpgrade({ code: engine2 });
     assert.deepEqual(staged.pcrs, {}, 'no PCR moves');
     assert.match(staged.keyBindingKey, /^unchanged/);
     assert.equal(staged.models.length, 1, 'only the TPM 2.0 model code changed');
@@ -204,8 +206,8 @@ describe('upgrading vtpmd', () => {
     const v2 = newCode({ 'src/pss': '// v2' });
     const v3 = newCode({ 'src/tpm/tpm2': '// v3' });
     let host = await open(stateDir);
-    await host.stageUpgrade(v2);
-    const second = await host.stageUpgrade(v3);
+    await host.stageUpgrade({ code: v2 });
+    const second = await host.stageUpgrade({ code: v3 });
     assert.deepEqual(second.pcrs, {});
     assert.equal(host.pss.status().upgradeStagedAt, undefined, "v2's binding is gone");
     await host.close();
@@ -252,7 +254,7 @@ describe('upgrading vtpmd', () => {
     const stateDir = tempDir();
     await populated(stateDir);
     let host = await open(stateDir);
-    await host.stageUpgrade(newCode({ 'src/tpm/tpm2': '// v2' }));
+    await host.stageUpgrade({ code: newCode({ 'src/tpm/tpm2': '// v2' }) });
     await host.close();
     const db = await openDatabase(join(stateDir, 'pss'));
     const meta = decodeMeta((await db.get(KEY.meta)) as Buffer);
@@ -263,6 +265,36 @@ describe('upgrading vtpmd', () => {
     host = await open(stateDir);
     assert.equal(host.pss.refusal?.condition, 'modified');
     assert.match(host.pss.refusal!.message, /code transitions .* fail their integrity check/);
+    await host.close();
+  });
+
+  test('a boot chain update staged with the log of its boot opens the vTPMs; without it, it is refused', async () => {
+    const stateDir = tempDir();
+    const { pcr16, key } = await populated(stateDir);
+    // The updated host boots the firmware and boot chain of another profile; its log as firmware writes it.
+    const bootLog = join(tempDir(), 'binary_bios_measurements');
+    writeFileSync(bootLog, encodeEventLog(await measureHostBoot(() => undefined, [ALG.SHA256], hostProfile('lab-up-updated'))));
+
+    let host = await open(stateDir, undefined, 'lab-up-updated');
+    assert.equal(host.pss.refusal?.condition, 'tcb-changed');
+    await assert.rejects(host.manager.device('hsm'), (e: unknown) => e instanceof VtpmError && e.code === 'tcb-changed');
+    await host.close();
+
+    host = await open(stateDir);
+    const notALog = join(tempDir(), 'not-a-log');
+    writeFileSync(notALog, 'firmware');
+    await assert.rejects(host.stageUpgrade({ bootLog: notALog }), (e: unknown) => e instanceof UpgradeError && e.code === 'bad-boot-log');
+    const staged = await host.stageUpgrade({ bootLog });
+    const moved = Object.keys(staged.pcrs).map(Number);
+    assert.ok(moved.length > 0 && moved.every((pcr) => pcr <= 9), `the boot chain moves host TCB PCRs only: ${moved}`);
+    assert.deepEqual(staged.models, []);
+    assert.equal(staged.keyBindingKey, 'staged');
+    await host.close();
+
+    host = await open(stateDir, undefined, 'lab-up-updated');
+    assert.equal(host.pss.refusal, undefined, 'the updated host gets the storage key');
+    assert.deepEqual((await vtpm(host, 'web').pcrRead(ALG.SHA256, [16]))[0], pcr16.get('web'));
+    assert.ok(await signs(vtpm(host, 'hsm'), key), 'and the key-binding key');
     await host.close();
   });
 });

@@ -106,12 +106,20 @@ describe('vtpmd serve', { skip }, () => {
     assert.equal((await http(sock, 'PUT', '/vms')).status, 405);
     // Upgrades: nothing staged until a vtpmd tree that measures differently is given.
     assert.equal((await http(sock, 'POST', '/upgrade', JSON.stringify({ code: 1 }))).status, 400);
+    assert.equal((await http(sock, 'POST', '/upgrade', JSON.stringify({}))).status, 400, 'neither code nor a boot log');
+    assert.equal((await http(sock, 'POST', '/upgrade', JSON.stringify({ code: 'relative/path' }))).status, 400);
+    const nothing = await cli(state.path, ['upgrade', 'stage']);
+    assert.equal(nothing.code, 1);
+    assert.match(nothing.stderr, /give the new vtpmd code \(a folder\), --boot-log, or both/);
+    const notALog = await cli(state.path, ['upgrade', 'stage', '--boot-log', join(work.path, 'missing.log')]);
+    assert.equal(notALog.code, 1);
+    assert.match(notALog.stderr, /missing\.log is not a readable TCG event log/);
     const notVtpmd = await cli(state.path, ['upgrade', 'stage', work.path]);
     assert.equal(notVtpmd.code, 1);
     assert.match(notVtpmd.stderr, /is not vtpmd code: it has no src\/vtpm folder/);
     const same = await cli(state.path, ['upgrade', 'stage', join(import.meta.dirname, '..', '..')]);
     assert.equal(same.code, 1);
-    assert.match(same.stderr, /measures as the running code does: it opens the vTPMs as it is, with nothing staged/);
+    assert.match(same.stderr, /code under \S+ measures as the running host does: it opens the vTPMs as it is, with nothing staged/);
     assert.deepEqual(JSON.parse((await cli(state.path, ['upgrade', 'cancel'])).stdout), { cancelled: false });
     assert.equal((await http(sock, 'GET', '/upgrade')).status, 405);
     const list = JSON.parse((await cli(state.path, ['vm', 'list'])).stdout) as { name: string }[];
