@@ -41,7 +41,7 @@ export class UpgradeError extends Error {
 }
 
 export interface UpgradePlan {
-  /** Every PCR the keys may be bound to, with the value it will hold under the new code. */
+  /** Every PCR the keys may be bound to, with the value it will hold after the upgrade. */
   readonly expected: ReadonlyMap<number, Buffer>;
   /** The PCRs the new code (and boot chain) move. */
   readonly changed: readonly number[];
