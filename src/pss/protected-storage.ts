@@ -512,7 +512,7 @@ export class ProtectedStorage {
     const state = this.usable(undefined);
     const meta = await this.readMeta();
     const sealedKey = await this.chip.seal(state.storageKey, meta.bindPcrs, expected);
-    const staged: StagedKey = { sealedKey, expected: new Map(meta.bindPcrs.map((pcr) => [pcr, expected.get(pcr)!])), stagedAt: new Date().toISOString() };
+    const staged: StagedKey = { sealedKey, stagedAt: new Date().toISOString() };
     await this.db.put(KEY.meta, encodeMeta({ ...meta, staged }), { sync: true });
     this.stagedAt = staged.stagedAt;
     this.log.info({ stagedAt: staged.stagedAt, pcrs: meta.bindPcrs }, 'storage key sealed to the PCR values of the staged upgrade');

@@ -53,8 +53,6 @@ export interface Meta {
 /** The storage key sealed to the values `bindPcrs` will hold once staged code runs (code-upgrade.ts). */
 export interface StagedKey {
   readonly sealedKey: Buffer;
-  /** The values it was sealed to, by PCR. */
-  readonly expected: ReadonlyMap<number, Buffer>;
   /** ISO 8601. */
   readonly stagedAt: string;
 }
@@ -88,11 +86,7 @@ export function encodeMeta(m: Meta): Buffer {
     ...(m.counterAuth ? { counterAuth: true } : {}),
     ...(m.staged
       ? {
-          staged: {
-            sealedKey: m.staged.sealedKey.toString('base64'),
-            expected: Object.fromEntries([...m.staged.expected].map(([pcr, value]) => [pcr, value.toString('hex')])),
-            stagedAt: m.staged.stagedAt,
-          },
+          staged: { sealedKey: m.staged.sealedKey.toString('base64'), stagedAt: m.staged.stagedAt },
         }
       : {}),
     ...(m.codeTransitions
@@ -121,15 +115,9 @@ function decodeTransitions(o: unknown): NonNullable<Meta['codeTransitions']> {
 }
 
 function decodeStaged(o: unknown): StagedKey {
-  if (!o || typeof o !== 'object' || Array.isArray(o)) throw unreadable('meta');
-  const { sealedKey, expected, stagedAt } = o as Json;
-  if (typeof sealedKey !== 'string' || typeof stagedAt !== 'string' || !expected || typeof expected !== 'object' || Array.isArray(expected)) throw unreadable('meta');
-  const values = new Map<number, Buffer>();
-  for (const [pcr, value] of Object.entries(expected as Json)) {
-    if (!isPcrList([Number(pcr)]) || !isHex(value)) throw unreadable('meta');
-    values.set(Number(pcr), Buffer.from(value, 'hex'));
-  }
-  return { sealedKey: Buffer.from(sealedKey, 'base64'), expected: values, stagedAt };
+  const { sealedKey, stagedAt } = (o ?? {}) as Json;
+  if (typeof sealedKey !== 'string' || typeof stagedAt !== 'string') throw unreadable('meta');
+  return { sealedKey: Buffer.from(sealedKey, 'base64'), stagedAt };
 }
 
 export function encodeHead(h: Head): Buffer {

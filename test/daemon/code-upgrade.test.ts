@@ -234,7 +234,7 @@ describe('upgrading vtpmd', () => {
     const pssDir = join(stateDir, 'pss');
     const db = await openDatabase(pssDir);
     const meta = decodeMeta((await db.get(KEY.meta)) as Buffer);
-    await db.put(KEY.meta, encodeMeta({ ...meta, staged: { sealedKey: forged, expected, stagedAt: '2026-01-01T00:00:00.000Z' } }), { sync: true });
+    await db.put(KEY.meta, encodeMeta({ ...meta, staged: { sealedKey: forged, stagedAt: '2026-01-01T00:00:00.000Z' } }), { sync: true });
     await db.close();
 
     host = await open(stateDir, v2);
