@@ -15,7 +15,7 @@ export type PssCondition = 'tcb-changed' | 'rollback' | 'foreign' | 'modified' |
 
 const ADVICE: Record<PssCondition, string> = {
   'tcb-changed':
-    'the host TCB or GVTPM components differ from those the PSS storage key is bound to; boot the configuration the PSS was set up under, with the vtpmd whose components it measured — new vtpmd code is let in by `vtpmd upgrade stage` from the running daemon before it is installed; a changed boot chain cannot be',
+    'the host TCB or GVTPM components differ from those the PSS storage key is bound to; boot the configuration the PSS was set up under, with the vtpmd whose components it measured — new vtpmd code, or a new boot chain with the event log of its boot (--boot-log), is let in by `vtpmd upgrade stage` from the running daemon before it runs',
   rollback:
     "the PSS database is older than the chip's monotonic counter allows (restored from a copy or replaced); put the latest database back — this one cannot be trusted to hold the vTPMs' latest state",
   foreign: 'the state was made by another PSS; bring a vTPM from another host through migration, never by copying its blob',
