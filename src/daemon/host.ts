@@ -27,6 +27,7 @@ import { openChipClient } from '../hwtpm/open-chip-client.ts';
 import { ProtectedStorage } from '../pss/protected-storage.ts';
 import { GvtpmManager, VtpmError } from '../vtpm/manager.ts';
 import { ModelMeasurer } from '../vtpm/model-measurement.ts';
+import { PROJECT_ROOT } from '../hwtpm/gvtpm-component-code.ts';
 import type { MeasureHostBootOptions } from '../hwtpm/host-boot.ts';
 import { bootLogTcb, planUpgrade, UpgradeError } from './code-upgrade.ts';
 import { vmaPcrs } from '../vma/reference-values.ts';
@@ -60,8 +61,6 @@ export interface UpgradeRequest {
   /** A TCG event log (binary) of a boot of the updated boot chain; default the present chain. */
   readonly bootLog?: string;
 }
-
-const RUNNING_ROOT = resolve(import.meta.dirname, '..', '..');
 
 /** What staging an upgrade sealed, for the control API. */
 export interface StagedUpgrade {
@@ -98,7 +97,7 @@ export class Host {
    * models continue the running models' vTPM state (code-upgrade.ts). Replaces an earlier staging.
    */
   async stageUpgrade(request: UpgradeRequest): Promise<StagedUpgrade> {
-    const codeRoot = resolve(request.code ?? this.measured.rootDir ?? RUNNING_ROOT);
+    const codeRoot = resolve(request.code ?? this.measured.rootDir ?? PROJECT_ROOT);
     const bootTcb = request.bootLog === undefined ? undefined : await bootLogTcb(request.bootLog, this.chipClient.pcrHash);
     const plan = await planUpgrade(this.chipClient, codeRoot, this.measured, bootTcb);
     const models = await this.manager.codeTransitionsTo(codeRoot);

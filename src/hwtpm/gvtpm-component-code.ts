@@ -4,7 +4,10 @@
  * measurement just as editing one does.
  */
 import { readdir, readFile } from 'node:fs/promises';
-import { join, posix, relative, sep } from 'node:path';
+import { join, posix, relative, resolve, sep } from 'node:path';
+
+/** The root of the vtpmd whose code is running: where its measured folders are read from by default. */
+export const PROJECT_ROOT = resolve(import.meta.dirname, '..', '..');
 
 export interface SourceFile {
   /** Path relative to the project root, with "/" separators whatever the host. */

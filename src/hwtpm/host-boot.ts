@@ -13,10 +13,9 @@
  * (application) are resettable from locality 0, and 17–22 are reset by a dynamic launch, so
  * anyone could restore a "good" value in them and they must not anchor the TCB.
  */
-import { resolve } from 'node:path';
 import { ALG } from '../tpm/tpm2/constants.ts';
 import { digest } from '../tpm/crypto/hash.ts';
-import { componentImage, readComponentCode, type ComponentCode } from './gvtpm-component-code.ts';
+import { componentImage, PROJECT_ROOT, readComponentCode, type ComponentCode } from './gvtpm-component-code.ts';
 import { EventLogBuilder, eventDigests, type EventLog, type PcrEvent, type TaggedDigest } from './event-log.ts';
 import { EV } from './event-types.ts';
 
@@ -200,7 +199,7 @@ export async function measureHostBoot(extend: ExtendFn, banks: readonly number[]
 async function measuredComponents(options: MeasureHostBootOptions): Promise<{ component: GvtpmComponent; code: ComponentCode; image: Buffer }[]> {
   const components = options.components ?? GVTPM_COMPONENTS;
   checkComponentPcrs(components);
-  const rootDir = options.rootDir ?? resolve(import.meta.dirname, '..', '..');
+  const rootDir = options.rootDir ?? PROJECT_ROOT;
   const out = [];
   for (const component of components) {
     const code = await readComponentCode(rootDir, component.name, component.folder);

@@ -6,8 +6,7 @@
  * successor (src/daemon/code-upgrade.ts).
  */
 import { createHash } from 'node:crypto';
-import { resolve } from 'node:path';
-import { componentImage, readComponentCode } from '../hwtpm/gvtpm-component-code.ts';
+import { componentImage, PROJECT_ROOT, readComponentCode } from '../hwtpm/gvtpm-component-code.ts';
 
 export interface ModelConfig {
   /** Where the vTPM's keys live: in the model, or inside the hwTPM. */
@@ -45,7 +44,7 @@ export function measurementOf(codeDigest: Buffer, config: ModelConfig): Buffer {
 export class ModelMeasurer {
   private readonly code = new Map<string, Promise<Buffer>>();
 
-  constructor(private readonly rootDir = resolve(import.meta.dirname, '..', '..')) {}
+  constructor(private readonly rootDir = PROJECT_ROOT) {}
 
   async measure(config: ModelConfig): Promise<Buffer> {
     return measurementOf(await this.codeDigest(config.tpm), config);
