@@ -13,9 +13,13 @@
  *
  * Deltas. While the PSS holds a VM's latest image (after saving or loading it, until `release`),
  * a save that changes little of it stores only the change, as a delta blob naming its
- * predecessor (blob.ts, delta.ts); every MAX_CHAIN saves, or when most of the image changed, the
- * whole image is stored again and the deltas before it are deleted in the same batch. A
- * PCR_Extend then writes tens of bytes, not the vTPM's whole NVM.
+ * predecessor (blob.ts, state-delta.ts); every MAX_CHAIN saves, or when most of the image
+ * changed, the whole image is stored again and the deltas before it are deleted in the same
+ * batch. A PCR_Extend then writes tens of bytes, not the vTPM's whole NVM. A model whose engine
+ * can tell what it changed hands over that change (a StateChange) instead of its whole image:
+ * the PSS patches the image it holds in place, if it holds the very state the change follows,
+ * and otherwise asks for the whole image — so neither side builds or compares whole images on
+ * the path every durable command takes.
  *
  * `{ durable: false }` is the per-VM batching option and trades durability for speed: the save
  * returns at once, holding the image in memory, and only the newest image of each VM is sealed,
@@ -51,7 +55,7 @@ import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { bufferedEntropy, systemEntropy, type EntropySource } from '../tpm/crypto/random.ts';
 import { MAX_MEASUREMENT_BYTES, MAX_VM_ID_BYTES, NONCE_BYTES } from './blob.ts';
 import { BlobSealer, type EncodedRecord, type SealThreadMode } from './blob-sealer.ts';
-import { encodeDelta } from './delta.ts';
+import { encodeDelta, patchInPlace, type StateChange } from '../tpm/state-delta.ts';
 import { PssError, PssViolation, type PssCondition } from './errors.ts';
 import { establish, MAX_UNCONFIRMED_COMMITS, type Established } from './establish.ts';
 import { GroupCommit, type Written } from './group-commit.ts';
@@ -185,6 +189,15 @@ const SEALING_CROWD = 32;
 /** Saves per whole image: bounds what a load reads and verifies, and what a chain costs on disk. */
 const MAX_CHAIN = 64;
 
+/** An image the PSS holds, what the model handed over for it, and whether the PSS may patch it as is. */
+interface HeldImage {
+  image: Buffer;
+  /** The image or StateChange the model handed over for it (or the image load returned). */
+  handed: object;
+  /** Someone else may read it (the model that handed it over, a seal not yet made): patch a copy. */
+  shared: boolean;
+}
+
 export function defaultBindPcrs(): number[] {
   return [...hostTcbPcrs(), GVTPM_PCR.MANAGER, GVTPM_PCR.PSS];
 }
@@ -199,10 +212,10 @@ export class ProtectedStorage {
   private readonly unsettled = new Set<string>();
   /** Blobs queued but not yet in the database, by key. */
   private readonly pendingBlobs = new Map<string, Buffer>();
-  /** The latest image of each VM the PSS saved or loaded since it last released it: what deltas are made against. */
-  private readonly images = new Map<string, Buffer>();
+  /** The latest image of each VM the PSS sealed or loaded since it last released it: what deltas are made against. */
+  private readonly images = new Map<string, HeldImage>();
   /** Batched saves' newest images, not sealed yet (see the module comment). */
-  private readonly waitingImages = new Map<string, { measurement: Uint8Array; image: Buffer }>();
+  private readonly waitingImages = new Map<string, { measurement: Uint8Array; image: Buffer; handed: object }>();
   /** Every committed record, as a span and digest; `aggregate` is the XOR of the digests, as the head holds it. */
   private readonly stored = new Map<string, StoredRef>();
   private aggregate: Buffer;
@@ -283,7 +296,7 @@ export class ProtectedStorage {
    * Durable (the default): resolves once a crash can no longer lose it. The PSS keeps `nvm` (to
    * make the next save a delta): the caller must not change it afterwards.
    */
-  save(vmId: string, measurement: Uint8Array, nvm: Uint8Array, opts: SaveOptions = {}): Promise<void> {
+  save(vmId: string, measurement: Uint8Array, nvm: Uint8Array | StateChange, opts: SaveOptions = {}): Promise<void> {
     let state: Established;
     try {
       state = this.usable(vmId);
@@ -291,21 +304,23 @@ export class ProtectedStorage {
     } catch (e) {
       return Promise.reject(e);
     }
-    const image = Buffer.isBuffer(nvm) ? nvm : Buffer.from(nvm.buffer, nvm.byteOffset, nvm.byteLength);
     if (opts.durable ?? true) {
       // The batched image this one supersedes needs no blob of its own: deltas are made against
       // the last sealed image, whatever came between.
       this.waitingImages.delete(vmId);
-      return this.committer.submit(vmId, this.seal(state, vmId, measurement, image));
+      return this.committer.submit(vmId, this.seal(state, vmId, measurement, nvm));
     }
-    this.waitingImages.set(vmId, { measurement, image });
+    this.waitingImages.set(vmId, { measurement, image: wholeImage(nvm), handed: nvm });
     // A failed commit is recorded in `failure` and reported by the next operation.
     this.committer.defer(vmId, waitingImageChange(vmId));
     return Promise.resolve();
   }
 
-  /** Seals `image` as `vmId`'s next version: a delta against its last sealed image where one will do. */
-  private seal(state: Established, vmId: string, measurement: Uint8Array, image: Buffer): Change {
+  /**
+   * Seals `nvm` as `vmId`'s next version: a delta against its last sealed image where one will do.
+   * `handed` is what the model handed over for it, when not `nvm` itself.
+   */
+  private seal(state: Established, vmId: string, measurement: Uint8Array, nvm: Uint8Array | StateChange, handed: object = nvm): Change {
     const prev = this.current(vmId);
     const version = (prev?.version ?? 0) + 1;
     const nonce = this.entropy(NONCE_BYTES);
@@ -315,9 +330,12 @@ export class ProtectedStorage {
     // The record keeps it while it is in memory: the previous record's copy when it is the same.
     const m = sameModel ? held.measurement : detached(measurement);
     const header = { pssId: state.pssId, vmId, measurement: m, version, nonce };
-    const before = this.images.get(vmId);
+    const kept = this.images.get(vmId);
+    const given = this.patched(kept, nvm);
+    const image = given ? kept!.image : wholeImage(nvm);
     // A chain holds one model's saves only: a new measurement starts a new image.
-    const delta = sameModel && before && version - held.base < MAX_CHAIN ? encodeDelta(before, image) : undefined;
+    const chains = sameModel && kept !== undefined && version - held.base < MAX_CHAIN;
+    const delta = !chains ? undefined : given ? (given.length <= image.length >>> 2 ? given : undefined) : encodeDelta(kept.image, image);
     // A delta continues the held chain; a whole image starts a new one, dropping the old deltas.
     const chain =
       held && delta
@@ -328,10 +346,28 @@ export class ProtectedStorage {
     const change: Change = { vmId, record, dels: chain.dels, puts: [[chain.key, sealed.blob]], sealing: sealed.done, encoded: sealed.record };
     this.latest.set(vmId, record);
     this.unsettled.add(vmId);
-    this.images.set(vmId, image);
+    if (given) {
+      kept!.handed = handed;
+      // Sealed whole, it is read by its seal later.
+      if (chain.body === image) kept!.shared = true;
+    } else this.images.set(vmId, { image, handed, shared: true }); // the model's, too
+
     for (const key of change.dels) this.pendingBlobs.delete(key);
     for (const [key, blob] of change.puts) this.pendingBlobs.set(key, blob);
     return change;
+  }
+
+  /**
+   * Applies a model's change to the image held for it, if that is exactly the state the change
+   * follows (else the caller asks the model for its whole image); the change's delta, or undefined.
+   */
+  private patched(kept: HeldImage | undefined, nvm: Uint8Array | StateChange): Buffer | undefined {
+    if (!kept || nvm instanceof Uint8Array || kept.handed !== nvm.after) return undefined;
+    const image = kept.shared ? Buffer.from(kept.image) : kept.image;
+    if (!patchInPlace(image, nvm.delta)) return undefined;
+    kept.image = image;
+    kept.shared = false;
+    return nvm.delta;
   }
 
   /** `vmId`'s waiting batched image, sealed and no longer waiting; undefined when it has none. */
@@ -339,7 +375,7 @@ export class ProtectedStorage {
     const u = this.waitingImages.get(vmId);
     if (!u) return undefined;
     this.waitingImages.delete(vmId);
-    return this.seal(this.state!, vmId, u.measurement, u.image);
+    return this.seal(this.state!, vmId, u.measurement, u.image, u.handed);
   }
 
   /** Seals `vmId`'s batched image now, into the next window, if it has one waiting. */
@@ -414,7 +450,7 @@ export class ProtectedStorage {
         // State of an earlier model an upgrade authorized: checked as that model's; its next save is the new model's.
         const expected = earlier.some((m) => record.measurement.equals(m)) ? record.measurement : Buffer.from(measurement);
         const nvm = verifyRestore({ blobKey: state.blobKey, pssId: state.pssId, vmId, measurement: expected, record, blobs });
-        this.images.set(vmId, Buffer.from(nvm));
+        this.images.set(vmId, { image: Buffer.from(nvm), handed: nvm, shared: false });
         if (onDiskOnly) this.latest.set(vmId, record);
         return nvm;
       } catch (e) {
@@ -760,4 +796,10 @@ function checkRequest(vmId: string, measurement: Uint8Array): void {
   if (measurement.length > MAX_MEASUREMENT_BYTES) {
     throw new PssError('bad-request', `a model measurement is at most ${MAX_MEASUREMENT_BYTES} bytes; got ${measurement.length}`);
   }
+}
+
+/** The whole image a save carries: its bytes, or the model's image for a change. */
+function wholeImage(nvm: Uint8Array | StateChange): Buffer {
+  if (!(nvm instanceof Uint8Array)) return nvm.image();
+  return Buffer.isBuffer(nvm) ? nvm : Buffer.from(nvm.buffer, nvm.byteOffset, nvm.byteLength);
 }

@@ -9,7 +9,7 @@
  */
 import { constantTimeEqual } from '../tpm/crypto/hash.ts';
 import { blobId, parseBlob, type BlobKey } from './blob.ts';
-import { applyDelta } from './delta.ts';
+import { applyDelta } from '../tpm/state-delta.ts';
 import { PssViolation } from './errors.ts';
 import type { VmRecord } from './records.ts';
 

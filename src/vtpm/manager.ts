@@ -9,7 +9,8 @@ import type { TpmDevice } from '../tpm/device.ts';
 import { SerialQueue } from '../tpm/serial-queue.ts';
 import { DEFAULT_MODEL_CONFIG, ModelMeasurer, type ModelConfig } from './model-measurement.ts';
 import { VmRegistry, type VmRecord } from './registry.ts';
-import { Tpm2VtpmModel, type HardwareBacking } from './tpm2-model.ts';
+import { Tpm2VtpmModel, type HardwareBacking, type Persist } from './tpm2-model.ts';
+import type { StateChange } from '../tpm/state-delta.ts';
 import { Tpm12VtpmModel } from './tpm12-model.ts';
 import { tpm2Turn, type HostTpm } from '../hwtpm/host-tpm.ts';
 import { ChipRefusal, unsealCurrentOrStaged, type ChipClient } from '../hwtpm/chip-client.ts';
@@ -21,7 +22,8 @@ import { randomBytes } from 'node:crypto';
 
 /** What the manager needs of the PSS. */
 export interface ModelStorage {
-  save(vmId: string, measurement: Buffer, nvm: Buffer, opts?: { durable?: boolean }): Promise<void>;
+  /** `nvm`: the whole state, or a change to what the model handed over before (state-delta.ts). */
+  save(vmId: string, measurement: Buffer, nvm: Buffer | StateChange, opts?: { durable?: boolean }): Promise<void>;
   /** `earlier`: measurements of models whose state this one may continue (an upgrade's predecessors). */
   load(vmId: string, measurement: Buffer, earlier?: readonly Buffer[]): Promise<Buffer | undefined>;
   /** Model code digests upgrades authorized to continue from earlier code: earlier → later. */
@@ -321,10 +323,10 @@ export class VtpmHandle implements TpmDevice {
   }
 
   /** What the model calls with its NVM after each state-changing command. */
-  private persister(measurement: Buffer): (snapshot: Buffer) => Promise<void> {
+  private persister(measurement: Buffer): Persist {
     const { storage, record } = this;
     const opts = { durable: record.config.durability === 'per-command' };
-    return (snapshot) => storage.save(record.name, measurement, snapshot, opts);
+    return (state) => storage.save(record.name, measurement, state, opts);
   }
 
   private tpm2Options() {

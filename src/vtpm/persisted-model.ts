@@ -8,9 +8,10 @@
 import type { TpmDevice } from '../tpm/device.ts';
 import { SerialQueue } from '../tpm/serial-queue.ts';
 import type { StateStore } from '../tpm/tpm2/state/store.ts';
+import type { StateChange } from '../tpm/state-delta.ts';
 
-/** Makes one snapshot of the vTPM durable; resolves when it is. */
-export type Persist = (snapshot: Buffer) => Promise<void>;
+/** Makes the vTPM's state durable — a whole snapshot, or a change to the last one — and resolves when it is. */
+export type Persist = (state: Buffer | StateChange) => Promise<void>;
 
 /** The engine as a model drives it. */
 export interface ModelEngine {
@@ -18,6 +19,8 @@ export interface ModelEngine {
   powerOn(): void;
   powerOff(): void;
   snapshot(): Buffer;
+  /** The state as a change to the one last handed over, where the engine can tell one (Tpm2Engine.handOver). */
+  handOver?(): { readonly delta: Buffer } | { readonly image: Buffer };
 }
 
 /** Notes whether the engine wrote NV during a command (the engine's own NV goes into snapshots). */
@@ -36,6 +39,8 @@ export abstract class PersistedModel implements TpmDevice {
   protected readonly store = new DirtyFlagStore();
   private readonly queue = new SerialQueue();
   private on = true;
+  /** What `persist` got last (or the snapshot the model was restored from): what a change follows. */
+  private handed: object | undefined;
 
   constructor(protected readonly persist: Persist) {}
 
@@ -73,7 +78,7 @@ export abstract class PersistedModel implements TpmDevice {
       if (!this.on) return this.unpoweredResponse();
       this.store.dirty = false;
       const response = await this.run(command, locality);
-      if (this.store.dirty || this.changedRunningState(command, response)) await this.persist(this.engine.snapshot());
+      if (this.store.dirty || this.changedRunningState(command, response)) await this.persist(this.handOver());
       return response;
     });
   }
@@ -83,7 +88,7 @@ export abstract class PersistedModel implements TpmDevice {
     return this.queue.run(async () => {
       this.engine.powerOn();
       this.on = true;
-      await this.persist(this.engine.snapshot());
+      await this.persist(this.handOver());
     });
   }
 
@@ -92,6 +97,23 @@ export abstract class PersistedModel implements TpmDevice {
       this.engine.powerOff();
       this.on = false;
     });
+  }
+
+  /**
+   * The state for `persist`: a change to what it got last where the engine can tell one, else the
+   * whole snapshot.
+   */
+  protected handOver(): Buffer | StateChange {
+    const e = this.engine;
+    const h = e.handOver?.() ?? { image: e.snapshot() };
+    if ('image' in h || !this.handed) return (this.handed = 'image' in h ? h.image : e.snapshot());
+    const change: StateChange = { after: this.handed, delta: h.delta, image: () => e.snapshot() };
+    return (this.handed = change);
+  }
+
+  /** The model continues from `snapshot`, which its engine resumed from. */
+  protected resumedFrom(snapshot: Buffer): void {
+    this.handed = snapshot;
   }
 
   /** Every response already waited for its save; this only waits for commands in flight. */

@@ -70,7 +70,7 @@ export class Tpm12VtpmModel extends PersistedModel {
   /** Manufactures a new TPM 1.2 (its EK made now) and persists it before returning it. */
   static async create(persist: Persist, opts: Omit<Tpm12VtpmModelOptions, 'snapshot'> = {}): Promise<Tpm12VtpmModel> {
     const v = new Tpm12VtpmModel(persist, opts);
-    await persist(v.engine.snapshot());
+    await persist(v.handOver());
     return v;
   }
 

@@ -84,7 +84,10 @@ export class Tpm2VtpmModel extends PersistedModel {
       now: () => this.frozenAt ?? performance.now(),
       ...(this.backend ? { hardwareKeys: this.backend } : {}),
     });
-    if (snapshot) this.engine.resume(snapshot);
+    if (snapshot) {
+      this.engine.resume(snapshot);
+      this.resumedFrom(snapshot);
+    }
   }
 
   holdsLoadedState(): boolean {
@@ -98,7 +101,7 @@ export class Tpm2VtpmModel extends PersistedModel {
 
   static async create(persist: Persist, opts: Omit<Tpm2VtpmModelOptions, 'snapshot'> = {}): Promise<Tpm2VtpmModel> {
     const v = new Tpm2VtpmModel(persist, opts);
-    await persist(v.engine.snapshot());
+    await persist(v.handOver());
     return v;
   }
 

@@ -10,15 +10,17 @@ import type { Public } from '../../src/tpm/tpm2/types/public.ts';
 import { MemoryStateStore } from '../../src/tpm/tpm2/state/store.ts';
 import { HardwareKeyService } from '../../src/vtpm/hardware-key-service.ts';
 import { Tpm2VtpmModel } from '../../src/vtpm/tpm2-model.ts';
+import { stateKeeper } from './state-keeper.ts';
 
 /** An owned chip, a hardware-backed vTPM using it as 'vm-a' (started, with a vSRK loaded), and a client of each. */
 export async function setup(objectSlots = 3) {
   const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
   await (await openChipClient(chip)).takeOwnership();
   const service = new HardwareKeyService(chip);
-  const snapshots: Buffer[] = [];
+  const kept = stateKeeper();
+  const snapshots = kept.saved;
   const kbk = randomBytes(32);
-  const persist = async (s: Buffer) => void snapshots.push(s);
+  const persist = kept.persist;
   const model = await Tpm2VtpmModel.create(persist, { hardware: { kbk, service: service.forVm('vm-a') }, objectSlots });
   const vtpm = new Tpm2Client((c) => model.execute(c, 0));
   await vtpm.startup();

@@ -8,6 +8,7 @@ import { PssError, PssViolation, type PssCondition } from '../../src/pss/errors.
 import { MAX_UNCONFIRMED_COMMITS } from '../../src/pss/establish.ts';
 import { ProtectedStorage } from '../../src/pss/protected-storage.ts';
 import { KEY } from '../../src/pss/records.ts';
+import { encodeDelta, type StateChange } from '../../src/tpm/state-delta.ts';
 import { measurementOf, memoryChip, scratchDir, withDatabase } from './helpers.ts';
 
 const MODEL = measurementOf('tpm2-model v1');
@@ -700,6 +701,49 @@ describe('protected storage: delta chains', () => {
     await pss.save('vm-a', OTHER_MODEL, Buffer.concat([image(5), Buffer.from('more')]));
     await pss.close();
     assert.deepEqual(await deltaKeysIn(dir, 'vm-a'), [], 'every save after the first delta started a new image');
+  });
+
+  test("a model's changes are patched into the image held for it and stored as deltas; a change it cannot place takes the model's whole image", async () => {
+    const { dir, open } = await setup();
+    let pss = await open();
+    let wholeAsked = 0;
+    const change = (after: object, from: number, to: number, delta = encodeDelta(image(from), image(to), Infinity)!): StateChange => ({
+      after,
+      delta,
+      image: () => {
+        wholeAsked++;
+        return image(to);
+      },
+    });
+    const first = image(1);
+    await pss.save('vm-a', MODEL, first);
+    let last: object = first;
+    for (let i = 2; i <= 6; i++) {
+      const c = change(last, i - 1, i);
+      await pss.save('vm-a', MODEL, c);
+      last = c;
+    }
+    assert.equal(wholeAsked, 0, 'each change followed the state the PSS held');
+    assert.deepEqual(first, image(1), 'the image the model handed over was patched in a copy, not in place');
+    // Following a state the PSS never got (as after a save it refused), or not fitting the image.
+    const stray = change({}, 6, 7);
+    await pss.save('vm-a', MODEL, stray);
+    assert.equal(wholeAsked, 1);
+    await pss.save('vm-a', MODEL, change(stray, 7, 8, Buffer.from([0, 0, 0, 1])));
+    assert.equal(wholeAsked, 2);
+    pss.release('vm-a');
+    const loaded = await pss.load('vm-a', MODEL);
+    assert.deepEqual(loaded, image(8));
+    // What a load returns is what the next change follows.
+    await pss.save('vm-a', MODEL, change(loaded!, 8, 9));
+    assert.equal(wholeAsked, 2);
+    await pss.save('vm-a', MODEL, change({}, 9, 10), { durable: false });
+    assert.equal(wholeAsked, 3, 'a batched save holds the whole image');
+    await pss.close();
+    assert.equal((await deltaKeysIn(dir, 'vm-a')).length, 9, 'versions 2 to 10 are deltas');
+    pss = await open();
+    assert.deepEqual(await pss.load('vm-a', MODEL), image(10));
+    await pss.close();
   });
 
   for (const [what, damage, condition] of [

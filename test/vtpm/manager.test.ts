@@ -13,6 +13,7 @@ import { Tpm12Client } from '../../src/tpm/tpm12/client/index.ts';
 import { ALG, RH } from '../../src/tpm/tpm2/constants.ts';
 import { NV_ATTR } from '../../src/tpm/tpm2/types/nv.ts';
 import { tempDirs } from '../helpers/temp-dirs.ts';
+import type { StateChange } from '../../src/tpm/state-delta.ts';
 
 const tempDir = tempDirs('vtpmd-manager-');
 
@@ -20,9 +21,10 @@ const tempDir = tempDirs('vtpmd-manager-');
 class MemoryStorage implements ModelStorage {
   readonly blobs = new Map<string, { measurement: Buffer; nvm: Buffer }>();
   saves = 0;
-  async save(vmId: string, measurement: Buffer, nvm: Buffer): Promise<void> {
+  async save(vmId: string, measurement: Buffer, nvm: Buffer | StateChange): Promise<void> {
     this.saves++;
-    this.blobs.set(vmId, { measurement: Buffer.from(measurement), nvm: Buffer.from(nvm) });
+    // Holding no image to patch, it takes a change's whole image, as a PSS that released the VM does.
+    this.blobs.set(vmId, { measurement: Buffer.from(measurement), nvm: Buffer.from(Buffer.isBuffer(nvm) ? nvm : nvm.image()) });
   }
   async load(vmId: string, measurement: Buffer): Promise<Buffer | undefined> {
     const b = this.blobs.get(vmId);
@@ -111,7 +113,7 @@ describe('GVTPM manager', () => {
   test('a vTPM whose save failed leaves memory and continues from the stored state; saveLoadedAgain hands loaded vTPMs to storage that lost them', async () => {
     class FailingStorage extends MemoryStorage {
       failing = false;
-      override save(vmId: string, measurement: Buffer, nvm: Buffer): Promise<void> {
+      override save(vmId: string, measurement: Buffer, nvm: Buffer | StateChange): Promise<void> {
         return this.failing ? Promise.reject(new Error('the disk stopped answering')) : super.save(vmId, measurement, nvm);
       }
     }

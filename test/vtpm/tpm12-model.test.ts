@@ -9,12 +9,8 @@ import { RC } from '../../src/tpm/tpm12/rc.ts';
 import { decodeRunningState12, Tpm12RunningStateError } from '../../src/tpm/tpm12/state/running-state.ts';
 import type { NvDataPublic } from '../../src/tpm/tpm12/structures/nv.ts';
 import { OWNER_AUTH, pinnedEntropy, pooledKeys, SRK_AUTH } from '../helpers/tpm12-engine.ts';
+import { stateKeeper } from '../helpers/state-keeper.ts';
 
-/** A persist function that keeps every snapshot it was given. */
-function recorder(): { persist: (s: Buffer) => Promise<void>; saved: Buffer[]; last(): Buffer } {
-  const saved: Buffer[] = [];
-  return { persist: async (s) => void saved.push(Buffer.from(s)), saved, last: () => saved[saved.length - 1]! };
-}
 
 function opts(seed = 'vtpm12'): Omit<Tpm12VtpmModelOptions, 'snapshot'> {
   return { entropy: pinnedEntropy(seed), rsaKeyGen: pooledKeys() };
@@ -48,7 +44,7 @@ function nvArea(index: number, attributes: number, dataSize: number): NvDataPubl
 
 describe('TPM 1.2 vTPM', () => {
   test('a new vTPM, with its EK, is persisted before it is handed out', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const v = await Tpm12VtpmModel.create(r.persist, opts());
     assert.equal(r.saved.length, 1);
     assert.equal(v.family, 'tpm12');
@@ -56,7 +52,7 @@ describe('TPM 1.2 vTPM', () => {
   });
 
   test('state-changing commands are persisted before their response; reads and failed commands are not', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const v = await Tpm12VtpmModel.create(r.persist, opts());
     const tpm = await started(v);
     assert.equal(r.saved.length, 2, 'TPM_Startup saved');
@@ -78,7 +74,7 @@ describe('TPM 1.2 vTPM', () => {
   });
 
   test('volatile-only changes — physical presence, the NV global lock, a PCR reset — are persisted', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const v = await Tpm12VtpmModel.create(r.persist, opts());
     const tpm = await started(v);
     await tpm.physicalPresence(PP.CMD_ENABLE);
@@ -92,7 +88,7 @@ describe('TPM 1.2 vTPM', () => {
   });
 
   test('a read lock set by a zero-length NV read is persisted', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const v = await Tpm12VtpmModel.create(r.persist, opts());
     const tpm = await started(v);
     await tpm.nvDefineSpace(nvArea(0x00011001, NV_PER.READ_STCLEAR, 4), Buffer.alloc(20), null);
@@ -103,7 +99,7 @@ describe('TPM 1.2 vTPM', () => {
   });
 
   test('a restored vTPM is the same running TPM: PCRs, owner, SRK, wrapped keys, sealed data, counters, NV, flags; no TPM_Startup needed', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const v = await Tpm12VtpmModel.create(r.persist, opts());
     const tpm = await started(v);
     const ek = await tpm.readPubek();
@@ -123,7 +119,7 @@ describe('TPM 1.2 vTPM', () => {
     await tpm.physicalPresence(PP.PRESENT);
     const pcrs = await Promise.all([0, 8, 16, 17].map((i) => tpm.pcrRead(i)));
 
-    const restored = Tpm12VtpmModel.restore(recorder().persist, r.last(), opts('restored'));
+    const restored = Tpm12VtpmModel.restore(stateKeeper().persist, r.last(), opts('restored'));
     const again = clientOf(restored, 'client-again');
     assert.deepEqual(await Promise.all([0, 8, 16, 17].map((i) => again.pcrRead(i))), pcrs);
     await assert.rejects(again.startup(ST.CLEAR), rejectsWith(RC.INVALID_POSTINIT), 'the TPM is still started');
@@ -142,7 +138,7 @@ describe('TPM 1.2 vTPM', () => {
   });
 
   test('a guest reboot (power cycle) resets the PCRs and is persisted', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const v = await Tpm12VtpmModel.create(r.persist, opts());
     const tpm = await started(v);
     await tpm.extend(10, Buffer.alloc(20, 2));
@@ -150,7 +146,7 @@ describe('TPM 1.2 vTPM', () => {
     const beforeOn = r.saved.length;
     await v.powerOn();
     assert.equal(r.saved.length, beforeOn + 1);
-    const restored = Tpm12VtpmModel.restore(recorder().persist, r.last(), opts('restored'));
+    const restored = Tpm12VtpmModel.restore(stateKeeper().persist, r.last(), opts('restored'));
     const again = clientOf(restored, 'client-again');
     await assert.rejects(again.pcrRead(10), rejectsWith(RC.INVALID_POSTINIT), 'the rebooted TPM awaits TPM_Startup');
     await again.startup(ST.CLEAR);
@@ -158,7 +154,7 @@ describe('TPM 1.2 vTPM', () => {
   });
 
   test('a powered-off vTPM answers TPM_FAIL and saves nothing', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const v = await Tpm12VtpmModel.create(r.persist, opts());
     const tpm = await started(v);
     await v.powerOff();
@@ -179,7 +175,7 @@ describe('TPM 1.2 vTPM', () => {
   });
 
   test('a damaged or foreign snapshot is refused with a clear error', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const v = await Tpm12VtpmModel.create(r.persist, opts());
     const tpm = await started(v);
     await tpm.extend(10, Buffer.alloc(20, 4));
@@ -188,7 +184,7 @@ describe('TPM 1.2 vTPM', () => {
     const header = JSON.parse(good.subarray(0, eol).toString());
     const withHeader = (h: unknown) => Buffer.concat([Buffer.from(JSON.stringify(h) + '\n'), good.subarray(eol + 1)]);
     const refused = (snapshot: Buffer, why: RegExp) =>
-      assert.throws(() => Tpm12VtpmModel.restore(recorder().persist, snapshot, opts()), (e: unknown) => e instanceof Tpm12RunningStateError && /running state is unusable/.test(e.message) && why.test(e.message));
+      assert.throws(() => Tpm12VtpmModel.restore(stateKeeper().persist, snapshot, opts()), (e: unknown) => e instanceof Tpm12RunningStateError && /running state is unusable/.test(e.message) && why.test(e.message));
 
     refused(Buffer.from('{"format":"vtpmd-tpm2-running","version":1}\n{}'), /not a vtpmd-tpm12-running record/);
     refused(withHeader({ ...header, version: 2 }), /version 2/);
@@ -207,11 +203,11 @@ describe('TPM 1.2 vTPM', () => {
     refused(resum({ ...header.state, started: 'yes' }), /state\.started is not a boolean/);
     refused(resum({ ...header.state, stclear: { ...header.state.stclear, bGlobalLock: undefined } }), /state\.stclear\.bGlobalLock/);
     refused(resum({ ...header.state, activeCounter: 77 }), /active counter 77/);
-    assert.ok(Tpm12VtpmModel.restore(recorder().persist, resum(header.state), opts()), 'the untouched state, re-checksummed, is accepted');
+    assert.ok(Tpm12VtpmModel.restore(stateKeeper().persist, resum(header.state), opts()), 'the untouched state, re-checksummed, is accepted');
   });
 
   test('damage anywhere in a snapshot surfaces, if at all, only as a Tpm12RunningStateError', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const v = await Tpm12VtpmModel.create(r.persist, opts());
     await started(v);
     const good = r.last();

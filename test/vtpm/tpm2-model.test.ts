@@ -9,12 +9,8 @@ import { OBJECT_ATTR as A } from '../../src/tpm/tpm2/types/public.ts';
 import { nodeKey, rsaTemplate } from '../helpers/tpm2-keys.ts';
 import { ALG, CC, RH } from '../../src/tpm/tpm2/constants.ts';
 import { NV_ATTR } from '../../src/tpm/tpm2/types/nv.ts';
+import { stateKeeper } from '../helpers/state-keeper.ts';
 
-/** A persist function that keeps every snapshot it was given. */
-function recorder(): { persist: (s: Buffer) => Promise<void>; saved: Buffer[]; last(): Buffer } {
-  const saved: Buffer[] = [];
-  return { persist: async (s) => void saved.push(Buffer.from(s)), saved, last: () => saved[saved.length - 1]! };
-}
 
 const sha256 = (fill: number) => [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, fill) }];
 
@@ -37,13 +33,13 @@ async function stillPendingAfterExtends<T>(other: Tpm2Client, slow: Promise<T>):
 
 describe('software vTPM', () => {
   test('a new vTPM is persisted before it is handed out', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     await Tpm2VtpmModel.create(r.persist);
     assert.equal(r.saved.length, 1);
   });
 
   test('state-changing commands are persisted before their response; reads are not', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const v = await Tpm2VtpmModel.create(r.persist);
     const tpm = await started(v);
     const afterStartup = r.saved.length;
@@ -52,6 +48,7 @@ describe('software vTPM', () => {
     assert.equal(r.saved.length, afterStartup, 'reads save nothing');
     await tpm.pcrExtend(16, sha256(1));
     assert.equal(r.saved.length, afterStartup + 1, 'PCR_Extend saved');
+    assert.ok(r.changes() >= 1, 'and handed over as a change to the state before it');
     await tpm.nvDefineSpace(RH.OWNER, { nvIndex: 0x01000001, nameAlg: ALG.SHA256, attributes: NV_ATTR.AUTHWRITE | NV_ATTR.AUTHREAD, authPolicy: Buffer.alloc(0), dataSize: 8 });
     assert.equal(r.saved.length, afterStartup + 2, 'NV_DefineSpace saved');
     await assert.rejects(tpm.pcrExtend(30, sha256(1)));
@@ -59,7 +56,7 @@ describe('software vTPM', () => {
   });
 
   test('a restored vTPM is the same running TPM: PCRs, NV, persistent keys, counters, no Startup needed', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const v = await Tpm2VtpmModel.create(r.persist);
     const tpm = await started(v);
     await tpm.pcrExtend(16, sha256(7));
@@ -71,7 +68,7 @@ describe('software vTPM', () => {
     const before = await tpm.pcrRead(ALG.SHA256, [0, 3, 16]);
     const clockBefore = (await tpm.call(CC.ReadClock, [], [])).params.currentTime;
 
-    const restored = Tpm2VtpmModel.restore(recorder().persist, r.last());
+    const restored = Tpm2VtpmModel.restore(stateKeeper().persist, r.last());
     const again = new Tpm2Client((c) => restored.execute(c, 0));
     assert.deepEqual(await again.pcrRead(ALG.SHA256, [0, 3, 16]), before);
     assert.equal((await again.nvRead(0x01000002, 0x01000002, 5)).toString(), 'hello');
@@ -82,13 +79,13 @@ describe('software vTPM', () => {
   });
 
   test('a guest reboot (power cycle) resets the PCRs and is persisted', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const v = await Tpm2VtpmModel.create(r.persist);
     const tpm = await started(v);
     await tpm.pcrExtend(16, sha256(2));
     await v.powerOff();
     await v.powerOn();
-    const restored = Tpm2VtpmModel.restore(recorder().persist, r.last());
+    const restored = Tpm2VtpmModel.restore(stateKeeper().persist, r.last());
     const again = new Tpm2Client((c) => restored.execute(c, 0));
     await again.startup();
     assert.deepEqual((await again.pcrRead(ALG.SHA256, [16]))[0], Buffer.alloc(32));
@@ -106,8 +103,8 @@ describe('software vTPM', () => {
 
   test("one vTPM's TPM2_Create of an RSA key does not hold up another vTPM: the key is made off the main thread and the command completes with it", async () => {
     const rsaKeys = new RsaKeyPool();
-    const creating = await started(await Tpm2VtpmModel.create(recorder().persist, { rsaKeys }));
-    const other = await started(await Tpm2VtpmModel.create(recorder().persist, { rsaKeys }));
+    const creating = await started(await Tpm2VtpmModel.create(stateKeeper().persist, { rsaKeys }));
+    const other = await started(await Tpm2VtpmModel.create(stateKeeper().persist, { rsaKeys }));
     const srk = (await creating.createPrimary(RH.OWNER, srkTemplate())).handle;
     const key = await stillPendingAfterExtends(other, creating.create(srk, rsaTemplate(A.decrypt | A.userWithAuth | A.sensitiveDataOrigin, undefined, 3072)));
     assert.equal((key.outPublic.unique as { rsa: Buffer }).rsa.length, 384);
@@ -119,18 +116,18 @@ describe('software vTPM', () => {
   });
 
   test('CreatePrimary of an RSA key derives it off the main thread while another vTPM runs, and derives the key an engine deriving inline does', async () => {
-    const r = recorder();
+    const r = stateKeeper();
     const model = await Tpm2VtpmModel.create(r.persist, { rsaKeys: new RsaKeyPool() });
     const deriving = await started(model);
-    const other = await started(await Tpm2VtpmModel.create(recorder().persist));
+    const other = await started(await Tpm2VtpmModel.create(stateKeeper().persist));
     const made = await stillPendingAfterExtends(other, deriving.createPrimary(RH.OWNER, srkTemplate()));
     // The same vTPM, restored into a model without a pool, derives the same key on its thread.
-    const restored = Tpm2VtpmModel.restore(recorder().persist, await model.snapshot(), { rsaKeys: undefined });
+    const restored = Tpm2VtpmModel.restore(stateKeeper().persist, await model.snapshot(), { rsaKeys: undefined });
     const inline = new Tpm2Client((c) => restored.execute(c, 0));
     assert.deepEqual((await inline.createPrimary(RH.OWNER, srkTemplate())).outPublic, made.outPublic);
   });
 
   test('a damaged snapshot is refused with a clear error', () => {
-    assert.throws(() => Tpm2VtpmModel.restore(recorder().persist, Buffer.from('{"format":"x"}\n{}')), /running state/);
+    assert.throws(() => Tpm2VtpmModel.restore(stateKeeper().persist, Buffer.from('{"format":"x"}\n{}')), /running state/);
   });
 });

@@ -22,7 +22,8 @@ import { deriveRsa, deriveRsaAsync, generateRsa, type RsaKey } from '../crypto/r
 import type { SeededStream } from '../crypto/drbg.ts';
 import type { RsaKeyPool } from '../crypto/rsa-key-pool.ts';
 import type { TpmObject } from './objects/model.ts';
-import { decodeRunningState, encodeRunningState } from './state/running-state.ts';
+import { decodeRunningState, encodeRunningHead, encodeRunningState, type RunningState } from './state/running-state.ts';
+import { DeltaWriter } from '../state-delta.ts';
 import { NO_POLICY, deserializeNv, manufacture, serializeNv, type AuthPolicy, type HierarchyEnables, type NvState } from './state/nv-state.ts';
 
 export interface Tpm2Options {
@@ -100,6 +101,8 @@ export class Tpm2Engine {
   private nvDirty = false;
   /** NV as the last commit serialized it (snapshots reuse it). */
   private nvBytes: Buffer | undefined;
+  /** The parts of the running state last handed over (handOver), which the next change is made against. */
+  private handedOver: { readonly head: Buffer; readonly nv: Buffer; readonly pcrs: PcrBanks } | undefined;
   private readonly store: StateStore;
   private readonly onInternalError: (e: unknown) => void;
 
@@ -271,24 +274,55 @@ export class Tpm2Engine {
    * its host process unseen by its guest (see state/running-state.ts for what is left out).
    */
   snapshot(): Buffer {
-    return encodeRunningState(
-      {
-        started: this.started,
-        orderlyStart: this.orderlyStart,
-        pcrUpdateCounter: this.pcrs.updateCounter,
-        enables: { ...this.enables },
-        platformAuth: this.platformAuth,
-        platformPolicy: this.platformPolicy,
-        nullSeed: this.nullSeed,
-        nullProof: this.nullProof,
-        auditDigest: this.nv.audit.savedDigest(),
-        contextSequence: this.contextSequence,
-      },
-      (w) => this.pcrs.writeAll(w),
-      // NV changes far less often than PCRs: reuse what the last commit serialized.
-      this.nvDirty || !this.nvBytes ? (this.nvBytes = serializeNv(this.nv)) : this.nvBytes,
-      this.pcrs.encodedSize,
-    );
+    const nv = this.currentNvBytes();
+    return this.image(encodeRunningHead(this.runningState(), nv.length), nv);
+  }
+
+  /**
+   * The running state for whoever keeps it (a vTPM's PSS): as a change (state-delta.ts) to the
+   * state last handed over or resumed from, or whole when there is none or its layout moved (a
+   * field changed length). Either way what it describes becomes the state handed over. A change
+   * costs what changed — the head (tens of bytes), NV only when written, the PCRs extended — not
+   * building and comparing the whole image, which is most of a durable PCR_Extend's work.
+   */
+  handOver(): { readonly delta: Buffer } | { readonly image: Buffer } {
+    const nv = this.currentNvBytes();
+    const head = encodeRunningHead(this.runningState(), nv.length);
+    const before = this.handedOver;
+    this.handedOver = { head, nv, pcrs: this.pcrs };
+    if (!before || before.pcrs !== this.pcrs || before.head.length !== head.length || before.nv.length !== nv.length) {
+      this.pcrs.forgetChanges();
+      return { image: this.image(head, nv) };
+    }
+    const w = new DeltaWriter(head.length + nv.length + this.pcrs.encodedSize).diff(0, before.head, head);
+    if (nv !== before.nv) w.diff(head.length, before.nv, nv);
+    this.pcrs.takeChanges(w, head.length + nv.length);
+    return { delta: w.finish() };
+  }
+
+  private image(head: Buffer, nv: Buffer): Buffer {
+    return encodeRunningState(head, nv, (w) => this.pcrs.writeAll(w), this.pcrs.encodedSize);
+  }
+
+  /** NV as the last commit serialized it, or serialized now when it changed since. */
+  private currentNvBytes(): Buffer {
+    // NV changes far less often than PCRs: reuse what the last commit serialized.
+    return this.nvDirty || !this.nvBytes ? (this.nvBytes = serializeNv(this.nv)) : this.nvBytes;
+  }
+
+  private runningState(): RunningState {
+    return {
+      started: this.started,
+      orderlyStart: this.orderlyStart,
+      pcrUpdateCounter: this.pcrs.updateCounter,
+      enables: { ...this.enables },
+      platformAuth: this.platformAuth,
+      platformPolicy: this.platformPolicy,
+      nullSeed: this.nullSeed,
+      nullProof: this.nullProof,
+      auditDigest: this.nv.audit.savedDigest(),
+      contextSequence: this.contextSequence,
+    };
   }
 
   /** Continues from a snapshot as though power had never been lost; NV goes to this engine's store. */
@@ -315,6 +349,11 @@ export class Tpm2Engine {
     this.nv.audit.restoreDigest(state.auditDigest);
     this.contextSequence = state.contextSequence;
     this.commitNv();
+    // What was resumed from counts as handed over, so the next hand-over is a change to it, if
+    // this engine writes it back byte for byte (else the next one is whole).
+    this.handedOver = undefined;
+    const again = this.handOver();
+    if (!('image' in again && again.image.equals(snapshot))) this.handedOver = undefined;
   }
 
   /** The primary seed of a hierarchy (TPM_RH_OWNER, _ENDORSEMENT, _PLATFORM or _NULL). */

@@ -3,6 +3,7 @@ import { HASH_ALGS, digest, digestSize, hashAlg } from '../../crypto/hash.ts';
 import { isSelected, type PcrSelection } from '../types/pcr.ts';
 import { pcrAttributes } from './pcr-attributes.ts';
 import type { Reader, Writer } from '../../wire/buffer.ts';
+import type { DeltaWriter } from '../../state-delta.ts';
 
 /** One bank: the PCR values of one hash algorithm, allocated PCRs only. */
 interface Bank {
@@ -16,6 +17,9 @@ interface Bank {
   readonly values: readonly Buffer[];
   /** old value || new digest, hashed in one native call per extend. */
   readonly scratch: Buffer;
+  /** The PCRs written since the last takeChanges(), as a range [low, high); empty when low >= high. */
+  low: number;
+  high: number;
 }
 
 /** The allocation of each implemented bank: a bitmap of allocated PCRs per algorithm. */
@@ -34,7 +38,9 @@ export function fullAllocation(pcrCount: number): PcrAllocation {
 
 /**
  * The PCR banks of one engine. An extend hashes into a scratch buffer and copies the result into
- * place; a value handed out (`value`) is a view that later extends change.
+ * place; a value handed out (`value`) is a view that later extends change, and is only read.
+ * Every write goes through `touch`, so that a hand-over of the running state carries the written
+ * PCRs alone (takeChanges).
  */
 export class PcrBanks {
   private readonly banks: Bank[] = [];
@@ -54,14 +60,47 @@ export class PcrBanks {
         data,
         values: Array.from({ length: pcrCount }, (_, p) => data.subarray(p * h.size, (p + 1) * h.size)),
         scratch: Buffer.alloc(2 * h.size),
+        low: 0,
+        high: pcrCount,
       };
       this.banks.push(bank);
       this.byAlg.set(h.alg, bank);
     }
   }
 
+  private touch(b: Bank, low: number, high = low + 1): void {
+    if (low < b.low) b.low = low;
+    if (high > b.high) b.high = high;
+  }
+
+  private touchAll(): void {
+    for (const b of this.banks) this.touch(b, 0, this.pcrCount);
+  }
+
+  /**
+   * Puts the PCRs written since the last call into `w`, as the bytes writeAll wrote at `at` hold
+   * them, and forgets them: what a hand-over of the running state adds for the PCRs.
+   */
+  takeChanges(w: DeltaWriter, at: number): void {
+    let bankAt = at + 1;
+    for (const b of this.banks) {
+      if (b.low < b.high) w.put(bankAt + 4 + b.low * b.size, b.data, b.low * b.size, b.high * b.size);
+      bankAt += 4 + b.data.length;
+    }
+    this.forgetChanges();
+  }
+
+  /** Forgets which PCRs were written: a whole image was handed over. */
+  forgetChanges(): void {
+    for (const b of this.banks) {
+      b.low = this.pcrCount;
+      b.high = 0;
+    }
+  }
+
   /** Sets every PCR to its power-on value (zeros; ones for the D-RTM PCRs). */
   initialize(keep?: (pcr: number) => boolean): void {
+    this.touchAll();
     for (const b of this.banks) {
       for (let p = 0; p < this.pcrCount; p++) {
         if (keep?.(p)) continue;
@@ -72,7 +111,10 @@ export class PcrBanks {
 
   /** Writes the startup locality into the last byte of PCR 0 in every bank. */
   markStartupLocality(locality: number): void {
-    for (const b of this.banks) b.values[0]![b.size - 1] = locality;
+    for (const b of this.banks) {
+      b.values[0]![b.size - 1] = locality;
+      this.touch(b, 0);
+    }
   }
 
   isAllocated(alg: number, pcr: number): boolean {
@@ -123,6 +165,7 @@ export class PcrBanks {
     const b = this.byAlg.get(alg);
     if (!b || !isSelected(b.allocated, pcr)) return;
     const v = b.values[pcr]!;
+    this.touch(b, pcr);
     v.copy(b.scratch, 0);
     b.scratch.set(d, b.size);
     v.set(hash(b.name, b.scratch, 'buffer'));
@@ -130,11 +173,19 @@ export class PcrBanks {
 
   /** Extends every allocated bank of a PCR with the digest of `data` in that bank's algorithm. */
   extendData(pcr: number, data: Uint8Array): void {
-    for (const b of this.banks) if (isSelected(b.allocated, pcr)) b.values[pcr]!.set(digest(b.alg, b.values[pcr]!, digest(b.alg, data)));
+    for (const b of this.banks) {
+      if (!isSelected(b.allocated, pcr)) continue;
+      this.touch(b, pcr);
+      b.values[pcr]!.set(digest(b.alg, b.values[pcr]!, digest(b.alg, data)));
+    }
   }
 
   reset(pcr: number): void {
-    for (const b of this.banks) if (isSelected(b.allocated, pcr)) b.values[pcr]!.fill(0);
+    for (const b of this.banks) {
+      if (!isSelected(b.allocated, pcr)) continue;
+      this.touch(b, pcr);
+      b.values[pcr]!.fill(0);
+    }
   }
 
   noteChanged(pcr: number): void {
@@ -168,6 +219,7 @@ export class PcrBanks {
 
   /** Restores what writeAll wrote; a bank or count this engine does not have is a RangeError. */
   readAll(r: Reader): void {
+    this.touchAll();
     const n = r.u8();
     for (let i = 0; i < n; i++) {
       const b = this.byAlg.get(r.u16());

@@ -39,12 +39,23 @@ export class RunningStateError extends Error {
 const FLAG = { started: 1, orderlyStart: 2, ph: 4, sh: 8, eh: 16, phNV: 32 } as const;
 
 /**
- * The record: header, running state, the NV blob, then the PCR values (`pcrBytes` of them,
- * written by `writePcrs`). Sized up front and returned without a copy: it is made after every
- * state-changing command.
+ * The record: `head` (encodeRunningHead), the NV blob, then the PCR values (`pcrBytes` of them,
+ * written by `writePcrs`). Sized up front and returned without a copy: it is made after state
+ * changes.
  */
-export function encodeRunningState(s: RunningState, writePcrs: (w: Writer) => void, nv: Buffer, pcrBytes: number): Buffer {
-  const w = new Writer(HEADER_ROOM + s.platformAuth.length + s.platformPolicy.digest.length + s.nullSeed.length + s.nullProof.length + nv.length + pcrBytes);
+export function encodeRunningState(head: Buffer, nv: Buffer, writePcrs: (w: Writer) => void, pcrBytes: number): Buffer {
+  const w = new Writer(head.length + nv.length + pcrBytes);
+  w.bytes(head).bytes(nv);
+  writePcrs(w);
+  return w.finish();
+}
+
+/**
+ * Everything before the NV blob: the header, the running state and the NV blob's length. Its own
+ * buffer, so that a change since the last hand-over compares it alone (Tpm2Engine.handOver).
+ */
+export function encodeRunningHead(s: RunningState, nvLength: number): Buffer {
+  const w = new Writer(HEADER_ROOM + s.platformAuth.length + s.platformPolicy.digest.length + s.nullSeed.length + s.nullProof.length);
   w.u32(MAGIC).u8(RUNNING_VERSION);
   const e = s.enables;
   w.u8((s.started ? FLAG.started : 0) | (s.orderlyStart ? FLAG.orderlyStart : 0) | (e.ph ? FLAG.ph : 0) | (e.sh ? FLAG.sh : 0) | (e.eh ? FLAG.eh : 0) | (e.phNV ? FLAG.phNV : 0));
@@ -57,8 +68,7 @@ export function encodeRunningState(s: RunningState, writePcrs: (w: Writer) => vo
   sized(w, Buffer.from(s.auditDigest.digest, 'hex'));
   w.u32(s.auditDigest.resetCount);
   w.u64(s.contextSequence);
-  w.u32(nv.length).bytes(nv);
-  writePcrs(w);
+  w.u32(nvLength);
   return w.finish();
 }
 

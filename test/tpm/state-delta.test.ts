@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { applyDelta, encodeDelta } from '../../src/pss/delta.ts';
+import { applyDelta, encodeDelta } from '../../src/tpm/state-delta.ts';
 
 describe('NVM deltas', () => {
   test('applying a delta to the image it was made against gives the new image', () => {
