@@ -55,7 +55,7 @@ import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { bufferedEntropy, systemEntropy, type EntropySource } from '../tpm/crypto/random.ts';
 import { MAX_MEASUREMENT_BYTES, MAX_VM_ID_BYTES, NONCE_BYTES } from './blob.ts';
 import { BlobSealer, type EncodedRecord, type SealThreadMode } from './blob-sealer.ts';
-import { encodeDelta, patchInPlace, type StateChange } from '../tpm/state-delta.ts';
+import { encodeDelta, handedId, patchInPlace, type StateChange } from '../tpm/state-delta.ts';
 import { PssError, PssViolation, type PssCondition } from './errors.ts';
 import { establish, MAX_UNCONFIRMED_COMMITS, type Established } from './establish.ts';
 import { GroupCommit, type Written } from './group-commit.ts';
@@ -192,10 +192,19 @@ const MAX_CHAIN = 64;
 /** An image the PSS holds, what the model handed over for it, and whether the PSS may patch it as is. */
 interface HeldImage {
   image: Buffer;
-  /** The image or StateChange the model handed over for it (or the image load returned). */
+  /** What the model handed over for it (handedId), or the image load returned. */
   handed: object;
   /** Someone else may read it (the model that handed it over, a seal not yet made): patch a copy. */
   shared: boolean;
+}
+
+/** A batched save's image, until its window seals it. */
+interface WaitingImage {
+  measurement: Uint8Array;
+  image: Buffer;
+  handed: object;
+  /** Made by the PSS, so later batched changes may patch it in place. */
+  own: boolean;
 }
 
 export function defaultBindPcrs(): number[] {
@@ -215,7 +224,7 @@ export class ProtectedStorage {
   /** The latest image of each VM the PSS sealed or loaded since it last released it: what deltas are made against. */
   private readonly images = new Map<string, HeldImage>();
   /** Batched saves' newest images, not sealed yet (see the module comment). */
-  private readonly waitingImages = new Map<string, { measurement: Uint8Array; image: Buffer; handed: object }>();
+  private readonly waitingImages = new Map<string, WaitingImage>();
   /** Every committed record, as a span and digest; `aggregate` is the XOR of the digests, as the head holds it. */
   private readonly stored = new Map<string, StoredRef>();
   private aggregate: Buffer;
@@ -310,17 +319,36 @@ export class ProtectedStorage {
       this.waitingImages.delete(vmId);
       return this.committer.submit(vmId, this.seal(state, vmId, measurement, nvm));
     }
-    this.waitingImages.set(vmId, { measurement, image: wholeImage(nvm), handed: nvm });
+    this.wait(vmId, measurement, nvm);
     // A failed commit is recorded in `failure` and reported by the next operation.
     this.committer.defer(vmId, waitingImageChange(vmId));
     return Promise.resolve();
   }
 
   /**
+   * Holds a batched save's image until its window: a change patched into the image waiting (or a
+   * copy of the one held) where it follows that, so that a vTPM saving faster than windows land
+   * neither builds nor copies its whole image per command.
+   */
+  private wait(vmId: string, measurement: Uint8Array, nvm: Uint8Array | StateChange): void {
+    const waiting = this.waitingImages.get(vmId);
+    const base = waiting ?? this.images.get(vmId);
+    const handed = handedId(nvm);
+    if (base && !(nvm instanceof Uint8Array) && base.handed === nvm.after) {
+      const image = waiting?.own ? waiting.image : Buffer.from(base.image);
+      if (patchInPlace(image, nvm.delta)) {
+        this.waitingImages.set(vmId, { measurement, image, handed, own: true });
+        return;
+      }
+    }
+    this.waitingImages.set(vmId, { measurement, image: wholeImage(nvm), handed, own: !(nvm instanceof Uint8Array) });
+  }
+
+  /**
    * Seals `nvm` as `vmId`'s next version: a delta against its last sealed image where one will do.
    * `handed` is what the model handed over for it, when not `nvm` itself.
    */
-  private seal(state: Established, vmId: string, measurement: Uint8Array, nvm: Uint8Array | StateChange, handed: object = nvm): Change {
+  private seal(state: Established, vmId: string, measurement: Uint8Array, nvm: Uint8Array | StateChange, handed = handedId(nvm)): Change {
     const prev = this.current(vmId);
     const version = (prev?.version ?? 0) + 1;
     const nonce = this.entropy(NONCE_BYTES);
@@ -450,7 +478,8 @@ export class ProtectedStorage {
         // State of an earlier model an upgrade authorized: checked as that model's; its next save is the new model's.
         const expected = earlier.some((m) => record.measurement.equals(m)) ? record.measurement : Buffer.from(measurement);
         const nvm = verifyRestore({ blobKey: state.blobKey, pssId: state.pssId, vmId, measurement: expected, record, blobs });
-        this.images.set(vmId, { image: Buffer.from(nvm), handed: nvm, shared: false });
+        // The very buffer returned: what the model resumes from and names as the state its first change follows.
+        this.images.set(vmId, { image: nvm, handed: nvm, shared: true });
         if (onDiskOnly) this.latest.set(vmId, record);
         return nvm;
       } catch (e) {

@@ -132,8 +132,15 @@ export function applyDelta(base: Uint8Array, delta: Uint8Array): Buffer | undefi
  * (the engine runs on afterwards).
  */
 export interface StateChange {
-  /** What this change follows: the image or change handed over before it, or the image resumed from. */
+  /** The state this change follows: the `id` of the change before it, or the whole image handed over or resumed from. */
   readonly after: object;
+  /** What the next change names as `after`: an identity alone, so that keeping it keeps no bytes. */
+  readonly id: object;
   readonly delta: Buffer;
   image(): Buffer;
+}
+
+/** What a change or a whole image handed over is known by, for the change after it. */
+export function handedId(state: Uint8Array | StateChange): object {
+  return state instanceof Uint8Array ? state : state.id;
 }

@@ -107,8 +107,9 @@ export abstract class PersistedModel implements TpmDevice {
     const e = this.engine;
     const h = e.handOver?.() ?? { image: e.snapshot() };
     if ('image' in h || !this.handed) return (this.handed = 'image' in h ? h.image : e.snapshot());
-    const change: StateChange = { after: this.handed, delta: h.delta, image: () => e.snapshot() };
-    return (this.handed = change);
+    const change: StateChange = { after: this.handed, id: {}, delta: h.delta, image: () => e.snapshot() };
+    this.handed = change.id;
+    return change;
   }
 
   /** The model continues from `snapshot`, which its engine resumed from. */

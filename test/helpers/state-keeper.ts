@@ -4,7 +4,7 @@
  * and the model's whole image when it hands a change to a state this keeper never got.
  */
 import assert from 'node:assert/strict';
-import { patchInPlace, type StateChange } from '../../src/tpm/state-delta.ts';
+import { handedId, patchInPlace, type StateChange } from '../../src/tpm/state-delta.ts';
 import type { Persist } from '../../src/vtpm/persisted-model.ts';
 
 export interface StateKeeper {
@@ -28,7 +28,7 @@ export function stateKeeper(): StateKeeper {
       assert.ok(held.equals(s.image()), 'the change does not give the model its state');
       changes++;
     } else held = Buffer.from(s.image());
-    handed = s;
+    handed = handedId(s);
     saved.push(Buffer.from(held));
   };
   return { persist, saved, changes: () => changes, last: () => saved[saved.length - 1]! };

@@ -5,7 +5,7 @@ import { COMMANDS } from './commands/index.ts';
 import { compileTable, dispatch, type CompiledCommand } from './dispatcher.ts';
 import { RC, TpmError } from './rc.ts';
 import { CLOCK_UPDATE_INTERVAL, MAX_COMMAND_SIZE, MAX_RESPONSE_SIZE } from './limits.ts';
-import { Writer } from '../wire/buffer.ts';
+import { detached, Writer } from '../wire/buffer.ts';
 import { TpmClock } from './state/clock.ts';
 import { PcrBanks } from './state/pcr-banks.ts';
 import { ObjectSlots, type TransientObject } from './state/objects.ts';
@@ -102,7 +102,7 @@ export class Tpm2Engine {
   /** NV as the last commit serialized it (snapshots reuse it). */
   private nvBytes: Buffer | undefined;
   /** The parts of the running state last handed over (handOver), which the next change is made against. */
-  private handedOver: { readonly head: Buffer; readonly nv: Buffer; readonly pcrs: PcrBanks } | undefined;
+  private handedOver: { readonly head: Buffer; nv: Buffer; readonly pcrs: PcrBanks } | undefined;
   private readonly store: StateStore;
   private readonly onInternalError: (e: unknown) => void;
 
@@ -289,15 +289,19 @@ export class Tpm2Engine {
     const nv = this.currentNvBytes();
     const head = encodeRunningHead(this.runningState(), nv.length);
     const before = this.handedOver;
-    this.handedOver = { head, nv, pcrs: this.pcrs };
     if (!before || before.pcrs !== this.pcrs || before.head.length !== head.length || before.nv.length !== nv.length) {
+      // Kept for the engine's life, and updated in place from then on.
+      this.handedOver = { head: detached(head), nv, pcrs: this.pcrs };
       this.pcrs.forgetChanges();
       return { image: this.image(head, nv) };
     }
     const w = new DeltaWriter(head.length + nv.length + this.pcrs.encodedSize).diff(0, before.head, head);
     if (nv !== before.nv) w.diff(head.length, before.nv, nv);
     this.pcrs.takeChanges(w, head.length + nv.length);
-    return { delta: w.finish() };
+    const delta = w.finish();
+    before.head.set(head);
+    before.nv = nv;
+    return { delta };
   }
 
   private image(head: Buffer, nv: Buffer): Buffer {
