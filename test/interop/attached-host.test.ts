@@ -566,4 +566,58 @@ describe('vtpmd serve attached to a host TPM (swtpm)', { skip }, () => {
     assert.deepEqual([refused.status, refused.pss], ['degraded', 'refusing every vTPM (tcb-changed)'], 'going back needs staging from the new code');
     await stop();
   });
+  test('a firmware update staged with the event log of its boot opens the VMs after the reboot into it; an unstaged one is refused', async () => {
+    const chain = join(work.path, 'vtpmd-boot-chain');
+    /** A reboot into `firmware`: its events extended into the host TPM, logged as firmware logs them. */
+    const bootInto = async (firmware: string): Promise<string> => {
+      await host.stop();
+      await host.start();
+      const log = new EventLogBuilder([ALG.SHA256]);
+      for (const e of [
+        log.measure(0, EV.POST_CODE, Buffer.from(firmware)),
+        log.measure(4, EV.EFI_ACTION, Buffer.from('Calling EFI Application from Boot Option')),
+        log.measure(7, EV.SEPARATOR, Buffer.alloc(4)),
+      ]) {
+        await tool(host.tcti, 'tpm2_pcrextend', [`${e.pcrIndex}:sha256=${e.digests[0]!.digest.toString('hex')}`]);
+      }
+      const file = files(`${firmware.replace(/\W+/g, '-')}.log`);
+      writeFileSync(file, log.encode());
+      return file;
+    };
+    const start = (log: string) => startDaemon(chain, ['--host-tpm', host.tcti, '--ek-ca', ekCa, '--host-event-log', log]);
+    const pcr16 = async () => parsePcrRead(await tool(tcti((JSON.parse((await cli(chain, ['vm', 'show', 'fw'])).stdout) as { endpoints: { swtpm: { data: string } } })), 'tpm2_pcrread', ['sha256:16'])).get('sha256')!.get(16);
+
+    daemon = await start(await bootInto('lab firmware 1.0'));
+    assert.equal((await cli(chain, ['vm', 'create', 'fw'])).code, 0);
+    const t = tcti((JSON.parse((await cli(chain, ['vm', 'show', 'fw'])).stdout) as { endpoints: { swtpm: { data: string } } }));
+    await tool(t, 'tpm2_pcrextend', [`16:sha256=${'ab'.repeat(32)}`]);
+    const before = await pcr16();
+
+    // The new firmware's log, as a boot of it on a test host left it: only PCR 0 differs.
+    const updated = new EventLogBuilder([ALG.SHA256]);
+    updated.measure(0, EV.POST_CODE, Buffer.from('lab firmware 2.0'));
+    updated.measure(4, EV.EFI_ACTION, Buffer.from('Calling EFI Application from Boot Option'));
+    updated.measure(7, EV.SEPARATOR, Buffer.alloc(4));
+    writeFileSync(files('firmware-2.0-test-boot.log'), updated.encode());
+    const staged = await cli(chain, ['upgrade', 'stage', '--boot-log', files('firmware-2.0-test-boot.log')]);
+    assert.equal(staged.code, 0, staged.stderr);
+    const plan = JSON.parse(staged.stdout) as { pcrs: Record<string, string> };
+    assert.deepEqual(Object.keys(plan.pcrs), ['0'], 'the firmware changes PCR 0 alone');
+    await stop();
+
+    daemon = await start(await bootInto('lab firmware 2.0'));
+    const health = JSON.parse((await http(new URL(daemon.api).pathname, 'GET', '/health')).body);
+    assert.deepEqual([health.status, health.upgradeStagedAt], ['ok', undefined]);
+    assert.equal(await pcr16(), before, 'the vTPM kept its PCR 16 across the firmware update');
+    const creds = await cli(chain, ['vm', 'credentials', 'fw', '--out', files('creds-fw')]);
+    assert.equal(creds.code, 0, `the VMCA approved the new firmware's configuration at staging: ${creds.stderr}`);
+    await stop();
+    // Read once vtpmd let go of the TPM's one connection.
+    assert.deepEqual(await host.pcrs([0]), [plan.pcrs['0']], 'PCR 0 holds what staging read from the log');
+
+    daemon = await start(await bootInto('lab firmware 3.0, never staged'));
+    const refused = JSON.parse((await http(new URL(daemon.api).pathname, 'GET', '/health')).body);
+    assert.deepEqual([refused.status, refused.pss], ['degraded', 'refusing every vTPM (tcb-changed)']);
+    await stop();
+  });
 });
