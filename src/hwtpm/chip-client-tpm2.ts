@@ -2,6 +2,13 @@
  * The chip client over the TPM 2.0 personality. Keys live under the SRK at 0x81000001; PCR
  * bindings are PolicyPCR over the SHA-256 bank; counters are NV counter indices in the owner's
  * range; quotes and certifications are signed by a restricted ECDSA P-256 key.
+ *
+ * On a discrete TPM the bus can be read by whoever can touch the board, so no secret crosses it
+ * in the clear where that is what protects: a secret being sealed, and one unsealed — the PSS's
+ * storage key and the key-binding key, which a sniffed bus would give away at every start —
+ * travel encrypted by a session salted to the SRK (AES-128-CFB parameter encryption), and so
+ * does a counter's key when its index is defined. Increments still send it as a password
+ * (incrementCounter says why).
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import { Reader, Writer } from '../tpm/wire/buffer.ts';
@@ -11,14 +18,14 @@ import { ecdsaSignatureDer } from '../tpm/crypto/ecdsa-der.ts';
 import { ensurePersistent } from './tpm2-provisioning.ts';
 import { attest, type Attest } from '../tpm/tpm2/types/attest.ts';
 import { privateBuf } from '../tpm/tpm2/types/creation.ts';
-import { NT, NV_ATTR } from '../tpm/tpm2/types/nv.ts';
+import { NT, NV_ATTR, nvName } from '../tpm/tpm2/types/nv.ts';
 import { public2b, type Public } from '../tpm/tpm2/types/public.ts';
 import type { Signature } from '../tpm/tpm2/types/signature.ts';
 import { publicKeyOf } from '../tpm/tpm2/objects/model.ts';
 import { decode } from '../tpm/wire/codec.ts';
 import { tpm2Turn, type HostTpm } from './host-tpm.ts';
 import { ChipRefusal, expectedPcrValues, pcrHashOf, type Attestation, type ChipClient, type ChipKey, type KeyCertification, type Quote, type SignatureScheme } from './chip-client.ts';
-import { Tpm2Client, Tpm2CommandError, pcrSelection, type Authorization } from './tpm2-client.ts';
+import { Tpm2Client, Tpm2CommandError, pcrSelection, type Authorization, type HmacSession, type SaltKey } from './tpm2-client.ts';
 import { HANDLES, eccSigningTemplate, sealedTemplate, srkTemplate } from './tpm2-templates.ts';
 
 const BLOB_MAGIC = 0x5632; // "V2"
@@ -41,6 +48,8 @@ export class Tpm2ChipClient implements ChipClient {
 
   /** Who reads each counter (its attributes say), so that a commit's increment costs no NV_ReadPublic. */
   private readonly counterReaders = new Map<number, number>();
+  /** The SRK as sessions are salted to it, read from the chip once. */
+  private srk: (SaltKey & { readonly name: Buffer }) | undefined;
 
   constructor(readonly chip: HostTpm) {}
 
@@ -68,14 +77,25 @@ export class Tpm2ChipClient implements ChipClient {
   seal(secret: Uint8Array, pcrs: readonly number[], expected?: ReadonlyMap<number, Buffer>): Promise<Buffer> {
     return this.turn(async (tpm) => {
       const policy = await pcrPolicy(tpm, pcrs, expected && pcrHashOf('sha256', ...expectedPcrValues('sha256', pcrs, expected).values));
-      const { outPrivate, outPublic } = await tpm.create(HANDLES.SRK, sealedTemplate(policy), { data: Buffer.from(secret) });
+      const srk = await this.srkOf(tpm);
+      const { outPrivate, outPublic } = await withSession(tpm, srk, (session) =>
+        tpm.create(HANDLES.SRK, sealedTemplate(policy), { data: Buffer.from(secret), parentAuth: { hmacSession: session, authValue: EMPTY, names: [srk.name], decrypt: true } }),
+      );
       return encodeBlob({ kind: KIND.sealed, pcrs: [...pcrs], inPrivate: outPrivate, inPublic: outPublic });
     });
   }
 
   unseal(blob: Buffer): Promise<Buffer> {
     const b = decodeBlob(blob, KIND.sealed);
-    return this.turn((tpm) => withLoaded(tpm, b, (handle) => withPcrSession(tpm, b.pcrs, (auth) => tpm.unseal(handle, auth))));
+    return this.turn(async (tpm) => {
+      const srk = await this.srkOf(tpm);
+      return withLoaded(tpm, b, (handle, name) =>
+        withPcrSession(tpm, b.pcrs, (auth) =>
+          // The policy session authorizes; a second, salted one has the TPM encrypt the secret.
+          withSession(tpm, srk, async (session) => (await tpm.call(CC.Unseal, [handle], [auth, { hmacSession: session, authValue: EMPTY, names: [name], encrypt: true }])).params.outData as Buffer),
+        ),
+      );
+    });
   }
 
   createSigningKey(pcrs: readonly number[]): Promise<ChipKey> {
@@ -136,21 +156,27 @@ export class Tpm2ChipClient implements ChipClient {
       const taken = await definedIndices(tpm, COUNTER_BASE, COUNTER_LIMIT);
       let id = COUNTER_BASE;
       while (taken.has(id)) if (++id > COUNTER_LIMIT) throw counterRoomRefusal('every NV index of the range is in use');
-      try {
-        await tpm.nvDefineSpace(RH.OWNER, {
-          nvIndex: id,
-          nameAlg: ALG.SHA256,
-          // With a key, only its holder increments it; its value is no secret, so the owner reads it.
-          attributes: NV_ATTR.AUTHWRITE | (auth ? NV_ATTR.OWNERREAD : NV_ATTR.AUTHREAD) | NV_ATTR.NO_DA | (NT.COUNTER << 4),
-          authPolicy: Buffer.alloc(0),
-          dataSize: 8,
-        }, { indexAuth: counterAuth(auth) });
-      } catch (e) {
-        if (e instanceof Tpm2CommandError && e.rc === RC.NV_SPACE) throw counterRoomRefusal('its NV memory is full (TPM_RC_NV_SPACE)');
-        throw e;
-      }
-      // A TPM 2.0 counter has no value until its first increment.
-      await tpm.nvIncrement(id, id, counterPassword(auth));
+      const publicInfo = {
+        nvIndex: id,
+        nameAlg: ALG.SHA256,
+        // With a key, only its holder increments it; its value is no secret, so the owner reads it.
+        attributes: NV_ATTR.AUTHWRITE | (auth ? NV_ATTR.OWNERREAD : NV_ATTR.AUTHREAD) | NV_ATTR.NO_DA | (NT.COUNTER << 4),
+        authPolicy: Buffer.alloc(0),
+        dataSize: 8,
+      };
+      const srk = await this.srkOf(tpm);
+      await withSession(tpm, srk, async (session) => {
+        try {
+          // The key goes in as the index's authValue, encrypted.
+          await tpm.nvDefineSpace(RH.OWNER, publicInfo, { indexAuth: counterAuth(auth), auth: { hmacSession: session, authValue: tpm.hierarchyAuthValue(RH.OWNER), names: [handleName(RH.OWNER)], decrypt: true } });
+        } catch (e) {
+          if (e instanceof Tpm2CommandError && e.rc === RC.NV_SPACE) throw counterRoomRefusal('its NV memory is full (TPM_RC_NV_SPACE)');
+          throw e;
+        }
+        // A TPM 2.0 counter has no value until its first increment; its Name changes with it.
+        const unwritten = nvName(publicInfo);
+        await tpm.nvIncrement(id, id, { hmacSession: session, authValue: counterAuth(auth), names: [unwritten, unwritten] });
+      });
       return { id, value: await this.readCounterValue(tpm, id) };
     });
   }
@@ -159,6 +185,12 @@ export class Tpm2ChipClient implements ChipClient {
     return this.turn((tpm) => this.readCounterValue(tpm, id));
   }
 
+  /**
+   * By password, unlike the key's definition: an HMAC session would cost every commit two more
+   * TPM commands (a lone vTPM lost a quarter of its rate), and what the counter key gives someone
+   * reading the bus — moving the counter, so that the PSS refuses its database as rolled back —
+   * is a denial of service that access to the board gives anyway.
+   */
   incrementCounter(id: number, auth?: Uint8Array): Promise<bigint> {
     return this.turn(async (tpm) => {
       await tpm.nvIncrement(id, id, counterPassword(auth));
@@ -174,6 +206,15 @@ export class Tpm2ChipClient implements ChipClient {
       this.counterReaders.set(id, reader);
     }
     return (await tpm.nvRead(reader, id, 8)).readBigUInt64BE(0);
+  }
+
+  /** The SRK's public area and Name, which salted sessions use. */
+  private async srkOf(tpm: Tpm2Client): Promise<SaltKey & { readonly name: Buffer }> {
+    if (!this.srk) {
+      const { outPublic, name } = await tpm.readPublic(HANDLES.SRK);
+      this.srk = { handle: HANDLES.SRK, public: outPublic, name };
+    }
+    return this.srk;
   }
 
   private async createKey(tpm: Tpm2Client, b: { kind: number; pcrs: number[] }, template: Public): Promise<ChipKey> {
@@ -206,14 +247,14 @@ function counterRoomRefusal(why: string): ChipRefusal {
   );
 }
 
-/** A counter's index authValue: the secret's SHA-256 digest, the largest authValue a SHA-256 index takes. */
-function counterAuth(auth: Uint8Array | undefined): Buffer {
-  return auth ? createHash('sha256').update(auth).digest() : Buffer.alloc(0);
-}
-
 /** How an increment proves it: the index authValue in a password session. */
 function counterPassword(auth: Uint8Array | undefined): { password?: Uint8Array } {
   return auth ? { password: counterAuth(auth) } : {};
+}
+
+/** A counter's index authValue: the secret's SHA-256 digest, the largest authValue a SHA-256 index takes. */
+function counterAuth(auth: Uint8Array | undefined): Buffer {
+  return auth ? createHash('sha256').update(auth).digest() : Buffer.alloc(0);
 }
 
 /** The public key a key blob carries (no chip needed). */
@@ -235,6 +276,25 @@ async function pcrPolicy(tpm: Tpm2Client, pcrs: readonly number[], pcrDigest?: B
   }
 }
 
+/** Runs `use` with an HMAC session salted to `salt`, so that it can encrypt parameters; flushed after. */
+async function withSession<T>(tpm: Tpm2Client, salt: SaltKey, use: (session: HmacSession) => Promise<T>): Promise<T> {
+  const session = await tpm.startHmacSession(salt);
+  try {
+    return await use(session);
+  } finally {
+    await tpm.flushContext(session.handle).catch(() => undefined);
+  }
+}
+
+/** The Name of a permanent handle (a hierarchy): the handle itself. */
+function handleName(handle: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(handle >>> 0);
+  return b;
+}
+
+const EMPTY = Buffer.alloc(0);
+
 async function withPcrSession<T>(tpm: Tpm2Client, pcrs: readonly number[], use: (auth: Authorization) => Promise<T>): Promise<T> {
   const session = await tpm.startPolicySession(false);
   try {
@@ -245,10 +305,10 @@ async function withPcrSession<T>(tpm: Tpm2Client, pcrs: readonly number[], use: 
   }
 }
 
-async function withLoaded<T>(tpm: Tpm2Client, b: Blob, use: (handle: number) => Promise<T>): Promise<T> {
-  const { handle } = await tpm.load(HANDLES.SRK, b.inPrivate, b.inPublic);
+async function withLoaded<T>(tpm: Tpm2Client, b: Blob, use: (handle: number, name: Buffer) => Promise<T>): Promise<T> {
+  const { handle, name } = await tpm.load(HANDLES.SRK, b.inPrivate, b.inPublic);
   try {
-    return await use(handle);
+    return await use(handle, name);
   } finally {
     await tpm.flushContext(handle);
   }

@@ -18,9 +18,12 @@
  *   encrypted or decrypted, on the way in; unsealed data, decrypted messages, ECDH secrets and
  *   EncryptDecrypt2 output on the way out. The session is swapped like the keys — ContextLoad
  *   before an operation, ContextSave after — so it holds a slot only while in use; saved, it
- *   still counts against the chip's active sessions (64), and when they run out the least
- *   recently used vTPM's session is flushed (it starts a new one when next needed). The hwSRK's
- *   public area is read from the chip the first time it is needed.
+ *   still counts against the chip's active sessions (64), so at most SAVED_SESSIONS are kept —
+ *   the rest are left to the chip's other users: the sessions that seal and unseal the PSS's
+ *   keys, the PCR policy sessions of the vMA's keys — and beyond them, or when the chip has none
+ *   left, the least recently used vTPM's session is flushed (it starts a new one when next
+ *   needed).
+ *   The hwSRK's public area is read from the chip the first time it is needed.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { tpm2Turn, type HostTpm } from '../hwtpm/host-tpm.ts';
@@ -36,6 +39,14 @@ import { objectName, publicArea, type Public, type Sensitive } from '../tpm/tpm2
 import { encode } from '../tpm/wire/codec.ts';
 import { hierarchyQn } from '../tpm/tpm2/objects/model.ts';
 import { primaryChipTemplate, type ChipCreateResult } from './chip-key-backend.ts';
+
+/**
+ * Sessions kept saved on the chip at most: the 64 active sessions a PC Client TPM has at least
+ * (TPM_PT_ACTIVE_SESSIONS_MAX; libtpms and the simulated chip have that), less room for the chip
+ * client's own (chip-client-tpm2.ts), which would otherwise find none once 64 hardware-backed
+ * vTPMs had run: staging an upgrade, or a vMA signing with a PCR-bound key, would then fail.
+ */
+const SAVED_SESSIONS = 56;
 
 /** Bytes of a chip key's authValue: a SHA-256 digest's worth. */
 const CHIP_AUTH_BYTES = 32;
@@ -240,17 +251,21 @@ export class HardwareKeyService {
 
   /** A session salted to the hwSRK; when the chip has no room for one, the least recently used vTPM's session goes. */
   private async startSession(tpm: Tpm2Client, type: number): Promise<HmacSession> {
+    while (this.sessions.size >= SAVED_SESSIONS) await this.flushLeastRecent(tpm);
     for (;;) {
       try {
         return await tpm.startHmacSession(await this.srkOf(tpm), type);
       } catch (e) {
-        const lru = this.sessions.keys().next();
-        if (!(e instanceof Tpm2CommandError && e.rc === RC.SESSION_HANDLES) || lru.done) throw e;
-        const victim = this.sessions.get(lru.value)!;
-        this.sessions.delete(lru.value);
-        await tpm.flushContext(victim.session.handle).catch(() => undefined);
+        if (!(e instanceof Tpm2CommandError && e.rc === RC.SESSION_HANDLES) || this.sessions.size === 0) throw e;
+        await this.flushLeastRecent(tpm);
       }
     }
+  }
+
+  private async flushLeastRecent(tpm: Tpm2Client): Promise<void> {
+    const [owner, victim] = this.sessions.entries().next().value!;
+    this.sessions.delete(owner);
+    await tpm.flushContext(victim.session.handle).catch(() => undefined);
   }
 
   /**

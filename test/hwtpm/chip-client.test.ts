@@ -3,12 +3,17 @@
  * must not care which one the host has.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { Chip, type Personality } from '../../src/hwtpm/chip.ts';
 import { ChipRefusal, verifyAttestation, verifySignature, type ChipClient } from '../../src/hwtpm/chip-client.ts';
 import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
 import { MemoryStateStore } from '../../src/tpm/tpm2/state/store.ts';
+import { startChip } from '../../src/hwtpm/chip-startup.ts';
+import type { HostTpm } from '../../src/hwtpm/host-tpm.ts';
+import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
+import { CC, RH } from '../../src/tpm/tpm2/constants.ts';
+import { commandCodes, tapChip } from '../helpers/hardware-vtpm.ts';
 
 const PERSONALITIES: Personality[] = ['tpm2', 'tpm12'];
 
@@ -200,5 +205,41 @@ describe('chip client over tpm2: room for counters', () => {
     assert.ok(made.length > 0 && new Set(made).size === made.length, 'each counter at an index of its own');
     assert.ok(refusal instanceof ChipRefusal && refusal.reason === 'resources', String(refusal));
     assert.match(refusal.message, /no room for another PSS counter: its NV memory is full \(TPM_RC_NV_SPACE\)\. .*0x01500000–0x015000ff; release those of state directories no longer used with tpm2_nvundefine -C o INDEX/);
+  });
+});
+
+describe('chip client over tpm2: the bus', () => {
+  test('a secret sealed or unsealed, and a counter key at its definition, cross it only encrypted; owner authorization by HMAC there', async () => {
+    const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+    await startChip(chip);
+    const owner = randomBytes(32);
+    await new Tpm2Client((c) => chip.execute(c, 0)).call(CC.HierarchyChangeAuth, [RH.OWNER], [{}], { newAuth: owner });
+    // The host's TPM as vtpmd is given it: with its owner authorization.
+    const host: HostTpm = {
+      family: 'tpm2',
+      get powered() {
+        return chip.powered;
+      },
+      hierarchyAuth: { owner },
+      powerOn: () => chip.powerOn(),
+      execute: (c, l) => chip.execute(c, l),
+      exclusive: (job, l) => chip.exclusive(job, l),
+      flush: () => chip.flush(),
+    };
+    const client = await openChipClient(host);
+    await client.takeOwnership();
+    const bus = tapChip(chip);
+    const secret = randomBytes(32);
+    const key = randomBytes(32);
+    assert.deepEqual(await client.unseal(await client.seal(secret, [16])), secret);
+    const counter = await client.createCounter(key);
+    assert.equal(await client.incrementCounter(counter.id, key), counter.value + 1n);
+    await assert.rejects(client.incrementCounter(counter.id, randomBytes(32)), 'the counter moves only with its key');
+    const codes = commandCodes(bus);
+    for (const cc of [CC.Create, CC.Unseal, CC.NV_DefineSpace]) assert.ok(codes.includes(cc), `the tap saw 0x${cc.toString(16)}`);
+    assert.ok(!bus.some((b) => b.includes(secret)), 'the sealed secret crossed the bus');
+    const definition = bus[codes.indexOf(CC.NV_DefineSpace) * 2]!;
+    assert.ok(!definition.includes(createHash('sha256').update(key).digest()), "the counter's key crossed the bus as it was defined");
+    assert.ok(!definition.includes(owner), 'the owner authorization crossed the bus with the definition');
   });
 });

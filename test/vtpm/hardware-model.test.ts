@@ -237,10 +237,21 @@ describe('hardware-backed vTPM', () => {
         digest: Buffer.alloc(32, 3),
       }) as Promise<Signature>;
     for (let i = 0; i < 70; i++) assert.equal((await sign(`vm-${i}`)).sigAlg, ALG.ECDSA);
-    assert.equal(service.savedSessions, 64, 'the chip tracks 64 active sessions');
+    assert.equal(service.savedSessions, 56, 'of the 64 active sessions the chip tracks, it leaves room for the chip\'s other users');
     assert.equal((await sign('vm-0')).sigAlg, ALG.ECDSA, 'an evicted vTPM gets a new session');
+    // Those other users meanwhile: a PSS key sealed and unsealed, and a keyed counter defined, through sessions.
+    const client = await openChipClient(chip);
+    const key = Buffer.from('the counter key');
+    const counter = await client.createCounter(key);
+    assert.equal(await client.incrementCounter(counter.id, key), counter.value + 1n);
+    assert.deepEqual(await client.unseal(await client.seal(Buffer.from('storage key'), [16])), Buffer.from('storage key'));
+    // A user that takes every session left: the service then gives up its least recent one.
     await service.forget('vm-0');
-    assert.equal(service.savedSessions, 63);
+    assert.equal(service.savedSessions, 55);
+    const hw = new Tpm2Client((c) => chip.execute(c, 0));
+    for (let i = 0; i < 9; i++) await hw.call(CC.ContextSave, [(await hw.startHmacSession()).handle], []);
+    assert.equal((await sign('vm-70')).sigAlg, ALG.ECDSA, 'with the chip full, the least recently used vTPM lost its session');
+    assert.equal(service.savedSessions, 55);
   });
 
   test("a key made by vtpmd 0.1 ('vHK1', no chip-side authValue) still opens and is used with an empty one", async () => {
