@@ -7,9 +7,9 @@
  *   node --import tsx bench/pss.ts [--seconds 3] [--vms 1,16,64,256] [--memory-chip | --swtpm-chip]
  *                                  [--nvm engine|<bytes>]
  *
- * `--nvm engine` (default) saves each engine's running-state snapshot (PCRs included, since
- * PCR_Extend changes nothing else); `--nvm 2048` skips the engine and saves a fixed-size NVM, to
- * see the PSS alone.
+ * `--nvm engine` (default) hands the PSS each engine's running state as a device model does
+ * (Tpm2Engine.handOver: what the extend changed, once the PSS holds the whole image); `--nvm
+ * 2048` skips the engine and saves a fixed-size NVM, to see the PSS alone.
  *
  * The chip is file-backed unless --memory-chip: its NV file is rewritten (fsync + rename) on
  * every counter increment, as the real part's NV write is part of each commit's cost. With
@@ -26,6 +26,7 @@ import type { HostTpm } from '../src/hwtpm/host-tpm.ts';
 import { openChipClient } from '../src/hwtpm/open-chip-client.ts';
 import { ProtectedStorage } from '../src/pss/protected-storage.ts';
 import { MemoryStateStore } from '../src/tpm/tpm2/state/store.ts';
+import { StateHandOver } from '../src/vtpm/persisted-model.ts';
 import { pcrExtendSha256 } from './lib/scenarios.ts';
 import { startedEngine } from './lib/in-process.ts';
 import { installCleanupHooks } from './lib/cleanup.ts';
@@ -74,6 +75,8 @@ async function measure(vms: number, durable: boolean): Promise<Row> {
     await client.takeOwnership();
     const pss = await ProtectedStorage.open({ dir: join(dir, 'pss'), chip: client, ...(values['max-batch'] ? { maxCommitBatch: Number(values['max-batch']) } : {}) });
     const engines = Array.from({ length: useEngine ? vms : 0 }, () => startedEngine());
+    // As a device model hands its state over: what changed, once the PSS holds the whole image.
+    const handOvers = engines.map((e) => new StateHandOver(e));
     const nvmBytes = fixedNvm?.length ?? engines[0]!.snapshot().length;
     let ops = 0;
     let running = true;
@@ -83,7 +86,7 @@ async function measure(vms: number, durable: boolean): Promise<Row> {
       const vmId = `vm-${i}`;
       while (running) {
         engine?.execute(extend, 0);
-        await pss.save(vmId, MODEL, engine?.snapshot() ?? fixedNvm!, { durable });
+        await pss.save(vmId, MODEL, handOvers[i]?.next() ?? fixedNvm!, { durable });
         ops++;
         // A non-durable save returns at once; a guest's next command arrives through I/O.
         if (!durable) await new Promise((ok) => setImmediate(ok));
@@ -114,7 +117,7 @@ for (const n of vmCounts) {
 process.stderr.write(`measuring ${vmCounts.at(-1)} VM(s), non-durable…\n`);
 rows.push(await measure(vmCounts.at(-1)!, false));
 
-console.log(`PSS: ${useEngine ? 'PCR_Extend + save of the engine snapshot' : `save of a ${fixedNvm!.length}-byte NVM`}, ${seconds} s per row, ${values['swtpm-chip'] ? 'swtpm as the host TPM' : values['memory-chip'] ? 'in-memory chip' : 'file-backed chip'}, ${cpus().length}× ${cpus()[0]?.model ?? 'unknown CPU'}`);
+console.log(`PSS: ${useEngine ? 'PCR_Extend + save of the engine state (its changes handed over)' : `save of a ${fixedNvm!.length}-byte NVM`}, ${seconds} s per row, ${values['swtpm-chip'] ? 'swtpm as the host TPM' : values['memory-chip'] ? 'in-memory chip' : 'file-backed chip'}, ${cpus().length}× ${cpus()[0]?.model ?? 'unknown CPU'}`);
 console.log('| VMs | save | ops/s | commits | saves/commit | NVM bytes |');
 console.log('|---:|---|---:|---:|---:|---:|');
 for (const r of rows) {

@@ -34,13 +34,37 @@ export class DirtyFlagStore implements StateStore {
   }
 }
 
+/**
+ * An engine's state as its keeper gets it, one hand-over after another: a change to the last
+ * where the engine can tell one (Tpm2Engine.handOver), else the whole snapshot; it remembers what
+ * it handed over last, which the next change names as what it follows.
+ */
+export class StateHandOver {
+  private handed: object | undefined;
+
+  constructor(private readonly engine: Pick<ModelEngine, 'snapshot' | 'handOver'>) {}
+
+  next(): Buffer | StateChange {
+    const e = this.engine;
+    const h = e.handOver?.() ?? { image: e.snapshot() };
+    if ('image' in h || !this.handed) return (this.handed = 'image' in h ? h.image : e.snapshot());
+    const change: StateChange = { after: this.handed, id: {}, delta: h.delta, image: () => e.snapshot() };
+    this.handed = change.id;
+    return change;
+  }
+
+  /** The engine continues from `snapshot`: the next change follows it. */
+  resumedFrom(snapshot: Buffer): void {
+    this.handed = snapshot;
+  }
+}
+
 export abstract class PersistedModel implements TpmDevice {
   abstract readonly family: 'tpm2' | 'tpm12';
   protected readonly store = new DirtyFlagStore();
   private readonly queue = new SerialQueue();
   private on = true;
-  /** What `persist` got last (or the snapshot the model was restored from): what a change follows. */
-  private handed: object | undefined;
+  private handOvers: StateHandOver | undefined;
 
   constructor(protected readonly persist: Persist) {}
 
@@ -99,22 +123,14 @@ export abstract class PersistedModel implements TpmDevice {
     });
   }
 
-  /**
-   * The state for `persist`: a change to what it got last where the engine can tell one, else the
-   * whole snapshot.
-   */
+  /** The state for `persist`: a change to what it got last where the engine can tell one, else the whole snapshot. */
   protected handOver(): Buffer | StateChange {
-    const e = this.engine;
-    const h = e.handOver?.() ?? { image: e.snapshot() };
-    if ('image' in h || !this.handed) return (this.handed = 'image' in h ? h.image : e.snapshot());
-    const change: StateChange = { after: this.handed, id: {}, delta: h.delta, image: () => e.snapshot() };
-    this.handed = change.id;
-    return change;
+    return (this.handOvers ??= new StateHandOver(this.engine)).next();
   }
 
   /** The model continues from `snapshot`, which its engine resumed from. */
   protected resumedFrom(snapshot: Buffer): void {
-    this.handed = snapshot;
+    (this.handOvers ??= new StateHandOver(this.engine)).resumedFrom(snapshot);
   }
 
   /** Every response already waited for its save; this only waits for commands in flight. */
