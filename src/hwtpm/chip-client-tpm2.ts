@@ -3,12 +3,11 @@
  * bindings are PolicyPCR over the SHA-256 bank; counters are NV counter indices in the owner's
  * range; quotes and certifications are signed by a restricted ECDSA P-256 key.
  *
- * On a discrete TPM the bus can be read by whoever can touch the board, so no secret crosses it
- * in the clear where that is what protects: a secret being sealed, and one unsealed — the PSS's
- * storage key and the key-binding key, which a sniffed bus would give away at every start —
- * travel encrypted by a session salted to the SRK (AES-128-CFB parameter encryption), and so
- * does a counter's key when its index is defined. Increments still send it as a password
- * (incrementCounter says why).
+ * On a discrete TPM whoever can touch the board can read the bus. So a secret being sealed, and
+ * one unsealed — the PSS's storage key and the key-binding key, which a read bus would give away
+ * at every start — cross it encrypted, by a session salted to the SRK (AES-128-CFB parameter
+ * encryption), and so does a counter's key when its index is defined. Increments still send that
+ * key as a password (incrementCounter says why).
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import { Reader, Writer } from '../tpm/wire/buffer.ts';
@@ -247,14 +246,14 @@ function counterRoomRefusal(why: string): ChipRefusal {
   );
 }
 
-/** How an increment proves it: the index authValue in a password session. */
-function counterPassword(auth: Uint8Array | undefined): { password?: Uint8Array } {
-  return auth ? { password: counterAuth(auth) } : {};
-}
-
 /** A counter's index authValue: the secret's SHA-256 digest, the largest authValue a SHA-256 index takes. */
 function counterAuth(auth: Uint8Array | undefined): Buffer {
   return auth ? createHash('sha256').update(auth).digest() : Buffer.alloc(0);
+}
+
+/** How an increment proves it: the index authValue in a password session. */
+function counterPassword(auth: Uint8Array | undefined): { password?: Uint8Array } {
+  return auth ? { password: counterAuth(auth) } : {};
 }
 
 /** The public key a key blob carries (no chip needed). */

@@ -22,8 +22,7 @@
  *   the rest are left to the chip's other users: the sessions that seal and unseal the PSS's
  *   keys, the PCR policy sessions of the vMA's keys — and beyond them, or when the chip has none
  *   left, the least recently used vTPM's session is flushed (it starts a new one when next
- *   needed).
- *   The hwSRK's public area is read from the chip the first time it is needed.
+ *   needed). The hwSRK's public area is read from the chip the first time it is needed.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { tpm2Turn, type HostTpm } from '../hwtpm/host-tpm.ts';
