@@ -6,6 +6,7 @@
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Reader, Writer, u32be } from '../tpm/wire/buffer.ts';
+import { processEntropy } from '../tpm/crypto/random.ts';
 import { ALG, CC, RH, SESSION_ATTR, ST, SU } from '../tpm/tpm2/constants.ts';
 import { rcName } from '../tpm/tpm2/rc.ts';
 import { SESSION_TYPE } from '../tpm/tpm2/auth/sessions.ts';
@@ -124,7 +125,7 @@ export class Tpm2Client {
     let parameters = pw.finish();
     const crypt = auths.find((a): a is Extract<Authorization, { hmacSession: HmacSession }> => 'hmacSession' in a && (a.decrypt === true || a.encrypt === true));
     // One nonceCaller per HMAC session, made up front: command encryption needs it before the cpHash.
-    const nonces = auths.map((a) => ('hmacSession' in a ? randomBytes(32) : EMPTY));
+    const nonces = auths.map((a) => ('hmacSession' in a ? processEntropy(32) : EMPTY));
     if (crypt?.decrypt) {
       if (Object.values(def.params)[0]?.sized !== true) throw new Error(`TPM2_${def.name}: its first parameter is not a TPM2B, so it cannot be encrypted`);
       const i = auths.indexOf(crypt);
@@ -152,7 +153,7 @@ export class Tpm2Client {
           w.u32(a.hmacSession.handle).u16(nonceCaller.length).bytes(nonceCaller).u8(attributes).u16(hmac.length).bytes(hmac);
           hmacs.push({ session: a.hmacSession, key, nonceCaller });
         } else if ('policySession' in a) {
-          const nonce = randomBytes(16);
+          const nonce = processEntropy(16);
           w.u32(a.policySession).u16(nonce.length).bytes(nonce).u8(0).u16(0);
         } else {
           const password = bytes(a.password ?? EMPTY);

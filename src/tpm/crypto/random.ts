@@ -28,6 +28,14 @@ export function bufferedEntropy(source: EntropySource = systemEntropy, chunk = 4
 }
 
 /**
+ * The process's CSPRNG reads, shared: what TPM engines and clients draw by default. A session
+ * command takes a fresh nonce on each side, and one read of the system's generator per nonce cost
+ * a fifth of an HMAC-authorized command in the engine; one pool for the process, not one per
+ * engine, keeps a thousand loaded vTPMs from holding 4 KB each.
+ */
+export const processEntropy: EntropySource = bufferedEntropy();
+
+/**
  * The TPM's random number generator: entropy from the injected source, with StirRandom input
  * mixed into an HMAC-SHA256 key whose output stream is XORed over it. Stirring can only add
  * unpredictability, and a test that pins the source gets reproducible output.
@@ -36,7 +44,7 @@ export class TpmRandom {
   private key: Buffer | null = null;
   private counter = 0;
 
-  constructor(private readonly entropy: EntropySource = systemEntropy) {}
+  constructor(private readonly entropy: EntropySource = processEntropy) {}
 
   bytes(n: number): Buffer {
     const out = this.entropy(n);
