@@ -16,20 +16,22 @@ import { exec, newEngine, ok, startedEngine } from '../helpers/tpm2-engine.ts';
 const IX = 0x01500010;
 const COUNTER = 0x01500011;
 
-const changeAuth = (h: number, auth: string) => buildCommand({ cc: CC.HierarchyChangeAuth, handles: [h], sessions: [pw(h === RH.PLATFORM ? platformAuth : '')], params: tpm2b(auth) });
-let platformAuth = '';
+/** The hierarchies' authValues as the steps changed them, so that later steps still get in. */
+const auths = new Map<number, string>();
+const authOf = (h: number) => auths.get(h) ?? '';
+const changeAuth = (h: number, auth: string) => buildCommand({ cc: CC.HierarchyChangeAuth, handles: [h], sessions: [pw(authOf(h))], params: tpm2b(auth) });
 const define = (index: number, attributes: number, size: number) =>
   buildCommand({
     cc: CC.NV_DefineSpace,
     handles: [RH.OWNER],
-    sessions: [pw()],
+    sessions: [pw(authOf(RH.OWNER))],
     params: params(tpm2b(''), enc(nvPublic2b, { nvIndex: index, nameAlg: ALG.SHA256, attributes: attributes >>> 0, authPolicy: Buffer.alloc(0), dataSize: size })),
   });
-const nvWrite = (data: Buffer) => buildCommand({ cc: CC.NV_Write, handles: [RH.OWNER, IX], sessions: [pw()], params: params(tpm2b(data), u16b(0)) });
-const nvIncrement = () => buildCommand({ cc: CC.NV_Increment, handles: [RH.OWNER, COUNTER], sessions: [pw()] });
+const nvWrite = (data: Buffer) => buildCommand({ cc: CC.NV_Write, handles: [RH.OWNER, IX], sessions: [pw(authOf(RH.OWNER))], params: params(tpm2b(data), u16b(0)) });
+const nvIncrement = () => buildCommand({ cc: CC.NV_Increment, handles: [RH.OWNER, COUNTER], sessions: [pw(authOf(RH.OWNER))] });
 const contextSave = (h: number) => buildCommand({ cc: CC.ContextSave, handles: [h] });
 const hierarchyControl = (enable: number, state: boolean) =>
-  buildCommand({ cc: CC.HierarchyControl, handles: [RH.PLATFORM], sessions: [pw(platformAuth)], params: params(Buffer.from([enable >>> 24, (enable >>> 16) & 0xff, (enable >>> 8) & 0xff, enable & 0xff]), Buffer.from([state ? 1 : 0])) });
+  buildCommand({ cc: CC.HierarchyControl, handles: [RH.PLATFORM], sessions: [pw(authOf(RH.PLATFORM))], params: params(Buffer.from([enable >>> 24, (enable >>> 16) & 0xff, (enable >>> 8) & 0xff, enable & 0xff]), Buffer.from([state ? 1 : 0])) });
 
 /** What a guest might do to the state a snapshot holds; each runs whether or not the TPM accepts it. */
 const step = fc.oneof(
@@ -68,7 +70,7 @@ function run(tpm: Tpm2Engine, s: Step): void {
       exec(tpm, clockSet(tpm.clock.clock + BigInt(s.ahead)));
       return;
     case 'auth':
-      if (exec(tpm, changeAuth(s.hierarchy, s.auth)).rc === 0 && s.hierarchy === RH.PLATFORM) platformAuth = s.auth;
+      if (exec(tpm, changeAuth(s.hierarchy, s.auth)).rc === 0) auths.set(s.hierarchy, s.auth);
       return;
     case 'disable':
       exec(tpm, hierarchyControl(s.enable, false));
@@ -81,11 +83,11 @@ function run(tpm: Tpm2Engine, s: Step): void {
     case 'reboot':
       exec(tpm, shutdown(s.state ? SU.STATE : SU.CLEAR));
       tpm.powerOn();
-      platformAuth = '';
+      auths.delete(RH.PLATFORM); // reset by every Startup
       exec(tpm, startup(s.state ? SU.STATE : SU.CLEAR));
       return;
     case 'allocate':
-      exec(tpm, pcrAllocate([selection(s.drop, [])], platformAuth));
+      exec(tpm, pcrAllocate([selection(s.drop, [])], authOf(RH.PLATFORM)));
       return;
   }
 }
@@ -102,7 +104,7 @@ describe('Tpm2Engine.handOver', () => {
   test('the changes rebuild the snapshot exactly, whatever the commands, across reboots, reallocation and a resume', () => {
     fc.assert(
       fc.property(fc.array(step, { maxLength: 40 }), fc.nat(40), (steps, resumeAt) => {
-        platformAuth = '';
+        auths.clear();
         let tpm = startedEngine();
         ok(tpm, define(IX, NV_ATTR.OWNERWRITE | NV_ATTR.OWNERREAD, 64));
         ok(tpm, define(COUNTER, NV_ATTR.OWNERWRITE | NV_ATTR.OWNERREAD | (0x1 << 4), 8));
@@ -124,6 +126,7 @@ describe('Tpm2Engine.handOver', () => {
   });
 
   test('a PCR_Extend hands over tens of bytes; the first hand-over, and one after a field changed length, is whole', () => {
+    auths.clear();
     const tpm = startedEngine();
     const first = tpm.handOver();
     assert.ok('image' in first);
