@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { Host } from '../src/daemon/host.ts';
 import { Tpm2Client } from '../src/hwtpm/tpm2-client.ts';
 import { ALG } from '../src/tpm/tpm2/constants.ts';
+import { asBuffer } from '../src/tpm/wire/buffer.ts';
 import { describeMachine } from './lib/machine.ts';
 import { percentile } from './lib/stats.ts';
 import { pcrExtendSha256 } from './lib/scenarios.ts';
@@ -147,7 +148,7 @@ try {
         const device = await host2.manager.device(n);
         while (performance.now() < until) {
           const r = await device.execute(command, 0);
-          if (Buffer.from(r.buffer, r.byteOffset, r.byteLength).readUInt32BE(6) !== 0) throw new Error('PCR_Extend failed');
+          if (asBuffer(r).readUInt32BE(6) !== 0) throw new Error('PCR_Extend failed');
           done++;
         }
       }),

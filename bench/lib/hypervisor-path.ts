@@ -9,6 +9,7 @@
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { Host } from '../../src/daemon/host.ts';
+import { asBuffer } from '../../src/tpm/wire/buffer.ts';
 import { Hypervisor } from '../../src/hypervisor/hypervisor.ts';
 import type { GuestDriver } from '../../src/hypervisor/guest.ts';
 import { Tpm2Device } from '../../src/tpm/tpm2/device.ts';
@@ -19,10 +20,6 @@ import { makeExchange } from './exchange.ts';
 import type { SampleBuffer } from './stats.ts';
 
 const hrtime = process.hrtime.bigint;
-
-function asBuffer(r: Uint8Array): Buffer {
-  return Buffer.isBuffer(r) ? r : Buffer.from(r.buffer, r.byteOffset, r.byteLength);
-}
 
 /** Creates and starts partitions with in-memory engines, each sent Startup(CLEAR) by its guest. */
 export async function startPartitions(hv: Hypervisor, names: readonly string[], channels = 1): Promise<void> {

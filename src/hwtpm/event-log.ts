@@ -6,6 +6,7 @@
  */
 import { digest, digestSize, isHashAlg } from '../tpm/crypto/hash.ts';
 import { EV } from './event-types.ts';
+import { asBuffer } from '../tpm/wire/buffer.ts';
 
 export interface TaggedDigest {
   readonly alg: number;
@@ -241,7 +242,7 @@ function decodeEvent2(r: Reader, spec: SpecIdEvent, pcrCount: number): PcrEvent 
 
 /** Parses a whole log. Anything that does not follow the format throws EventLogError, nothing else. */
 export function decodeEventLog(bytes: Uint8Array, pcrCount = PCR_COUNT): EventLog {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const buf = asBuffer(bytes);
   const r = new Reader(buf, 0, buf.length);
   const pcrAt = r.offset;
   if (r.u32('the first event pcrIndex') !== 0) throw new EventLogError(pcrAt, 'the Spec ID event must be logged in PCR 0');

@@ -55,7 +55,7 @@ import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
 import { bufferedEntropy, systemEntropy, type EntropySource } from '../tpm/crypto/random.ts';
 import { MAX_MEASUREMENT_BYTES, MAX_VM_ID_BYTES, NONCE_BYTES } from './blob.ts';
 import { BlobSealer, type EncodedRecord, type SealThreadMode } from './blob-sealer.ts';
-import { encodeDelta, handedId, patchInPlace, type StateChange } from '../tpm/state-delta.ts';
+import { encodeDelta, handedId, maxDeltaBytes, patchInPlace, type StateChange } from '../tpm/state-delta.ts';
 import { PssError, PssViolation, type PssCondition } from './errors.ts';
 import { establish, MAX_UNCONFIRMED_COMMITS, type Established } from './establish.ts';
 import { GroupCommit, type Written } from './group-commit.ts';
@@ -64,7 +64,7 @@ import { openDatabase, type PssDatabase } from './database.ts';
 import { decodeMeta, decodeRecord, encodeHead, encodeMeta, encodeRecord, KEY, type Meta, type StagedKey, type VmRecord } from './records.ts';
 import { constantTimeEqual } from '../tpm/crypto/hash.ts';
 import { verifyRestore } from './verify.ts';
-import { detached } from '../tpm/wire/buffer.ts';
+import { asBuffer, detached } from '../tpm/wire/buffer.ts';
 
 export interface ProtectedStorageOptions {
   /** The level database directory (created if missing). */
@@ -363,7 +363,7 @@ export class ProtectedStorage {
     const image = given ? kept!.image : wholeImage(nvm);
     // A chain holds one model's saves only: a new measurement starts a new image.
     const chains = sameModel && kept !== undefined && version - held.base < MAX_CHAIN;
-    const delta = !chains ? undefined : given ? (given.length <= image.length >>> 2 ? given : undefined) : encodeDelta(kept.image, image);
+    const delta = !chains ? undefined : given ? (given.length <= maxDeltaBytes(image.length) ? given : undefined) : encodeDelta(kept.image, image);
     // A delta continues the held chain; a whole image starts a new one, dropping the old deltas.
     const chain =
       held && delta
@@ -829,6 +829,5 @@ function checkRequest(vmId: string, measurement: Uint8Array): void {
 
 /** The whole image a save carries: its bytes, or the model's image for a change. */
 function wholeImage(nvm: Uint8Array | StateChange): Buffer {
-  if (!(nvm instanceof Uint8Array)) return nvm.image();
-  return Buffer.isBuffer(nvm) ? nvm : Buffer.from(nvm.buffer, nvm.byteOffset, nvm.byteLength);
+  return nvm instanceof Uint8Array ? asBuffer(nvm) : nvm.image();
 }

@@ -10,6 +10,8 @@
  * need neither build the whole image nor compare it (Tpm2Engine.handOver).
  */
 
+import { asBuffer } from './wire/buffer.ts';
+
 const BLOCK = 256;
 /** A run header costs six bytes, so copying a few unchanged bytes is cheaper than starting another run. */
 const MERGE_GAP = 8;
@@ -43,7 +45,7 @@ export class DeltaWriter {
    * image holds at `at`. Unchanged 256-byte blocks are skipped by one native comparison each.
    */
   diff(at: number, before: Uint8Array, after: Uint8Array): this {
-    const a = view(after);
+    const a = asBuffer(after);
     const n = a.length;
     let from = -1;
     let to = -1;
@@ -78,11 +80,16 @@ export class DeltaWriter {
   }
 }
 
+/** The largest delta worth storing for an image of `imageLength` bytes: beyond it, the whole image is stored. */
+export function maxDeltaBytes(imageLength: number): number {
+  return imageLength >>> 2;
+}
+
 /**
  * The delta turning `before` into `after`, or undefined when the images differ in length or the
- * delta would not be much smaller than `after` itself (then the whole image is stored).
+ * delta would be larger than `maxBytes`.
  */
-export function encodeDelta(before: Buffer, after: Buffer, maxBytes = after.length >>> 2): Buffer | undefined {
+export function encodeDelta(before: Buffer, after: Buffer, maxBytes = maxDeltaBytes(after.length)): Buffer | undefined {
   if (before.length !== after.length) return undefined;
   const w = new DeltaWriter(after.length).diff(0, before, after);
   return w.size > maxBytes ? undefined : w.finish();
@@ -102,13 +109,9 @@ function fits(imageLength: number, d: Buffer): boolean {
   return true;
 }
 
-function view(b: Uint8Array): Buffer {
-  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-}
-
 /** Applies `delta` to `image` in place; false, with `image` untouched, when the delta does not fit it. */
 export function patchInPlace(image: Buffer, delta: Uint8Array): boolean {
-  const d = view(delta);
+  const d = asBuffer(delta);
   if (!fits(image.length, d)) return false;
   for (let at = 4; at < d.length; ) {
     const offset = d.readUInt32BE(at);

@@ -5,6 +5,7 @@
  * specification; both families share the header layout tag(2) size(4) code(4).
  */
 import type { TpmDevice } from '../tpm/device.ts';
+import { asBuffer } from '../tpm/wire/buffer.ts';
 
 export type TpmFamily = TpmDevice['family'];
 
@@ -77,10 +78,5 @@ export function startupCommand(family: TpmFamily, type: StartupType): Uint8Array
 /** The response code of a response, or undefined when it is too short to carry one. */
 export function responseCode(response: Uint8Array): number | undefined {
   if (response.length < TPM_HEADER_SIZE) return undefined;
-  return Buffer.from(response.buffer, response.byteOffset, response.byteLength).readUInt32BE(6);
-}
-
-/** Views device output as a Buffer without copying. */
-export function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return asBuffer(response).readUInt32BE(6);
 }

@@ -14,6 +14,7 @@ import { deserializeNv, freshStclear, manufacture, serializeNv, type NvArea, typ
 import { decodeRunningState12, encodeRunningState12 } from './state/running-state.ts';
 import type { StclearFlags } from './structures/flags.ts';
 import { PCR_SELECT_MAX } from './structures/pcr.ts';
+import { asBuffer } from '../wire/buffer.ts';
 
 export interface Tpm12Identity {
   /** TPM_CAP_PROP_MANUFACTURER and tpmVendorID: four ASCII characters. */
@@ -103,8 +104,7 @@ export class Tpm12Engine {
   }
 
   execute(command: Uint8Array, locality = 0): Buffer {
-    const buf = Buffer.isBuffer(command) ? command : Buffer.from(command.buffer, command.byteOffset, command.byteLength);
-    return dispatch(this, this.commands, buf, locality);
+    return dispatch(this, this.commands, asBuffer(command), locality);
   }
 
   /** TPM_Init: volatile state is lost; the next command must be TPM_Startup. */

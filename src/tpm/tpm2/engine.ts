@@ -5,7 +5,7 @@ import { COMMANDS } from './commands/index.ts';
 import { compileTable, dispatch, type CompiledCommand } from './dispatcher.ts';
 import { RC, TpmError } from './rc.ts';
 import { CLOCK_UPDATE_INTERVAL, MAX_COMMAND_SIZE, MAX_RESPONSE_SIZE } from './limits.ts';
-import { detached, Writer } from '../wire/buffer.ts';
+import { asBuffer, detached, Writer } from '../wire/buffer.ts';
 import { TpmClock } from './state/clock.ts';
 import { PcrBanks } from './state/pcr-banks.ts';
 import { ObjectSlots, type TransientObject } from './state/objects.ts';
@@ -140,8 +140,7 @@ export class Tpm2Engine {
 
   /** Executes one command; always returns a response. */
   execute(command: Uint8Array, locality = 0): Buffer {
-    const buf = Buffer.isBuffer(command) ? command : Buffer.from(command.buffer, command.byteOffset, command.byteLength);
-    return dispatch(this, this.commands, buf, locality);
+    return dispatch(this, this.commands, asBuffer(command), locality);
   }
 
   /** _TPM_Init: volatile state is lost; the next command must be TPM2_Startup. */

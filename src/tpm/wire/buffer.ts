@@ -80,6 +80,11 @@ export function u32be(v: number): Buffer {
   return b;
 }
 
+/** Views bytes as a Buffer without copying them. */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /**
  * A copy in memory of its own. A small Buffer is normally cut from a shared 8 KB pool block and
  * keeps the whole block alive for as long as it lives; a value kept for the life of a VM must not.

@@ -1,5 +1,5 @@
 import { RC, TpmError } from '../tpm2/rc.ts';
-import { Reader, Writer } from './buffer.ts';
+import { asBuffer, Reader, Writer } from './buffer.ts';
 
 /**
  * A wire type, declared once for both directions. Decoders are strict: they throw TpmError with
@@ -147,8 +147,7 @@ export function encode<T>(c: Codec<T>, v: T): Buffer {
 
 /** Decodes a whole buffer; leftover bytes are TPM_RC_SIZE. */
 export function decode<T>(c: Codec<T>, bytes: Uint8Array): T {
-  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const r = new Reader(buf);
+  const r = new Reader(asBuffer(bytes));
   const v = c.decode(r);
   if (r.remaining !== 0) throw new TpmError(RC.SIZE);
   return v;

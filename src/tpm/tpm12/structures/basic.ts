@@ -1,5 +1,5 @@
 import { codec, type Codec } from '../../wire/codec.ts';
-import { Reader, Writer } from '../../wire/buffer.ts';
+import { asBuffer, Reader, Writer } from '../../wire/buffer.ts';
 import { RC, Tpm12Error } from '../rc.ts';
 
 /** Exactly n bytes (TPM_DIGEST, TPM_NONCE, TPM_AUTHDATA are n = 20). Decoding copies. */
@@ -99,7 +99,7 @@ export function enc<T>(c: Codec<T>, v: T): Buffer {
  */
 export function decodeAs<T>(c: Codec<T>, bytes: Uint8Array, rc: number): T {
   try {
-    const r = new Reader(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    const r = new Reader(asBuffer(bytes));
     const v = c.decode(r);
     if (r.remaining !== 0) throw new Tpm12Error(rc);
     return v;

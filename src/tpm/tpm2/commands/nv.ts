@@ -13,6 +13,7 @@
  * 8-byte indices; their pinCount/pinLimit accounting is in auth/pin-index.ts.
  */
 import { u16, u64 } from '../../wire/codec.ts';
+import { asBuffer } from '../../wire/buffer.ts';
 import { digest, digestSize } from '../../crypto/hash.ts';
 import { CC, RH } from '../constants.ts';
 import { command } from '../command.ts';
@@ -114,7 +115,7 @@ export function checkNvRead(authHandle: number, ix: NvIndex): void {
 
 /** Writes bytes into an index and sets TPMA_NV_WRITTEN; the dispatcher persists the change. */
 function writeData(tpm: Tpm2Engine, ix: NvIndex, offset: number, data: Uint8Array): void {
-  Buffer.from(data.buffer, data.byteOffset, data.byteLength).copy(ix.data, offset);
+  asBuffer(data).copy(ix.data, offset);
   ix.attributes = set(ix.attributes, A.WRITTEN);
   tpm.markNvDirty();
 }
