@@ -9,6 +9,7 @@
  *   <state>/host   with an attached TPM: the event log of what vtpmd measured into it
  *   <state>/pss    the PSS database (level)
  *   <state>/vms    the VM registry (level)
+ *   <state>/hwsrk-name   the host TPM's SRK Name, recorded at the first start (storage-root-pin.ts)
  */
 import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -32,6 +33,7 @@ import type { MeasureHostBootOptions } from '../hwtpm/host-boot.ts';
 import { bootLogTcb, planUpgrade, UpgradeError } from './code-upgrade.ts';
 import { vmaPcrs } from '../vma/reference-values.ts';
 import { PssRecovery, type RecoveryDelays } from './pss-recovery.ts';
+import { pinStorageRoot } from './storage-root-pin.ts';
 
 export interface HostOptions {
   readonly stateDir: string;
@@ -143,13 +145,14 @@ export class Host {
     try {
       const chipClient = await openChipClient(platform.tpm);
       await chipClient.takeOwnership();
+      const srkName = await pinStorageRoot(platform, chipClient, opts.stateDir, opts.logger);
       pss = await ProtectedStorage.open({ dir: join(opts.stateDir, 'pss'), chip: chipClient, ...(opts.logger ? { logger: opts.logger } : {}) });
       if (pss.refusal) opts.logger?.error({ condition: pss.refusal.condition }, `the PSS refuses every vTPM: ${pss.refusal.message}`);
       const manager = await GvtpmManager.open({
         ...(opts.measure?.rootDir ? { measurer: new ModelMeasurer(opts.measure.rootDir) } : {}),
         registryDir: join(opts.stateDir, 'vms'),
         storage: pss,
-        hardware: { chip: platform.tpm, client: chipClient, ...(platform.ekRoots.length > 0 ? { ekRoots: platform.ekRoots } : {}) },
+        hardware: { chip: platform.tpm, client: chipClient, ...(platform.ekRoots.length > 0 ? { ekRoots: platform.ekRoots } : {}), ...(srkName ? { srkName } : {}) },
         ...(opts.idleUnloadMs !== undefined ? { idleUnloadMs: opts.idleUnloadMs } : {}),
         ...(opts.logger ? { logger: opts.logger } : {}),
       });

@@ -8,13 +8,17 @@
  * at every start — cross it encrypted, by a session salted to the SRK (AES-128-CFB parameter
  * encryption), and so does a counter's key when its index is defined. Increments still send that
  * key as a password (incrementCounter says why).
+ *
+ * A salt is only as private as the key it is encrypted to, and the SRK's public area comes from
+ * the chip: something answering in its place could name a key of its own. So the host pins the
+ * SRK (pinStorageRoot) before the first secret crosses, and a chip naming another is refused.
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import { Reader, Writer } from '../tpm/wire/buffer.ts';
 import { ALG, CAP, CC, RH, ST } from '../tpm/tpm2/constants.ts';
 import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
 import { ecdsaSignatureDer } from '../tpm/crypto/ecdsa-der.ts';
-import { ensurePersistent } from './tpm2-provisioning.ts';
+import { ensurePersistent, readSrk } from './tpm2-provisioning.ts';
 import { attest, type Attest } from '../tpm/tpm2/types/attest.ts';
 import { privateBuf } from '../tpm/tpm2/types/creation.ts';
 import { NT, NV_ATTR, nvName } from '../tpm/tpm2/types/nv.ts';
@@ -49,6 +53,8 @@ export class Tpm2ChipClient implements ChipClient {
   private readonly counterReaders = new Map<number, { readonly owner: boolean; readonly key: boolean }>();
   /** The SRK as sessions are salted to it, read from the chip once. */
   private srk: (SaltKey & { readonly name: Buffer }) | undefined;
+  /** The SRK Name secrets may cross under, or why none may (pinStorageRoot). */
+  private srkPin: Buffer | Error | undefined;
 
   constructor(readonly chip: HostTpm) {}
 
@@ -56,6 +62,16 @@ export class Tpm2ChipClient implements ChipClient {
     return tpm2Turn(this.chip, job).catch((e) => {
       throw refusal(e);
     });
+  }
+
+  /**
+   * From now on, secrets cross the bus only under the SRK whose Name is `pin` (proven beside the
+   * certified EK, or recorded at the host's first start); an Error says why no SRK can be
+   * trusted, and every seal, unseal and counter definition is then refused as 'untrusted-srk'.
+   */
+  pinStorageRoot(pin: Buffer | Error): void {
+    this.srkPin = pin;
+    this.srk = undefined;
   }
 
   takeOwnership(): Promise<void> {
@@ -215,10 +231,15 @@ export class Tpm2ChipClient implements ChipClient {
     return (await tpm.nvRead(byKey ? id : RH.OWNER, id, 8, byKey ? counterPassword(auth) : tpm.hierarchyAuth(RH.OWNER))).readBigUInt64BE(0);
   }
 
-  /** The SRK's public area and Name, which salted sessions use. */
+  /** The SRK's public area and Name, which salted sessions use: the pinned one, or none. */
   private async srkOf(tpm: Tpm2Client): Promise<SaltKey & { readonly name: Buffer }> {
+    const pin = this.srkPin;
+    if (pin instanceof Error) throw new ChipRefusal('untrusted-srk', `no secret is sent under the chip's SRK: ${pin.message}`);
     if (!this.srk) {
-      const { outPublic, name } = await tpm.readPublic(HANDLES.SRK);
+      const { outPublic, name } = await readSrk(tpm);
+      if (pin && !name.equals(pin)) {
+        throw new ChipRefusal('untrusted-srk', `the chip's SRK (Name ${name.toString('hex')}) is not the one pinned for this host (${pin.toString('hex')}): the TPM was cleared or replaced, or something answers in its place`);
+      }
       this.srk = { handle: HANDLES.SRK, public: outPublic, name };
     }
     return this.srk;

@@ -40,7 +40,7 @@ export interface KeyCertification extends Attestation {
 /** The chip declined: the PCRs do not hold the values a blob was bound to, a blob is damaged… */
 export class ChipRefusal extends Error {
   constructor(
-    readonly reason: 'pcr-mismatch' | 'bad-blob' | 'auth' | 'no-owner' | 'resources',
+    readonly reason: 'pcr-mismatch' | 'bad-blob' | 'auth' | 'no-owner' | 'resources' | 'untrusted-srk',
     message: string,
     readonly rc?: number,
   ) {

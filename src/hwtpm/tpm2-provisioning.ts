@@ -6,8 +6,11 @@
 import { ALG, CC, RH } from '../tpm/tpm2/constants.ts';
 import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
 import { NV_ATTR } from '../tpm/tpm2/types/nv.ts';
-import type { Public } from '../tpm/tpm2/types/public.ts';
+import { objectName, publicArea, type Public } from '../tpm/tpm2/types/public.ts';
+import { encode } from '../tpm/wire/codec.ts';
+import { ChipRefusal } from './chip-client.ts';
 import { Tpm2CommandError, type Tpm2Client } from './tpm2-client.ts';
+import { HANDLES } from './tpm2-templates.ts';
 
 /** The attributes of an EK certificate index (TCG EK Credential Profile): platform-written, readable by all. */
 export const EK_CERT_ATTRIBUTES =
@@ -51,4 +54,16 @@ export async function removeIndex(tpm: Tpm2Client, index: number): Promise<void>
   } catch (e) {
     if (!isMissingHandle(e)) throw e;
   }
+}
+
+/**
+ * The SRK's public area and Name as the TPM reports them, the Name checked against the public
+ * area (a Name is the digest of it), so what sessions are salted to is the key the Name names.
+ */
+export async function readSrk(tpm: Tpm2Client): Promise<{ outPublic: Public; name: Buffer }> {
+  const { outPublic, name } = await tpm.readPublic(HANDLES.SRK);
+  if (!objectName(outPublic, encode(publicArea, outPublic)).equals(name)) {
+    throw new ChipRefusal('untrusted-srk', "the chip's answer to ReadPublic of the hwSRK has a Name that is not its public area's");
+  }
+  return { outPublic, name };
 }

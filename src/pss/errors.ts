@@ -9,9 +9,11 @@
  * The five conditions a restore must meet, split so each refusal says which one failed:
  * the NVM belongs to the requesting model ('wrong-owner', 'wrong-measurement'), is its most recent
  * ('not-latest', and 'rollback' for the database as a whole), is unmodified ('modified'), was made
- * by this PSS ('foreign'), and the TCB is unchanged ('tcb-changed').
+ * by this PSS ('foreign'), and the TCB is unchanged ('tcb-changed'). Before any of them, the chip
+ * asked to unseal the storage key must be the one the host trusts ('untrusted-chip'): the key
+ * crosses the bus encrypted to the chip's SRK, so it is never sent for an SRK not pinned.
  */
-export type PssCondition = 'tcb-changed' | 'rollback' | 'foreign' | 'modified' | 'wrong-owner' | 'wrong-measurement' | 'not-latest';
+export type PssCondition = 'tcb-changed' | 'rollback' | 'foreign' | 'modified' | 'wrong-owner' | 'wrong-measurement' | 'not-latest' | 'untrusted-chip';
 
 const ADVICE: Record<PssCondition, string> = {
   'tcb-changed':
@@ -23,6 +25,8 @@ const ADVICE: Record<PssCondition, string> = {
   'wrong-owner': "the stored blob belongs to another VM (blobs swapped or copied between VMs); restore this VM's own blob",
   'wrong-measurement': 'the state was saved by a vTPM model with another measurement (other code or configuration); start the VM with the model that saved its state — new vtpmd code continues it only when `vtpmd upgrade stage` ran first',
   'not-latest': "an older copy of the VM's state replaced the latest one; restore the latest copy of the PSS database",
+  'untrusted-chip':
+    "the host TPM's storage root key is not the one proven beside its certified EK (--ek-ca) or recorded at the state directory's first start; check what sits between vtpmd and the TPM — a TPM cleared or replaced cannot release this PSS's keys at all",
 };
 
 export class PssViolation extends Error {

@@ -90,6 +90,7 @@ export async function establish(db: PssDatabase, chip: ChipClient, log: Logger, 
       return refuse('tcb-changed', `the chip will not release the storage key: PCRs ${meta.bindPcrs.join(',')} no longer hold the values it was sealed to${staged}`);
     }
     if (e instanceof ChipRefusal && e.reason === 'bad-blob') return refuse('foreign', 'the storage key was sealed by another chip (the database comes from another host)');
+    if (e instanceof ChipRefusal && e.reason === 'untrusted-srk') return refuse('untrusted-chip', e.message);
     throw e;
   }
   if (storageKey.length !== STORAGE_KEY_BYTES) return refuse('modified', 'the sealed storage key has the wrong size');

@@ -28,13 +28,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { tpm2Turn, type HostTpm } from '../hwtpm/host-tpm.ts';
 import { Tpm2CommandError, type Tpm2Client, type Authorization, type HmacSession, type SaltKey } from '../hwtpm/tpm2-client.ts';
 import { HANDLES } from '../hwtpm/tpm2-templates.ts';
+import { readSrk } from '../hwtpm/tpm2-provisioning.ts';
 import { ALG, CC, RH, ST } from '../tpm/tpm2/constants.ts';
 import { SESSION_TYPE } from '../tpm/tpm2/auth/sessions.ts';
 import { duplicateToSensitive } from '../tpm/tpm2/objects/wrap.ts';
 import type { SymDef } from '../tpm/tpm2/types/public-parms.ts';
 import type { ChipRefused, ChipRequest, KeyUse } from '../tpm/tpm2/hardware-keys.ts';
 import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
-import { objectName, publicArea, type Public, type Sensitive } from '../tpm/tpm2/types/public.ts';
+import { publicArea, type Public, type Sensitive } from '../tpm/tpm2/types/public.ts';
 import { encode } from '../tpm/wire/codec.ts';
 import { hierarchyQn } from '../tpm/tpm2/objects/model.ts';
 import { primaryChipTemplate, type ChipCreateResult } from './chip-key-backend.ts';
@@ -294,18 +295,6 @@ export class HardwareKeyService {
     const context: unknown = (await tpm.call(CC.ContextSave, [session.handle], [])).params.context;
     this.sessions.set(owner, { session, context });
   }
-}
-
-/**
- * The hwSRK's public area and Name as the chip reports them, the Name checked against the public
- * area (a Name is the digest of it), so what sessions are salted to is the key the Name names.
- */
-export async function readSrk(tpm: Tpm2Client): Promise<{ outPublic: Public; name: Buffer }> {
-  const { outPublic, name } = await tpm.readPublic(HANDLES.SRK);
-  if (!objectName(outPublic, encode(publicArea, outPublic)).equals(name)) {
-    throw new Error("the chip's answer to ReadPublic of the hwSRK has a Name that is not its public area's");
-  }
-  return { outPublic, name };
 }
 
 /** What identifies a chip key among the saved contexts: its blob, or a primary's unique value. */

@@ -15,7 +15,8 @@ import { Tpm12VtpmModel } from './tpm12-model.ts';
 import { tpm2Turn, type HostTpm } from '../hwtpm/host-tpm.ts';
 import { ChipRefusal, unsealCurrentOrStaged, type ChipClient } from '../hwtpm/chip-client.ts';
 import { GVTPM_PCR, hostTcbPcrs } from '../hwtpm/host-boot.ts';
-import { HardwareKeyService, readSrk } from './hardware-key-service.ts';
+import { HardwareKeyService } from './hardware-key-service.ts';
+import { readSrk } from '../hwtpm/tpm2-provisioning.ts';
 import { proveSrk, SrkProofError } from './srk-proof.ts';
 import type { ParsedCertificate } from '../hwtpm/credentials/x509.ts';
 import { randomBytes } from 'node:crypto';
@@ -56,6 +57,11 @@ export interface ManagerChip {
    * chip reports on the manager's first start is trusted.
    */
   readonly ekRoots?: readonly ParsedCertificate[];
+  /**
+   * The hwSRK Name the host has pinned its chip client to (storage-root-pin.ts), proven there when
+   * it had roots: taken as this manager's, so it is not proven a second time.
+   */
+  readonly srkName?: Buffer;
 }
 
 export interface ManagerOptions {
@@ -148,7 +154,7 @@ export class GvtpmManager {
           if (e instanceof ChipRefusal && e.reason === 'pcr-mismatch') {
             backing = new VtpmError('tcb-changed', 'the host TCB changed since the key-binding key was sealed: hardware-backed vTPMs cannot use their keys');
             opts.logger?.error('the chip refused the key-binding key: the host TCB changed; hardware-backed vTPMs are unavailable');
-          } else if (e instanceof SrkProofError) {
+          } else if (e instanceof SrkProofError || (e instanceof ChipRefusal && e.reason === 'untrusted-srk')) {
             backing = new VtpmError('untrusted-chip', `${e.message}; hardware-backed vTPMs are unavailable`);
             opts.logger?.error(backing.message);
           } else throw e;
@@ -456,9 +462,12 @@ const SRK_NAME_META = 'hwsrk-name';
  */
 async function pinnedSrkName(registry: VmRegistry, hw: ManagerChip, logger: Logger | undefined): Promise<Buffer | undefined> {
   const recorded = await registry.getMeta(SRK_NAME_META);
+  if (recorded && hw.srkName && !recorded.equals(hw.srkName)) {
+    throw new SrkProofError(`the host pinned the hwSRK ${hw.srkName.toString('hex')}, and this manager was set up with ${recorded.toString('hex')}`);
+  }
   if (recorded || hw.chip.family !== 'tpm2') return recorded;
   const roots = hw.ekRoots;
-  const name = await tpm2Turn(hw.chip, async (tpm) => {
+  const name = hw.srkName ?? await tpm2Turn(hw.chip, async (tpm) => {
     if (roots) return proveSrk(tpm, roots);
     logger?.warn("no manufacturer roots to prove the chip's hwSRK against: its Name is trusted as the chip reports it");
     return (await readSrk(tpm)).name;

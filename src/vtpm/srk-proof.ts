@@ -22,7 +22,7 @@ import { extendedKeyUsageOf } from '../vma/cert-fields.ts';
 import { validateChain } from '../vma/chain.ts';
 import { makeCredential } from '../vma/make-credential.ts';
 import { activateCredential } from '../vma/tpm-operations.ts';
-import { readSrk } from './hardware-key-service.ts';
+import { readSrk } from '../hwtpm/tpm2-provisioning.ts';
 
 export class SrkProofError extends Error {
   constructor(problem: string) {

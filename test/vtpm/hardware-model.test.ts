@@ -16,7 +16,8 @@ import { eccTemplate, hmacTemplate, rsaTemplate, scheme } from '../helpers/tpm2-
 import { aesKey } from '../helpers/tpm2-objects.ts';
 import { MAX_CHIP_SEQUENCE_BYTES } from '../../src/tpm/tpm2/commands/hash.ts';
 import type { Signature } from '../../src/tpm/tpm2/types/signature.ts';
-import { HardwareKeyService, readSrk } from '../../src/vtpm/hardware-key-service.ts';
+import { HardwareKeyService } from '../../src/vtpm/hardware-key-service.ts';
+import { readSrk } from '../../src/hwtpm/tpm2-provisioning.ts';
 import { ChipKeyBackend, chipTemplateFor, type ChipCreateResult } from '../../src/vtpm/chip-key-backend.ts';
 import { TpmError } from '../../src/tpm/tpm2/rc.ts';
 import { unwrapBoundKey, wrapBoundKey } from '../../src/vtpm/key-binding.ts';

@@ -8,7 +8,7 @@ import { bootLabHost } from '../../src/hwtpm/lab-host.ts';
 import { openChipClient } from '../../src/hwtpm/open-chip-client.ts';
 import { openManufacturerCa } from '../../src/hwtpm/credentials/manufacturer-ca.ts';
 import { VmRegistry } from '../../src/vtpm/registry.ts';
-import { readSrk } from '../../src/vtpm/hardware-key-service.ts';
+import { readSrk } from '../../src/hwtpm/tpm2-provisioning.ts';
 import { Tpm12Client } from '../../src/tpm/tpm12/client/index.ts';
 import { ALG, RH } from '../../src/tpm/tpm2/constants.ts';
 import { NV_ATTR } from '../../src/tpm/tpm2/types/nv.ts';

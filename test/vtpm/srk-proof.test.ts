@@ -5,7 +5,7 @@ import { bootLabHost } from '../../src/hwtpm/lab-host.ts';
 import { Tpm2Client } from '../../src/hwtpm/tpm2-client.ts';
 import { HANDLES, srkTemplate } from '../../src/hwtpm/tpm2-templates.ts';
 import { CC, RH } from '../../src/tpm/tpm2/constants.ts';
-import { readSrk } from '../../src/vtpm/hardware-key-service.ts';
+import { readSrk } from '../../src/hwtpm/tpm2-provisioning.ts';
 import { proveSrk, SrkProofError } from '../../src/vtpm/srk-proof.ts';
 import { ekCertificateTemplate } from '../../src/hwtpm/credentials/ek-certificate.ts';
 import { issueCertificate } from '../../src/hwtpm/credentials/x509.ts';
