@@ -32,7 +32,7 @@ import { GVTPM_COMPONENTS, gvtpmComponentEvents, hostTcbPcrs, type MeasureHostBo
 import { tpm2Turn, type HostEk, type HostPlatform } from './host-tpm.ts';
 import { dmiPlatformIdentity } from './platform-identity.ts';
 import { EVENT_LOG_FILE, activeBanks } from './lab-host.ts';
-import { Tpm2CommandError, type Tpm2Client } from './tpm2-client.ts';
+import { Tpm2CommandError, handleName, type Tpm2Client } from './tpm2-client.ts';
 import { ensurePersistent, isMissingHandle } from './tpm2-provisioning.ts';
 import { EK_SLOTS } from './tpm2-templates.ts';
 
@@ -120,14 +120,16 @@ async function checkHierarchyAuth(tpm: Tpm2Client): Promise<void> {
   const told = (handle: number, option: string) =>
     tpm.hierarchyAuthValue(handle).length > 0 ? `the authorization in ${option} is not its own` : `it is not empty (give it with ${option})`;
   try {
-    await tpm.call(CC.SetCommandCodeAuditStatus, [RH.OWNER], [tpm.hierarchyAuth(RH.OWNER)], { auditAlg: ALG.NULL, setList: [], clearList: [] });
+    await tpm.withHierarchyAuth(RH.OWNER, [handleName(RH.OWNER)], (auth) => tpm.call(CC.SetCommandCodeAuditStatus, [RH.OWNER], [auth], { auditAlg: ALG.NULL, setList: [], clearList: [] }));
   } catch (e) {
     if (refused(e)) throw new AttachedHostError(`the host TPM refused its owner authorization: ${told(RH.OWNER, '--owner-auth-file')}`);
     throw e;
   }
   const session = await tpm.startPolicySession(true);
   try {
-    await tpm.call(CC.PolicySecret, [RH.ENDORSEMENT, session], [tpm.hierarchyAuth(RH.ENDORSEMENT)], { nonceTPM: Buffer.alloc(0), cpHashA: Buffer.alloc(0), policyRef: Buffer.alloc(0), expiration: 0 });
+    await tpm.withHierarchyAuth(RH.ENDORSEMENT, [handleName(RH.ENDORSEMENT), handleName(session)], (auth) =>
+      tpm.call(CC.PolicySecret, [RH.ENDORSEMENT, session], [auth], { nonceTPM: Buffer.alloc(0), cpHashA: Buffer.alloc(0), policyRef: Buffer.alloc(0), expiration: 0 }),
+    );
   } catch (e) {
     if (refused(e)) throw new AttachedHostError(`the host TPM refused its endorsement authorization: ${told(RH.ENDORSEMENT, '--endorsement-auth-file')}`);
     throw e;

@@ -28,7 +28,7 @@ import { publicKeyOf } from '../tpm/tpm2/objects/model.ts';
 import { decode } from '../tpm/wire/codec.ts';
 import { tpm2Turn, type HostTpm } from './host-tpm.ts';
 import { ChipRefusal, expectedPcrValues, pcrHashOf, type Attestation, type ChipClient, type ChipKey, type KeyCertification, type Quote, type SignatureScheme } from './chip-client.ts';
-import { Tpm2Client, Tpm2CommandError, pcrSelection, type Authorization, type HmacSession, type SaltKey } from './tpm2-client.ts';
+import { Tpm2Client, Tpm2CommandError, handleName, pcrSelection, type Authorization, type HmacSession, type SaltKey } from './tpm2-client.ts';
 import { HANDLES, eccSigningTemplate, sealedTemplate, srkTemplate } from './tpm2-templates.ts';
 
 const BLOB_MAGIC = 0x5632; // "V2"
@@ -49,8 +49,8 @@ export class Tpm2ChipClient implements ChipClient {
   readonly personality = 'tpm2' as const;
   readonly pcrHash = 'sha256' as const;
 
-  /** Who may read each counter (its attributes say), so that a commit's increment costs no NV_ReadPublic. */
-  private readonly counterReaders = new Map<number, { readonly owner: boolean; readonly key: boolean }>();
+  /** Who may read each counter (its attributes say), and its Name, so that a commit's increment costs no NV_ReadPublic. */
+  private readonly counterReaders = new Map<number, { readonly owner: boolean; readonly key: boolean; readonly name: Buffer }>();
   /** The SRK as sessions are salted to it, read from the chip once. */
   private srk: (SaltKey & { readonly name: Buffer }) | undefined;
   /** The SRK Name secrets may cross under, or why none may (pinStorageRoot). */
@@ -198,8 +198,8 @@ export class Tpm2ChipClient implements ChipClient {
     });
   }
 
-  readCounter(id: number): Promise<bigint> {
-    return this.turn((tpm) => this.readCounterValue(tpm, id));
+  readCounter(id: number, auth?: Uint8Array): Promise<bigint> {
+    return this.turn((tpm) => this.readCounterValue(tpm, id, auth));
   }
 
   /**
@@ -217,18 +217,19 @@ export class Tpm2ChipClient implements ChipClient {
 
   /**
    * A counter read with its key where its attributes let the key read it (`auth`, given), else by
-   * the owner for a keyed counter (made before keys read, or read without the key), else by the
-   * index itself with the empty authorization of an unkeyed one.
+   * the owner for a keyed counter (made before keys read, or read without the key) in an HMAC
+   * session, else by the index itself with the empty authorization of an unkeyed one.
    */
   private async readCounterValue(tpm: Tpm2Client, id: number, auth?: Uint8Array): Promise<bigint> {
     let readers = this.counterReaders.get(id);
     if (readers === undefined) {
-      const { attributes } = await tpm.nvReadPublic(id);
-      readers = { owner: (attributes & NV_ATTR.OWNERREAD) !== 0, key: (attributes & NV_ATTR.AUTHREAD) !== 0 };
+      const pub = await tpm.nvReadPublic(id);
+      readers = { owner: (pub.attributes & NV_ATTR.OWNERREAD) !== 0, key: (pub.attributes & NV_ATTR.AUTHREAD) !== 0, name: nvName(pub) };
       this.counterReaders.set(id, readers);
     }
-    const byKey = readers.key && (auth !== undefined || !readers.owner);
-    return (await tpm.nvRead(byKey ? id : RH.OWNER, id, 8, byKey ? counterPassword(auth) : tpm.hierarchyAuth(RH.OWNER))).readBigUInt64BE(0);
+    if (readers.key && (auth !== undefined || !readers.owner)) return (await tpm.nvRead(id, id, 8, counterPassword(auth))).readBigUInt64BE(0);
+    const { name } = readers;
+    return (await tpm.withHierarchyAuth(RH.OWNER, [handleName(RH.OWNER), name], (owner) => tpm.nvRead(RH.OWNER, id, 8, owner))).readBigUInt64BE(0);
   }
 
   /** The SRK's public area and Name, which salted sessions use: the pinned one, or none. */
@@ -312,13 +313,6 @@ async function withSession<T>(tpm: Tpm2Client, salt: SaltKey, use: (session: Hma
   } finally {
     await tpm.flushContext(session.handle).catch(() => undefined);
   }
-}
-
-/** The Name of a permanent handle (a hierarchy): the handle itself. */
-function handleName(handle: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(handle >>> 0);
-  return b;
 }
 
 const EMPTY = Buffer.alloc(0);

@@ -83,7 +83,8 @@ export interface ChipClient {
    * the same secret to incrementCounter moves it; without, anyone using the chip can.
    */
   createCounter(auth?: Uint8Array): Promise<{ id: number; value: bigint }>;
-  readCounter(id: number): Promise<bigint>;
+  /** A counter's value; with its `auth`, read with it where the counter lets its key read it (no owner authorization needed). */
+  readCounter(id: number, auth?: Uint8Array): Promise<bigint>;
   incrementCounter(id: number, auth?: Uint8Array): Promise<bigint>;
 }
 

@@ -86,6 +86,13 @@ export interface CallResult {
   params: Record<string, any>;
 }
 
+/** The Name of a permanent handle (a hierarchy) or a session: the handle itself. */
+export function handleName(handle: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(handle >>> 0);
+  return b;
+}
+
 const bytes = (v: Uint8Array | string): Buffer => (typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.from(v));
 
 /** A TPM's hierarchy authValues, where they are not empty. Never logged. */
@@ -110,6 +117,23 @@ export class Tpm2Client {
   hierarchyAuth(handle: number): Authorization {
     const value = this.hierarchyAuthValue(handle);
     return value.length > 0 ? { password: value } : {};
+  }
+
+  /**
+   * Runs `use` with an authorization of hierarchy `handle` that does not carry its authValue
+   * across the bus, as a password session would: an unsalted HMAC session started for the one
+   * command and flushed after it (an empty authValue needs none). `names` are the Names of the
+   * command's handles, in order: a hierarchy's, or a session's, is its handle (handleName).
+   */
+  async withHierarchyAuth<T>(handle: number, names: readonly Uint8Array[], use: (auth: Authorization) => Promise<T>): Promise<T> {
+    const authValue = this.hierarchyAuthValue(handle);
+    if (authValue.length === 0) return use({});
+    const session = await this.startHmacSession();
+    try {
+      return await use({ hmacSession: session, authValue, names });
+    } finally {
+      await this.flushContext(session.handle).catch(() => undefined);
+    }
   }
 
   /**

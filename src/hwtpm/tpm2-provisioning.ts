@@ -9,7 +9,7 @@ import { NV_ATTR } from '../tpm/tpm2/types/nv.ts';
 import { objectName, publicArea, type Public } from '../tpm/tpm2/types/public.ts';
 import { encode } from '../tpm/wire/codec.ts';
 import { ChipRefusal } from './chip-client.ts';
-import { Tpm2CommandError, type Tpm2Client } from './tpm2-client.ts';
+import { Tpm2CommandError, handleName, type Tpm2Client } from './tpm2-client.ts';
 import { HANDLES } from './tpm2-templates.ts';
 
 /** The attributes of an EK certificate index (TCG EK Credential Profile): platform-written, readable by all. */
@@ -28,9 +28,10 @@ export async function ensurePersistent(tpm: Tpm2Client, hierarchy: number, handl
   } catch (e) {
     if (!isMissingHandle(e)) throw e;
   }
-  const made = await tpm.createPrimary(hierarchy, template);
+  // Both authorized by HMAC, so a hierarchy's authValue does not cross the bus in the clear.
+  const made = await tpm.withHierarchyAuth(hierarchy, [handleName(hierarchy)], (auth) => tpm.createPrimary(hierarchy, template, { auth }));
   try {
-    await tpm.evictControl(RH.OWNER, made.handle, handle);
+    await tpm.withHierarchyAuth(RH.OWNER, [handleName(RH.OWNER), made.name], (auth) => tpm.evictControl(RH.OWNER, made.handle, handle, auth));
   } finally {
     await tpm.flushContext(made.handle);
   }

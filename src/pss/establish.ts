@@ -136,7 +136,7 @@ export async function establish(db: PssDatabase, chip: ChipClient, log: Logger, 
 
   let counter: bigint;
   try {
-    counter = await chip.readCounter(meta.counterId);
+    counter = await chip.readCounter(meta.counterId, counterAuth);
   } catch {
     return refuse('rollback', `the PSS's chip counter 0x${meta.counterId.toString(16)} cannot be read (the chip was cleared or replaced), so the database's freshness cannot be proven`);
   }

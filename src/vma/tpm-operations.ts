@@ -7,7 +7,7 @@
 import { digest } from '../tpm/crypto/hash.ts';
 import { ALG, CC, RH, ST } from '../tpm/tpm2/constants.ts';
 import type { Public } from '../tpm/tpm2/types/public.ts';
-import { pcrSelection, type Tpm2Client } from '../hwtpm/tpm2-client.ts';
+import { handleName, pcrSelection, type Tpm2Client } from '../hwtpm/tpm2-client.ts';
 import { eccSigningTemplate } from '../hwtpm/tpm2-templates.ts';
 import { signatureDer } from './tpm-structures.ts';
 
@@ -62,7 +62,9 @@ export async function withLoaded<T>(tpm: Tpm2Client, parent: number, key: KeyBlo
 export async function activateCredential(tpm: Tpm2Client, activateHandle: number, ekHandle: number, credentialBlob: Buffer, secret: Buffer): Promise<Buffer> {
   const session = await tpm.startPolicySession(false);
   try {
-    await tpm.call(CC.PolicySecret, [RH.ENDORSEMENT, session], [tpm.hierarchyAuth(RH.ENDORSEMENT)], { nonceTPM: EMPTY, cpHashA: EMPTY, policyRef: EMPTY, expiration: 0 });
+    await tpm.withHierarchyAuth(RH.ENDORSEMENT, [handleName(RH.ENDORSEMENT), handleName(session)], (auth) =>
+      tpm.call(CC.PolicySecret, [RH.ENDORSEMENT, session], [auth], { nonceTPM: EMPTY, cpHashA: EMPTY, policyRef: EMPTY, expiration: 0 }),
+    );
     const r = await tpm.call(CC.ActivateCredential, [activateHandle, ekHandle], [{}, { policySession: session }], { credentialBlob, secret });
     return r.params.certInfo as Buffer;
   } finally {

@@ -209,27 +209,31 @@ describe('chip client over tpm2: room for counters', () => {
   });
 });
 
+/** A started chip whose owner authorization is set, as vtpmd is given it (the owner's, and a tap on its bus). */
+async function ownedChip(): Promise<{ chip: Chip; owner: Buffer; client: ChipClient; bus: Buffer[] }> {
+  const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
+  await startChip(chip);
+  const owner = randomBytes(32);
+  await new Tpm2Client((c) => chip.execute(c, 0)).call(CC.HierarchyChangeAuth, [RH.OWNER], [{}], { newAuth: owner });
+  const host: HostTpm = {
+    family: 'tpm2',
+    get powered() {
+      return chip.powered;
+    },
+    hierarchyAuth: { owner },
+    powerOn: () => chip.powerOn(),
+    execute: (c, l) => chip.execute(c, l),
+    exclusive: (job, l) => chip.exclusive(job, l),
+    flush: () => chip.flush(),
+  };
+  const bus = tapChip(chip);
+  return { chip, owner, client: await openChipClient(host), bus };
+}
+
 describe('chip client over tpm2: the bus', () => {
-  test('a secret sealed or unsealed, and a counter key at its definition, cross it only encrypted; owner authorization by HMAC there', async () => {
-    const chip = Chip.open({ personality: 'tpm2', store: new MemoryStateStore() });
-    await startChip(chip);
-    const owner = randomBytes(32);
-    await new Tpm2Client((c) => chip.execute(c, 0)).call(CC.HierarchyChangeAuth, [RH.OWNER], [{}], { newAuth: owner });
-    // The host's TPM as vtpmd is given it: with its owner authorization.
-    const host: HostTpm = {
-      family: 'tpm2',
-      get powered() {
-        return chip.powered;
-      },
-      hierarchyAuth: { owner },
-      powerOn: () => chip.powerOn(),
-      execute: (c, l) => chip.execute(c, l),
-      exclusive: (job, l) => chip.exclusive(job, l),
-      flush: () => chip.flush(),
-    };
-    const client = await openChipClient(host);
+  test('a secret sealed or unsealed, and a counter key at its definition, cross it only encrypted; the owner authorization never crosses', async () => {
+    const { owner, client, bus } = await ownedChip();
     await client.takeOwnership();
-    const bus = tapChip(chip);
     const secret = randomBytes(32);
     const key = randomBytes(32);
     assert.deepEqual(await client.unseal(await client.seal(secret, [16])), secret);
@@ -241,20 +245,26 @@ describe('chip client over tpm2: the bus', () => {
     assert.ok(!bus.some((b) => b.includes(secret)), 'the sealed secret crossed the bus');
     const definition = bus[codes.indexOf(CC.NV_DefineSpace) * 2]!;
     assert.ok(!definition.includes(createHash('sha256').update(key).digest()), "the counter's key crossed the bus as it was defined");
-    assert.ok(!bus.some((b) => b.includes(owner)), 'the owner authorization crossed the bus (the counter is read with its key)');
     assert.equal(await client.readCounter(counter.id), counter.value + 1n, 'the owner still reads it');
+    assert.equal(await client.readCounter(counter.id, key), counter.value + 1n, 'and so does its key');
+    for (const cc of [CC.CreatePrimary, CC.EvictControl, CC.NV_Read]) assert.ok(commandCodes(bus).includes(cc), `the tap saw 0x${cc.toString(16)}`);
+    assert.ok(!bus.some((b) => b.includes(owner)), 'the owner authorization crossed the bus');
   });
 
-  test('a keyed counter made before keys could read it is still read by the owner', async () => {
-    const { chip, client } = await freshClient('tpm2');
+  test('a keyed counter made before keys could read it is still read by the owner, whose authorization does not cross the bus', async () => {
+    const { chip, owner, client, bus } = await ownedChip();
+    await client.takeOwnership();
     const key = randomBytes(32);
     const keyAuth = createHash('sha256').update(key).digest();
     const id = 0x01500000;
-    const hw = new Tpm2Client((c) => chip.execute(c, 0));
+    // Defined as that release did, off the tapped bus.
+    const hw = new Tpm2Client((c) => chip.execute(c, 0), { owner });
     await hw.nvDefineSpace(RH.OWNER, { nvIndex: id, nameAlg: ALG.SHA256, attributes: (NV_ATTR.AUTHWRITE | NV_ATTR.OWNERREAD | NV_ATTR.NO_DA | (NT.COUNTER << 4)) >>> 0, authPolicy: Buffer.alloc(0), dataSize: 8 }, { indexAuth: keyAuth });
     await hw.nvIncrement(id, id, { password: keyAuth });
-    const first = await client.readCounter(id);
+    const first = await client.readCounter(id, key);
     assert.equal(await client.incrementCounter(id, key), first + 1n);
     assert.equal(await client.readCounter(id), first + 1n);
+    assert.ok(commandCodes(bus).filter((cc) => cc === CC.NV_Read).length >= 3, 'the owner read it on the tapped bus');
+    assert.ok(!bus.some((b) => b.includes(owner)), 'the owner authorization crossed the bus');
   });
 });
