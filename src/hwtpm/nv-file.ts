@@ -3,8 +3,8 @@
  * loss mid-write with either the old or the new contents, and a chip whose NV is damaged enters
  * failure mode rather than quietly forgetting its seeds. Each file carries a header with a format
  * version, a write sequence number, the payload length and its SHA-256; a write overwrites the
- * file not holding the latest contents, in place, then syncs its data — two system calls on a
- * file kept open, where a replace-by-rename takes eight and two full syncs, and the chip writes
+ * file not holding the latest contents, in place, its data synced as it is written (O_DSYNC) —
+ * one system call on a file kept open, where a replace-by-rename takes eight and two full syncs, and the chip writes
  * its NV on every counter increment the PSS commits. Power-on takes the valid file with the
  * higher sequence number: a write cut short damages only the file being written, whose
  * predecessor is the other. Both files damaged (or the only one) is an error that names them,
@@ -12,7 +12,7 @@
  * rename) reads as sequence 0.
  */
 import { createHash } from 'node:crypto';
-import { fdatasync, ftruncate, mkdirSync, open as openCallback, readFileSync, write } from 'node:fs';
+import { constants, fdatasync, ftruncate, mkdirSync, open as openCallback, readFileSync, write } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
@@ -114,11 +114,16 @@ export class ChipNvFile implements StateStore {
     const created = target.seq === undefined;
     // Until this write is synced the file holds neither its old contents nor the new.
     target.seq = undefined;
-    const fd = (target.fd ??= await openFd(target.path, created ? 'w' : 'r+', 0o600));
+    // O_DSYNC: the write returns once its data is on disk, one call where write and fdatasync were
+    // two, each a turn of the busy event loop on the way to acknowledging a PSS commit.
+    const fd = (target.fd ??= await openFd(target.path, (created ? constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC : constants.O_RDWR) | constants.O_DSYNC, 0o600));
     const contents = Buffer.concat([header, data]);
     await writeAt(fd, contents, 0, contents.length, 0);
-    if (target.size > contents.length) await truncateFd(fd, contents.length);
-    await datasyncFd(fd);
+    if (target.size > contents.length) {
+      // A shorter file's new length is metadata the synced write does not carry.
+      await truncateFd(fd, contents.length);
+      await datasyncFd(fd);
+    }
     target.size = contents.length;
     // A new file's directory entry must survive power loss too (once per file).
     if (created) await syncDirectory(this.dir);
