@@ -4,12 +4,12 @@
  * failure mode rather than quietly forgetting its seeds. Each file carries a header with a format
  * version, a write sequence number, the payload length and its SHA-256; a write overwrites the
  * file not holding the latest contents, in place, its data synced as it is written (O_DSYNC) —
- * one system call on a file kept open, where a replace-by-rename takes eight and two full syncs, and the chip writes
- * its NV on every counter increment the PSS commits. Power-on takes the valid file with the
- * higher sequence number: a write cut short damages only the file being written, whose
- * predecessor is the other. Both files damaged (or the only one) is an error that names them,
- * never a reason to manufacture a fresh chip. A single file of format 1 (one file, replaced by
- * rename) reads as sequence 0.
+ * one system call on a file kept open, where a replace-by-rename takes eight and two full syncs,
+ * and the chip writes its NV on every counter increment the PSS commits. Power-on takes the valid
+ * file with the higher sequence number: a write cut short damages only the file being written,
+ * whose predecessor is the other. Both files damaged (or the only one) is an error that names
+ * them, never a reason to manufacture a fresh chip. A single file of format 1 (one file, replaced
+ * by rename) reads as sequence 0.
  */
 import { createHash } from 'node:crypto';
 import { constants, fdatasync, ftruncate, mkdirSync, open as openCallback, readFileSync, write } from 'node:fs';
