@@ -178,6 +178,8 @@ export class VmService {
     vms: number;
     running: number;
     pss: string;
+    /** What the PSS found when it refuses every vTPM (PssViolation.detail: never key material). */
+    pssRefusal: string | undefined;
     upgradeStagedAt: string | undefined;
   }> {
     const refusal = this.host.pss.refusal;
@@ -190,6 +192,7 @@ export class VmService {
       vms: (await this.manager.list()).length,
       running: this.endpoints.size,
       pss: refusal ? `refusing every vTPM (${refusal.condition})` : failure ? failing(failure, recoveryError, this.host.recovery.nextDelayMs) : 'ok',
+      pssRefusal: refusal?.detail,
       // Set from staging until the staged code first runs (code-upgrade.ts).
       upgradeStagedAt,
     };

@@ -235,5 +235,6 @@ describe('vtpmd serve', { skip }, () => {
     daemon = await startDaemon(state.path);
     const health = JSON.parse((await http(sock, 'GET', '/health')).body);
     assert.deepEqual([health.status, health.pss], ['degraded', 'refusing every vTPM (tcb-changed)'], 'the old installation is refused the upgraded state');
+    assert.match(health.pssRefusal, /^the chip will not release the storage key: PCRs [\d,]+ no longer hold the values it was sealed to/, 'and says what it found');
   });
 });
