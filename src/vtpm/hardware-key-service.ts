@@ -26,7 +26,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { tpm2Turn, type HostTpm } from '../hwtpm/host-tpm.ts';
-import { Tpm2CommandError, type Tpm2Client, type Authorization, type HmacSession, type SaltKey } from '../hwtpm/tpm2-client.ts';
+import { Tpm2CommandError, handleName, type Tpm2Client, type Authorization, type HmacSession, type SaltKey } from '../hwtpm/tpm2-client.ts';
 import { HANDLES } from '../hwtpm/tpm2-templates.ts';
 import { readSrk } from '../hwtpm/tpm2-provisioning.ts';
 import { ALG, CC, RH, ST } from '../tpm/tpm2/constants.ts';
@@ -37,7 +37,6 @@ import type { ChipRefused, ChipRequest, KeyUse } from '../tpm/tpm2/hardware-keys
 import { RC, unnumbered } from '../tpm/tpm2/rc.ts';
 import { publicArea, type Public, type Sensitive } from '../tpm/tpm2/types/public.ts';
 import { encode } from '../tpm/wire/codec.ts';
-import { hierarchyQn } from '../tpm/tpm2/objects/model.ts';
 import { primaryChipTemplate, type ChipCreateResult } from './chip-key-backend.ts';
 
 /**
@@ -188,7 +187,7 @@ export class HardwareKeyService {
   private async makePrimary(tpm: Tpm2Client, owner: string, template: Public, chipAuth: Buffer): Promise<{ handle: number; name: Buffer; outPublic: Public }> {
     const made = await this.inSession(tpm, owner, (session) =>
       // A hierarchy's Name, like its qualified name, is its handle.
-      tpm.call(CC.CreatePrimary, [RH.OWNER], [{ hmacSession: session, authValue: tpm.hierarchyAuthValue(RH.OWNER), names: [hierarchyQn(RH.OWNER)], decrypt: true }], {
+      tpm.call(CC.CreatePrimary, [RH.OWNER], [{ hmacSession: session, authValue: tpm.hierarchyAuthValue(RH.OWNER), names: [handleName(RH.OWNER)], decrypt: true }], {
         inSensitive: { userAuth: chipAuth, data: Buffer.alloc(0) },
         inPublic: template,
         outsideInfo: Buffer.alloc(0),
@@ -280,7 +279,7 @@ export class HardwareKeyService {
       await tpm.call(CC.PolicyCommandCode, [session.handle], [], { code: CC.Duplicate });
       await tpm.call(CC.PolicyAuthValue, [session.handle], []);
       const inner = { sym: AES_128_CFB, key: randomBytes(AES_128_CFB.keyBits / 8) };
-      const names = [key.name, hierarchyQn(RH.NULL)];
+      const names = [key.name, handleName(RH.NULL)];
       const r = await tpm.call(CC.Duplicate, [key.handle, RH.NULL], [{ hmacSession: session, authValue: request.chipAuth, names, decrypt: true }], {
         encryptionKeyIn: inner.key,
         symmetricAlg: inner.sym,
