@@ -49,11 +49,11 @@ function interposed(chip: HostTpm, impostor: () => number | undefined, seen: num
   };
 }
 
-/** Pins a fresh client of `tpm` as a host start does, and opens the PSS of `state` with it. */
-async function start(state: string, tpm: HostTpm, ekRoots: Parameters<typeof pinStorageRoot>[0]['ekRoots']) {
+/** Pins a fresh client of `tpm` as a host start does (at `now`), and opens the PSS of `state` with it. */
+async function start(state: string, tpm: HostTpm, ekRoots: Parameters<typeof pinStorageRoot>[0]['ekRoots'], now?: Date) {
   const client = await openChipClient(tpm);
   await client.takeOwnership();
-  const pinned = await pinStorageRoot({ tpm, ekRoots }, client, state);
+  const pinned = await pinStorageRoot({ tpm, ekRoots }, client, state, undefined, now);
   return { pinned, pss: await ProtectedStorage.open({ dir: join(state, 'pss'), chip: client }) };
 }
 
@@ -65,7 +65,8 @@ describe("the host TPM's SRK, pinned before a secret crosses to it", () => {
       const first = await start(state, lab.chip, roots);
       const srk = (await readSrk(tpm)).name;
       assert.deepEqual(first.pinned, srk);
-      assert.equal(readFileSync(join(state, SRK_NAME_FILE), 'utf8'), `${srk.toString('hex')}\n`);
+      const record = readFileSync(join(state, SRK_NAME_FILE), 'utf8');
+      assert.match(record, proof === 'proven against the EK roots' ? new RegExp(`^${srk.toString('hex')}\\nproven \\d{4}-\\S+Z\\n$`) : new RegExp(`^${srk.toString('hex')}\\n$`));
       await first.pss.save('vm-a', MEASUREMENT, Buffer.from('state of vm-a'));
       await first.pss.close();
 
@@ -84,7 +85,7 @@ describe("the host TPM's SRK, pinned before a secret crosses to it", () => {
       await assert.rejects(met.pss.load('vm-a', MEASUREMENT), (e) => e instanceof PssViolation && why.test(e.message));
       assert.ok(seen.includes(CC.ReadPublic), 'the interposer was asked');
       assert.ok(!seen.includes(CC.Load) && !seen.includes(CC.Unseal), 'the sealed storage key went to the chip');
-      assert.equal(readFileSync(join(state, SRK_NAME_FILE), 'utf8'), `${srk.toString('hex')}\n`, 'the record is kept');
+      assert.equal(readFileSync(join(state, SRK_NAME_FILE), 'utf8'), record, 'the record is kept');
       await met.pss.close();
     });
   }
@@ -111,6 +112,33 @@ describe("the host TPM's SRK, pinned before a secret crosses to it", () => {
       (e) => e instanceof ChipRefusal && e.reason === 'untrusted-srk' && /no secret is sent under the chip's SRK: .*does not chain to a trusted manufacturer root/.test(e.message),
     );
     assert.throws(() => readFileSync(join(state, SRK_NAME_FILE)), { code: 'ENOENT' });
+  });
+
+  test('the chain is checked as of the first proof: one that has expired since still proves the same chip, and proves none at a first start', async () => {
+    const { state, lab } = await labHost();
+    const first = await start(state, lab.chip, [lab.ca.certificate]);
+    assert.ok(first.pinned);
+    await first.pss.save('vm-a', MEASUREMENT, Buffer.from('state of vm-a'));
+    await first.pss.close();
+    // Past the manufacturer root's 25 years.
+    const later = new Date(Date.now() + 30 * 365 * 24 * 3600 * 1000);
+    const again = await start(state, lab.chip, [lab.ca.certificate], later);
+    assert.deepEqual(again.pinned, first.pinned);
+    assert.deepEqual(await again.pss.load('vm-a', MEASUREMENT), Buffer.from('state of vm-a'));
+    await again.pss.close();
+    const elsewhere = tempDir();
+    await assert.rejects(start(elsewhere, lab.chip, [lab.ca.certificate], later), (e) => e instanceof ChipRefusal && /expired/.test(e.message));
+  });
+
+  test('an SRK recorded without roots is proven, and the time recorded, once roots are given', async () => {
+    const { state, lab } = await labHost();
+    const first = await start(state, lab.chip, []);
+    await first.pss.close();
+    assert.doesNotMatch(readFileSync(join(state, SRK_NAME_FILE), 'utf8'), /proven/);
+    const proven = await start(state, lab.chip, [lab.ca.certificate]);
+    assert.deepEqual(proven.pinned, first.pinned);
+    assert.match(readFileSync(join(state, SRK_NAME_FILE), 'utf8'), /\nproven \d{4}-/);
+    await proven.pss.close();
   });
 
   test('a damaged record stops the start, naming its file', async () => {
