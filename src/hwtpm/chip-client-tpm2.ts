@@ -28,7 +28,7 @@ import { publicKeyOf } from '../tpm/tpm2/objects/model.ts';
 import { decode } from '../tpm/wire/codec.ts';
 import { tpm2Turn, type HostTpm } from './host-tpm.ts';
 import { ChipRefusal, expectedPcrValues, pcrHashOf, type Attestation, type ChipClient, type ChipKey, type KeyCertification, type Quote, type SignatureScheme } from './chip-client.ts';
-import { Tpm2Client, Tpm2CommandError, handleName, pcrSelection, type Authorization, type HmacSession, type SaltKey } from './tpm2-client.ts';
+import { Tpm2Client, Tpm2CommandError, handleName, pcrSelection, type Authorization, type SaltKey } from './tpm2-client.ts';
 import { HANDLES, eccSigningTemplate, sealedTemplate, srkTemplate } from './tpm2-templates.ts';
 
 const BLOB_MAGIC = 0x5632; // "V2"
@@ -93,7 +93,7 @@ export class Tpm2ChipClient implements ChipClient {
     return this.turn(async (tpm) => {
       const policy = await pcrPolicy(tpm, pcrs, expected && pcrHashOf('sha256', ...expectedPcrValues('sha256', pcrs, expected).values));
       const srk = await this.srkOf(tpm);
-      const { outPrivate, outPublic } = await withSession(tpm, srk, (session) =>
+      const { outPrivate, outPublic } = await tpm.withHmacSession(srk, (session) =>
         tpm.create(HANDLES.SRK, sealedTemplate(policy), { data: Buffer.from(secret), parentAuth: { hmacSession: session, authValue: EMPTY, names: [srk.name], decrypt: true } }),
       );
       return encodeBlob({ kind: KIND.sealed, pcrs: [...pcrs], inPrivate: outPrivate, inPublic: outPublic });
@@ -107,7 +107,7 @@ export class Tpm2ChipClient implements ChipClient {
       return withLoaded(tpm, b, (handle, name) =>
         withPcrSession(tpm, b.pcrs, (auth) =>
           // The policy session authorizes; a second, salted one has the TPM encrypt the secret.
-          withSession(tpm, srk, async (session) => (await tpm.call(CC.Unseal, [handle], [auth, { hmacSession: session, authValue: EMPTY, names: [name], encrypt: true }])).params.outData as Buffer),
+          tpm.withHmacSession(srk, async (session) => (await tpm.call(CC.Unseal, [handle], [auth, { hmacSession: session, authValue: EMPTY, names: [name], encrypt: true }])).params.outData as Buffer),
         ),
       );
     });
@@ -182,7 +182,7 @@ export class Tpm2ChipClient implements ChipClient {
         dataSize: 8,
       };
       const srk = await this.srkOf(tpm);
-      await withSession(tpm, srk, async (session) => {
+      await tpm.withHmacSession(srk, async (session) => {
         try {
           // The key goes in as the index's authValue, encrypted.
           await tpm.nvDefineSpace(RH.OWNER, publicInfo, { indexAuth: counterAuth(auth), auth: { hmacSession: session, authValue: tpm.hierarchyAuthValue(RH.OWNER), names: [handleName(RH.OWNER)], decrypt: true } });
@@ -302,16 +302,6 @@ async function pcrPolicy(tpm: Tpm2Client, pcrs: readonly number[], pcrDigest?: B
     return await tpm.policyGetDigest(session);
   } finally {
     await tpm.flushContext(session);
-  }
-}
-
-/** Runs `use` with an HMAC session salted to `salt`, so that it can encrypt parameters; flushed after. */
-async function withSession<T>(tpm: Tpm2Client, salt: SaltKey, use: (session: HmacSession) => Promise<T>): Promise<T> {
-  const session = await tpm.startHmacSession(salt);
-  try {
-    return await use(session);
-  } finally {
-    await tpm.flushContext(session.handle).catch(() => undefined);
   }
 }
 

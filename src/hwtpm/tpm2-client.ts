@@ -128,9 +128,14 @@ export class Tpm2Client {
   async withHierarchyAuth<T>(handle: number, names: readonly Uint8Array[], use: (auth: Authorization) => Promise<T>): Promise<T> {
     const authValue = this.hierarchyAuthValue(handle);
     if (authValue.length === 0) return use({});
-    const session = await this.startHmacSession();
+    return this.withHmacSession(undefined, (session) => use({ hmacSession: session, authValue, names }));
+  }
+
+  /** Runs `use` with an HMAC session, salted to `salt` when given (so it can encrypt parameters), and flushes it after. */
+  async withHmacSession<T>(salt: SaltKey | undefined, use: (session: HmacSession) => Promise<T>): Promise<T> {
+    const session = await this.startHmacSession(salt);
     try {
-      return await use({ hmacSession: session, authValue, names });
+      return await use(session);
     } finally {
       await this.flushContext(session.handle).catch(() => undefined);
     }
