@@ -26,8 +26,9 @@ export type { Persist };
 /**
  * Commands that change volatile state a guest would miss after an unseen host restart (PCRs,
  * platform auth, enables, context sequence) without necessarily writing NV. Commands that write
- * NV are caught by the engine's store; those that touch only objects and sessions need no save,
- * as those are not part of a snapshot.
+ * NV are caught by the engine's store; those that touch only loaded objects and sessions need no
+ * save, as those are not part of a snapshot (which session contexts may come back is, and
+ * changedRunningState sees it move).
  */
 const VOLATILE_CHANGING: ReadonlySet<number> = new Set([
   CC.Startup,
@@ -69,6 +70,7 @@ export class Tpm2VtpmModel extends PersistedModel {
   /** While a command is retried around what it waits for its clock stands still, so every attempt attests the same time. */
   private frozenAt: number | undefined;
   private auditBefore: Buffer | undefined;
+  private savedSessionsBefore = 0;
 
   /** Use `create` (which persists the new vTPM before anyone can use it) or `restore`. */
   private constructor(persist: Persist, opts: Tpm2VtpmModelOptions) {
@@ -92,7 +94,8 @@ export class Tpm2VtpmModel extends PersistedModel {
 
   holdsLoadedState(): boolean {
     const e = this.engine;
-    return e.objects.used > 0 || e.sessions.used > 0 || e.savedSessions.size > 0;
+    // Saved sessions are not here: their contexts carry them, and a snapshot which may come back.
+    return e.objects.used > 0 || e.sessions.used > 0 || e.parkedSequences.size > 0;
   }
 
   get design(): 'software' | 'hardware' {
@@ -111,6 +114,7 @@ export class Tpm2VtpmModel extends PersistedModel {
 
   protected run(command: Uint8Array, locality: number): Buffer | Promise<Buffer> {
     this.auditBefore = this.engine.audit.digest;
+    this.savedSessionsBefore = this.engine.savedSessions.size;
     if (this.backend) return this.executeWaiting(command, locality);
     try {
       return this.engine.execute(command, locality);
@@ -121,8 +125,10 @@ export class Tpm2VtpmModel extends PersistedModel {
   }
 
   protected changedRunningState(command: Uint8Array, response: Buffer): boolean {
-    // An audited command moves the audit digest, which only a snapshot keeps.
-    return this.engine.audit.digest !== this.auditBefore || (succeeded(response) && VOLATILE_CHANGING.has(commandCodeOf(command)));
+    // An audited command moves the audit digest, which only a snapshot keeps; a session context
+    // loaded or flushed must not come back after a restart (ContextSave is in VOLATILE_CHANGING).
+    const e = this.engine;
+    return e.audit.digest !== this.auditBefore || e.savedSessions.size !== this.savedSessionsBefore || (succeeded(response) && VOLATILE_CHANGING.has(commandCodeOf(command)));
   }
 
   protected unpoweredResponse(): Buffer {

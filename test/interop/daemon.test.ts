@@ -168,6 +168,35 @@ describe('vtpmd serve', { skip }, () => {
     assert.equal(db.state, 'running');
   });
 
+  test("a policy session the guest saved outlives the daemon's SIGKILL and still unseals what its policy allows", async () => {
+    const vm = JSON.parse((await cli(state.path, ['vm', 'show', 'web'])).stdout);
+    const t = tcti(vm);
+    const w = (n: string) => join(work.path, n);
+    await tool(t, 'tpm2_startauthsession', ['-S', w('trial.ctx')]);
+    await tool(t, 'tpm2_policycommandcode', ['-S', w('trial.ctx'), '-L', w('unseal.policy'), 'TPM2_CC_Unseal']);
+    await tool(t, 'tpm2_flushcontext', [w('trial.ctx')]);
+    await tool(t, 'tpm2_createprimary', ['-C', 'o', '-c', w('sp.ctx')]);
+    await tool(t, 'tpm2_create', ['-C', w('sp.ctx'), '-L', w('unseal.policy'), '-i', '-', '-u', w('ps.pub'), '-r', w('ps.priv')], Buffer.from('policy-bound secret'));
+    await tool(t, 'tpm2_flushcontext', ['-t']);
+    // The guest's policy session, asserted and saved to a file by tpm2-tools, as a resource manager holds it.
+    await tool(t, 'tpm2_startauthsession', ['--policy-session', '-S', w('policy.ctx')]);
+    await tool(t, 'tpm2_policycommandcode', ['-S', w('policy.ctx'), 'TPM2_CC_Unseal']);
+
+    const exited = new Promise((ok) => daemon.child.once('exit', ok));
+    daemon.child.kill('SIGKILL');
+    await exited;
+    daemon = await startDaemon(state.path);
+
+    await tool(t, 'tpm2_createprimary', ['-C', 'o', '-c', w('sp2.ctx')]);
+    await tool(t, 'tpm2_load', ['-C', w('sp2.ctx'), '-u', w('ps.pub'), '-r', w('ps.priv'), '-c', w('ps.ctx')]);
+    await tool(t, 'tpm2_flushcontext', ['-t']);
+    assert.equal(await tool(t, 'tpm2_unseal', ['-c', w('ps.ctx'), '-p', `session:${w('policy.ctx')}`]), 'policy-bound secret');
+    await tool(t, 'tpm2_flushcontext', ['-t']);
+    // tpm2-tools saved the session again after the unseal; flushing it leaves nothing to load.
+    await tool(t, 'tpm2_flushcontext', [w('policy.ctx')]);
+    await assert.rejects(tool(t, 'tpm2_flushcontext', [w('policy.ctx')]), /handle is not correct/);
+  });
+
   test('stop closes the endpoint, start reopens it, destroy removes the VM', async () => {
     const stopped = JSON.parse((await cli(state.path, ['vm', 'stop', 'web'])).stdout);
     assert.equal(stopped.state, 'stopped');

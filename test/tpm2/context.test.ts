@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { CC, HT } from '../../src/tpm/tpm2/constants.ts';
+import { CC, HT, SU } from '../../src/tpm/tpm2/constants.ts';
 import { RC } from '../../src/tpm/tpm2/rc.ts';
 import { context, type Context } from '../../src/tpm/tpm2/types/context.ts';
-import { buildCommand, enc, u32b } from '../helpers/tpm2-commands.ts';
-import { exec, fails, ok, powerCycle, startedEngine } from '../helpers/tpm2-engine.ts';
-import { createPrimary, eccStorage, readPublic, startPolicySession } from '../helpers/tpm2-objects.ts';
+import { buildCommand, enc, shutdown, u32b } from '../helpers/tpm2-commands.ts';
+import { exec, fails, newEngine, ok, powerCycle, startedEngine } from '../helpers/tpm2-engine.ts';
+import { commandCodePolicy, createPrimary, eccStorage, policyCommandCode, readPublic, startPolicySession } from '../helpers/tpm2-objects.ts';
 import type { Tpm2Engine } from '../../src/tpm/tpm2/engine.ts';
+import { digestBuf } from '../../src/tpm/tpm2/types/basic.ts';
 
 const INTEGRITY_P1 = RC.INTEGRITY | 0x040 | 0x100;
 const HANDLE_P1 = RC.HANDLE | 0x040 | 0x100;
@@ -22,6 +23,17 @@ function loadCmd(c: Context): Buffer {
 
 function flush(tpm: Tpm2Engine, handle: number): void {
   ok(tpm, buildCommand({ cc: CC.FlushContext, params: u32b(handle) }));
+}
+
+function policyDigest(tpm: Tpm2Engine, handle: number): Buffer {
+  return digestBuf.decode(ok(tpm, buildCommand({ cc: CC.PolicyGetDigest, handles: [handle] })).reader());
+}
+
+/** A policy session that has asserted PolicyCommandCode(Unseal), saved. */
+function savedPolicySession(tpm: Tpm2Engine): Context {
+  const s = startPolicySession(tpm);
+  policyCommandCode(tpm, s, CC.Unseal);
+  return save(tpm, s.handle);
 }
 
 describe('ContextSave and ContextLoad', () => {
@@ -75,6 +87,46 @@ describe('ContextSave and ContextLoad', () => {
     const c = save(tpm, s.handle);
     powerCycle(tpm);
     fails(tpm, loadCmd(c), HANDLE_P1);
+  });
+
+  test('a saved session comes back after TPM Resume and TPM Restart with what its policy asserted, but not twice', () => {
+    for (const startupType of [SU.STATE, SU.CLEAR]) {
+      const tpm = startedEngine();
+      const c = savedPolicySession(tpm);
+      ok(tpm, shutdown(SU.STATE));
+      powerCycle(tpm, startupType);
+      assert.equal(ok(tpm, loadCmd(c)).handle, c.savedHandle);
+      assert.deepEqual(policyDigest(tpm, c.savedHandle), commandCodePolicy(CC.Unseal));
+      flush(tpm, c.savedHandle);
+      fails(tpm, loadCmd(c), HANDLE_P1);
+    }
+  });
+
+  test("a saved session's context is refused with one bit flipped, and the session stays saved", () => {
+    const tpm = startedEngine();
+    const c = savedPolicySession(tpm);
+    const bad = { ...c, contextBlob: Buffer.from(c.contextBlob) };
+    bad.contextBlob[bad.contextBlob.length - 1]! ^= 1;
+    fails(tpm, loadCmd(bad), INTEGRITY_P1);
+    assert.equal(ok(tpm, loadCmd(c)).handle, c.savedHandle);
+  });
+
+  test("a saved session comes back in an engine resumed from a snapshot; one loaded since the snapshot's successor does not", () => {
+    const a = startedEngine();
+    const c = savedPolicySession(a);
+    const b = newEngine();
+    b.resume(a.snapshot());
+    assert.equal(ok(b, loadCmd(c)).handle, c.savedHandle);
+    assert.deepEqual(policyDigest(b, c.savedHandle), commandCodePolicy(CC.Unseal));
+    // A session started after the restart does not take the saved one's handle.
+    const d = newEngine();
+    d.resume(a.snapshot());
+    assert.notEqual(startPolicySession(d).handle, c.savedHandle);
+    // Once loaded, the blob is spent, in the snapshot that records the load too.
+    ok(a, loadCmd(c));
+    const e = newEngine();
+    e.resume(a.snapshot());
+    fails(e, loadCmd(c), HANDLE_P1);
   });
 
   test('saving a session frees its slot while its handle stays reserved for the saved context', () => {

@@ -10,6 +10,10 @@ import { nodeKey, rsaTemplate } from '../helpers/tpm2-keys.ts';
 import { ALG, CC, RH } from '../../src/tpm/tpm2/constants.ts';
 import { NV_ATTR } from '../../src/tpm/tpm2/types/nv.ts';
 import { stateKeeper } from '../helpers/state-keeper.ts';
+import { buildCommand, commandCode, params, parseResponse, tpm2b, u16b, u32b } from '../helpers/tpm2-commands.ts';
+import { commandCodePolicy } from '../helpers/tpm2-objects.ts';
+import { digestBuf } from '../../src/tpm/tpm2/types/basic.ts';
+import { RC } from '../../src/tpm/tpm2/rc.ts';
 
 
 const sha256 = (fill: number) => [{ hashAlg: ALG.SHA256, digest: Buffer.alloc(32, fill) }];
@@ -66,7 +70,9 @@ describe('software vTPM', () => {
     const key = await tpm.createPrimary(RH.OWNER, eccSigningTemplate(true));
     await tpm.evictControl(RH.OWNER, key.handle, 0x81000005);
     const before = await tpm.pcrRead(ALG.SHA256, [0, 3, 16]);
+    await new Promise((ok) => setTimeout(ok, 50));
     const clockBefore = (await tpm.call(CC.ReadClock, [], [])).params.currentTime;
+    assert.ok(clockBefore.time >= 50n);
 
     const restored = Tpm2VtpmModel.restore(stateKeeper().persist, r.last());
     const again = new Tpm2Client((c) => restored.execute(c, 0));
@@ -76,6 +82,9 @@ describe('software vTPM', () => {
     const clockAfter = (await again.call(CC.ReadClock, [], [])).params.currentTime;
     assert.equal(clockAfter.clockInfo.resetCount, clockBefore.clockInfo.resetCount, 'no TPM Reset is visible');
     assert.equal(clockAfter.clockInfo.restartCount, clockBefore.clockInfo.restartCount);
+    // The TPM kept its power: Time and Clock ran on, neither went back.
+    assert.ok(clockAfter.time >= clockBefore.time, `time ${clockAfter.time} after ${clockBefore.time}`);
+    assert.ok(clockAfter.clockInfo.clock >= clockBefore.clockInfo.clock, `clock ${clockAfter.clockInfo.clock} after ${clockBefore.clockInfo.clock}`);
   });
 
   test('a guest reboot (power cycle) resets the PCRs and is persisted', async () => {
@@ -89,6 +98,30 @@ describe('software vTPM', () => {
     const again = new Tpm2Client((c) => restored.execute(c, 0));
     await again.startup();
     assert.deepEqual((await again.pcrRead(ALG.SHA256, [16]))[0], Buffer.alloc(32));
+  });
+
+  test('a saved session outlives the host process: the restored vTPM loads its context once, with what its policy asserted', async () => {
+    const r = stateKeeper();
+    const v = await Tpm2VtpmModel.create(r.persist);
+    await started(v);
+    const run = async (m: Tpm2VtpmModel, cmd: Buffer) => parseResponse(await m.execute(cmd, 0), { responseHandle: commandCode(cmd) === CC.StartAuthSession || commandCode(cmd) === CC.ContextLoad });
+    const start = buildCommand({ cc: CC.StartAuthSession, handles: [RH.NULL, RH.NULL], params: params(tpm2b(Buffer.alloc(16, 7)), tpm2b(''), Buffer.from([1]), u16b(ALG.NULL), u16b(ALG.SHA256)) });
+    const handle = (await run(v, start)).handle!;
+    assert.equal((await run(v, buildCommand({ cc: CC.PolicyCommandCode, handles: [handle], params: u32b(CC.Unseal) }))).rc, 0);
+    const saved = (await run(v, buildCommand({ cc: CC.ContextSave, handles: [handle] }))).params;
+    assert.equal(v.holdsLoadedState(), false, 'a saved session does not keep the vTPM in memory');
+    const load = buildCommand({ cc: CC.ContextLoad, params: saved });
+    const digest = buildCommand({ cc: CC.PolicyGetDigest, handles: [handle] });
+
+    const restored = Tpm2VtpmModel.restore(stateKeeper().persist, r.last());
+    assert.equal((await run(restored, load)).handle, handle);
+    assert.deepEqual(digestBuf.decode((await run(restored, digest)).reader()), commandCodePolicy(CC.Unseal));
+
+    // Loading it is saved before the answer, so a vTPM restored after that refuses the context.
+    const savesBefore = r.saved.length;
+    assert.equal((await run(v, load)).handle, handle);
+    assert.equal(r.saved.length, savesBefore + 1);
+    assert.equal((await run(Tpm2VtpmModel.restore(stateKeeper().persist, r.last()), load)).rc, RC.HANDLE | 0x140);
   });
 
   test('when persisting fails the response is withheld and the failure reported', async () => {
@@ -125,6 +158,25 @@ describe('software vTPM', () => {
     const restored = Tpm2VtpmModel.restore(stateKeeper().persist, await model.snapshot(), { rsaKeys: undefined });
     const inline = new Tpm2Client((c) => restored.execute(c, 0));
     assert.deepEqual((await inline.createPrimary(RH.OWNER, srkTemplate())).outPublic, made.outPublic);
+  });
+
+  test('a snapshot written before saved sessions and Time were kept (running-state version 1) restores, holding no saved session', async () => {
+    const r = stateKeeper();
+    const tpm = await started(await Tpm2VtpmModel.create(r.persist));
+    await tpm.pcrExtend(16, sha256(4));
+    const v2 = r.last();
+    // Version 1 is version 2 without the session and time fields after the context sequence.
+    const at = { pos: 4 + 1 + 1 + 4 };
+    const skipSized = () => (at.pos += 2 + v2.readUInt16BE(at.pos));
+    skipSized(); // platformAuth
+    at.pos += 2; // platformPolicy hash
+    for (let i = 0; i < 4; i++) skipSized(); // platformPolicy digest, nullSeed, nullProof, audit digest
+    at.pos += 4 + 8; // audit resetCount, contextSequence
+    assert.equal(v2.readUInt16BE(at.pos + 4), 0, 'no saved sessions in this snapshot');
+    const v1 = Buffer.concat([v2.subarray(0, at.pos), v2.subarray(at.pos + 6 + 20)]);
+    v1[4] = 1;
+    const restored = new Tpm2Client((c) => Tpm2VtpmModel.restore(stateKeeper().persist, v1).execute(c, 0));
+    assert.deepEqual(await restored.pcrRead(ALG.SHA256, [16]), await tpm.pcrRead(ALG.SHA256, [16]));
   });
 
   test('a damaged snapshot is refused with a clear error', () => {

@@ -25,7 +25,7 @@
 import { digest, digestSize, startHash } from '../crypto/hash.ts';
 import { ALG, CC, SESSION_ATTR } from './constants.ts';
 import type { Tpm2Engine } from './engine.ts';
-import type { Session } from './auth/sessions.ts';
+import type { Session, SessionAudit } from './auth/sessions.ts';
 import { RC, TpmError } from './rc.ts';
 import { u32be } from '../wire/buffer.ts';
 
@@ -212,18 +212,12 @@ export function recordCommandAudit(tpm: Tpm2Engine, cpHash: Buffer, rpHash: Buff
 // ---------------------------------------------------------------------------------------------
 // Session audit
 
-/** The audit state of one session (the reference's isAudit and u2.auditDigest). */
-export interface SessionAudit {
-  digest: Buffer;
-}
-
-const sessionAudits = new WeakMap<Session, SessionAudit>();
 /** Per engine: the handle of the exclusive audit session, if any (g_exclusiveAuditSession). */
 const exclusive = new WeakMap<Tpm2Engine, number>();
 
 /** The audit state of a session, undefined if it has never been used for audit. */
 export function sessionAuditOf(session: Session): SessionAudit | undefined {
-  return sessionAudits.get(session);
+  return session.audit;
 }
 
 /** A command ran without the exclusive audit session auditing it: the session is exclusive no more. */
@@ -268,10 +262,9 @@ export function updateSessionAudit(
     return 0;
   }
   const { session, attributes } = audited;
-  let state = sessionAudits.get(session);
+  let state = session.audit;
   if (!state || attributes & SESSION_ATTR.auditReset) {
-    state = { digest: Buffer.alloc(digestSize(session.authHash)) };
-    sessionAudits.set(session, state);
+    state = session.audit = { digest: Buffer.alloc(digestSize(session.authHash)) };
     exclusive.set(tpm, session.handle);
   } else if (exclusive.get(tpm) !== session.handle) {
     exclusive.delete(tpm);

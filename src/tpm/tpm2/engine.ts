@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { TpmRandom, type EntropySource } from '../crypto/random.ts';
 import { CC, HT, RH, SU } from './constants.ts';
 import type { CommandDef } from './command.ts';
@@ -9,7 +10,8 @@ import { asBuffer, detached, Writer } from '../wire/buffer.ts';
 import { TpmClock } from './state/clock.ts';
 import { PcrBanks } from './state/pcr-banks.ts';
 import { ObjectSlots, type TransientObject } from './state/objects.ts';
-import { SessionSlots, type Session } from './auth/sessions.ts';
+import { SessionSlots } from './auth/sessions.ts';
+import type { TimeBase } from './auth/session-codec.ts';
 import { Lockout } from './state/lockout.ts';
 import { nvName } from './types/nv.ts';
 import { deserializeObject } from './objects/persistent.ts';
@@ -24,7 +26,7 @@ import type { RsaKeyPool } from '../crypto/rsa-key-pool.ts';
 import type { TpmObject } from './objects/model.ts';
 import { decodeRunningState, encodeRunningHead, encodeRunningState, type RunningState } from './state/running-state.ts';
 import { DeltaWriter } from '../state-delta.ts';
-import { NO_POLICY, deserializeNv, manufacture, serializeNv, type AuthPolicy, type HierarchyEnables, type NvState } from './state/nv-state.ts';
+import { NO_POLICY, deserializeNv, manufacture, serializeNv, type AuthPolicy, type HierarchyEnables, type NvState, type SavedSessions } from './state/nv-state.ts';
 
 export interface Tpm2Options {
   /** Where NV lives; default in memory. */
@@ -149,8 +151,11 @@ export class Tpm2Engine {
     this.objects.clear();
     this.sessions.clear();
     this.parkedSequences.clear();
+    // Startup restores the saved sessions a Shutdown(STATE) recorded.
     this.savedSessions.clear();
     this.clock.powerOn(this.nv.clock);
+    this.timeEpoch = randomInt(0x1_0000_0000);
+    this.timeOrigin = Date.now();
     this.pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
     this.pcrs.initialize();
   }
@@ -216,6 +221,7 @@ export class Tpm2Engine {
       this.pcrs.updateCounter = nv.saved.pcrUpdateCounter;
       if (nv.saved.enables) this.enables = { ...nv.saved.enables };
       if (nv.saved.auditDigest) nv.audit.restoreDigest(nv.saved.auditDigest);
+      this.restoreShutdownSessions(nv.saved.sessions);
       nv.restartCount++;
     } else {
       if (nv.pendingAllocation) {
@@ -228,6 +234,7 @@ export class Tpm2Engine {
       this.pcrs.markStartupLocality(locality);
       if (nv.shutdown === 'state') {
         if (nv.saved?.auditDigest) nv.audit.restoreDigest(nv.saved.auditDigest);
+        this.restoreShutdownSessions(nv.saved?.sessions);
         nv.restartCount++;
       } else {
         if (nv.shutdown === 'none') nv.clockSafe = false;
@@ -259,6 +266,7 @@ export class Tpm2Engine {
         pcrUpdateCounter: this.pcrs.updateCounter,
         enables: { ...this.enables },
         auditDigest: nv.audit.savedDigest(),
+        sessions: this.savedSessionList(),
       };
       nv.shutdown = 'state';
     } else {
@@ -325,6 +333,9 @@ export class Tpm2Engine {
       nullProof: this.nullProof,
       auditDigest: this.nv.audit.savedDigest(),
       contextSequence: this.contextSequence,
+      sessionNumber: this.sessions.lastNumber,
+      savedSessions: this.savedSessions,
+      time: { origin: this.timeOrigin, clockMinusTime: this.clock.clockMinusTime, epoch: this.timeEpoch },
     };
   }
 
@@ -335,9 +346,7 @@ export class Tpm2Engine {
     this.objects.clear();
     this.sessions.clear();
     this.parkedSequences.clear();
-    this.savedSessions.clear();
     this.persistentCache.clear();
-    this.clock.powerOn(this.nv.clock);
     const pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
     readPcrs((r) => pcrs.readAll(r));
     this.pcrs = pcrs;
@@ -351,6 +360,8 @@ export class Tpm2Engine {
     this.nullProof = state.nullProof;
     this.nv.audit.restoreDigest(state.auditDigest);
     this.contextSequence = state.contextSequence;
+    this.restoreSavedSessions(state.sessionNumber, state.savedSessions);
+    this.resumeTime(state.time);
     this.commitNv();
     // What was resumed from counts as handed over, so the next hand-over is a change to it, if
     // this engine writes it back byte for byte (else the next one is whole).
@@ -536,12 +547,55 @@ export class Tpm2Engine {
 
   /** Sequence objects whose contexts were saved (their hash state cannot be serialized). */
   readonly parkedSequences = new Map<string, TransientObject>();
-  /** Sessions whose contexts were saved: handle → the sequence of the one valid blob, and the state. */
-  readonly savedSessions = new Map<number, { sequence: bigint; session: Session }>();
+  /** Sessions whose contexts were saved: handle → the sequence of the one blob that may bring it back. */
+  readonly savedSessions = new Map<number, bigint>();
   private contextSequence = 0n;
+  /** Which run of Time this is: saved sessions carry it, so a timeout from another run is not measured against this one. */
+  private timeEpoch = randomInt(0x1_0000_0000);
+  /** The wall-clock millisecond at which Time was zero: a restarted host process continues Time from it. */
+  private timeOrigin = Date.now();
 
   nextContextSequence(): bigint {
     return ++this.contextSequence;
+  }
+
+  /** The saved sessions as a Shutdown(STATE) records them and a running-state record carries them. */
+  savedSessionList(): SavedSessions {
+    return { lastNumber: this.sessions.lastNumber, saved: [...this.savedSessions].map(([h, seq]) => [h, seq.toString()]) };
+  }
+
+  private restoreSavedSessions(lastNumber: number, saved: Iterable<readonly [number, bigint]>): void {
+    this.sessions.continueAfter(lastNumber);
+    this.savedSessions.clear();
+    for (const [h, seq] of saved) this.savedSessions.set(h, seq);
+  }
+
+  /** TPM Resume and Restart: the saved sessions the last Shutdown(STATE) recorded. */
+  private restoreShutdownSessions(list: SavedSessions | undefined): void {
+    this.restoreSavedSessions(list?.lastNumber ?? 0, (list?.saved ?? []).map(([h, seq]) => [h, BigInt(seq)] as const));
+  }
+
+  /**
+   * The TPM kept its power while its host process restarted, so Time counts on from where it was
+   * zero, downtime included, and Clock keeps its distance from Time (never going back past what
+   * NV holds). A record without them (version 1) restarts Time, as power-on does.
+   */
+  private resumeTime(t: RunningState['time']): void {
+    this.clock.powerOn(this.nv.clock);
+    if (!t) {
+      this.timeEpoch = randomInt(0x1_0000_0000);
+      this.timeOrigin = Date.now();
+      return;
+    }
+    const time = BigInt(Math.max(0, Date.now() - t.origin));
+    const clock = time + t.clockMinusTime;
+    this.clock.resume(time, clock > this.nv.clock ? clock : this.nv.clock);
+    this.timeOrigin = t.origin;
+    this.timeEpoch = t.epoch;
+  }
+
+  timeBase(): TimeBase {
+    return { now: this.clock.time, epoch: this.timeEpoch };
   }
 
   /** Persistent objects already parsed out of NV (their keys made once, not per command). */

@@ -20,6 +20,13 @@ export interface Session {
   policyDigest: Buffer;
   /** Policy sessions: what the policy commands so far have asserted (made on first use). */
   policy?: PolicyState;
+  /** Once the session has audited a command (audit.ts). */
+  audit?: SessionAudit;
+}
+
+/** The audit state of one session (the reference's isAudit and u2.auditDigest). */
+export interface SessionAudit {
+  digest: Buffer;
 }
 
 /**
@@ -119,6 +126,16 @@ export class SessionSlots {
     const i = this.slots.indexOf(undefined);
     if (i < 0) throw new TpmError(RC.SESSION_MEMORY);
     this.slots[i] = session;
+  }
+
+  /** The number the last session handle was made from; a TPM that comes back continues after it. */
+  get lastNumber(): number {
+    return this.counter;
+  }
+
+  /** Continues handle numbering after `n` (a restored TPM's saved sessions keep theirs). */
+  continueAfter(n: number): void {
+    if (n > this.counter) this.counter = n & 0xffffff;
   }
 
   /** Brings a saved session back into a slot (ContextLoad). */

@@ -32,11 +32,27 @@ export class TpmClock {
     return this.anchorClock + BigInt(this.elapsed());
   }
 
+  /** Constant while the TPM runs, but for set(): time and clock advance together. */
+  get clockMinusTime(): bigint {
+    return this.anchorClock - BigInt(this.anchorTime);
+  }
+
   /** _TPM_Init: time restarts at zero; clock continues from what NV held. */
   powerOn(persistedClock: bigint): void {
     this.anchorReal = this.now();
     this.anchorTime = 0;
     this.anchorClock = persistedClock;
+    this.rate = NOMINAL;
+  }
+
+  /**
+   * Continues a TPM that kept its power while the process running it restarted: time and clock
+   * as they are now, by the record the last process left.
+   */
+  resume(time: bigint, clock: bigint): void {
+    this.anchorReal = this.now();
+    this.anchorTime = Number(time);
+    this.anchorClock = clock;
     this.rate = NOMINAL;
   }
 

@@ -19,6 +19,14 @@ export interface SavedState {
   enables?: HierarchyEnables;
   /** The command audit digest, which survives TPM Restart and Resume. */
   auditDigest?: { digest: string; resetCount: number };
+  /** Saved session contexts, which survive TPM Restart and Resume. */
+  sessions?: SavedSessions;
+}
+
+/** Which session contexts may come back: handle → sequence (decimal), and the last handle number made. */
+export interface SavedSessions {
+  lastNumber: number;
+  saved: [number, string][];
 }
 
 export interface HierarchyEnables {
@@ -165,6 +173,12 @@ export function serializeNv(s: NvState): Buffer {
   return Buffer.from(JSON.stringify(json));
 }
 
+function isSavedSessions(v: any): v is SavedSessions {
+  const u32 = (n: unknown) => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= 0xffffffff;
+  return typeof v === 'object' && v !== null && u32(v.lastNumber) && Array.isArray(v.saved) &&
+    v.saved.every((e: unknown) => Array.isArray(e) && e.length === 2 && u32(e[0]) && typeof e[1] === 'string' && /^\d{1,20}$/.test(e[1]));
+}
+
 function auditFromJson(v: unknown): CommandAuditLog {
   if (v === undefined) return new CommandAuditLog();
   try {
@@ -186,6 +200,7 @@ export function deserializeNv(data: Buffer): NvState {
   if (typeof j.clock !== 'string' || !/^\d+$/.test(j.clock)) throw damaged('clock');
   if (!['none', 'clear', 'state'].includes(j.shutdown)) throw damaged('shutdown');
   if (j.saved !== null && (typeof j.saved !== 'object' || typeof j.saved.pcrs !== 'object')) throw damaged('saved state');
+  if (j.saved?.sessions !== undefined && !isSavedSessions(j.saved.sessions)) throw damaged('saved sessions');
   const h = objectField(j.hierarchy, 'hierarchy');
   const seeds = objectField(h.seeds, 'seeds');
   const proofs = objectField(h.proofs, 'proofs');

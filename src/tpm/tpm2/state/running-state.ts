@@ -8,13 +8,16 @@
  *
  * Loaded objects, sessions and sequences are not part of it: a guest (or its resource manager)
  * that needs them across a host restart holds their contexts (ContextSave), as it must across
- * any TPM Reset.
+ * any TPM Reset. Which session contexts may come back is part of it, and where Time and Clock
+ * stand (since version 2).
  */
 import { Reader, Writer } from '../../wire/buffer.ts';
 import type { AuthPolicy, HierarchyEnables } from './nv-state.ts';
 
 const MAGIC = 0x56525331; // "VRS1"
-export const RUNNING_VERSION = 1;
+export const RUNNING_VERSION = 2;
+/** Records made before saved sessions and Time were kept: read as holding no saved session, and Time restarts. */
+const VERSION_1 = 1;
 
 export interface RunningState {
   started: boolean;
@@ -27,6 +30,16 @@ export interface RunningState {
   nullProof: Buffer;
   auditDigest: { digest: string; resetCount: number };
   contextSequence: bigint;
+  /** The number the last session handle was made from. */
+  sessionNumber: number;
+  /** Saved sessions: handle → the sequence of the blob that may bring it back. */
+  savedSessions: ReadonlyMap<number, bigint>;
+  /**
+   * Where Time and Clock stand, so that they run on through a restart of the host process:
+   * the wall-clock millisecond at which Time was zero, Clock minus Time (both constant while the
+   * TPM runs, but for ClockSet), and which run of Time this is. Undefined in version 1 records.
+   */
+  time?: { origin: number; clockMinusTime: bigint; epoch: number };
 }
 
 export class RunningStateError extends Error {
@@ -55,7 +68,7 @@ export function encodeRunningState(head: Buffer, nv: Buffer, writePcrs: (w: Writ
  * buffer, so that a change since the last hand-over compares it alone (Tpm2Engine.handOver).
  */
 export function encodeRunningHead(s: RunningState, nvLength: number): Buffer {
-  const w = new Writer(HEADER_ROOM + s.platformAuth.length + s.platformPolicy.digest.length + s.nullSeed.length + s.nullProof.length);
+  const w = new Writer(HEADER_ROOM + 20 + 12 * s.savedSessions.size + s.platformAuth.length + s.platformPolicy.digest.length + s.nullSeed.length + s.nullProof.length);
   w.u32(MAGIC).u8(RUNNING_VERSION);
   const e = s.enables;
   w.u8((s.started ? FLAG.started : 0) | (s.orderlyStart ? FLAG.orderlyStart : 0) | (e.ph ? FLAG.ph : 0) | (e.sh ? FLAG.sh : 0) | (e.eh ? FLAG.eh : 0) | (e.phNV ? FLAG.phNV : 0));
@@ -68,6 +81,10 @@ export function encodeRunningHead(s: RunningState, nvLength: number): Buffer {
   sized(w, Buffer.from(s.auditDigest.digest, 'hex'));
   w.u32(s.auditDigest.resetCount);
   w.u64(s.contextSequence);
+  w.u32(s.sessionNumber).u16(s.savedSessions.size);
+  for (const [handle, sequence] of s.savedSessions) w.u32(handle).u64(sequence);
+  const t = s.time ?? { origin: 0, clockMinusTime: 0n, epoch: 0 };
+  w.u64(BigInt(Math.max(0, Math.floor(t.origin)))).u64(t.clockMinusTime).u32(t.epoch);
   w.u32(nvLength);
   return w.finish();
 }
@@ -88,7 +105,7 @@ export function decodeRunningState(record: Buffer): { state: RunningState; nv: B
     const r = new Reader(record);
     if (r.u32() !== MAGIC) throw new RunningStateError('not a vTPM running-state record');
     const version = r.u8();
-    if (version !== RUNNING_VERSION) throw new RunningStateError(`version ${version}; this vtpmd reads version ${RUNNING_VERSION}`);
+    if (version !== RUNNING_VERSION && version !== VERSION_1) throw new RunningStateError(`version ${version}; this vtpmd reads versions ${VERSION_1} and ${RUNNING_VERSION}`);
     const f = r.u8();
     const pcrUpdateCounter = r.u32();
     const platformAuth = Buffer.from(r.bytes(r.u16()));
@@ -99,6 +116,14 @@ export function decodeRunningState(record: Buffer): { state: RunningState; nv: B
     const audit = Buffer.from(r.bytes(r.u16())).toString('hex');
     const resetCount = r.u32();
     const contextSequence = r.u64();
+    let sessionNumber = 0;
+    const savedSessions = new Map<number, bigint>();
+    let time: RunningState['time'];
+    if (version !== VERSION_1) {
+      sessionNumber = r.u32();
+      for (let n = r.u16(); n > 0; n--) savedSessions.set(r.u32(), r.u64());
+      time = { origin: Number(r.u64()), clockMinusTime: r.u64(), epoch: r.u32() };
+    }
     const nv = Buffer.from(r.bytes(r.u32()));
     const readPcrs = (read: (r: Reader) => void) =>
       guarded(() => {
@@ -117,6 +142,9 @@ export function decodeRunningState(record: Buffer): { state: RunningState; nv: B
         nullProof,
         auditDigest: { digest: audit, resetCount },
         contextSequence,
+        sessionNumber,
+        savedSessions,
+        ...(time ? { time } : {}),
       },
       nv,
       readPcrs,
