@@ -761,6 +761,19 @@ describe('session audit', () => {
     assert.ok(c.attest.type === ST.ATTEST_SESSION_AUDIT);
     assert.deepEqual(c.attest.attested, { exclusiveSession: true, sessionDigest: H(ALG.SHA256, Buffer.alloc(32), cp1, rpHash) });
   });
+
+  test("an audit session's digest travels in its saved context and comes back with it", () => {
+    const tpm = startedEngine();
+    const handle = startHmacSession(tpm);
+    const cp = H(ALG.SHA256, 'cp');
+    const rp = Buffer.from('response parameters');
+    updateSessionAudit(tpm, { session: tpm.sessions.get(handle)!, attributes: SESSION_ATTR.audit | SESSION_ATTR.continueSession }, CC.GetRandom, cp, rp);
+    const saved = ok(tpm, buildCommand({ cc: CC.ContextSave, handles: [handle] })).params;
+    assert.equal(ok(tpm, buildCommand({ cc: CC.ContextLoad, params: saved })).handle, handle);
+    const a = attestation(ok(tpm, getSessionAuditCmd(RH.NULL, handle)), 'auditInfo');
+    assert.ok(a.attest.type === ST.ATTEST_SESSION_AUDIT);
+    assert.deepEqual(a.attest.attested.sessionDigest, H(ALG.SHA256, Buffer.alloc(32), cp, H(ALG.SHA256, u32b(0), u32b(CC.GetRandom), rp)));
+  });
 });
 
 describe('TPMS_ATTEST', () => {
