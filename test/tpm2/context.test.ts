@@ -111,7 +111,7 @@ describe('ContextSave and ContextLoad', () => {
     assert.equal(ok(tpm, loadCmd(c)).handle, c.savedHandle);
   });
 
-  test("a saved session comes back in an engine resumed from a snapshot; one loaded since the snapshot's successor does not", () => {
+  test('a saved session comes back in an engine resumed from a snapshot, until a later snapshot records it loaded', () => {
     const a = startedEngine();
     const c = savedPolicySession(a);
     const b = newEngine();

@@ -154,8 +154,7 @@ export class Tpm2Engine {
     // Startup restores the saved sessions a Shutdown(STATE) recorded.
     this.savedSessions.clear();
     this.clock.powerOn(this.nv.clock);
-    this.timeEpoch = randomInt(0x1_0000_0000);
-    this.timeOrigin = Date.now();
+    this.startTimeRun();
     this.pcrs = new PcrBanks(this.pcrCount, this.nv.allocation);
     this.pcrs.initialize();
   }
@@ -555,12 +554,18 @@ export class Tpm2Engine {
   /** The wall-clock millisecond at which Time was zero: a restarted host process continues Time from it. */
   private timeOrigin = Date.now();
 
+  /** Time restarts from zero (power-on): a new run of it. */
+  private startTimeRun(): void {
+    this.timeEpoch = randomInt(0x1_0000_0000);
+    this.timeOrigin = Date.now();
+  }
+
   nextContextSequence(): bigint {
     return ++this.contextSequence;
   }
 
-  /** The saved sessions as a Shutdown(STATE) records them and a running-state record carries them. */
-  savedSessionList(): SavedSessions {
+  /** The saved sessions as a Shutdown(STATE) records them in NV. */
+  private savedSessionList(): SavedSessions {
     return { lastNumber: this.sessions.lastNumber, saved: [...this.savedSessions].map(([h, seq]) => [h, seq.toString()]) };
   }
 
@@ -582,11 +587,7 @@ export class Tpm2Engine {
    */
   private resumeTime(t: RunningState['time']): void {
     this.clock.powerOn(this.nv.clock);
-    if (!t) {
-      this.timeEpoch = randomInt(0x1_0000_0000);
-      this.timeOrigin = Date.now();
-      return;
-    }
+    if (!t) return this.startTimeRun();
     const time = BigInt(Math.max(0, Date.now() - t.origin));
     const clock = time + t.clockMinusTime;
     this.clock.resume(time, clock > this.nv.clock ? clock : this.nv.clock);
