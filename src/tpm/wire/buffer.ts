@@ -64,6 +64,11 @@ export class Reader {
     return v;
   }
 
+  /** A field its u16 size precedes (the shape of a TPM2B), copied: the caller keeps it. */
+  sizedCopy(): Buffer {
+    return Buffer.from(this.bytes(this.u16()));
+  }
+
   /** A reader over the next n bytes, advancing this one past them. */
   sub(n: number): Reader {
     this.need(n);
@@ -153,6 +158,11 @@ export class Writer {
     this.buf.set(v, this.pos);
     this.pos += v.length;
     return this;
+  }
+
+  /** `v` after its u16 size (the shape of a TPM2B). */
+  sized(v: Uint8Array): this {
+    return this.u16(v.length).bytes(v);
   }
 
   /** Reserves a u32 to be filled in later (sizes known only after their content). */

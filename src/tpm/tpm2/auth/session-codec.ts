@@ -20,22 +20,17 @@ export interface TimeBase {
 export function encodeSession(s: Session, time: TimeBase): Buffer {
   const w = new Writer(256);
   w.u8(FORMAT).u32(time.epoch).u32(s.handle).u8(s.type).u16(s.authHash);
-  sized(w, s.sessionKey);
+  w.sized(s.sessionKey);
   w.u16(s.symmetric.algorithm).u16(s.symmetric.keyBits).u16(s.symmetric.mode);
   w.u8(s.bind ? 1 : 0);
   if (s.bind) {
-    w.u32(s.bind.handle);
-    sized(w, s.bind.name);
-    sized(w, s.bind.auth);
+    w.u32(s.bind.handle).sized(s.bind.name).sized(s.bind.auth);
   }
-  sized(w, s.nonceTPM);
-  sized(w, s.nonceCaller);
-  sized(w, s.policyDigest);
+  w.sized(s.nonceTPM).sized(s.nonceCaller).sized(s.policyDigest);
   const p = s.policy;
   w.u8(p ? 1 : 0);
   if (p) {
-    w.u32(p.commandCode).u8(p.commandLocality);
-    sized(w, p.cpHash);
+    w.u32(p.commandCode).u8(p.commandLocality).sized(p.cpHash);
     w.u8(CP_HASH_KINDS.indexOf(p.cpHashKind));
     w.u8(p.pcrCounter === undefined ? 0 : 1).u32(p.pcrCounter ?? 0);
     w.u64(p.startTime).u64(p.timeout === EXPIRED ? EXPIRED_ENCODED : p.timeout);
@@ -48,7 +43,7 @@ export function encodeSession(s: Session, time: TimeBase): Buffer {
     );
   }
   w.u8(s.audit ? 1 : 0);
-  if (s.audit) sized(w, s.audit.digest);
+  if (s.audit) w.sized(s.audit.digest);
   return w.copyOut();
 }
 
@@ -65,17 +60,17 @@ export function decodeSession(b: Buffer, time: TimeBase): Session {
   const handle = r.u32();
   const type = r.u8();
   const authHash = r.u16();
-  const sessionKey = copy(r);
+  const sessionKey = r.sizedCopy();
   const symmetric = { algorithm: r.u16(), keyBits: r.u16(), mode: r.u16() };
-  const bind = r.u8() ? { handle: r.u32(), name: copy(r), auth: copy(r) } : undefined;
-  const nonceTPM = copy(r);
-  const nonceCaller = copy(r);
-  const policyDigest = copy(r);
+  const bind = r.u8() ? { handle: r.u32(), name: r.sizedCopy(), auth: r.sizedCopy() } : undefined;
+  const nonceTPM = r.sizedCopy();
+  const nonceCaller = r.sizedCopy();
+  const policyDigest = r.sizedCopy();
   let policy: PolicyState | undefined;
   if (r.u8()) {
     const commandCode = r.u32();
     const commandLocality = r.u8();
-    const cpHash = copy(r);
+    const cpHash = r.sizedCopy();
     const cpHashKind = CP_HASH_KINDS[r.u8()];
     if (!cpHashKind) throw new RangeError('unknown cpHash kind');
     const hasPcr = r.u8();
@@ -100,7 +95,7 @@ export function decodeSession(b: Buffer, time: TimeBase): Session {
       nvWrittenState: (f & FLAG.nvWrittenState) !== 0,
     };
   }
-  const audit = r.u8() ? { digest: copy(r) } : undefined;
+  const audit = r.u8() ? { digest: r.sizedCopy() } : undefined;
   if (r.remaining !== 0) throw new RangeError('trailing bytes after the session');
   return { handle, type, authHash, sessionKey, symmetric, ...(bind ? { bind } : {}), nonceTPM, nonceCaller, policyDigest, ...(policy ? { policy } : {}), ...(audit ? { audit } : {}) };
 }
@@ -108,11 +103,3 @@ export function decodeSession(b: Buffer, time: TimeBase): Session {
 /** A timeout before any Time (authorize.ts refuses a session whose timeout is below Time). */
 export const EXPIRED = -1n;
 const EXPIRED_ENCODED = 0xffff_ffff_ffff_ffffn;
-
-function sized(w: Writer, b: Buffer): void {
-  w.u16(b.length).bytes(b);
-}
-
-function copy(r: Reader): Buffer {
-  return Buffer.from(r.bytes(r.u16()));
-}

@@ -11,12 +11,11 @@ const FORMAT_HARDWARE = 2;
 export function serializeObject(o: TpmObject): Buffer {
   const w = new Writer(512);
   w.u8(o.hardware ? FORMAT_HARDWARE : FORMAT).u32(o.hierarchy);
-  w.u16(o.parentQn.length).bytes(o.parentQn);
-  w.u16(o.publicBytes.length).bytes(o.publicBytes);
+  w.sized(o.parentQn).sized(o.publicBytes);
   // A public-only object (LoadExternal of a public key) has no sensitive area: size 0.
   const s = o.sensitive ? encode(sensitiveArea, o.sensitive) : Buffer.alloc(0);
-  w.u16(s.length).bytes(s);
-  if (o.hardware) w.u16(o.hardware.authValue.length).bytes(o.hardware.authValue).u16(o.hardware.outer.length).bytes(o.hardware.outer);
+  w.sized(s);
+  if (o.hardware) w.sized(o.hardware.authValue).sized(o.hardware.outer);
   return Buffer.from(w.finish());
 }
 
@@ -26,13 +25,13 @@ export function deserializeObject(blob: Buffer): TpmObject {
   const format = r.u8();
   if (format !== FORMAT && format !== FORMAT_HARDWARE) throw new RangeError('unknown persistent object format');
   const hierarchy = r.u32();
-  const parentQn = Buffer.from(r.bytes(r.u16()));
+  const parentQn = r.sizedCopy();
   const pub = publicArea.decode(r.sub(r.u16()));
   const size = r.u16();
   const sensitive = size === 0 ? undefined : sensitiveArea.decode(r.sub(size));
   if (format === FORMAT_HARDWARE) {
-    const authValue = Buffer.from(r.bytes(r.u16()));
-    const outer = Buffer.from(r.bytes(r.u16()));
+    const authValue = r.sizedCopy();
+    const outer = r.sizedCopy();
     return makeHardwareObject(pub, { authValue, outer }, hierarchy, parentQn);
   }
   return makeObject(pub, sensitive, hierarchy, parentQn);

@@ -73,12 +73,12 @@ export function encodeRunningHead(s: RunningState, nvLength: number): Buffer {
   const e = s.enables;
   w.u8((s.started ? FLAG.started : 0) | (s.orderlyStart ? FLAG.orderlyStart : 0) | (e.ph ? FLAG.ph : 0) | (e.sh ? FLAG.sh : 0) | (e.eh ? FLAG.eh : 0) | (e.phNV ? FLAG.phNV : 0));
   w.u32(s.pcrUpdateCounter);
-  sized(w, s.platformAuth);
+  w.sized(s.platformAuth);
   w.u16(s.platformPolicy.alg);
-  sized(w, s.platformPolicy.digest);
-  sized(w, s.nullSeed);
-  sized(w, s.nullProof);
-  sized(w, Buffer.from(s.auditDigest.digest, 'hex'));
+  w.sized(s.platformPolicy.digest);
+  w.sized(s.nullSeed);
+  w.sized(s.nullProof);
+  w.sized(Buffer.from(s.auditDigest.digest, 'hex'));
   w.u32(s.auditDigest.resetCount);
   w.u64(s.contextSequence);
   w.u32(s.sessionNumber).u16(s.savedSessions.size);
@@ -92,9 +92,6 @@ export function encodeRunningHead(s: RunningState, nvLength: number): Buffer {
 /** The fixed fields and length prefixes, and room for an audit digest of any hash. */
 const HEADER_ROOM = 160;
 
-function sized(w: Writer, b: Buffer): void {
-  w.u16(b.length).bytes(b);
-}
 
 /**
  * Decodes a record. The PCR banks to restore depend on the NV's allocation, so the caller gets the
@@ -108,12 +105,12 @@ export function decodeRunningState(record: Buffer): { state: RunningState; nv: B
     if (version !== RUNNING_VERSION && version !== VERSION_1) throw new RunningStateError(`version ${version}; this vtpmd reads versions ${VERSION_1} and ${RUNNING_VERSION}`);
     const f = r.u8();
     const pcrUpdateCounter = r.u32();
-    const platformAuth = Buffer.from(r.bytes(r.u16()));
+    const platformAuth = r.sizedCopy();
     const alg = r.u16();
-    const digest = Buffer.from(r.bytes(r.u16()));
-    const nullSeed = Buffer.from(r.bytes(r.u16()));
-    const nullProof = Buffer.from(r.bytes(r.u16()));
-    const audit = Buffer.from(r.bytes(r.u16())).toString('hex');
+    const digest = r.sizedCopy();
+    const nullSeed = r.sizedCopy();
+    const nullProof = r.sizedCopy();
+    const audit = r.bytes(r.u16()).toString('hex');
     const resetCount = r.u32();
     const contextSequence = r.u64();
     let sessionNumber = 0;
